@@ -1,0 +1,3 @@
+"""Version of nnx-nn; the single source of truth read by hatch."""
+
+__version__ = "0.1.0"
