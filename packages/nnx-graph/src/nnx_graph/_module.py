@@ -1,0 +1,330 @@
+"""Module: the base class for layers and models."""
+
+from __future__ import annotations
+
+import functools
+import typing as tp
+from collections.abc import Iterator
+
+import jax.numpy as jnp
+
+from nnx_graph._errors import format_path
+from nnx_graph._filters import to_predicate
+from nnx_graph._pytree import Pytree
+from nnx_graph._variables import Intermediate, Perturbation, Variable, variable_type_from_name
+
+__all__ = [
+    "M",
+    "Module",
+    "capture",
+    "iter_children",
+    "iter_modules",
+    "view",
+    "view_info",
+    "with_attributes",
+]
+
+M = tp.TypeVar("M", bound="Module")
+A = tp.TypeVar("A")
+Path = tuple[tp.Any, ...]
+
+
+def _tuple_reduce(xs: tuple[tp.Any, ...], x: tp.Any) -> tuple[tp.Any, ...]:
+    return (*xs, x)
+
+
+def _tuple_init() -> tuple[tp.Any, ...]:
+    return ()
+
+
+class Module(Pytree):
+    """Base class for layers and models: a mutable Python object holding its
+    Variables and sub-Modules as attributes.
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, nnx_graph as nnx
+        >>> class Linear(nnx.Module):
+        ...     def __init__(self, din, dout, *, rngs):
+        ...         self.w = nnx.Param(jax.random.uniform(rngs.params(), (din, dout)))
+        ...         self.b = nnx.Param(jnp.zeros(dout))
+        ...     def __call__(self, x):
+        ...         return x @ self.w + self.b
+        >>> Linear(2, 3, rngs=nnx.Rngs(0))(jnp.ones((1, 2))).shape
+        (1, 3)
+    """
+
+    def sow(
+        self,
+        variable_type: type[Variable[tp.Any]] | str,
+        name: str,
+        value: A,
+        reduce_fn: tp.Callable[[tp.Any, A], tp.Any] = _tuple_reduce,
+        init_fn: tp.Callable[[], tp.Any] = _tuple_init,
+    ) -> bool:
+        """Store ``value`` in a Variable attribute ``name`` of type ``variable_type``
+        (by default appending to a tuple), to be read or popped later.
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> class M(nnx.Module):
+            ...     def __call__(self, x):
+            ...         self.sow(nnx.Intermediate, "h", x * 2)
+            ...         return x
+            >>> m = M(); _ = m(jnp.ones(2)); _ = m(jnp.ones(2))
+            >>> len(m.h.value)
+            2
+        """
+        if isinstance(variable_type, str):
+            variable_type = variable_type_from_name(variable_type, allow_register=True)
+        if hasattr(self, name):
+            existing = getattr(self, name)
+            if not isinstance(existing, variable_type):
+                raise ValueError(
+                    f"sow: attribute {name!r} of {type(self).__name__} holds a "
+                    f"{type(existing).__name__}, expected a {variable_type.__name__}. "
+                    "Fix: sow under another name or pop the old value first."
+                )
+            existing.set_value(reduce_fn(existing.get_value(), value))
+        else:
+            setattr(self, name, variable_type(reduce_fn(init_fn(), value)))
+        return True
+
+    def perturb(self, name: str, value: tp.Any,
+                variable_type: type[Variable[tp.Any]] | str = Perturbation) -> tp.Any:
+        """Add a zero-valued ``Perturbation`` named ``name`` to ``value``: taking the
+        gradient w.r.t. it gives the gradient w.r.t. this intermediate value.
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> class M(nnx.Module):
+            ...     def __call__(self, x):
+            ...         return self.perturb("h", x) * 3
+            >>> m = M(); _ = m(jnp.ones(2))
+            >>> m.h.value.tolist()
+            [0.0, 0.0]
+        """
+        if isinstance(variable_type, str):
+            variable_type = variable_type_from_name(variable_type, allow_register=True)
+        if not hasattr(self, name):
+            setattr(self, name, variable_type(jnp.zeros_like(value)))
+        return value + getattr(self, name).get_value()
+
+    def iter_modules(self) -> Iterator[tuple[Path, Module]]:
+        """``(path, module)`` for this Module and every sub-Module (see
+        :func:`iter_modules`)."""
+        return iter_modules(self)
+
+    def iter_children(self) -> Iterator[tuple[str, Module]]:
+        """``(name, module)`` for the direct sub-Modules (see :func:`iter_children`)."""
+        return iter_children(self)
+
+    def set_attributes(self, *filters: tp.Any, raise_if_not_found: bool = True,
+                       **attributes: tp.Any) -> None:
+        """Set attributes on this Module and every sub-Module that has them
+        (optionally only Modules matching ``filters``).
+
+        Example::
+
+            >>> import nnx_graph as nnx
+            >>> class Drop(nnx.Module):
+            ...     def __init__(self):
+            ...         self.deterministic = False
+            >>> class Net(nnx.Module):
+            ...     def __init__(self):
+            ...         self.drop = Drop()
+            >>> net = Net(); net.set_attributes(deterministic=True)
+            >>> net.drop.deterministic
+            True
+        """
+        predicate = to_predicate(filters) if filters else None
+        remaining = set(attributes)
+        for path, module in iter_modules(self):
+            if predicate is not None and not predicate(path, module):
+                continue
+            for name, value in attributes.items():
+                if hasattr(module, name) and not callable(getattr(type(module), name, None)):
+                    if getattr(module, name) is not value:
+                        setattr(module, name, value)
+                    remaining.discard(name)
+        if remaining and raise_if_not_found:
+            raise AttributeError(
+                f"set_attributes: no Module in {type(self).__name__} has the attribute(s) "
+                f"{sorted(remaining)}. Expected at least one sub-Module with each. Fix: "
+                "check the spelling or pass raise_if_not_found=False."
+            )
+
+    def train(self, **attributes: tp.Any) -> None:
+        """Training mode: ``deterministic=False`` (Dropout) and
+        ``use_running_average=False`` (BatchNorm) on every sub-Module that has them.
+
+        Example::
+
+            >>> import nnx_graph as nnx
+            >>> class Net(nnx.Module):
+            ...     def __init__(self):
+            ...         self.deterministic = True
+            >>> net = Net(); net.train(); net.deterministic
+            False
+        """
+        self.set_attributes(deterministic=False, use_running_average=False,
+                            raise_if_not_found=False, **attributes)
+
+    def eval(self, **attributes: tp.Any) -> None:
+        """Evaluation mode: ``deterministic=True`` and ``use_running_average=True``
+        on every sub-Module that has them.
+
+        Example::
+
+            >>> import nnx_graph as nnx
+            >>> class Net(nnx.Module):
+            ...     def __init__(self):
+            ...         self.use_running_average = False
+            >>> net = Net(); net.eval(); net.use_running_average
+            True
+        """
+        self.set_attributes(deterministic=True, use_running_average=True,
+                            raise_if_not_found=False, **attributes)
+
+
+def iter_modules(node: tp.Any, /) -> Iterator[tuple[Path, Module]]:
+    """``(path, module)`` for every Module in the graph (sub-Modules first, the root
+    last, each shared Module once).
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> class A(nnx.Module): pass
+        >>> class B(nnx.Module):
+        ...     def __init__(self):
+        ...         self.a = A()
+        >>> [p for p, _ in nnx.iter_modules(B())]
+        [('a',), ()]
+    """
+    from nnx_graph._graph import iter_graph
+
+    for path, value in iter_graph(node):
+        if isinstance(value, Module):
+            yield path, value
+
+
+def iter_children(node: tp.Any, /) -> Iterator[tuple[tp.Any, Module]]:
+    """``(name, module)`` for the direct sub-Modules of ``node``.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> class A(nnx.Module): pass
+        >>> class B(nnx.Module):
+        ...     def __init__(self):
+        ...         self.a = A()
+        >>> [n for n, _ in nnx.iter_children(B())]
+        ['a']
+    """
+    seen: set[int] = set()
+    for path, value in iter_modules(node):
+        if len(path) == 1 and id(value) not in seen:
+            seen.add(id(value))
+            yield path[0], value
+
+
+def view(node: A, /, *, only: tp.Any = ..., raise_if_not_found: bool = True,
+         graph: tp.Any = None, **attributes: tp.Any) -> A:
+    """A new object graph sharing ``node``'s Variables, with ``attributes`` set on
+    the (sub-)Modules that have them. ``node`` itself is unchanged.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> class Drop(nnx.Module):
+        ...     def __init__(self):
+        ...         self.deterministic = False
+        >>> d = Drop(); e = nnx.view(d, deterministic=True)
+        >>> d.deterministic, e.deterministic
+        (False, True)
+    """
+    from nnx_graph._graph import merge, split
+
+    new = merge(*split(node))
+    filters = () if only is ... else (only,)
+    if isinstance(new, Module):
+        new.set_attributes(*filters, raise_if_not_found=raise_if_not_found, **attributes)
+    else:
+        for _, module in iter_modules(new):
+            module.set_attributes(*filters, raise_if_not_found=False, **attributes)
+    return tp.cast(A, new)
+
+
+with_attributes = view
+
+
+def view_info(node: tp.Any, /) -> str:
+    """Text listing, per Module type in ``node``, the boolean/``None`` attributes
+    that :func:`view` (or ``train``/``eval``) can switch.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> class Drop(nnx.Module):
+        ...     def __init__(self):
+        ...         self.deterministic = False
+        >>> print(nnx.view_info(Drop()))
+        Drop: deterministic=False
+    """
+    lines = []
+    seen: set[type] = set()
+    for _, module in iter_modules(node):
+        if type(module) in seen:
+            continue
+        seen.add(type(module))
+        flags = [f"{k}={v!r}" for k, v in sorted(vars(module).items())
+                 if not k.startswith("_") and (isinstance(v, bool) or v is None)]
+        if flags:
+            lines.append(f"{type(module).__name__}: {', '.join(flags)}")
+    return "\n".join(lines)
+
+
+def capture(fn: tp.Callable[..., A], *filters: tp.Any,
+            ) -> tp.Callable[..., tuple[A, tp.Any]]:
+    """Wrap ``fn`` so it returns ``(output, captured)``: the Variables matching
+    ``filters`` (default ``Intermediate``, e.g. values stored with ``sow``) that the
+    call left on the Modules among its arguments, popped into a State.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __call__(self, x):
+        ...         self.sow(nnx.Intermediate, "h", x + 1)
+        ...         return x
+        >>> m = M()
+        >>> y, inter = nnx.capture(lambda m, x: m(x))(m, jnp.ones(2))
+        >>> inter["h"].value[0].tolist(), hasattr(m, "h")
+        ([2.0, 2.0], False)
+    """
+    from nnx_graph._graph import pop
+    from nnx_graph._pytree import is_graph_node
+    from nnx_graph._state import State, merge_state
+
+    chosen = filters or (Intermediate,)
+
+    @functools.wraps(fn)
+    def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tuple[A, tp.Any]:
+        out = fn(*args, **kwargs)
+        nodes = [a for a in (*args, *kwargs.values()) if is_graph_node(a)]
+        if not nodes:
+            raise TypeError(
+                f"nnx.capture({getattr(fn, '__name__', fn)}): none of the arguments is a "
+                "Module, so there is nothing to capture from. Fix: pass the Module as an "
+                "argument of the wrapped function."
+            )
+        target: tp.Any = nodes[0] if len(nodes) == 1 else tuple(nodes)
+        popped = pop(target, *chosen)
+        if len(chosen) == 1:
+            return out, popped
+        return out, tuple(popped) if isinstance(popped, tuple) else (popped,)
+
+    del State, merge_state, format_path
+    return wrapper

@@ -1,0 +1,627 @@
+"""Pytree: the base of every graph node (Modules, containers, Rngs, Optimizers).
+
+Attributes are classified as *data* (Variables, arrays, graph nodes, and
+containers holding them) or *static* (everything else: sizes, flags, callables).
+Classification is decided when the graph is traversed, so a list that starts empty
+and is appended to later works.  ``nnx.data(...)``/``nnx.static(...)`` (or
+annotations ``x: nnx.Data[...]``) override it.
+
+Every structural mutation of an object that a transform cache has seen bumps the
+structural epoch (see ``_epoch.py``), so caches are never stale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as tp
+
+import jax
+import numpy as np
+
+from nnx_graph import _epoch
+from nnx_graph._variables import Variable
+
+__all__ = [
+    "Data",
+    "Dict",
+    "List",
+    "Object",
+    "Pytree",
+    "Static",
+    "check_pytree",
+    "data",
+    "dataclass",
+    "has_data",
+    "is_data",
+    "is_graph_node",
+    "register_data_type",
+    "static",
+]
+
+A = tp.TypeVar("A")
+T = tp.TypeVar("T")
+
+_DATA_TYPES: tuple[type, ...] = (Variable, jax.Array, np.ndarray)
+_EXTRA_DATA_TYPES: set[type] = set()
+
+
+def register_data_type(typ: type, /) -> None:
+    """Treat instances of ``typ`` as data (state) when assigned to a Pytree.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> class Box:
+        ...     pass
+        >>> nnx.register_data_type(Box)
+        >>> nnx.is_data(Box())
+        True
+    """
+    _EXTRA_DATA_TYPES.add(typ)
+
+
+class _Marker:
+    __slots__ = ("value",)
+
+    def __init__(self, value: tp.Any) -> None:
+        self.value = value
+
+
+class _DataMarker(_Marker):
+    pass
+
+
+class _StaticMarker(_Marker):
+    pass
+
+
+_NO_VALUE = object()
+
+
+def data(value: A = _NO_VALUE, /, **field_kwargs: tp.Any) -> A:  # type: ignore[assignment]
+    """Mark a value as data when assigning it: ``self.layers = nnx.data([...])``.
+
+    Without a value (in a class body or ``nnx.dataclass`` field), returns a dataclass
+    field marked as data.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.count = nnx.data(0)
+        >>> nnx.state(M())["count"]
+        0
+    """
+    if value is _NO_VALUE:
+        metadata = {**field_kwargs.pop("metadata", {}), "nnx_data": True}
+        return dataclasses.field(metadata=metadata, **field_kwargs)  # type: ignore[no-any-return]
+    return _DataMarker(value)  # type: ignore[return-value]
+
+
+def static(value: A = _NO_VALUE, /, **field_kwargs: tp.Any) -> A:  # type: ignore[assignment]
+    """Mark a value as static (part of the structure, never traced).
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.table = nnx.static(jnp.arange(3))
+        >>> len(nnx.state(M()))
+        0
+    """
+    if value is _NO_VALUE:
+        metadata = {**field_kwargs.pop("metadata", {}), "nnx_data": False}
+        return dataclasses.field(metadata=metadata, **field_kwargs)  # type: ignore[no-any-return]
+    return _StaticMarker(value)  # type: ignore[return-value]
+
+
+if tp.TYPE_CHECKING:
+    Data = tp.Annotated[T, "nnx_data"]
+    Static = tp.Annotated[T, "nnx_static"]
+else:
+
+    class _AnnotationMarker:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __getitem__(self, item: tp.Any) -> tp.Any:
+            return tp.Annotated[item, self.name]
+
+        def __repr__(self) -> str:
+            return f"nnx.{self.name.split('_')[1].title()}"
+
+    Data = _AnnotationMarker("nnx_data")
+    Static = _AnnotationMarker("nnx_static")
+
+
+def is_graph_node(value: object) -> bool:
+    """True for objects the graph API traverses with identity (Pytree, List, Dict)."""
+    return isinstance(value, (Pytree, List, Dict))
+
+
+def is_data(value: object) -> bool:
+    """True when ``value`` is state: a Variable, array, graph node, or a registered
+    data type.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> nnx.is_data(jnp.ones(1)), nnx.is_data(3)
+        (True, False)
+    """
+    return (
+        isinstance(value, _DATA_TYPES)
+        or is_graph_node(value)
+        or (bool(_EXTRA_DATA_TYPES) and isinstance(value, tuple(_EXTRA_DATA_TYPES)))
+    )
+
+
+def has_data(value: object) -> bool:
+    """True when ``value`` is data or a (nested) list/tuple/dict containing data.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> nnx.has_data((1, [jnp.ones(1)])), nnx.has_data((1, "a"))
+        (True, False)
+    """
+    if is_data(value):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(has_data(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_data(v) for v in value.values())
+    return False
+
+
+def _convert_container(value: tp.Any) -> tp.Any:
+    """Plain lists/dicts that hold data (or are empty) become List/Dict so that
+    later mutation is tracked."""
+    if type(value) is list and (not value or has_data(value)):
+        return List(value)
+    if type(value) is dict and (not value or has_data(value)):
+        return Dict(value)
+    return value
+
+
+def _annotation_kind(cls: type, name: str) -> bool | None:
+    """True (data) / False (static) from class annotations, else None."""
+    for klass in cls.__mro__:
+        ann = klass.__dict__.get("__annotations__", {})
+        if name in ann:
+            a = ann[name]
+            text = a if isinstance(a, str) else repr(a)
+            if "nnx_data" in text or "Data[" in text:
+                return True
+            if "nnx_static" in text or "Static[" in text:
+                return False
+            return None
+    return None
+
+
+class Pytree:
+    """Base class for graph nodes: mutable Python objects whose data attributes are
+    state.  Subclasses are registered as JAX pytrees (data attributes are children).
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, nnx_graph as nnx
+        >>> class Point(nnx.Pytree):
+        ...     def __init__(self):
+        ...         self.xy = jnp.zeros(2)   # data
+        ...         self.name = "p"          # static
+        >>> len(jax.tree.leaves(Point()))
+        1
+    """
+
+    _nnx_observed: bool = False
+    _nnx_explicit: dict[str, bool] = {}  # noqa: RUF012  (per-instance copy on write)
+
+    def __init_subclass__(cls, pytree: bool = True, **kwargs: tp.Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._nnx_is_pytree = pytree
+        if pytree:
+            jax.tree_util.register_pytree_with_keys(
+                cls, _pytree_flatten_with_keys, _make_unflatten(cls), _pytree_flatten
+            )
+
+    def __setattr__(self, name: str, value: tp.Any) -> None:
+        if name.startswith("_nnx_"):
+            object.__setattr__(self, name, value)
+            return
+        d = self.__dict__
+        if isinstance(value, _Marker):
+            explicit = dict(self._nnx_explicit)
+            explicit[name] = isinstance(value, _DataMarker)
+            object.__setattr__(self, "_nnx_explicit", explicit)
+            value = value.value
+        elif name in d and d[name] is value:
+            return  # e.g. `self.count += 1` re-assigning the same Variable
+        if self._nnx_explicit.get(name) is not False:
+            value = _convert_container(value)
+        if self._nnx_observed:
+            _epoch.bump()
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if self._nnx_observed and not name.startswith("_nnx_"):
+            _epoch.bump()
+        object.__delattr__(self, name)
+
+    # ------------------------------------------------------------ classification
+    def _nnx_is_data_attr(self, name: str, value: tp.Any) -> bool:
+        explicit = self._nnx_explicit.get(name)
+        if explicit is not None:
+            return explicit
+        kind = _annotation_kind(type(self), name)
+        if kind is not None:
+            return kind
+        return has_data(value)
+
+    def _nnx_attributes(self) -> list[tuple[str, tp.Any]]:
+        """The graph attributes in traversal order (sorted names)."""
+        d = self.__dict__
+        return [(k, d[k]) for k in sorted(d) if not k.startswith("_nnx_")]
+
+    def __repr__(self) -> str:
+        from nnx_graph._repr import node_repr
+
+        return node_repr(self)
+
+
+Object = Pytree
+"""Compatibility alias of :class:`Pytree`."""
+
+
+def _pytree_split(node: Pytree) -> tuple[list[str], list[tp.Any], tuple[tp.Any, ...]]:
+    from nnx_graph._hashing import hashable
+
+    keys: list[str] = []
+    children: list[tp.Any] = []
+    statics: list[tuple[str, tp.Any]] = []
+    for name, value in node._nnx_attributes():
+        if node._nnx_is_data_attr(name, value):
+            keys.append(name)
+            children.append(value)
+        else:
+            statics.append((name, hashable(value)))
+    return keys, children, (tuple(keys), tuple(statics), dict(node._nnx_explicit).__repr__())
+
+
+def _pytree_flatten_with_keys(node: Pytree) -> tuple[list[tuple[tp.Any, tp.Any]], tp.Any]:
+    keys, children, aux = _pytree_split(node)
+    return [(jax.tree_util.GetAttrKey(k), c) for k, c in zip(keys, children)], _PytreeAux(node, aux)
+
+
+def _pytree_flatten(node: Pytree) -> tuple[list[tp.Any], tp.Any]:
+    _, children, aux = _pytree_split(node)
+    return children, _PytreeAux(node, aux)
+
+
+class _PytreeAux:
+    """Aux data of a flattened Pytree: the static attributes (compared by value)."""
+
+    __slots__ = ("key", "statics", "explicit")
+
+    def __init__(self, node: Pytree, aux: tuple[tp.Any, ...]) -> None:
+        self.key = aux
+        self.statics = {k: node.__dict__[k] for k, _ in aux[1]}
+        self.explicit = dict(node._nnx_explicit)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _PytreeAux) and self.key == other.key
+
+
+def _make_unflatten(cls: type[Pytree]) -> tp.Callable[[_PytreeAux, tp.Iterable[tp.Any]], Pytree]:
+    def unflatten(aux: _PytreeAux, children: tp.Iterable[tp.Any]) -> Pytree:
+        node = object.__new__(cls)
+        d = node.__dict__
+        for name, value in zip(aux.key[0], children):
+            d[name] = value
+        d.update(aux.statics)
+        if aux.explicit:
+            d["_nnx_explicit"] = dict(aux.explicit)
+        return node
+
+    return unflatten
+
+
+# ------------------------------------------------------------------ containers
+class List(list[A]):
+    """A list that is a graph node: ``self.layers = nnx.List([...])``.
+
+    Plain lists holding data assigned to a Module attribute are converted to this
+    type automatically, so ``append`` after assignment works and is tracked.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.items = []
+        >>> m = M(); m.items.append(nnx.Param(jnp.ones(1)))
+        >>> list(nnx.state(m)["items"])
+        [0]
+    """
+
+    __slots__ = ("_nnx_observed", "__weakref__")
+
+    def __init__(self, iterable: tp.Iterable[A] = (), /) -> None:
+        super().__init__(_convert_container(v) for v in iterable)
+        self._nnx_observed = False
+
+    def _nnx_changed(self) -> None:
+        if getattr(self, "_nnx_observed", False):
+            _epoch.bump()
+
+    def append(self, value: A) -> None:
+        self._nnx_changed()
+        super().append(_convert_container(value))
+
+    def extend(self, values: tp.Iterable[A]) -> None:
+        self._nnx_changed()
+        super().extend(_convert_container(v) for v in values)
+
+    def insert(self, index: tp.SupportsIndex, value: A) -> None:
+        self._nnx_changed()
+        super().insert(index, _convert_container(value))
+
+    def pop(self, index: tp.SupportsIndex = -1) -> A:
+        self._nnx_changed()
+        return super().pop(index)
+
+    def remove(self, value: A) -> None:
+        self._nnx_changed()
+        super().remove(value)
+
+    def clear(self) -> None:
+        self._nnx_changed()
+        super().clear()
+
+    def sort(self, *args: tp.Any, **kwargs: tp.Any) -> None:
+        self._nnx_changed()
+        super().sort(*args, **kwargs)
+
+    def reverse(self) -> None:
+        self._nnx_changed()
+        super().reverse()
+
+    def __setitem__(self, index: tp.Any, value: tp.Any) -> None:
+        self._nnx_changed()
+        if isinstance(index, slice):
+            super().__setitem__(index, [_convert_container(v) for v in value])
+        else:
+            super().__setitem__(index, _convert_container(value))
+
+    def __delitem__(self, index: tp.Any) -> None:
+        self._nnx_changed()
+        super().__delitem__(index)
+
+    def __iadd__(self, values: tp.Iterable[A]) -> tp.Self:  # type: ignore[override,misc]
+        self.extend(values)
+        return self
+
+    def __imul__(self, n: tp.SupportsIndex) -> tp.Self:  # type: ignore[override,misc]
+        self._nnx_changed()
+        return super().__imul__(n)
+
+    def __repr__(self) -> str:
+        from nnx_graph._repr import node_repr
+
+        return node_repr(self)
+
+    def __reduce__(self) -> tp.Any:
+        return (List, (list(self),))
+
+
+class Dict(dict[tp.Any, A]):
+    """A dict that is a graph node; entries are also readable as attributes.
+
+    Plain dicts holding data assigned to a Module attribute become ``Dict``.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> d = nnx.Dict(w=nnx.Param(jnp.ones(2)))
+        >>> d.w.shape
+        (2,)
+    """
+
+    __slots__ = ("_nnx_observed", "__weakref__")
+
+    def __init__(self, *args: tp.Any, **kwargs: A) -> None:
+        super().__init__()
+        self._nnx_observed = False
+        for key, value in dict(*args, **kwargs).items():
+            super().__setitem__(key, _convert_container(value))
+
+    def _nnx_changed(self) -> None:
+        if getattr(self, "_nnx_observed", False):
+            _epoch.bump()
+
+    def __setitem__(self, key: tp.Any, value: A) -> None:
+        self._nnx_changed()
+        super().__setitem__(key, _convert_container(value))
+
+    def __delitem__(self, key: tp.Any) -> None:
+        self._nnx_changed()
+        super().__delitem__(key)
+
+    def update(self, *args: tp.Any, **kwargs: tp.Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def pop(self, key: tp.Any, *default: tp.Any) -> tp.Any:
+        self._nnx_changed()
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[tp.Any, A]:
+        self._nnx_changed()
+        return super().popitem()
+
+    def clear(self) -> None:
+        self._nnx_changed()
+        super().clear()
+
+    def setdefault(self, key: tp.Any, default: tp.Any = None) -> tp.Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __ior__(self, other: tp.Any) -> tp.Self:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def __getattr__(self, name: str) -> A:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"nnx.Dict has no key {name!r}; its keys are {list(self)}."
+            ) from None
+
+    def __setattr__(self, name: str, value: tp.Any) -> None:
+        if name.startswith("_nnx_"):
+            object.__setattr__(self, name, value)
+        else:
+            self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        del self[name]
+
+    def __repr__(self) -> str:
+        from nnx_graph._repr import node_repr
+
+        return node_repr(self)
+
+    def __reduce__(self) -> tp.Any:
+        return (Dict, (dict(self),))
+
+
+def _list_flatten(node: List[tp.Any]) -> tuple[list[tp.Any], tp.Any]:
+    from nnx_graph._hashing import hashable
+
+    mask = tuple(has_data(v) for v in node)
+    children = [v for v, m in zip(node, mask) if m]
+    statics = tuple(hashable(v) if not m else None for v, m in zip(node, mask))
+    return children, _ListAux(mask, statics, [v for v, m in zip(node, mask) if not m])
+
+
+class _ListAux:
+    __slots__ = ("mask", "key", "values")
+
+    def __init__(self, mask: tuple[bool, ...], key: tuple[tp.Any, ...], values: list[tp.Any]):
+        self.mask, self.key, self.values = mask, key, values
+
+    def __hash__(self) -> int:
+        return hash((self.mask, self.key))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ListAux) and (self.mask, self.key) == (other.mask, other.key)
+
+
+def _list_unflatten(aux: _ListAux, children: tp.Iterable[tp.Any]) -> List[tp.Any]:
+    data_iter = iter(children)
+    static_iter = iter(aux.values)
+    out = List.__new__(List)
+    list.extend(out, [next(data_iter) if m else next(static_iter) for m in aux.mask])
+    out._nnx_observed = False
+    return out
+
+
+jax.tree_util.register_pytree_node(List, _list_flatten, _list_unflatten)
+
+
+def _dict_flatten(node: Dict[tp.Any]) -> tuple[list[tp.Any], tp.Any]:
+    from nnx_graph._state import sorted_keys
+
+    keys = tuple(sorted_keys(node))
+    return [dict.__getitem__(node, k) for k in keys], keys
+
+
+def _dict_unflatten(keys: tuple[tp.Any, ...], children: tp.Iterable[tp.Any]) -> Dict[tp.Any]:
+    out = Dict.__new__(Dict)
+    out._nnx_observed = False
+    for k, v in zip(keys, children):
+        dict.__setitem__(out, k, v)
+    return out
+
+
+jax.tree_util.register_pytree_node(Dict, _dict_flatten, _dict_unflatten)
+
+
+# ------------------------------------------------------------------ dataclass
+@tp.dataclass_transform(field_specifiers=(dataclasses.field, data, static))
+def dataclass(cls: type[T] | None = None, /, **kwargs: tp.Any) -> tp.Any:
+    """``dataclasses.dataclass`` for Pytree subclasses; ``nnx.data()`` /
+    ``nnx.static()`` mark fields.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> @nnx.dataclass
+        ... class Pair(nnx.Pytree):
+        ...     a: jnp.ndarray
+        ...     label: str = nnx.static(default="x")
+        >>> Pair(jnp.ones(1)).label
+        'x'
+    """
+
+    def wrap(klass: type[T]) -> type[T]:
+        kwargs.setdefault("repr", False)
+        kwargs.setdefault("eq", False)
+        out = dataclasses.dataclass(**kwargs)(klass)
+        explicit = {
+            f.name: f.metadata["nnx_data"]
+            for f in dataclasses.fields(out)  # type: ignore[arg-type]
+            if "nnx_data" in f.metadata
+        }
+        if explicit:
+            original_init = out.__init__  # type: ignore[misc]
+
+            def __init__(self: tp.Any, *args: tp.Any, **kw: tp.Any) -> None:
+                object.__setattr__(self, "_nnx_explicit", {**self._nnx_explicit, **explicit})
+                original_init(self, *args, **kw)
+
+            out.__init__ = __init__  # type: ignore[misc]
+        return out
+
+    return wrap if cls is None else wrap(cls)
+
+
+def check_pytree(node: tp.Any) -> None:
+    """Raise if a Pytree holds data in an attribute explicitly marked static.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.w = nnx.static(nnx.Param(jnp.ones(1)))
+        >>> try:
+        ...     nnx.check_pytree(M())
+        ... except ValueError as e:
+        ...     print("static" in str(e))
+        True
+    """
+    from nnx_graph._graph import iter_graph
+
+    for path, value in iter_graph(node):
+        if isinstance(value, Pytree):
+            for name, attr in value._nnx_attributes():
+                if value._nnx_explicit.get(name) is False and has_data(attr):
+                    from nnx_graph._errors import format_path
+
+                    raise ValueError(
+                        f"{format_path((*path, name))} is marked static but holds data "
+                        f"({type(attr).__name__}). Expected static attributes to hold no "
+                        "Variables or arrays. Fix: assign it with nnx.data(...) or drop "
+                        "nnx.static(...)."
+                    )

@@ -1,0 +1,386 @@
+"""Rngs: named PRNG streams whose keys and counters are state.
+
+``rngs.params()`` returns ``fold_in(key, count)`` and increments ``count``; both are
+Variables (``RngKey``, ``RngCount``), so they flow through transforms like any other
+state and every call returns a fresh key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import typing as tp
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+
+from nnx_graph._errors import RngStreamError
+from nnx_graph._filters import to_predicate
+from nnx_graph._pytree import Pytree
+from nnx_graph._variables import Variable
+
+__all__ = [
+    "RngCount",
+    "RngKey",
+    "RngState",
+    "RngStream",
+    "Rngs",
+    "fork_rngs",
+    "reseed",
+    "restore_rngs",
+    "split_rngs",
+    "with_rngs",
+]
+
+F = tp.TypeVar("F", bound=tp.Callable[..., tp.Any])
+SeedLike = tp.Union[int, jax.Array]
+
+
+class RngState(Variable[jax.Array]):
+    """Base type of the Variables an :class:`RngStream` holds."""
+
+    __slots__ = ()
+
+
+class RngKey(RngState):
+    """The key of an RNG stream (a typed JAX key array)."""
+
+    __slots__ = ()
+
+
+class RngCount(RngState):
+    """How many keys an RNG stream has produced (a uint32 scalar)."""
+
+    __slots__ = ()
+
+
+def _to_key(seed: SeedLike, stream: str) -> jax.Array:
+    if isinstance(seed, RngStream):
+        return seed()
+    if isinstance(seed, int) or (hasattr(seed, "dtype") and jnp.issubdtype(seed.dtype, jnp.integer)
+                                 and jnp.ndim(seed) == 0):
+        return jax.random.key(seed)
+    if hasattr(seed, "dtype") and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key):
+        return tp.cast(jax.Array, seed)
+    if hasattr(seed, "dtype") and seed.dtype == jnp.uint32 and seed.shape[-1:] == (2,):
+        return jax.random.wrap_key_data(seed)
+    raise TypeError(
+        f"Rngs stream {stream!r}: expected an int seed or a JAX key, found "
+        f"{type(seed).__name__} {seed!r:.60}. Fix: nnx.Rngs({stream}=0) or "
+        f"nnx.Rngs({stream}=jax.random.key(0))."
+    )
+
+
+def _fold_in(key: jax.Array, count: jax.Array) -> jax.Array:
+    if key.ndim == 0:
+        return jax.random.fold_in(key, count)
+    flat = key.reshape(-1)
+    counts = jnp.broadcast_to(count, key.shape).reshape(-1)
+    return jax.vmap(jax.random.fold_in)(flat, counts).reshape(key.shape)
+
+
+class RngStream(Pytree):
+    """One named stream: ``stream()`` returns a fresh key each call.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> stream = nnx.Rngs(params=0).params
+        >>> bool((stream() != stream()).any())
+        True
+    """
+
+    def __init__(self, key: SeedLike, *, tag: str) -> None:
+        key = _to_key(key, tag)
+        self.tag = tag
+        self.key = RngKey(key, tag=tag)
+        self.count = RngCount(jnp.zeros(key.shape, dtype=jnp.uint32), tag=tag)
+
+    def __call__(self) -> jax.Array:
+        key = _fold_in(self.key.get_value(), self.count.get_value())
+        self.count.set_value(self.count.get_value() + 1)
+        return key
+
+    def fork(self, *, split: int | tuple[int, ...] | None = None) -> RngStream:
+        """A new independent stream derived from this one (``split`` adds leading
+        key axes, e.g. for ``vmap``)."""
+        key = self()
+        if split is not None:
+            key = jax.random.split(key, split)
+        return RngStream(key, tag=self.tag)
+
+    def split(self, n: int | tuple[int, ...]) -> RngStream:
+        return self.fork(split=n)
+
+    def __getattr__(self, name: str) -> tp.Any:
+        if name.startswith("_") or name not in _SAMPLERS:
+            raise AttributeError(f"RngStream has no attribute {name!r}")
+        sampler = getattr(jax.random, name)
+        return functools.partial(_sample, sampler, self)
+
+
+def _sample(sampler: tp.Callable[..., jax.Array], stream: RngStream, *args: tp.Any,
+            **kwargs: tp.Any) -> jax.Array:
+    return sampler(stream(), *args, **kwargs)
+
+
+_SAMPLERS = frozenset({
+    "bernoulli", "beta", "categorical", "cauchy", "choice", "dirichlet", "exponential",
+    "gamma", "gumbel", "laplace", "logistic", "multivariate_normal", "normal",
+    "permutation", "poisson", "randint", "truncated_normal", "uniform", "bits",
+    "orthogonal", "rademacher", "t", "loggamma",
+})
+
+
+class Rngs(Pytree):
+    """Named PRNG streams for explicit, reproducible randomness.
+
+    ``Rngs(0)`` creates a ``default`` stream; ``Rngs(params=0, dropout=1)`` creates
+    named ones. ``rngs.params()`` returns a fresh key (falling back to ``default``
+    when there is no ``params`` stream); ``rngs()`` uses ``default``.
+    ``rngs.normal((2, 3))`` samples directly from ``default``.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> rngs = nnx.Rngs(0, dropout=1)
+        >>> k1, k2 = rngs.params(), rngs.dropout()
+        >>> rngs.normal((2,)).shape
+        (2,)
+    """
+
+    def __init__(self, default: SeedLike | None = None, /, **streams: SeedLike) -> None:
+        if default is not None:
+            if isinstance(default, tp.Mapping):
+                streams = {**default, **streams}
+            else:
+                streams = {"default": default, **streams}
+        for name, seed in sorted(streams.items()):
+            setattr(self, name, RngStream(seed, tag=name))
+
+    def _streams(self) -> dict[str, RngStream]:
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, RngStream)}
+
+    def __getattr__(self, name: str) -> tp.Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        streams = self.__dict__
+        if name in _SAMPLERS and "default" in streams:
+            return getattr(streams["default"], name)
+        if "default" in streams:
+            return streams["default"]
+        raise RngStreamError(
+            f"Rngs has no stream {name!r} and no 'default' stream to fall back on. "
+            f"Available streams: {sorted(self._streams()) or 'none'}.\n"
+            f"Fix: create it, e.g. nnx.Rngs({name}=0), or give a default seed: nnx.Rngs(0)."
+        )
+
+    def __getitem__(self, name: str) -> RngStream:
+        return tp.cast(RngStream, getattr(self, name))
+
+    def __call__(self) -> jax.Array:
+        return tp.cast(jax.Array, self.default())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._streams()
+
+    def __len__(self) -> int:
+        return len(self._streams())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._streams()))
+
+    def items(self) -> list[tuple[str, RngStream]]:
+        return sorted(self._streams().items())
+
+    def fork(self, *, split: tp.Any = None) -> Rngs:
+        """New independent Rngs with the same stream names.
+
+        ``split`` is an int/tuple (split every stream) or a mapping from filters to
+        splits (``{"dropout": 4, ...: None}``).
+
+        Example::
+
+            >>> import nnx_graph as nnx
+            >>> rngs = nnx.Rngs(0)
+            >>> rngs.fork(split=4).default.key.shape
+            (4,)
+        """
+        new = object.__new__(Rngs)
+        for name, stream in self.items():
+            if isinstance(split, tp.Mapping):
+                value = None
+                for f, s in split.items():
+                    if to_predicate(f)((name,), stream.key):
+                        value = s
+                        break
+            else:
+                value = split
+            object.__setattr__(new, name, stream.fork(split=value))
+        return new
+
+    def split(self, n: int | tuple[int, ...]) -> Rngs:
+        """``fork(split=n)``."""
+        return self.fork(split=n)
+
+
+# ------------------------------------------------------------------ graph helpers
+def _streams_in(node: tp.Any, only: tp.Any) -> list[tuple[tuple[tp.Any, ...], RngStream]]:
+    from nnx_graph._graph import iter_graph
+
+    predicate = to_predicate(only)
+    return [
+        (path, value)
+        for path, value in iter_graph(node)
+        if isinstance(value, RngStream) and predicate(path, value.key)
+    ]
+
+
+def reseed(node: tp.Any, /, *, policy: str = "scalars_only", **stream_seeds: SeedLike) -> None:
+    """Reset the named streams found anywhere in ``node`` to new seeds (counts go
+    back to zero).
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> rngs = nnx.Rngs(params=0); a = rngs.params()
+        >>> nnx.reseed(rngs, params=0); b = rngs.params()
+        >>> bool((jax.random.key_data(a) == jax.random.key_data(b)).all())
+        True
+    """
+    for _, stream in _streams_in(node, ...):
+        if stream.tag in stream_seeds:
+            key = _to_key(stream_seeds[stream.tag], stream.tag)
+            old = stream.key.get_value()
+            if old.shape and not key.shape:
+                key = jax.random.split(key, old.shape)
+            stream.key.set_value(key)
+            stream.count.set_value(jnp.zeros(key.shape, jnp.uint32))
+
+
+class _SplitBackup(tp.NamedTuple):
+    stream: RngStream
+    key: jax.Array
+    count: jax.Array
+
+
+class SplitRngs:
+    """Result of :func:`split_rngs`: restores the streams on ``restore()``/exit."""
+
+    def __init__(self, backups: list[_SplitBackup]) -> None:
+        self.backups = backups
+
+    def restore(self) -> None:
+        for b in self.backups:
+            b.stream.key.set_value(b.key)
+            b.stream.count.set_value(b.count)
+
+    def __enter__(self) -> SplitRngs:
+        return self
+
+    def __exit__(self, *exc: tp.Any) -> None:
+        self.restore()
+
+
+def _split_streams(node: tp.Any, splits: int | tuple[int, ...], only: tp.Any,
+                   squeeze: bool) -> SplitRngs:
+    backups = []
+    for _, stream in _streams_in(node, only):
+        key, count = stream.key.get_value(), stream.count.get_value()
+        backups.append(_SplitBackup(stream, key, count))
+        new_key = jax.random.split(stream(), splits)
+        if squeeze and isinstance(splits, int) and splits == 1:
+            new_key = new_key[0]
+        stream.key.set_value(new_key)
+        stream.count.set_value(jnp.zeros(new_key.shape, jnp.uint32))
+    return SplitRngs(backups)
+
+
+@tp.overload
+def split_rngs(*, splits: int | tuple[int, ...], only: tp.Any = ..., squeeze: bool = False
+               ) -> tp.Callable[[F], F]: ...
+@tp.overload
+def split_rngs(node: tp.Any, /, *, splits: int | tuple[int, ...], only: tp.Any = ...,
+               squeeze: bool = False) -> SplitRngs: ...
+def split_rngs(node: tp.Any = None, /, *, splits: int | tuple[int, ...], only: tp.Any = ...,
+               squeeze: bool = False) -> tp.Any:
+    """Give RNG streams a leading axis of ``splits`` keys, for ``vmap``/``scan``.
+
+    As a decorator, splits the streams found in the decorated function's arguments
+    for the duration of the call and restores them afterwards. Called on an object,
+    splits now and returns a handle whose ``restore()`` (or ``with`` exit) undoes it.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> rngs = nnx.Rngs(0)
+        >>> with nnx.split_rngs(rngs, splits=5):
+        ...     print(rngs.default.key.shape)
+        (5,)
+        >>> rngs.default.key.shape
+        ()
+    """
+    if node is None:
+
+        def decorator(f: F) -> F:
+            @functools.wraps(f)
+            def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+                handle = _split_streams((args, kwargs), splits, only, squeeze)
+                try:
+                    return f(*args, **kwargs)
+                finally:
+                    handle.restore()
+
+            return tp.cast(F, wrapper)
+
+        return decorator
+    return _split_streams(node, splits, only, squeeze)
+
+
+def fork_rngs(node: tp.Any, /, *, split: tp.Any = None) -> SplitRngs:
+    """Advance every stream in ``node`` to a fresh derived key (optionally split);
+    restore with ``restore()`` or a ``with`` block.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> rngs = nnx.Rngs(0)
+        >>> with nnx.fork_rngs(rngs, split=2):
+        ...     print(rngs.default.key.shape)
+        (2,)
+    """
+    backups = []
+    for _, stream in _streams_in(node, ...):
+        backups.append(_SplitBackup(stream, stream.key.get_value(), stream.count.get_value()))
+        new = stream.fork(split=split)
+        stream.key.set_value(new.key.get_value())
+        stream.count.set_value(new.count.get_value())
+    return SplitRngs(backups)
+
+
+def restore_rngs(handle: SplitRngs, /) -> None:
+    """Undo :func:`split_rngs` / :func:`fork_rngs`."""
+    handle.restore()
+
+
+@contextlib.contextmanager
+def with_rngs(node: tp.Any, /, *, split: tp.Any = None, fork: tp.Any = None) -> Iterator[tp.Any]:
+    """Context manager: split (``split=n``) or fork the streams in ``node`` for the
+    block and restore them after.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> rngs = nnx.Rngs(0)
+        >>> with nnx.with_rngs(rngs, split=3):
+        ...     print(rngs.default.key.shape)
+        (3,)
+    """
+    handle = _split_streams(node, split, ..., False) if split is not None else fork_rngs(
+        node, split=fork
+    )
+    try:
+        yield node
+    finally:
+        handle.restore()

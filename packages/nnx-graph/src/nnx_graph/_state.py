@@ -1,0 +1,530 @@
+"""State: a nested mapping from path parts (``str | int``) to Variables or arrays.
+
+``nnx.split`` and ``nnx.state`` return States; they are JAX pytrees (keys in sorted
+order), so they pass through ``jax.jit``, ``jax.tree.map`` and optax unchanged.
+"""
+
+from __future__ import annotations
+
+import typing as tp
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+
+import jax
+import numpy as np
+
+from nnx_graph._errors import GraphStructureError, format_path
+from nnx_graph._filters import filters_to_predicates, to_predicate
+
+__all__ = [
+    "FlatState",
+    "State",
+    "filter_state",
+    "from_flat_state",
+    "map_state",
+    "merge_state",
+    "replace_by_pure_dict",
+    "restore_int_paths",
+    "split_state",
+    "to_flat_state",
+    "to_pure_dict",
+]
+
+Key = tp.Union[str, int]
+PathParts = tuple[Key, ...]
+
+
+def _sort_key(key: tp.Any) -> tuple[int, tp.Any]:
+    # ints before strings, each group in natural order, anything else by repr
+    if isinstance(key, int):
+        return (0, key)
+    if isinstance(key, str):
+        return (1, key)
+    return (2, repr(key))
+
+
+def sorted_keys(keys: tp.Iterable[tp.Any]) -> list[tp.Any]:
+    return sorted(keys, key=_sort_key)
+
+
+class FlatState(Sequence[tuple[PathParts, tp.Any]]):
+    """A flat, path-sorted sequence of ``(path, leaf)`` pairs.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> s = nnx.State({"a": {"b": nnx.Param(jnp.ones(1))}})
+        >>> s.flat_state().paths
+        (('a', 'b'),)
+    """
+
+    __slots__ = ("_paths", "_leaves")
+
+    def __init__(self, items: tp.Iterable[tuple[PathParts, tp.Any]], *, sort: bool = True) -> None:
+        pairs = list(items)
+        if sort:
+            pairs.sort(key=lambda kv: tuple(_sort_key(k) for k in kv[0]))
+        self._paths = tuple(p for p, _ in pairs)
+        self._leaves = [v for _, v in pairs]
+
+    @property
+    def paths(self) -> tuple[PathParts, ...]:
+        return self._paths
+
+    @property
+    def leaves(self) -> list[tp.Any]:
+        return self._leaves
+
+    def __getitem__(self, index: tp.Any) -> tp.Any:
+        if isinstance(index, slice):
+            return FlatState(zip(self._paths[index], self._leaves[index]), sort=False)
+        return (self._paths[index], self._leaves[index])
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __iter__(self) -> Iterator[tuple[PathParts, tp.Any]]:
+        return iter(zip(self._paths, self._leaves))
+
+    def __repr__(self) -> str:
+        return f"FlatState({list(zip(self._paths, self._leaves))!r})"
+
+    def to_nested_state(self) -> State:
+        return from_flat_state(self)
+
+    def filter(self, *filters: tp.Any) -> FlatState:
+        predicate = to_predicate(filters[0] if len(filters) == 1 else filters)
+        return FlatState(((p, v) for p, v in self if predicate(p, v)), sort=False)
+
+    def split(self, *filters: tp.Any) -> tuple[FlatState, ...]:
+        return tuple(FlatState(group, sort=False) for group in _split_pairs(list(self), filters))
+
+
+def _split_pairs(
+    pairs: list[tuple[PathParts, tp.Any]], filters: tp.Sequence[tp.Any]
+) -> list[list[tuple[PathParts, tp.Any]]]:
+    if not filters:
+        filters = (...,)
+    predicates = filters_to_predicates(filters)
+    groups: list[list[tuple[PathParts, tp.Any]]] = [[] for _ in predicates]
+    unmatched: list[PathParts] = []
+    for path, value in pairs:
+        for i, predicate in enumerate(predicates):
+            if predicate(path, value):
+                groups[i].append((path, value))
+                break
+        else:
+            unmatched.append(path)
+    if unmatched:
+        shown = ", ".join(format_path(p, "state") for p in unmatched[:8])
+        more = f" and {len(unmatched) - 8} more" if len(unmatched) > 8 else ""
+        raise GraphStructureError(
+            f"Non-exhaustive filters {tuple(filters)!r}: no filter matched {shown}{more}. "
+            "Expected every leaf to match one filter. Fix: add `...` as the last filter "
+            "to collect the rest."
+        )
+    return groups
+
+
+class State(MutableMapping[Key, tp.Any]):
+    """A nested mapping of path parts to Variables (or plain arrays).
+
+    Access entries by key or attribute (``state['linear']['kernel']`` or
+    ``state.linear.kernel``). States are pytrees.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> state = nnx.State({"layers": {0: {"w": nnx.Param(jnp.ones(2))}}})
+        >>> state.layers[0].w.shape
+        (2,)
+        >>> state.to_pure_dict()["layers"][0]["w"].tolist()
+        [1.0, 1.0]
+    """
+
+    __slots__ = ("_mapping",)
+
+    def __init__(self, mapping: Mapping[Key, tp.Any] | tp.Iterable[tuple[Key, tp.Any]] = (),
+                 /) -> None:
+        items = mapping.items() if isinstance(mapping, Mapping) else mapping
+        data: dict[Key, tp.Any] = {}
+        for key, value in items:
+            if isinstance(value, Mapping) and not isinstance(value, State):
+                value = State(value)
+            data[key] = value
+        object.__setattr__(self, "_mapping", data)
+
+    # --------------------------------------------------------------- mapping
+    @property
+    def raw_mapping(self) -> dict[Key, tp.Any]:
+        return self._mapping
+
+    def __getitem__(self, key: Key) -> tp.Any:
+        return self._mapping[key]
+
+    def __setitem__(self, key: Key, value: tp.Any) -> None:
+        if isinstance(value, Mapping) and not isinstance(value, State):
+            value = State(value)
+        self._mapping[key] = value
+
+    def __delitem__(self, key: Key) -> None:
+        del self._mapping[key]
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._mapping)
+
+    def __len__(self) -> int:
+        return len(self._mapping)
+
+    def __getattr__(self, name: str) -> tp.Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self._mapping[name]
+        except KeyError:
+            raise AttributeError(
+                f"State has no entry {name!r}; its keys are {list(self._mapping)}."
+            ) from None
+
+    def __setattr__(self, name: str, value: tp.Any) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        del self[name]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self._mapping) == dict(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __or__(self, other: State) -> State:
+        return merge_state(self, other)
+
+    def __repr__(self) -> str:
+        from nnx_graph._repr import state_repr
+
+        return state_repr(self)
+
+    # --------------------------------------------------------------- flat
+    def flat_state(self) -> FlatState:
+        """The leaves with their paths, sorted by path."""
+        return to_flat_state(self)
+
+    @classmethod
+    def from_flat_path(cls, flat: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathParts, tp.Any]
+                       ) -> State:
+        """Build a nested State from ``(path, leaf)`` pairs or a ``{path: leaf}`` mapping."""
+        return from_flat_state(flat, cls=cls)
+
+    # --------------------------------------------------------------- filters
+    def filter(self, first: tp.Any, /, *filters: tp.Any) -> tp.Any:
+        """Keep only leaves matching the filters (one State per filter).
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> s = nnx.State({"w": nnx.Param(jnp.ones(1)), "m": nnx.BatchStat(jnp.ones(1))})
+            >>> list(s.filter(nnx.Param))
+            ['w']
+        """
+        return filter_state(self, first, *filters)
+
+    def split(self, first: tp.Any, /, *filters: tp.Any) -> tp.Any:
+        """Partition leaves by filters; every leaf must match one (use ``...`` last)."""
+        return split_state(self, first, *filters)
+
+    @staticmethod
+    def merge(state: Mapping[Key, tp.Any], /, *states: Mapping[Key, tp.Any]) -> State:
+        """Merge States into one; later States win on equal paths."""
+        return merge_state(state, *states)
+
+    # --------------------------------------------------------------- pure dicts
+    def to_pure_dict(self, extract_fn: tp.Callable[[PathParts, tp.Any], tp.Any] | None = None
+                     ) -> dict[Key, tp.Any]:
+        """Nested plain dicts with the raw values (integer keys kept as ints)."""
+        return to_pure_dict(self, extract_fn)
+
+    def replace_by_pure_dict(self, pure_dict: Mapping[tp.Any, tp.Any],
+                             replace_fn: tp.Callable[[tp.Any, tp.Any], tp.Any] | None = None,
+                             *, allow_missing: bool = True) -> None:
+        """Replace the values in place from a pure dict (e.g. a loaded checkpoint)."""
+        replace_by_pure_dict(self, pure_dict, replace_fn, allow_missing=allow_missing)
+
+
+# ----------------------------------------------------------------- pytree
+def _state_flatten_with_keys(state: State) -> tuple[list[tuple[tp.Any, tp.Any]], tuple[Key, ...]]:
+    keys = tuple(sorted_keys(state._mapping))
+    return [(jax.tree_util.DictKey(k), state._mapping[k]) for k in keys], keys
+
+
+def _state_flatten(state: State) -> tuple[list[tp.Any], tuple[Key, ...]]:
+    keys = tuple(sorted_keys(state._mapping))
+    return [state._mapping[k] for k in keys], keys
+
+
+def _state_unflatten(keys: tuple[Key, ...], children: tp.Iterable[tp.Any]) -> State:
+    new = object.__new__(State)
+    object.__setattr__(new, "_mapping", dict(zip(keys, children)))
+    return new
+
+
+jax.tree_util.register_pytree_with_keys(
+    State, _state_flatten_with_keys, _state_unflatten, _state_flatten
+)
+
+
+# ----------------------------------------------------------------- functions
+def _iter_flat(mapping: Mapping[Key, tp.Any], prefix: PathParts) -> Iterator[tuple[PathParts, tp.Any]]:
+    for key in sorted_keys(mapping):
+        value = mapping[key]
+        path = (*prefix, key)
+        if isinstance(value, Mapping):
+            if len(value) == 0:
+                continue
+            yield from _iter_flat(value, path)
+        else:
+            yield path, value
+
+
+def to_flat_state(state: Mapping[Key, tp.Any]) -> FlatState:
+    """Flatten a (nested) State into a path-sorted :class:`FlatState`.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> nnx.to_flat_state(nnx.State({"a": jnp.ones(1)})).paths
+        (('a',),)
+    """
+    return FlatState(_iter_flat(state, ()), sort=False)
+
+
+def from_flat_state(flat: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathParts, tp.Any],
+                    *, cls: type[State] = State) -> State:
+    """Build a nested State from ``(path, leaf)`` pairs.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> s = nnx.from_flat_state([(("a", 0), jnp.ones(1))])
+        >>> s["a"][0].shape
+        (1,)
+    """
+    items = flat.items() if isinstance(flat, Mapping) else flat
+    root: dict[Key, tp.Any] = {}
+    for path, value in items:
+        node = root
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        if path:
+            node[path[-1]] = value
+    return cls(root)
+
+
+def filter_state(state: Mapping[Key, tp.Any], first: tp.Any, /, *filters: tp.Any) -> tp.Any:
+    """Keep the leaves matching each filter; one State per filter given.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> s = nnx.State({"w": nnx.Param(jnp.ones(1)), "m": nnx.BatchStat(jnp.ones(1))})
+        >>> list(nnx.filter_state(s, nnx.BatchStat))
+        ['m']
+    """
+    flat = list(to_flat_state(state))
+    results = []
+    for f in (first, *filters):
+        predicate = to_predicate(f)
+        results.append(from_flat_state([(p, v) for p, v in flat if predicate(p, v)]))
+    return results[0] if len(results) == 1 else tuple(results)
+
+
+def split_state(state: Mapping[Key, tp.Any], first: tp.Any, /, *filters: tp.Any) -> tp.Any:
+    """Partition a State by filters (first match wins; every leaf must match).
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> s = nnx.State({"w": nnx.Param(jnp.ones(1)), "m": nnx.BatchStat(jnp.ones(1))})
+        >>> params, rest = nnx.split_state(s, nnx.Param, ...)
+        >>> list(params), list(rest)
+        (['w'], ['m'])
+    """
+    groups = _split_pairs(list(to_flat_state(state)), (first, *filters))
+    states = tuple(from_flat_state(g) for g in groups)
+    return states[0] if len(states) == 1 else states
+
+
+def merge_state(state: Mapping[Key, tp.Any], /, *states: Mapping[Key, tp.Any]) -> State:
+    """Merge States; later ones win where paths coincide.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> a = nnx.State({"w": jnp.ones(1)}); b = nnx.State({"m": jnp.ones(1)})
+        >>> sorted(nnx.merge_state(a, b))
+        ['m', 'w']
+    """
+    merged: dict[PathParts, tp.Any] = {}
+    for s in (state, *states):
+        for path, value in to_flat_state(s):
+            merged[path] = value
+    return from_flat_state(merged)
+
+
+def map_state(f: tp.Callable[[PathParts, tp.Any], tp.Any], state: Mapping[Key, tp.Any]) -> State:
+    """Apply ``f(path, leaf)`` to every leaf and return a new State.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> s = nnx.map_state(lambda p, v: v * 2, nnx.State({"w": jnp.ones(1)}))
+        >>> s["w"].tolist()
+        [2.0]
+    """
+    return from_flat_state([(p, f(p, v)) for p, v in to_flat_state(state)])
+
+
+def _raw(value: tp.Any) -> tp.Any:
+    from nnx_graph._variables import Variable
+
+    return value.get_value() if isinstance(value, Variable) else value
+
+
+def to_pure_dict(state: Mapping[Key, tp.Any],
+                 extract_fn: tp.Callable[[PathParts, tp.Any], tp.Any] | None = None
+                 ) -> dict[Key, tp.Any]:
+    """Nested plain ``dict``s of raw values: the format checkpoint libraries store.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> nnx.to_pure_dict(nnx.State({0: {"w": nnx.Param(jnp.ones(1))}}))[0]["w"].shape
+        (1,)
+    """
+    out: dict[Key, tp.Any] = {}
+    for path, value in to_flat_state(state):
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = extract_fn(path, value) if extract_fn else _raw(value)
+    return out
+
+
+def _match_key(mapping: Mapping[tp.Any, tp.Any], key: Key) -> tp.Any:
+    """Find ``key`` in ``mapping`` tolerating int keys that were stored as strings."""
+    if key in mapping:
+        return key
+    if isinstance(key, int) and str(key) in mapping:
+        return str(key)
+    return _MISSING
+
+
+_MISSING = object()
+
+
+def replace_by_pure_dict(state: State, pure_dict: Mapping[tp.Any, tp.Any],
+                         replace_fn: tp.Callable[[tp.Any, tp.Any], tp.Any] | None = None,
+                         *, allow_missing: bool = True) -> None:
+    """Replace ``state``'s values in place with those of a pure dict.
+
+    Integer keys that a checkpoint format turned into strings (``"0"``) are matched
+    to integer paths. Extra keys in ``pure_dict`` or values with a different shape
+    raise an error naming every offending path; missing keys are left alone unless
+    ``allow_missing=False``. Nothing is modified when an error is raised.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> s = nnx.State({"w": nnx.Param(jnp.zeros(2))})
+        >>> s.replace_by_pure_dict({"w": jnp.ones(2)})
+        >>> s["w"].value.tolist()
+        [1.0, 1.0]
+    """
+    from nnx_graph._variables import Variable
+
+    flat = to_flat_state(state)
+    known = set()
+    updates: list[tuple[PathParts, tp.Any]] = []
+    missing: list[PathParts] = []
+    problems: list[str] = []
+    for path, leaf in flat:
+        node: tp.Any = pure_dict
+        found = True
+        for key in path:
+            if not isinstance(node, Mapping):
+                found = False
+                break
+            k = _match_key(node, key)
+            if k is _MISSING:
+                found = False
+                break
+            node = node[k]
+        known.add(path)
+        if not found:
+            missing.append(path)
+            continue
+        old_shape = np.shape(_raw(leaf))
+        new_shape = np.shape(node)
+        if replace_fn is None and old_shape != new_shape:
+            problems.append(
+                f"{format_path(path, 'state')}: expected shape {old_shape}, found {new_shape}"
+            )
+        updates.append((path, node))
+    extra = [p for p in _pure_paths(pure_dict, ()) if restore_int_path(p) not in known]
+    for p in extra:
+        problems.append(f"{format_path(restore_int_path(p), 'state')}: not in the target state")
+    if missing and not allow_missing:
+        problems.extend(f"{format_path(p, 'state')}: missing from the pure dict" for p in missing)
+    if problems:
+        raise GraphStructureError(
+            "replace_by_pure_dict found a pure dict that does not match the State:\n  - "
+            + "\n  - ".join(problems)
+            + "\nFix: build the State from the same model definition the dict was saved from."
+        )
+    by_path = dict(flat)
+    for path, value in updates:
+        leaf = by_path[path]
+        if replace_fn is not None:
+            new = replace_fn(leaf, value)
+            _set_path(state, path, new)
+        elif isinstance(leaf, Variable):
+            leaf.set_value(value)
+        else:
+            _set_path(state, path, value)
+
+
+def _set_path(state: State, path: PathParts, value: tp.Any) -> None:
+    node: tp.Any = state
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+
+
+def _pure_paths(node: tp.Any, prefix: tuple[tp.Any, ...]) -> Iterator[tuple[tp.Any, ...]]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _pure_paths(value, (*prefix, key))
+    else:
+        yield prefix
+
+
+def restore_int_path(path: tuple[tp.Any, ...]) -> PathParts:
+    return tuple(int(k) if isinstance(k, str) and k.isdigit() else k for k in path)
+
+
+def restore_int_paths(pure_dict: Mapping[tp.Any, tp.Any]) -> dict[Key, tp.Any]:
+    """Turn string keys made of digits back into ints (checkpoint formats store
+    ``{0: ...}`` as ``{"0": ...}``).
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> nnx.restore_int_paths({"layers": {"0": 1}})
+        {'layers': {0: 1}}
+    """
+    out: dict[Key, tp.Any] = {}
+    for key, value in pure_dict.items():
+        new_key = int(key) if isinstance(key, str) and key.isdigit() else key
+        out[new_key] = restore_int_paths(value) if isinstance(value, Mapping) else value
+    return out

@@ -1,0 +1,712 @@
+"""Variables: mutable boxes around a value plus metadata.
+
+A Variable's *type* is its collection: ``Param`` for trainable parameters,
+``BatchStat`` for running statistics, ``Cache`` for decode caches, ``Intermediate``
+for sown values, and any user subclass.  Variables are what transforms and the
+graph API thread in and out of JAX; everything else on a Module is structure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+import typing as tp
+
+import jax
+import numpy as np
+
+from nnx_graph import _epoch
+from nnx_graph._errors import TraceLeakError
+
+__all__ = [
+    "BatchStat",
+    "Cache",
+    "Intermediate",
+    "Param",
+    "Perturbation",
+    "Variable",
+    "VariableMetadata",
+    "VariableState",
+    "register_variable_name",
+    "var_defaults",
+    "variable_name_from_type",
+    "variable_type_from_name",
+    "with_metadata",
+]
+
+A = tp.TypeVar("A")
+V = tp.TypeVar("V", bound="Variable[tp.Any]")
+
+_SLOTS = frozenset({"_raw_value", "_var_metadata", "_nnx_observed"})
+
+
+def _leaked_tracer(value: object) -> bool:
+    """True when ``value`` is a tracer whose trace is no longer running."""
+    if not isinstance(value, jax.core.Tracer):
+        return False
+    try:
+        from jax._src import core as jax_core
+
+        current = jax_core.trace_ctx.trace
+        owner = value._trace
+        while current is not None:
+            if current is owner:
+                return False
+            current = getattr(current, "parent_trace", None)
+        return True
+    except Exception:  # pragma: no cover - private JAX API moved; be permissive
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class VariableMetadata(tp.Generic[A]):
+    """A value bundled with metadata, produced by :func:`with_metadata` initializers.
+
+    When a Variable is constructed from a ``VariableMetadata`` the value is unwrapped
+    and the metadata becomes the Variable's metadata.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> v = nnx.Param(nnx.VariableMetadata(jnp.ones(2), {"sharding_names": ("x",)}))
+        >>> v.sharding_names
+        ('x',)
+    """
+
+    raw_value: A
+    metadata: tp.Mapping[str, tp.Any] = dataclasses.field(default_factory=dict)
+
+
+def with_metadata(
+    initializer: tp.Callable[..., tp.Any], **metadata: tp.Any
+) -> tp.Callable[..., VariableMetadata[tp.Any]]:
+    """Wrap an initializer so its result carries Variable metadata.
+
+    Example::
+
+        >>> import jax, nnx_graph as nnx
+        >>> init = nnx.with_metadata(jax.nn.initializers.ones, tag="frozen")
+        >>> p = nnx.Param(init(jax.random.key(0), (2,)))
+        >>> p.tag
+        'frozen'
+    """
+
+    def wrapped(*args: tp.Any, **kwargs: tp.Any) -> VariableMetadata[tp.Any]:
+        return VariableMetadata(initializer(*args, **kwargs), dict(metadata))
+
+    wrapped.__name__ = getattr(initializer, "__name__", "initializer")
+    return wrapped
+
+
+class Variable(tp.Generic[A]):
+    """A mutable box holding a value (usually a ``jax.Array``) plus metadata.
+
+    The Variable's type says what kind of state it is (its collection). Read the
+    value with ``v.value``, ``v[...]`` or ``v.get_value()``; write it with
+    ``v.value = x``, ``v[...] = x`` or ``v.set_value(x)``. Arithmetic works on the
+    value, and in-place operators (``v += 1``) update the Variable itself.
+    Extra keyword arguments become metadata, readable as attributes.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class Count(nnx.Variable): pass
+        >>> c = Count(jnp.array(0), tag="steps")
+        >>> c += 1
+        >>> int(c.value), c.tag
+        (1, 'steps')
+    """
+
+    __slots__ = ("_raw_value", "_var_metadata", "_nnx_observed", "__weakref__")
+
+    _raw_value: A
+    _var_metadata: dict[str, tp.Any]
+    _nnx_observed: bool
+
+    def __init__(self, value: A | VariableMetadata[A], **metadata: tp.Any) -> None:
+        if isinstance(value, VariableMetadata):
+            metadata = {**value.metadata, **metadata}
+            value = value.raw_value
+        if isinstance(value, Variable):
+            metadata = {**value.get_metadata(), **metadata}
+            value = value._raw_value
+        # eager_sharding / is_hijax / has_ref are accepted for compatibility.
+        for compat in ("is_hijax", "has_ref", "is_mutable"):
+            metadata.pop(compat, None)
+        object.__setattr__(self, "_raw_value", value)
+        object.__setattr__(self, "_var_metadata", metadata)
+        object.__setattr__(self, "_nnx_observed", False)
+        if metadata.get("eager_sharding") or _sharding_hook.eager:
+            _sharding_hook.apply(self)
+
+    # ------------------------------------------------------------------ pytree
+    def __init_subclass__(cls, **kwargs: tp.Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _register_pytree(cls)
+
+    # ------------------------------------------------------------------ value
+    @property
+    def value(self) -> A:
+        """The held value."""
+        return self.get_value()
+
+    @value.setter
+    def value(self, value: A) -> None:
+        self.set_value(value)
+
+    @property
+    def raw_value(self) -> A:
+        """The held value, without any checks."""
+        return self._raw_value
+
+    @raw_value.setter
+    def raw_value(self, value: A) -> None:
+        object.__setattr__(self, "_raw_value", value)
+
+    def get_value(self, index: tp.Any = None) -> A:
+        """Return the value (or ``value[index]`` when an index is given)."""
+        value = self._raw_value
+        if isinstance(value, jax.core.Tracer) and _leaked_tracer(value):
+            raise TraceLeakError(
+                f"{self._describe()} holds a JAX tracer from a trace that has finished "
+                "(a value computed inside jax.jit/grad/vmap was stored on an object "
+                "that outlives the transform).\n"
+                "Expected: a concrete array outside of transforms.\n"
+                "Fix: pass the object into the transform as an argument (nnx.jit, "
+                "nnx.grad, ... carry updates back automatically) or return the value "
+                "from the transformed function and assign it outside."
+            )
+        if index is not None and index is not Ellipsis:
+            return value[index]  # type: ignore[index, no-any-return]
+        return value
+
+    def set_value(self, value: A, *, index: tp.Any = None) -> None:
+        """Replace the value (or ``value[index]`` when an index is given)."""
+        if isinstance(value, Variable):
+            value = value._raw_value
+        if index is not None and index is not Ellipsis:
+            value = self._raw_value.at[index].set(value)  # type: ignore[attr-defined]
+        object.__setattr__(self, "_raw_value", value)
+
+    def __getitem__(self, index: tp.Any) -> tp.Any:
+        if index is Ellipsis:
+            return self.get_value()
+        return self.get_value()[index]  # type: ignore[index]
+
+    def __setitem__(self, index: tp.Any, value: tp.Any) -> None:
+        self.set_value(value, index=index)
+
+    # ------------------------------------------------------------------ metadata
+    def get_metadata(self, name: str | None = None, default: tp.Any = ...) -> tp.Any:
+        """All metadata as a dict, or one entry by name.
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> nnx.Param(jnp.zeros(1), tag="a").get_metadata()
+            {'tag': 'a'}
+        """
+        if name is None:
+            return dict(self._var_metadata)
+        if name in self._var_metadata:
+            return self._var_metadata[name]
+        if default is ...:
+            raise AttributeError(f"{self._describe()} has no metadata {name!r}")
+        return default
+
+    def set_metadata(self, *args: tp.Any, **metadata: tp.Any) -> None:
+        """Set metadata entries: ``set_metadata(key=value)`` or ``set_metadata(dict)``.
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> p = nnx.Param(jnp.zeros(1)); p.set_metadata(tag="t"); p.tag
+            't'
+        """
+        if len(args) == 1 and isinstance(args[0], tp.Mapping):
+            object.__setattr__(self, "_var_metadata", dict(args[0]))
+        elif len(args) == 2 and isinstance(args[0], str):
+            self._var_metadata[args[0]] = args[1]
+        elif args:
+            raise TypeError(
+                f"{self._describe()}.set_metadata expected keyword arguments, a mapping, "
+                f"or (name, value); found positional arguments {args!r}."
+            )
+        self._var_metadata.update(metadata)
+        if self._nnx_observed:
+            _epoch.bump()
+
+    @property
+    def metadata(self) -> dict[str, tp.Any]:
+        """A copy of the metadata dict."""
+        return dict(self._var_metadata)
+
+    def __getattr__(self, name: str) -> tp.Any:
+        # Only called when normal lookup fails: metadata first, then the value.
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        try:
+            metadata = object.__getattribute__(self, "_var_metadata")
+        except AttributeError:
+            raise AttributeError(name) from None
+        if name in metadata:
+            return metadata[name]
+        value = object.__getattribute__(self, "_raw_value")
+        try:
+            return getattr(value, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute or metadata {name!r}, and its "
+                f"value of type {type(value).__name__} has no attribute {name!r} either."
+            ) from None
+
+    def __setattr__(self, name: str, value: tp.Any) -> None:
+        if name in _SLOTS or name in ("value", "raw_value"):
+            object.__setattr__(self, name, value)
+            return
+        if isinstance(getattr(type(self), name, None), property):
+            object.__setattr__(self, name, value)
+            return
+        self._var_metadata[name] = value
+        if self._nnx_observed:
+            _epoch.bump()
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._var_metadata:
+            del self._var_metadata[name]
+            if self._nnx_observed:
+                _epoch.bump()
+        else:
+            object.__delattr__(self, name)
+
+    # ------------------------------------------------------------------ copies
+    @property
+    def type(self) -> type[Variable[A]]:
+        """The Variable's class (its collection)."""
+        return type(self)
+
+    def replace(self: V, value: tp.Any = ..., **metadata: tp.Any) -> V:
+        """A new Variable of the same type with a new value and/or updated metadata.
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> p = nnx.Param(jnp.zeros(2), tag="a")
+            >>> q = p.replace(jnp.ones(2))
+            >>> type(q).__name__, q.tag, float(q.value.sum())
+            ('Param', 'a', 2.0)
+        """
+        new = object.__new__(type(self))
+        object.__setattr__(new, "_raw_value", self._raw_value if value is ... else value)
+        object.__setattr__(new, "_var_metadata", {**self._var_metadata, **metadata})
+        object.__setattr__(new, "_nnx_observed", False)
+        return new
+
+    def copy(self: V) -> V:
+        """A new Variable with the same value and a copy of the metadata."""
+        return self.replace()
+
+    def to_state(self: V) -> V:
+        """Compatibility: returns a copy (Variables are their own state)."""
+        return self.copy()
+
+    def to_variable(self: V) -> V:
+        """Compatibility: returns a copy (Variables are their own state)."""
+        return self.copy()
+
+    @classmethod
+    def state(cls, value: tp.Any, **metadata: tp.Any) -> Variable[tp.Any]:
+        """Compatibility constructor: ``Param.state(x)`` is ``Param(x)``."""
+        return cls(value, **metadata)
+
+    # ------------------------------------------------------------------ arrays
+    def __jax_array__(self) -> tp.Any:
+        return self.get_value()
+
+    def __array__(self, dtype: tp.Any = None, copy: tp.Any = None) -> np.ndarray[tp.Any, tp.Any]:
+        return np.asarray(self.get_value(), dtype=dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(np.shape(self._raw_value))  # type: ignore[arg-type]
+
+    @property
+    def dtype(self) -> tp.Any:
+        dtype = getattr(self._raw_value, "dtype", None)
+        return np.asarray(self._raw_value).dtype if dtype is None else dtype
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.get_value())  # type: ignore[arg-type]
+
+    def __iter__(self) -> tp.Iterator[tp.Any]:
+        return iter(self.get_value())  # type: ignore[call-overload,no-any-return]
+
+    def __bool__(self) -> bool:
+        return bool(self.get_value())
+
+    def __float__(self) -> float:
+        return float(self.get_value())  # type: ignore[arg-type]
+
+    def __int__(self) -> int:
+        return int(self.get_value())  # type: ignore[call-overload]
+
+    def __index__(self) -> int:
+        return operator.index(self.get_value())  # type: ignore[arg-type]
+
+    def __neg__(self) -> tp.Any:
+        return -self.get_value()  # type: ignore[operator]
+
+    def __pos__(self) -> tp.Any:
+        return +self.get_value()  # type: ignore[operator]
+
+    def __abs__(self) -> tp.Any:
+        return abs(self.get_value())  # type: ignore[arg-type]
+
+    def __invert__(self) -> tp.Any:
+        return ~self.get_value()  # type: ignore[operator]
+
+    # ------------------------------------------------------------------ repr
+    def _describe(self) -> str:
+        value = self._raw_value
+        shape = getattr(value, "shape", None)
+        dtype = getattr(value, "dtype", None)
+        if shape is not None:
+            return f"{type(self).__name__}(shape={tuple(shape)}, dtype={dtype})"
+        return f"{type(self).__name__}({type(value).__name__})"
+
+    def __repr__(self) -> str:
+        from nnx_graph._repr import variable_repr
+
+        return variable_repr(self)
+
+    def __deepcopy__(self: V, memo: dict[int, tp.Any]) -> V:
+        import copy
+
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        object.__setattr__(new, "_raw_value", copy.deepcopy(self._raw_value, memo))
+        object.__setattr__(new, "_var_metadata", copy.deepcopy(self._var_metadata, memo))
+        object.__setattr__(new, "_nnx_observed", False)
+        return new
+
+    def __copy__(self: V) -> V:
+        return self.copy()
+
+    def __getstate__(self) -> dict[str, tp.Any]:
+        return {"value": self._raw_value, "metadata": self._var_metadata}
+
+    def __setstate__(self, state: dict[str, tp.Any]) -> None:
+        object.__setattr__(self, "_raw_value", state["value"])
+        object.__setattr__(self, "_var_metadata", dict(state["metadata"]))
+        object.__setattr__(self, "_nnx_observed", False)
+
+
+def _binary(name: str, op: tp.Callable[[tp.Any, tp.Any], tp.Any]) -> None:
+    def forward(self: Variable[tp.Any], other: tp.Any) -> tp.Any:
+        if isinstance(other, Variable):
+            other = other.get_value()
+        return op(self.get_value(), other)
+
+    def reflected(self: Variable[tp.Any], other: tp.Any) -> tp.Any:
+        if isinstance(other, Variable):
+            other = other.get_value()
+        return op(other, self.get_value())
+
+    def inplace(self: Variable[tp.Any], other: tp.Any) -> Variable[tp.Any]:
+        if isinstance(other, Variable):
+            other = other.get_value()
+        self.set_value(op(self.get_value(), other))
+        return self
+
+    forward.__name__ = f"__{name}__"
+    reflected.__name__ = f"__r{name}__"
+    inplace.__name__ = f"__i{name}__"
+    setattr(Variable, f"__{name}__", forward)
+    setattr(Variable, f"__r{name}__", reflected)
+    setattr(Variable, f"__i{name}__", inplace)
+
+
+for _name, _op in {
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "truediv": operator.truediv,
+    "floordiv": operator.floordiv,
+    "mod": operator.mod,
+    "pow": operator.pow,
+    "matmul": operator.matmul,
+    "and": operator.and_,
+    "or": operator.or_,
+    "xor": operator.xor,
+    "lshift": operator.lshift,
+    "rshift": operator.rshift,
+}.items():
+    _binary(_name, _op)
+
+for _name, _op in {
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}.items():
+
+    def _compare(
+        self: Variable[tp.Any], other: tp.Any, _op: tp.Callable[[tp.Any, tp.Any], tp.Any] = _op
+    ) -> tp.Any:
+        if isinstance(other, Variable):
+            other = other.get_value()
+        return _op(self.get_value(), other)
+
+    setattr(Variable, f"__{_name}__", _compare)
+
+
+class _ShardingHook:
+    """Set by the sharding module: applies a Variable's sharding on creation."""
+
+    eager: bool = False
+
+    def apply(self, variable: Variable[tp.Any]) -> None:
+        if self.callback is not None:
+            self.callback(variable)
+
+    callback: tp.Callable[[Variable[tp.Any]], None] | None = None
+
+
+_sharding_hook = _ShardingHook()
+
+
+# ---------------------------------------------------------------------- pytree
+_VALUE_KEY = jax.tree_util.GetAttrKey("value")
+
+
+def _flatten_with_keys(
+    v: Variable[tp.Any],
+) -> tuple[tuple[tuple[tp.Any, tp.Any]], tp.Any]:
+    return ((_VALUE_KEY, v._raw_value),), _MetadataAux(v._var_metadata)
+
+
+def _flatten(v: Variable[tp.Any]) -> tuple[tuple[tp.Any], tp.Any]:
+    return (v._raw_value,), _MetadataAux(v._var_metadata)
+
+
+class _MetadataAux:
+    """Hashable wrapper around a metadata dict for use as pytree aux data."""
+
+    __slots__ = ("metadata", "_key")
+
+    def __init__(self, metadata: dict[str, tp.Any]) -> None:
+        from nnx_graph._hashing import hashable
+
+        self.metadata = metadata
+        self._key = hashable(tuple(sorted(metadata.items())))
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _MetadataAux) and self._key == other._key
+
+
+def _register_pytree(cls: type[Variable[tp.Any]]) -> None:
+    def unflatten(aux: _MetadataAux, children: tp.Sequence[tp.Any]) -> Variable[tp.Any]:
+        new = object.__new__(cls)
+        object.__setattr__(new, "_raw_value", children[0])
+        object.__setattr__(new, "_var_metadata", dict(aux.metadata))
+        object.__setattr__(new, "_nnx_observed", False)
+        return new
+
+    jax.tree_util.register_pytree_with_keys(cls, _flatten_with_keys, unflatten, _flatten)
+
+
+_register_pytree(Variable)
+
+
+# ---------------------------------------------------------------------- types
+class Param(Variable[A]):
+    """A trainable parameter. ``nnx.grad`` differentiates w.r.t. ``Param`` by default.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> nnx.Param(jnp.ones(3)).shape
+        (3,)
+    """
+
+    __slots__ = ()
+
+
+class BatchStat(Variable[A]):
+    """Running statistics (e.g. BatchNorm mean/var), updated in training, not trained.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> nnx.BatchStat(jnp.zeros(3)).value.tolist()
+        [0.0, 0.0, 0.0]
+    """
+
+    __slots__ = ()
+
+
+class Cache(Variable[A]):
+    """Cached values such as an attention decode cache.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> nnx.Cache(jnp.zeros((2, 4))).shape
+        (2, 4)
+    """
+
+    __slots__ = ()
+
+
+class Intermediate(Variable[A]):
+    """Intermediate values stored with :meth:`Module.sow`.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> nnx.Intermediate((jnp.ones(1),)).value[0].shape
+        (1,)
+    """
+
+    __slots__ = ()
+
+
+class Perturbation(Intermediate[A]):
+    """Zero-valued perturbations added with :meth:`Module.perturb` (for gradients
+    w.r.t. intermediates).
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> float(nnx.Perturbation(jnp.zeros(())).value)
+        0.0
+    """
+
+    __slots__ = ()
+
+
+VariableState = Variable
+"""Compatibility alias: in this library a Variable is its own state."""
+
+
+# ---------------------------------------------------------------------- names
+_NAME_TO_TYPE: dict[str, type[Variable[tp.Any]]] = {}
+_TYPE_TO_NAME: dict[type[Variable[tp.Any]], str] = {}
+
+
+def register_variable_name(
+    name: str, typ: type[Variable[tp.Any]], *, overwrite: bool = False
+) -> None:
+    """Associate a collection name (e.g. ``'params'``) with a Variable type.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> class Stat(nnx.Variable): pass
+        >>> nnx.register_variable_name("stats", Stat)
+        >>> nnx.variable_type_from_name("stats") is Stat
+        True
+    """
+    if not overwrite and name in _NAME_TO_TYPE and _NAME_TO_TYPE[name] is not typ:
+        raise ValueError(
+            f"Variable name {name!r} is already registered to "
+            f"{_NAME_TO_TYPE[name].__name__}; found a second type {typ.__name__}. "
+            "Fix: pick another name or pass overwrite=True."
+        )
+    _NAME_TO_TYPE[name] = typ
+    _TYPE_TO_NAME[typ] = name
+
+
+def variable_name_from_type(
+    typ: type[Variable[tp.Any]], /, *, allow_register: bool = False
+) -> str:
+    """The collection name of a Variable type (``Param`` -> ``'params'``).
+
+    Unregistered types use their class name.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> nnx.variable_name_from_type(nnx.BatchStat)
+        'batch_stats'
+    """
+    for klass in typ.__mro__:
+        if klass in _TYPE_TO_NAME:
+            if klass is typ or not allow_register:
+                return _TYPE_TO_NAME[klass] if klass is typ else typ.__name__
+    if allow_register:
+        register_variable_name(typ.__name__, typ)
+    return typ.__name__
+
+
+def variable_type_from_name(name: str, /, *, allow_register: bool = False) -> type[Variable[tp.Any]]:
+    """The Variable type registered under a collection name (``'params'`` -> ``Param``).
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> nnx.variable_type_from_name("params") is nnx.Param
+        True
+    """
+    if name in _NAME_TO_TYPE:
+        return _NAME_TO_TYPE[name]
+    if allow_register:
+        typ = type(name, (Variable,), {"__slots__": ()})
+        register_variable_name(name, typ)
+        return typ
+    raise KeyError(
+        f"No Variable type is registered under the name {name!r}; known names: "
+        f"{sorted(_NAME_TO_TYPE)}. Fix: nnx.register_variable_name({name!r}, YourType)."
+    )
+
+
+for _n, _t in {
+    "params": Param,
+    "batch_stats": BatchStat,
+    "cache": Cache,
+    "intermediates": Intermediate,
+    "perturbations": Perturbation,
+}.items():
+    register_variable_name(_n, _t)
+
+
+@dataclasses.dataclass
+class _VarDefaults:
+    hijax: bool = False
+    has_ref: bool = False
+
+
+_VAR_DEFAULTS = _VarDefaults()
+
+
+def var_defaults(**settings: bool) -> _VarDefaults:
+    """Compatibility: read (or set) default Variable flags such as ``hijax``.
+
+    This library has one Variable implementation; the flags are recorded and
+    otherwise have no effect.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> nnx.var_defaults().hijax
+        False
+    """
+    for key, value in settings.items():
+        if not hasattr(_VAR_DEFAULTS, key):
+            raise TypeError(
+                f"var_defaults got unknown setting {key!r}; expected one of "
+                f"{[f.name for f in dataclasses.fields(_VarDefaults)]}."
+            )
+        setattr(_VAR_DEFAULTS, key, value)
+    return _VAR_DEFAULTS
