@@ -9,7 +9,9 @@ tuple/list (any of), ``...`` / ``True`` (everything), ``None`` / ``False``
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
+import types
 import typing as tp
 
 from nnx_graph._errors import FilterError
@@ -31,7 +33,9 @@ __all__ = [
 
 Path = tuple[tp.Any, ...]
 Predicate = tp.Callable[[Path, tp.Any], bool]
-Filter = tp.Union[type, str, Predicate, "tuple[Filter, ...]", "list[Filter]", bool, None, "ellipsis"]
+Filter = tp.Union[
+    type, str, Predicate, "tuple[Filter, ...]", "list[Filter]", bool, None, "types.EllipsisType"
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +76,7 @@ class PathContains:
         if self.exact:
             return self.key in path
         return builtins.any(
-            isinstance(p, str) and isinstance(self.key, str) and self.key in p or p == self.key
+            (isinstance(p, str) and isinstance(self.key, str) and self.key in p) or p == self.key
             for p in path
         )
 
@@ -250,15 +254,15 @@ def to_predicate(the_filter: tp.Any) -> Predicate:
         >>> to_predicate(nnx.Param)((), nnx.Param(jnp.zeros(1)))
         True
     """
+    # keyed by type too: True == 1 and hash(True) == hash(1), but only True is a filter
+    key = (type(the_filter), the_filter)
     try:
-        return _PREDICATE_CACHE[the_filter]
+        return _PREDICATE_CACHE[key]
     except (KeyError, TypeError):
         pass
     predicate = _to_predicate(the_filter)
-    try:
-        _PREDICATE_CACHE[the_filter] = predicate
-    except TypeError:
-        pass
+    with contextlib.suppress(TypeError):
+        _PREDICATE_CACHE[key] = predicate
     return predicate
 
 

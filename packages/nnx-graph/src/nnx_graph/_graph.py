@@ -134,23 +134,67 @@ def _flat_lookup(states: tp.Sequence[tp.Any]) -> dict[Path, tp.Any]:
                 "Fix: pass the states returned by nnx.split/nnx.state."
             )
         for path, value in items:
-            flat[restore_int_path(path)] = value
+            flat[path] = value
     return flat
 
 
-def _mismatch_error(what: str, missing: list[Path], extra: list[Path]) -> GraphStructureError:
+def _alias(path: Path, table: Mapping[Path, tp.Any]) -> Path | None:
+    """The key of ``table`` that ``path`` names once integer keys are allowed to
+    have become strings (``0`` -> ``"0"``, as checkpoint formats store them) or
+    back; None when there is none."""
+    as_strings = tuple(str(k) if type(k) is int else k for k in path)
+    if as_strings in table:
+        return as_strings
+    as_ints = restore_int_path(path)
+    if as_ints in table:
+        return as_ints
+    return None
+
+
+def _match_leaves(
+    paths: tp.Sequence[Path], flat: Mapping[Path, tp.Any]
+) -> tuple[list[tp.Any], list[Path], list[Path]]:
+    """``(leaves in paths order, missing paths, extra paths of flat)``."""
+    leaves: list[tp.Any] = []
+    missing: list[Path] = []
+    aliased: list[Path] = []
+    for p in paths:
+        if p in flat:
+            leaves.append(flat[p])
+            continue
+        q = _alias(p, flat)
+        if q is None:
+            missing.append(p)
+        else:
+            leaves.append(flat[q])
+            aliased.append(q)
+    extra: list[Path] = []
+    if missing or aliased or len(flat) != len(paths):
+        used = {*paths, *aliased}
+        extra = [p for p in flat if p not in used]
+    return leaves, missing, extra
+
+
+def _mismatch_error(what: str, missing: list[Path], extra: list[Path], *,
+                    expected: int | None = None, fix: str | None = None) -> GraphStructureError:
     lines = []
     for p in missing[:20]:
-        lines.append(f"  missing: {format_path(p, 'state')} (required by the GraphDef)")
+        lines.append(f"  missing: {format_path(p, 'state')} (the GraphDef needs it; the State "
+                     "has no such path)")
     for p in extra[:20]:
-        lines.append(f"  extra:   {format_path(p, 'state')} (no such leaf in the GraphDef)")
+        lines.append(f"  extra:   {format_path(p, 'state')} (in the State; the object has no "
+                     "such Variable or array)")
     more = len(missing) + len(extra) - len(lines)
     if more > 0:
         lines.append(f"  ... and {more} more")
+    counts = f"{len(missing)} missing, {len(extra)} extra"
+    if expected is not None:
+        counts = f"expected the {expected} leaf path(s) of the GraphDef; found {counts}"
     return GraphStructureError(
-        f"{what}: the State does not match the object structure.\n" + "\n".join(lines)
-        + "\nFix: pass the States produced by nnx.split on the same structure (all of "
-        "them, e.g. `nnx.merge(graphdef, params, rest)`)."
+        f"{what}: the State's paths do not match the object structure ({counts}):\n"
+        + "\n".join(lines) + "\n"
+        + (fix or "Fix: pass the States produced by nnx.split on the same structure (all "
+           "of them, e.g. `nnx.merge(graphdef, params, rest)`).")
     )
 
 
@@ -176,12 +220,9 @@ def merge(graphdef: GraphDef, state: tp.Any, /, *states: tp.Any, copy: bool = Fa
             " Fix: `graphdef, state = nnx.split(model); nnx.merge(graphdef, state)`."
         )
     flat = _flat_lookup((state, *states))
-    paths = graphdef.leaf_paths
-    missing = [p for p in paths if p not in flat]
-    extra = [p for p in flat if p not in set(paths)] if len(flat) != len(paths) or missing else []
+    leaves, missing, extra = _match_leaves(graphdef.leaf_paths, flat)
     if missing or extra:
-        raise _mismatch_error("nnx.merge", missing, extra)
-    leaves = [flat[p] for p in paths]
+        raise _mismatch_error("nnx.merge", missing, extra, expected=len(graphdef.leaf_paths))
     if copy:
         leaves = [v.copy() if isinstance(v, Variable) else v for v in leaves]
     root, _ = build(graphdef, leaves, reuse_variables=True)
@@ -249,11 +290,24 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
     flat_node = flatten_graph(node)
     targets = dict(zip(flat_node.graphdef.leaf_paths, flat_node.leaves))
     incoming = _flat_lookup((state, *states))
-    extra = [p for p in incoming if p not in targets]
-    if extra:
-        raise _mismatch_error("nnx.update", [], extra)
+    writes: list[tuple[tp.Any, tp.Any]] = []
+    extra: list[Path] = []
     for path, value in incoming.items():
-        target = targets[path]
+        target = targets.get(path)
+        if target is None:
+            alias = _alias(path, targets)
+            if alias is None:
+                extra.append(path)
+                continue
+            target = targets[alias]
+        writes.append((target, value))
+    if extra:
+        raise _mismatch_error(
+            "nnx.update", [], extra,
+            fix="Fix: pass a State taken from this object (nnx.state(model), possibly "
+            "filtered) or drop the extra entries. Nothing was updated.",
+        )
+    for target, value in writes:
         if isinstance(value, Variable):
             target._raw_value = value._raw_value
             if isinstance(target, Variable) and value._var_metadata != target._var_metadata:
@@ -378,9 +432,13 @@ def pop(node: tp.Any, *filters: tp.Any) -> tp.Any:
         (['i'], False)
     """
     if not filters:
-        raise TypeError("nnx.pop expected at least one filter, e.g. nnx.pop(model, nnx.Intermediate).")
+        raise TypeError(
+            "nnx.pop expected at least one filter, found none. "
+            "Fix: nnx.pop(model, nnx.Intermediate)."
+        )
     flat = flatten_graph(node)
-    pairs = [(p, v) for p, v in zip(flat.graphdef.leaf_paths, flat.leaves) if isinstance(v, Variable)]
+    pairs = [(p, v) for p, v in zip(flat.graphdef.leaf_paths, flat.leaves)
+             if isinstance(v, Variable)]
     predicates = [to_predicate(f) for f in filters]
     groups: list[list[tuple[Path, tp.Any]]] = [[] for _ in filters]
     for path, var in pairs:
@@ -390,18 +448,33 @@ def pop(node: tp.Any, *filters: tp.Any) -> tp.Any:
                 break
     removals = [path for g in groups for path, _ in g]
     # delete deepest-last-index first so list positions stay valid
-    for path in sorted(removals, key=lambda p: [(0, k) if isinstance(k, int) else (1, str(k))
-                                                for k in p], reverse=True):
+    removals.sort(key=lambda p: [(0, k) if isinstance(k, int) else (1, str(k)) for k in p],
+                  reverse=True)
+    parents = []
+    for path in removals:  # find every parent first: fail before changing anything
         parent = node
         for key in path[:-1]:
             parent = getattr(parent, key) if isinstance(parent, Pytree) else parent[key]
-        last = path[-1]
+        if not isinstance(parent, (Pytree, list, dict)):
+            raise GraphStructureError(
+                f"nnx.pop: {format_path(path)} ({type(_value_at(parent, path[-1])).__name__}) "
+                f"is stored in a {type(parent).__name__}, which cannot be changed in place. "
+                "Expected the Variables to pop to be Module attributes or entries of an "
+                "nnx.List / nnx.Dict. Fix: store them in a list (or nnx.List) instead of a "
+                f"{type(parent).__name__}. Nothing was removed."
+            )
+        parents.append(parent)
+    for path, parent in zip(removals, parents):
         if isinstance(parent, Pytree):
-            delattr(parent, last)
+            delattr(parent, path[-1])
         else:
-            del parent[last]
+            del parent[path[-1]]
     states = tuple(from_flat_state(g) for g in groups)
     return states[0] if len(states) == 1 else states
+
+
+def _value_at(parent: tp.Any, key: tp.Any) -> tp.Any:
+    return getattr(parent, key) if isinstance(parent, Pytree) else parent[key]
 
 
 def recursive_map(f: tp.Callable[[Path, tp.Any], tp.Any], node: tp.Any, /) -> tp.Any:

@@ -97,7 +97,6 @@ class GraphDef:
         """Compatibility functional call: ``graphdef.apply(state)(x)`` returns
         ``(out, (graphdef, state))``."""
         from nnx_graph._graph import call
-
         from nnx_graph._state import merge_state
 
         return call((self, merge_state(state, *states)))
@@ -118,7 +117,7 @@ class GraphDef:
 
 def _collect_leaf_paths(record: tuple[tp.Any, ...], path: Path, out: list[Path]) -> None:
     tag = record[0]
-    if tag == VAR or tag == LEAF:
+    if tag in (VAR, LEAF):
         out.append(path)
     elif tag == NODE:
         for key, child in record[4]:
@@ -265,20 +264,29 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True) -> Flattened:
         if isinstance(node, Pytree):
             d = node.__dict__
             explicit = node._nnx_explicit
+            class_kinds = type(node)._nnx_class_kinds
             for name in sorted(d):
                 if name.startswith("_nnx_"):
                     continue
                 value = d[name]
-                if node._nnx_is_data_attr(name, value):
-                    if type(value) in (list, dict) and explicit.get(name) is None:
+                # declared kind (nnx.data/static on assignment, or on the class) wins
+                kind = explicit.get(name)
+                if kind is None:
+                    kind = class_kinds.get(name)
+                if kind is None:
+                    if not has_data(value):
+                        attrs.append((name, (STATIC, Frozen(value))))
+                        continue
+                    if type(value) in (list, dict):
                         # a plain container that acquired data after assignment:
                         # convert it so that later mutation is tracked
                         value = List(value) if type(value) is list else Dict(value)
                         d[name] = value
-                    attrs.append((name, visit_value(value, (*path, name), node, name, (),
-                                                    force_leaf=explicit.get(name) is True)))
-                else:
+                elif not kind:
                     attrs.append((name, (STATIC, Frozen(value))))
+                    continue
+                attrs.append((name, visit_value(value, (*path, name), node, name, (),
+                                                force_leaf=kind is True)))
             frozen_explicit = Frozen(explicit) if explicit else None
             return (NODE, type(node), i, frozen_explicit, tuple(attrs))
         if isinstance(node, List):

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 
 import jax.numpy as jnp
 
-from nnx_graph._errors import format_path
 from nnx_graph._filters import to_predicate
 from nnx_graph._pytree import Pytree
-from nnx_graph._variables import Intermediate, Perturbation, Variable, variable_type_from_name
+from nnx_graph._variables import Perturbation, Variable, variable_type_from_name
 
 __all__ = [
     "M",
@@ -286,11 +285,20 @@ def view_info(node: tp.Any, /) -> str:
     return "\n".join(lines)
 
 
-def capture(fn: tp.Callable[..., A], *filters: tp.Any,
-            ) -> tp.Callable[..., tuple[A, tp.Any]]:
-    """Wrap ``fn`` so it returns ``(output, captured)``: the Variables matching
-    ``filters`` (default ``Intermediate``, e.g. values stored with ``sow``) that the
-    call left on the Modules among its arguments, popped into a State.
+def capture(fn: tp.Any, *var_types: tp.Any, init: tp.Any = None,
+            method_outputs: tp.Any = None) -> tp.Any:
+    """Wrap ``fn`` so it also returns the Variables of ``var_types`` (e.g. values
+    stored with :meth:`Module.sow` / :meth:`Module.perturb`) that the call left on
+    its Module, popped into States: ``(output, state)`` for one type,
+    ``(output, *states)`` for several, just ``output`` for none.
+
+    Arguments:
+      fn: a Module (its ``__call__`` is wrapped), a bound method of a Module, or a
+        function taking the Module(s) among its arguments. A Variable type instead
+        of ``fn`` returns a decorator (``nnx.capture(nnx.Intermediate)(fn)``).
+      var_types: the Variable types (filters) to capture.
+      init: a State of values placed on the Module before the call (e.g.
+        perturbations, to take gradients w.r.t. intermediate values).
 
     Example::
 
@@ -300,31 +308,59 @@ def capture(fn: tp.Callable[..., A], *filters: tp.Any,
         ...         self.sow(nnx.Intermediate, "h", x + 1)
         ...         return x
         >>> m = M()
-        >>> y, inter = nnx.capture(lambda m, x: m(x))(m, jnp.ones(2))
+        >>> y, inter = nnx.capture(m, nnx.Intermediate)(jnp.ones(2))
         >>> inter["h"].value[0].tolist(), hasattr(m, "h")
         ([2.0, 2.0], False)
     """
     from nnx_graph._graph import pop
     from nnx_graph._pytree import is_graph_node
-    from nnx_graph._state import State, merge_state
+    from nnx_graph._state import to_flat_state
 
-    chosen = filters or (Intermediate,)
+    if isinstance(fn, type) and issubclass(fn, Variable):
+        chosen = (fn, *var_types)
+        return lambda actual: capture(actual, *chosen, init=init, method_outputs=method_outputs)
+    if method_outputs is not None:
+        raise NotImplementedError(
+            f"nnx.capture(method_outputs={method_outputs!r}) is not supported: expected "
+            "method_outputs=None. Fix: call self.sow(...) on the outputs you want to keep."
+        )
+    bound = getattr(fn, "__self__", None)
+    owner: Module | None = fn if isinstance(fn, Module) else (
+        bound if isinstance(bound, Module) else None)
+
+    def place_initial_values(target: tp.Any) -> None:
+        for path, value in to_flat_state(init):
+            parent: tp.Any = target
+            name: tp.Any = path[-1]
+            for key in path[:-1]:
+                parent = getattr(parent, str(key)) if isinstance(parent, Pytree) else parent[key]
+            new = value.copy() if isinstance(value, Variable) else Perturbation(value)
+            if isinstance(parent, Pytree):
+                setattr(parent, name, new)
+            else:
+                parent[name] = new
 
     @functools.wraps(fn)
-    def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tuple[A, tp.Any]:
-        out = fn(*args, **kwargs)
-        nodes = [a for a in (*args, *kwargs.values()) if is_graph_node(a)]
+    def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        if owner is not None:
+            nodes: list[tp.Any] = [owner]
+        else:
+            nodes = [a for a in (*args, *kwargs.values()) if is_graph_node(a)]
         if not nodes:
             raise TypeError(
-                f"nnx.capture({getattr(fn, '__name__', fn)}): none of the arguments is a "
-                "Module, so there is nothing to capture from. Fix: pass the Module as an "
-                "argument of the wrapped function."
+                f"nnx.capture({getattr(fn, '__name__', fn)}): expected a Module among the "
+                "arguments to capture from, found none. Fix: pass the Module as an argument "
+                "of the wrapped function, or wrap the Module (or its bound method) itself."
             )
         target: tp.Any = nodes[0] if len(nodes) == 1 else tuple(nodes)
-        popped = pop(target, *chosen)
-        if len(chosen) == 1:
+        if init is not None:
+            place_initial_values(target)
+        out = fn(*args, **kwargs)
+        if not var_types:
+            return out
+        popped = pop(target, *var_types)
+        if len(var_types) == 1:
             return out, popped
-        return out, tuple(popped) if isinstance(popped, tuple) else (popped,)
+        return (out, *popped)
 
-    del State, merge_state, format_path
     return wrapper

@@ -13,6 +13,8 @@ structural epoch (see ``_epoch.py``), so caches are never stale.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 import typing as tp
 
 import jax
@@ -186,19 +188,39 @@ def _convert_container(value: tp.Any) -> tp.Any:
     return value
 
 
-def _annotation_kind(cls: type, name: str) -> bool | None:
-    """True (data) / False (static) from class annotations, else None."""
-    for klass in cls.__mro__:
-        ann = klass.__dict__.get("__annotations__", {})
-        if name in ann:
-            a = ann[name]
-            text = a if isinstance(a, str) else repr(a)
-            if "nnx_data" in text or "Data[" in text:
-                return True
-            if "nnx_static" in text or "Static[" in text:
-                return False
-            return None
+_DATA_ANNOTATION = re.compile(r"(?<![\w])Data\[")
+_STATIC_ANNOTATION = re.compile(r"(?<![\w])Static\[")
+
+
+def _annotation_kind(annotation: tp.Any) -> bool | None:
+    """True (``nnx.Data[...]``) / False (``nnx.Static[...]``) / None (neither)."""
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    if "nnx_data" in text or _DATA_ANNOTATION.search(text):
+        return True
+    if "nnx_static" in text or _STATIC_ANNOTATION.search(text):
+        return False
     return None
+
+
+def _class_kinds(cls: type) -> dict[str, bool]:
+    """Attribute kinds a class declares: ``x: nnx.Data[...]`` / ``nnx.Static[...]``
+    annotations and ``x = nnx.data()`` / ``nnx.static()`` class-body markers.
+
+    Computed once per class (attribute classification is on the traversal hot path).
+    Subclasses override their bases.
+    """
+    kinds: dict[str, bool] = {}
+    for klass in reversed(cls.__mro__):
+        for name, annotation in inspect.get_annotations(klass).items():
+            kind = _annotation_kind(annotation)
+            if kind is None:
+                kinds.pop(name, None)
+            else:
+                kinds[name] = kind
+        for name, value in klass.__dict__.items():
+            if isinstance(value, dataclasses.Field) and "nnx_data" in value.metadata:
+                kinds[name] = bool(value.metadata["nnx_data"])
+    return kinds
 
 
 class Pytree:
@@ -218,10 +240,13 @@ class Pytree:
 
     _nnx_observed: bool = False
     _nnx_explicit: dict[str, bool] = {}  # noqa: RUF012  (per-instance copy on write)
+    _nnx_is_pytree: bool = True
+    _nnx_class_kinds: dict[str, bool] = {}  # noqa: RUF012  (set per class, read-only)
 
     def __init_subclass__(cls, pytree: bool = True, **kwargs: tp.Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._nnx_is_pytree = pytree
+        cls._nnx_class_kinds = _class_kinds(cls)
         if pytree:
             jax.tree_util.register_pytree_with_keys(
                 cls, _pytree_flatten_with_keys, _make_unflatten(cls), _pytree_flatten
@@ -239,7 +264,7 @@ class Pytree:
             value = value.value
         elif name in d and d[name] is value:
             return  # e.g. `self.count += 1` re-assigning the same Variable
-        if self._nnx_explicit.get(name) is not False:
+        if self._nnx_kind(name) is not False:
             value = _convert_container(value)
         if self._nnx_observed:
             _epoch.bump()
@@ -251,14 +276,15 @@ class Pytree:
         object.__delattr__(self, name)
 
     # ------------------------------------------------------------ classification
+    def _nnx_kind(self, name: str) -> bool | None:
+        """True/False when ``name`` is declared data/static (by ``nnx.data``/
+        ``nnx.static`` on assignment, or on the class), None to decide by value."""
+        kind = self._nnx_explicit.get(name)
+        return type(self)._nnx_class_kinds.get(name) if kind is None else kind
+
     def _nnx_is_data_attr(self, name: str, value: tp.Any) -> bool:
-        explicit = self._nnx_explicit.get(name)
-        if explicit is not None:
-            return explicit
-        kind = _annotation_kind(type(self), name)
-        if kind is not None:
-            return kind
-        return has_data(value)
+        kind = self._nnx_kind(name)
+        return has_data(value) if kind is None else kind
 
     def _nnx_attributes(self) -> list[tuple[str, tp.Any]]:
         """The graph attributes in traversal order (sorted names)."""
@@ -406,7 +432,7 @@ class List(list[A]):
         self.extend(values)
         return self
 
-    def __imul__(self, n: tp.SupportsIndex) -> tp.Self:  # type: ignore[override,misc]
+    def __imul__(self, n: tp.SupportsIndex) -> tp.Self:
         self._nnx_changed()
         return super().__imul__(n)
 
@@ -577,21 +603,21 @@ def dataclass(cls: type[T] | None = None, /, **kwargs: tp.Any) -> tp.Any:
     def wrap(klass: type[T]) -> type[T]:
         kwargs.setdefault("repr", False)
         kwargs.setdefault("eq", False)
-        out = dataclasses.dataclass(**kwargs)(klass)
+        out: tp.Any = dataclasses.dataclass(**kwargs)(klass)
         explicit = {
             f.name: f.metadata["nnx_data"]
-            for f in dataclasses.fields(out)  # type: ignore[arg-type]
+            for f in dataclasses.fields(out)
             if "nnx_data" in f.metadata
         }
         if explicit:
-            original_init = out.__init__  # type: ignore[misc]
+            original_init: tp.Callable[..., None] = out.__init__
 
             def __init__(self: tp.Any, *args: tp.Any, **kw: tp.Any) -> None:
                 object.__setattr__(self, "_nnx_explicit", {**self._nnx_explicit, **explicit})
                 original_init(self, *args, **kw)
 
-            out.__init__ = __init__  # type: ignore[misc]
-        return out
+            out.__init__ = __init__
+        return tp.cast("type[T]", out)
 
     return wrap if cls is None else wrap(cls)
 
@@ -616,7 +642,7 @@ def check_pytree(node: tp.Any) -> None:
     for path, value in iter_graph(node):
         if isinstance(value, Pytree):
             for name, attr in value._nnx_attributes():
-                if value._nnx_explicit.get(name) is False and has_data(attr):
+                if value._nnx_kind(name) is False and has_data(attr):
                     from nnx_graph._errors import format_path
 
                     raise ValueError(

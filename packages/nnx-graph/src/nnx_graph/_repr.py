@@ -9,6 +9,7 @@ import numpy as np
 __all__ = ["graphdef_repr", "node_repr", "state_repr", "variable_repr"]
 
 _INDENT = "  "
+_BRACKETS: dict[type, tuple[str, str]] = {tuple: ("(", ")"), list: ("[", "]"), dict: ("{", "}")}
 
 
 def _array_summary(value: tp.Any) -> str | None:
@@ -34,6 +35,19 @@ def _value_repr(value: tp.Any) -> str:
         return f"({inner}{',' if len(value) == 1 else ''})"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _holds_nodes(value: tp.Any) -> bool:
+    from nnx_graph._pytree import is_graph_node
+    from nnx_graph._variables import Variable
+
+    if isinstance(value, Variable) or is_graph_node(value):
+        return True
+    if type(value) in (tuple, list):
+        return any(_holds_nodes(v) for v in value)
+    if type(value) is dict:
+        return any(_holds_nodes(v) for v in value.values())
+    return False
 
 
 def variable_repr(var: tp.Any) -> str:
@@ -85,6 +99,16 @@ def node_repr(node: tp.Any) -> str:
                        "" if isinstance(value, List) else f"{key!r}: ")
             lines.append(f"{pad}{closer},")
             return
+        if type(value) in (tuple, list, dict) and _holds_nodes(value):
+            # plain containers of Modules/Variables: one entry per line, like List/Dict
+            opener, closer = _BRACKETS[type(value)]
+            lines.append(f"{pad}{prefix}{opener}")
+            pairs = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, child in pairs:
+                render(child, (*path, key), depth + 1,
+                       f"{key!r}: " if isinstance(value, dict) else "")
+            lines.append(f"{pad}{closer},")
+            return
         lines.append(f"{pad}{prefix}{_value_repr(value)},")
 
     render(node, (), 0, "")
@@ -123,7 +147,7 @@ def graphdef_repr(graphdef: tp.Any) -> str:
             inner = ", ".join(f"{k}={render(c)}" for k, c in record[4])
             return f"{record[1].__name__}({inner})"
         if tag == VAR:
-            return record[1].__name__
+            return str(record[1].__name__)
         if tag == REF:
             return f"<ref {record[1]}>"
         if tag == LEAF:

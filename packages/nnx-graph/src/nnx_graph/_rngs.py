@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 F = tp.TypeVar("F", bound=tp.Callable[..., tp.Any])
-SeedLike = tp.Union[int, jax.Array]
+SeedLike = int | jax.Array
 
 
 class RngState(Variable[jax.Array]):
@@ -61,10 +61,11 @@ def _to_key(seed: SeedLike, stream: str) -> jax.Array:
     if isinstance(seed, int) or (hasattr(seed, "dtype") and jnp.issubdtype(seed.dtype, jnp.integer)
                                  and jnp.ndim(seed) == 0):
         return jax.random.key(seed)
-    if hasattr(seed, "dtype") and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key):
-        return tp.cast(jax.Array, seed)
+    if hasattr(seed, "dtype") and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
+        return seed
     if hasattr(seed, "dtype") and seed.dtype == jnp.uint32 and seed.shape[-1:] == (2,):
-        return jax.random.wrap_key_data(seed)
+        key: jax.Array = jax.random.wrap_key_data(seed)
+        return key
     raise TypeError(
         f"Rngs stream {stream!r}: expected an int seed or a JAX key, found "
         f"{type(seed).__name__} {seed!r:.60}. Fix: nnx.Rngs({stream}=0) or "
@@ -170,9 +171,17 @@ class Rngs(Pytree):
             return getattr(streams["default"], name)
         if "default" in streams:
             return streams["default"]
+        available = sorted(self._streams()) or "none"
+        if name == "default":
+            raise RngStreamError(
+                "Rngs has no 'default' stream (used by rngs(), rngs.normal(...) and "
+                f"as the fallback for unknown names). Expected one of the streams "
+                f"{available} to be named explicitly, e.g. rngs.params(). "
+                "Fix: call a named stream, or give a default seed: nnx.Rngs(0, ...)."
+            )
         raise RngStreamError(
             f"Rngs has no stream {name!r} and no 'default' stream to fall back on. "
-            f"Available streams: {sorted(self._streams()) or 'none'}.\n"
+            f"Available streams: {available}.\n"
             f"Fix: create it, e.g. nnx.Rngs({name}=0), or give a default seed: nnx.Rngs(0)."
         )
 
@@ -243,7 +252,7 @@ def reseed(node: tp.Any, /, *, policy: str = "scalars_only", **stream_seeds: See
 
     Example::
 
-        >>> import nnx_graph as nnx
+        >>> import jax, nnx_graph as nnx
         >>> rngs = nnx.Rngs(params=0); a = rngs.params()
         >>> nnx.reseed(rngs, params=0); b = rngs.params()
         >>> bool((jax.random.key_data(a) == jax.random.key_data(b)).all())
@@ -261,8 +270,8 @@ def reseed(node: tp.Any, /, *, policy: str = "scalars_only", **stream_seeds: See
 
 class _SplitBackup(tp.NamedTuple):
     stream: RngStream
-    key: jax.Array
-    count: jax.Array
+    key_value: jax.Array
+    count_value: jax.Array
 
 
 class SplitRngs:
@@ -273,8 +282,8 @@ class SplitRngs:
 
     def restore(self) -> None:
         for b in self.backups:
-            b.stream.key.set_value(b.key)
-            b.stream.count.set_value(b.count)
+            b.stream.key.set_value(b.key_value)
+            b.stream.count.set_value(b.count_value)
 
     def __enter__(self) -> SplitRngs:
         return self

@@ -29,7 +29,7 @@ __all__ = [
     "to_pure_dict",
 ]
 
-Key = tp.Union[str, int]
+Key = str | int
 PathParts = tuple[Key, ...]
 
 
@@ -156,7 +156,8 @@ class State(MutableMapping[Key, tp.Any]):
     # --------------------------------------------------------------- mapping
     @property
     def raw_mapping(self) -> dict[Key, tp.Any]:
-        return self._mapping
+        mapping: dict[Key, tp.Any] = self._mapping
+        return mapping
 
     def __getitem__(self, key: Key) -> tp.Any:
         return self._mapping[key]
@@ -176,7 +177,7 @@ class State(MutableMapping[Key, tp.Any]):
         return len(self._mapping)
 
     def __getattr__(self, name: str) -> tp.Any:
-        if name.startswith("__"):
+        if name.startswith("__") or name == "_mapping":  # _mapping: not yet set (unpickling)
             raise AttributeError(name)
         try:
             return self._mapping[name]
@@ -197,6 +198,10 @@ class State(MutableMapping[Key, tp.Any]):
         return dict(self._mapping) == dict(other)
 
     __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[tp.Any, ...]:
+        # copy/deepcopy/pickle rebuild from the mapping (sharing is kept by deepcopy's memo)
+        return (type(self), (self._mapping,))
 
     def __or__(self, other: State) -> State:
         return merge_state(self, other)
@@ -275,7 +280,9 @@ jax.tree_util.register_pytree_with_keys(
 
 
 # ----------------------------------------------------------------- functions
-def _iter_flat(mapping: Mapping[Key, tp.Any], prefix: PathParts) -> Iterator[tuple[PathParts, tp.Any]]:
+def _iter_flat(
+    mapping: Mapping[Key, tp.Any], prefix: PathParts
+) -> Iterator[tuple[PathParts, tp.Any]]:
     for key in sorted_keys(mapping):
         value = mapping[key]
         path = (*prefix, key)
@@ -412,11 +419,14 @@ def to_pure_dict(state: Mapping[Key, tp.Any],
 
 
 def _match_key(mapping: Mapping[tp.Any, tp.Any], key: Key) -> tp.Any:
-    """Find ``key`` in ``mapping`` tolerating int keys that were stored as strings."""
+    """Find ``key`` in ``mapping`` tolerating int keys that were stored as strings
+    (and digit-string keys that were turned into ints by ``restore_int_paths``)."""
     if key in mapping:
         return key
-    if isinstance(key, int) and str(key) in mapping:
+    if type(key) is int and str(key) in mapping:
         return str(key)
+    if isinstance(key, str) and key.isdigit() and int(key) in mapping:
+        return int(key)
     return _MISSING
 
 
@@ -444,12 +454,13 @@ def replace_by_pure_dict(state: State, pure_dict: Mapping[tp.Any, tp.Any],
     from nnx_graph._variables import Variable
 
     flat = to_flat_state(state)
-    known = set()
+    matched: set[tuple[tp.Any, ...]] = set()  # pure-dict paths (as spelled there) used
     updates: list[tuple[PathParts, tp.Any]] = []
     missing: list[PathParts] = []
     problems: list[str] = []
     for path, leaf in flat:
         node: tp.Any = pure_dict
+        spelled: list[tp.Any] = []
         found = True
         for key in path:
             if not isinstance(node, Mapping):
@@ -459,11 +470,12 @@ def replace_by_pure_dict(state: State, pure_dict: Mapping[tp.Any, tp.Any],
             if k is _MISSING:
                 found = False
                 break
+            spelled.append(k)
             node = node[k]
-        known.add(path)
         if not found:
             missing.append(path)
             continue
+        matched.add(tuple(spelled))
         old_shape = np.shape(_raw(leaf))
         new_shape = np.shape(node)
         if replace_fn is None and old_shape != new_shape:
@@ -471,9 +483,9 @@ def replace_by_pure_dict(state: State, pure_dict: Mapping[tp.Any, tp.Any],
                 f"{format_path(path, 'state')}: expected shape {old_shape}, found {new_shape}"
             )
         updates.append((path, node))
-    extra = [p for p in _pure_paths(pure_dict, ()) if restore_int_path(p) not in known]
+    extra = [p for p in _pure_paths(pure_dict, ()) if p not in matched]
     for p in extra:
-        problems.append(f"{format_path(restore_int_path(p), 'state')}: not in the target state")
+        problems.append(f"{format_path(p, 'state')}: not in the target state")
     if missing and not allow_missing:
         problems.extend(f"{format_path(p, 'state')}: missing from the pure dict" for p in missing)
     if problems:

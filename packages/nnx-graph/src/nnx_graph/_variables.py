@@ -328,7 +328,8 @@ class Variable(tp.Generic[A]):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(np.shape(self._raw_value))  # type: ignore[arg-type]
+        value: tp.Any = self._raw_value
+        return tuple(np.shape(value))
 
     @property
     def dtype(self) -> tp.Any:
@@ -356,7 +357,8 @@ class Variable(tp.Generic[A]):
         return float(self.get_value())  # type: ignore[arg-type]
 
     def __int__(self) -> int:
-        return int(self.get_value())  # type: ignore[call-overload]
+        value: tp.Any = self.get_value()
+        return int(value)
 
     def __index__(self) -> int:
         return operator.index(self.get_value())  # type: ignore[arg-type]
@@ -372,6 +374,9 @@ class Variable(tp.Generic[A]):
 
     def __invert__(self) -> tp.Any:
         return ~self.get_value()  # type: ignore[operator]
+
+    # ``__eq__`` compares values (installed below); keep identity hashing.
+    __hash__ = object.__hash__
 
     # ------------------------------------------------------------------ repr
     def _describe(self) -> str:
@@ -456,6 +461,11 @@ for _name, _op in {
     "le": operator.le,
     "gt": operator.gt,
     "ge": operator.ge,
+    # As in Flax NNX, ``==``/``!=`` compare values (``counter.count == 1`` is an
+    # array, not an identity test).  Variables stay hashable by identity (see
+    # ``Variable.__hash__``) so they can key identity maps.
+    "eq": operator.eq,
+    "ne": operator.ne,
 }.items():
 
     def _compare(
@@ -516,9 +526,10 @@ class _MetadataAux:
 
 
 def _register_pytree(cls: type[Variable[tp.Any]]) -> None:
-    def unflatten(aux: _MetadataAux, children: tp.Sequence[tp.Any]) -> Variable[tp.Any]:
+    def unflatten(aux: _MetadataAux, children: tp.Iterable[tp.Any]) -> Variable[tp.Any]:
         new = object.__new__(cls)
-        object.__setattr__(new, "_raw_value", children[0])
+        (value,) = children
+        object.__setattr__(new, "_raw_value", value)
         object.__setattr__(new, "_var_metadata", dict(aux.metadata))
         object.__setattr__(new, "_nnx_observed", False)
         return new
@@ -642,15 +653,16 @@ def variable_name_from_type(
         'batch_stats'
     """
     for klass in typ.__mro__:
-        if klass in _TYPE_TO_NAME:
-            if klass is typ or not allow_register:
-                return _TYPE_TO_NAME[klass] if klass is typ else typ.__name__
+        if klass in _TYPE_TO_NAME and (klass is typ or not allow_register):
+            return _TYPE_TO_NAME[klass] if klass is typ else typ.__name__
     if allow_register:
         register_variable_name(typ.__name__, typ)
     return typ.__name__
 
 
-def variable_type_from_name(name: str, /, *, allow_register: bool = False) -> type[Variable[tp.Any]]:
+def variable_type_from_name(
+    name: str, /, *, allow_register: bool = False
+) -> type[Variable[tp.Any]]:
     """The Variable type registered under a collection name (``'params'`` -> ``Param``).
 
     Example::
