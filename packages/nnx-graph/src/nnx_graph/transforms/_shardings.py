@@ -1,0 +1,87 @@
+"""Map user-facing sharding specs (per argument / per output) onto graph leaves."""
+
+from __future__ import annotations
+
+import typing as tp
+from collections.abc import Mapping
+
+import jax
+
+from nnx_graph._errors import format_path
+from nnx_graph._state import State, to_flat_state
+from nnx_graph._variables import Variable
+
+__all__ = ["constrain_tree", "leaf_shardings"]
+
+_UNSPECIFIED = None
+
+
+def _is_sharding(x: object) -> bool:
+    return isinstance(x, (jax.sharding.Sharding, jax.sharding.PartitionSpec))
+
+
+def _lookup(spec: tp.Any, path: tuple[tp.Any, ...], where: str) -> tp.Any:
+    """Find the sharding for a leaf at ``path`` inside ``spec`` (a sharding, None,
+    or a State/mapping with shardings at leaf paths)."""
+    if spec is None or _is_sharding(spec):
+        return spec
+    if isinstance(spec, Variable):
+        return spec.get_value()
+    if isinstance(spec, Mapping):
+        node: tp.Any = spec
+        for key in path:
+            if node is None or _is_sharding(node):
+                return node
+            if isinstance(node, Variable):
+                return node.get_value()
+            if not isinstance(node, Mapping) or key not in node:
+                raise ValueError(
+                    f"{where}: no sharding given for {format_path(path, 'state')}. Expected "
+                    "the sharding State to cover every leaf of the object (as produced by "
+                    "nnx.get_named_sharding(nnx.state(model), mesh)). Fix: build it from the "
+                    "same object, or pass a single Sharding for all its leaves."
+                )
+            node = node[key]
+        return node.get_value() if isinstance(node, Variable) else node
+    raise TypeError(
+        f"{where}: expected a jax Sharding, a PartitionSpec, None, or a State of them; "
+        f"found {type(spec).__name__}."
+    )
+
+
+def leaf_shardings(spec_per_node: tp.Sequence[tp.Any], leaf_paths: tp.Sequence[tuple[tp.Any, ...]],
+                   where: str) -> list[tp.Any]:
+    """One sharding per leaf; ``leaf_paths`` are ``(node_index, *path)``."""
+    return [_lookup(spec_per_node[p[0]], tuple(p[1:]), where) for p in leaf_paths]
+
+
+def constrain_tree(out: tp.Any, spec: tp.Any) -> tp.Any:
+    """Apply ``with_sharding_constraint`` to ``out`` following ``spec`` (a pytree
+    prefix of ``out`` whose entries may be shardings or sharding States for graph
+    nodes)."""
+    from nnx_graph._graph import state as graph_state
+    from nnx_graph.transforms._bridge import is_node
+
+    def apply(sub_spec: tp.Any, value: tp.Any) -> tp.Any:
+        if sub_spec is None:
+            return value
+        if is_node(value):
+            flat = to_flat_state(graph_state(value))
+            for path, var in flat:
+                sharding = _lookup(sub_spec, path, "out_shardings")
+                if sharding is not None:
+                    var._raw_value = jax.lax.with_sharding_constraint(var._raw_value, sharding)
+            return value
+        if _is_sharding(sub_spec):
+            return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sub_spec), value)
+        if isinstance(sub_spec, State):
+            return jax.tree.map(lambda s, x: jax.lax.with_sharding_constraint(x, s)
+                                if s is not None else x, sub_spec, value)
+        return value
+
+    if spec is None:
+        return out
+    if _is_sharding(spec) or isinstance(spec, State) or is_node(out):
+        return apply(spec, out)
+    return jax.tree.map(apply, spec, out, is_leaf=lambda x: _is_sharding(x) or x is None
+                        or isinstance(x, State))
