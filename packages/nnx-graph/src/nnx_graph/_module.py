@@ -168,8 +168,8 @@ class Module(Pytree):
             >>> net = Net(); net.train(); net.deterministic
             False
         """
-        self.set_attributes(deterministic=False, use_running_average=False,
-                            raise_if_not_found=False, **attributes)
+        self.set_attributes(raise_if_not_found=False, **{
+            "deterministic": False, "use_running_average": False, **attributes})
 
     def eval(self, **attributes: tp.Any) -> None:
         """Evaluation mode: ``deterministic=True`` and ``use_running_average=True``
@@ -184,8 +184,8 @@ class Module(Pytree):
             >>> net = Net(); net.eval(); net.use_running_average
             True
         """
-        self.set_attributes(deterministic=True, use_running_average=True,
-                            raise_if_not_found=False, **attributes)
+        self.set_attributes(raise_if_not_found=False, **{
+            "deterministic": True, "use_running_average": True, **attributes})
 
 
 def iter_modules(node: tp.Any, /) -> Iterator[tuple[Path, Module]]:

@@ -531,7 +531,7 @@ class Dict(dict[tp.Any, A]):
         return (Dict, (dict(self),))
 
 
-def _list_flatten(node: List[tp.Any]) -> tuple[list[tp.Any], tp.Any]:
+def _list_flatten(node: List[tp.Any]) -> tuple[list[tp.Any], _ListAux]:
     from nnx_graph._hashing import hashable
 
     mask = tuple(has_data(v) for v in node)
@@ -562,10 +562,18 @@ def _list_unflatten(aux: _ListAux, children: tp.Iterable[tp.Any]) -> List[tp.Any
     return out
 
 
-jax.tree_util.register_pytree_node(List, _list_flatten, _list_unflatten)
+def _list_flatten_with_keys(node: List[tp.Any]) -> tuple[list[tuple[tp.Any, tp.Any]], _ListAux]:
+    children, aux = _list_flatten(node)
+    keys = [jax.tree_util.SequenceKey(i) for i, m in enumerate(aux.mask) if m]
+    return list(zip(keys, children)), aux
 
 
-def _dict_flatten(node: Dict[tp.Any]) -> tuple[list[tp.Any], tp.Any]:
+jax.tree_util.register_pytree_with_keys(
+    List, _list_flatten_with_keys, _list_unflatten, _list_flatten
+)
+
+
+def _dict_flatten(node: Dict[tp.Any]) -> tuple[list[tp.Any], tuple[tp.Any, ...]]:
     from nnx_graph._state import sorted_keys
 
     keys = tuple(sorted_keys(node))
@@ -580,7 +588,16 @@ def _dict_unflatten(keys: tuple[tp.Any, ...], children: tp.Iterable[tp.Any]) -> 
     return out
 
 
-jax.tree_util.register_pytree_node(Dict, _dict_flatten, _dict_unflatten)
+def _dict_flatten_with_keys(
+    node: Dict[tp.Any],
+) -> tuple[list[tuple[tp.Any, tp.Any]], tuple[tp.Any, ...]]:
+    children, keys = _dict_flatten(node)
+    return [(jax.tree_util.DictKey(k), c) for k, c in zip(keys, children)], keys
+
+
+jax.tree_util.register_pytree_with_keys(
+    Dict, _dict_flatten_with_keys, _dict_unflatten, _dict_flatten
+)
 
 
 # ------------------------------------------------------------------ dataclass
