@@ -1,5 +1,53 @@
-"""nnx-optim (content arrives in a later change)."""
+"""nnx-optim: training utilities for nnx.
 
+``Optimizer`` runs any optax transformation on a model's Variables and keeps its
+state as Variables; ``metrics`` accumulates statistics; ``EMA`` averages weights;
+``save_checkpoint``/``restore_checkpoint`` and ``save_safetensors``/
+``load_safetensors`` persist it all.
+
+Example::
+
+    >>> import jax.numpy as jnp, optax, nnx_graph as nnx, nnx_optim
+    >>> class Model(nnx.Module):
+    ...     def __init__(self):
+    ...         self.w = nnx.Param(jnp.zeros(2))
+    >>> model = Model()
+    >>> optimizer = nnx_optim.Optimizer(model, optax.sgd(0.5))
+    >>> _ = optimizer.update(nnx.State({"w": jnp.ones(2)}))
+    >>> model.w.value.tolist(), int(optimizer.step.value)
+    ([-0.5, -0.5], 1)
+"""
+
+from nnx_optim import metrics
 from nnx_optim.__about__ import __version__
+from nnx_optim._checkpoint import (
+    CheckpointMismatchError,
+    load_safetensors,
+    restore_checkpoint,
+    save_checkpoint,
+    save_safetensors,
+)
+from nnx_optim._ema import EMA
+from nnx_optim._opt_state import OptArray, OptState, OptVariable
+from nnx_optim._optimizer import ModelAndOptimizer, Optimizer
+from nnx_optim._train_state import TrainState
 
-__all__ = ["__version__"]
+__all__ = [
+    # optimizer
+    "ModelAndOptimizer",
+    "OptArray",
+    "OptState",
+    "OptVariable",
+    "Optimizer",
+    "TrainState",
+    # averaging and metrics
+    "EMA",
+    "metrics",
+    # checkpoints
+    "CheckpointMismatchError",
+    "load_safetensors",
+    "restore_checkpoint",
+    "save_checkpoint",
+    "save_safetensors",
+    "__version__",
+]
