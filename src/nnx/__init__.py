@@ -23,6 +23,7 @@ from nnx_nn import *  # noqa: F403
 from nnx_nn import __all__ as _nn_all
 from nnx_optim import *  # noqa: F403
 from nnx_optim import __all__ as _optim_all
+from nnx_optim import metrics as metrics
 from nnx_viz import *  # noqa: F403
 from nnx_viz import __all__ as _viz_all
 
