@@ -48,6 +48,32 @@ def _names(x: str | tp.Iterable[str] | None) -> tuple[str, ...]:
     return tuple(x)
 
 
+class _Updates:
+    """Output of a compiled call: new values of the leaves that changed.
+
+    Which leaves changed is known at trace time; keeping it in the pytree's aux
+    data makes it part of the compiled function's output structure, so every call
+    gets it back for free (no dict keys to sort, no side channel)."""
+
+    __slots__ = ("indices", "values", "token")
+
+    def __init__(self, indices: tuple[int, ...], values: tp.Sequence[tp.Any],
+                 token: int | None = None) -> None:
+        self.indices = indices
+        self.values = values
+        self.token = token
+
+
+jax.tree_util.register_pytree_node(
+    _Updates,
+    lambda u: (u.values, (u.indices, u.token)),
+    lambda aux, values: _Updates(aux[0], values, aux[1]),
+)
+
+# Writing a Variable's value through its slot descriptor skips Variable.__setattr__.
+_SET_RAW = Variable.__dict__["_raw_value"].__set__
+
+
 class _Compiled:
     """A ``jax.jit``-compiled inner function for one structure and argument layout,
     plus the structural outcomes its traces recorded."""
@@ -63,7 +89,7 @@ class _Entry:
     """What one traversal of the call's graph nodes yields, valid until the
     structural epoch moves."""
 
-    __slots__ = ("epoch", "refs", "bridge", "leaves", "compiled", "layout")
+    __slots__ = ("epoch", "refs", "bridge", "leaves", "compiled", "layout", "all_variables")
 
     def __init__(self, epoch: int, nodes: tp.Sequence[tp.Any], bridge: Bridge,
                  compiled: _Compiled, layout: tp.Any) -> None:
@@ -73,6 +99,7 @@ class _Entry:
         self.leaves = bridge.leaves
         self.compiled = compiled
         self.layout = layout
+        self.all_variables = all(isinstance(leaf, Variable) for leaf in self.leaves)
 
 
 class JitWrapped:
@@ -161,20 +188,26 @@ class JitWrapped:
         values = [leaf._raw_value for leaf in leaves]
         dyn = [args[i] for i in entry.layout[1]]
         try:
-            out, changes, structure = entry.compiled.jitted(values, dyn)
+            out, updates = entry.compiled.jitted(values, dyn)
         except Exception as error:
             self._diagnose(entry, values, error)
             raise
-        if structure:
-            return self._apply_structure(entry, out, structure)
-        for i, value in changes.items():
-            leaves[i]._raw_value = value
+        if updates.token is not None:
+            return self._apply_structure(entry, out, updates)
+        if entry.all_variables:
+            for i, value in zip(updates.indices, updates.values):
+                _SET_RAW(leaves[i], value)
+        else:
+            for i, value in zip(updates.indices, updates.values):
+                leaves[i]._raw_value = value
         return out
 
     @staticmethod
     def _alive(entry: _Entry, args: tuple[tp.Any, ...]) -> bool:
-        node_positions = entry.layout[0]
-        return all(ref() is args[p] for ref, p in zip(entry.refs, node_positions))
+        for ref, p in zip(entry.refs, entry.layout[0]):
+            if ref() is not args[p]:
+                return False
+        return True
 
     def _store(self, key: tp.Any, entry: _Entry) -> None:
         with self._lock:
@@ -239,10 +272,11 @@ class JitWrapped:
                     out = constrain_tree(out, out_shardings)
                 out_tree, new_values, info = bridge.exit(roots, out)
                 if info.same_structure:
-                    return out_tree, bridge.changed(new_values), {}
+                    changed = bridge.changed(new_values)
+                    return out_tree, _Updates(tuple(changed), list(changed.values()))
                 token = len(holder[0].exits)
                 holder[0].exits[token] = info
-                return out_tree, {}, {token: new_values}
+                return out_tree, _Updates((), new_values, token)
 
         jit_kwargs = dict(self._jit_kwargs)
         if donate_nodes:
@@ -271,11 +305,10 @@ class JitWrapped:
         dyn = [specs[p] for p in dyn_positions]
         return (values, dyn)
 
-    def _apply_structure(self, entry: _Entry, out_tree: tp.Any, structure: dict[int, tp.Any]
-                         ) -> tp.Any:
-        ((token, values),) = structure.items()
-        info = entry.compiled.exits[token]
-        out = entry.bridge.apply_structure(info, values, out_tree)
+    def _apply_structure(self, entry: _Entry, out_tree: tp.Any, updates: _Updates) -> tp.Any:
+        assert updates.token is not None
+        info = entry.compiled.exits[updates.token]
+        out = entry.bridge.apply_structure(info, updates.values, out_tree)
         # the caller's objects changed structure: the cached entry is now stale
         self._cache.pop(next((k for k, e in self._cache.items() if e is entry), None), None)
         return out
@@ -316,14 +349,14 @@ class JitWrapped:
         values = [leaf._raw_value for leaf in entry.leaves]
         statics = (tuple(v for _, v in statics_args), statics_kwargs)
         try:
-            out, changes, structure = entry.compiled.jitted(values, dyn_leaves, statics)
+            out, updates = entry.compiled.jitted(values, dyn_leaves, statics)
         except Exception as error:
             self._diagnose(entry, values, error)
             raise
-        if structure:
-            return self._apply_structure(entry, out, structure)
+        if updates.token is not None:
+            return self._apply_structure(entry, out, updates)
         leaves = entry.leaves
-        for i, value in changes.items():
+        for i, value in zip(updates.indices, updates.values):
             leaves[i]._raw_value = value
         return out
 
