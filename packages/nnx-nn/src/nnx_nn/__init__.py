@@ -1,5 +1,145 @@
-"""nnx-nn (content arrives in a later change)."""
+"""nnx-nn: the layer library of nnx — initializers, activations, Linear/Conv/Embed,
+normalization, Dropout, attention, recurrent cells, LoRA, pooling and Sequential,
+built on ``nnx_graph`` Modules (Flax NNX 0.12 API).
 
+Example::
+
+    >>> import jax.numpy as jnp, nnx_graph, nnx_nn
+    >>> rngs = nnx_graph.Rngs(params=0, dropout=1)
+    >>> model = nnx_nn.Sequential(
+    ...     nnx_nn.Linear(2, 16, rngs=rngs), nnx_nn.BatchNorm(16, rngs=rngs), nnx_nn.gelu,
+    ...     nnx_nn.Dropout(0.1, rngs=rngs), nnx_nn.Linear(16, 3, rngs=rngs))
+    >>> model(jnp.ones((4, 2))).shape
+    (4, 3)
+    >>> model.eval(); model(jnp.ones((4, 2))).shape
+    (4, 3)
+"""
+
+from nnx_nn import initializers
 from nnx_nn.__about__ import __version__
+from nnx_nn._activations import (
+    PReLU,
+    celu,
+    elu,
+    gelu,
+    glu,
+    hard_sigmoid,
+    hard_silu,
+    hard_swish,
+    hard_tanh,
+    identity,
+    leaky_relu,
+    log_sigmoid,
+    log_softmax,
+    logsumexp,
+    one_hot,
+    relu,
+    relu6,
+    selu,
+    sigmoid,
+    silu,
+    soft_sign,
+    softmax,
+    softplus,
+    standardize,
+    swish,
+    tanh,
+)
+from nnx_nn._attention import (
+    combine_masks,
+    dot_product_attention,
+    dot_product_attention_weights,
+    make_attention_mask,
+    make_causal_mask,
+)
+from nnx_nn._conv import Conv, ConvTranspose
+from nnx_nn._dropout import Dropout
+from nnx_nn._errors import InputShapeError, LayerConfigError, LayerInputError
+from nnx_nn._linear import Einsum, Embed, Linear, LinearGeneral
+from nnx_nn._lora import LoRA, LoRALinear, LoRAParam
+from nnx_nn._multihead import MultiHeadAttention
+from nnx_nn._normalization import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
+from nnx_nn._pooling import avg_pool, max_pool, min_pool, pool
+from nnx_nn._recurrent import GRUCell, LSTMCell, OptimizedLSTMCell, RNNCellBase, SimpleCell
+from nnx_nn._rnn import RNN, Bidirectional
+from nnx_nn._sequential import Sequential
+from nnx_nn._weight_normalization import SpectralNorm, WeightNorm
+from nnx_nn.initializers import Initializer
 
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    # initializers
+    "initializers",
+    "Initializer",
+    # activations
+    "celu",
+    "elu",
+    "gelu",
+    "glu",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
+    "hard_tanh",
+    "leaky_relu",
+    "log_sigmoid",
+    "log_softmax",
+    "logsumexp",
+    "one_hot",
+    "relu",
+    "relu6",
+    "selu",
+    "sigmoid",
+    "identity",
+    "silu",
+    "soft_sign",
+    "softmax",
+    "softplus",
+    "standardize",
+    "swish",
+    "tanh",
+    "PReLU",
+    # linear
+    "Linear",
+    "LinearGeneral",
+    "Einsum",
+    "Embed",
+    "Conv",
+    "ConvTranspose",
+    # normalization
+    "BatchNorm",
+    "LayerNorm",
+    "RMSNorm",
+    "GroupNorm",
+    "InstanceNorm",
+    "SpectralNorm",
+    "WeightNorm",
+    # dropout and attention
+    "Dropout",
+    "MultiHeadAttention",
+    "dot_product_attention",
+    "dot_product_attention_weights",
+    "make_attention_mask",
+    "make_causal_mask",
+    "combine_masks",
+    # recurrent
+    "RNNCellBase",
+    "LSTMCell",
+    "OptimizedLSTMCell",
+    "GRUCell",
+    "SimpleCell",
+    "RNN",
+    "Bidirectional",
+    # LoRA, Sequential, pooling
+    "LoRA",
+    "LoRALinear",
+    "LoRAParam",
+    "Sequential",
+    "avg_pool",
+    "max_pool",
+    "min_pool",
+    "pool",
+    # errors
+    "InputShapeError",
+    "LayerConfigError",
+    "LayerInputError",
+]
