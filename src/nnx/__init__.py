@@ -21,6 +21,8 @@ from nnx_graph import *  # noqa: F403
 from nnx_graph import __all__ as _graph_all
 from nnx_nn import *  # noqa: F403
 from nnx_nn import __all__ as _nn_all
+from nnx_nn import initializers as initializers
+from nnx_nn import nn as nn
 from nnx_optim import *  # noqa: F403
 from nnx_optim import __all__ as _optim_all
 from nnx_optim import metrics as metrics
