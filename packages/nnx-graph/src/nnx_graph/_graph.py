@@ -113,12 +113,10 @@ def split(node: tp.Any, *filters: tp.Any) -> tuple[tp.Any, ...]:
     gdef, pairs = _pairs(node)
     if not filters:
         return gdef, from_flat_state(pairs)
-    states = split_state(from_flat_state(pairs), *filters) if pairs else tuple(
-        State() for _ in filters
-    )
-    if len(filters) == 1:
-        states = (states,)
-    return (gdef, *states)
+    if not pairs:
+        return (gdef, *(State() for _ in filters))
+    states = split_state(from_flat_state(pairs), *filters)
+    return (gdef, *(states if len(filters) > 1 else (states,)))
 
 
 def _flat_lookup(states: tp.Sequence[tp.Any]) -> dict[Path, tp.Any]:

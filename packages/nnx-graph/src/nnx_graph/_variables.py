@@ -174,7 +174,8 @@ class Variable(tp.Generic[A]):
                 "Expected: a concrete array outside of transforms.\n"
                 "Fix: pass the object into the transform as an argument (nnx.jit, "
                 "nnx.grad, ... carry updates back automatically) or return the value "
-                "from the transformed function and assign it outside."
+                "from the transformed function and assign it outside. To see where this "
+                "Variable is stored, call nnx.state(model): that error names its path."
             )
         if index is not None and index is not Ellipsis:
             return value[index]  # type: ignore[index, no-any-return]
