@@ -300,7 +300,9 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True) -> Flattened:
                               else (STATIC, Frozen(value))))
         return (NODE, type(node), i, None, tuple(attrs))
 
-    record = visit_value(root, (), None, None, ())
+    # Raw arrays inside a root-level tuple/list/dict have no graph node to live on;
+    # a one-entry holder dict gives their Slots a place to read (and write) them.
+    record = visit_value(root, (), {None: root}, None, ())
     return Flattened(GraphDef(record, len(leaves), len(nodes)), leaves, nodes)
 
 
