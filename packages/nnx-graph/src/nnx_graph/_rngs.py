@@ -296,9 +296,11 @@ def _split_streams(node: tp.Any, splits: int | tuple[int, ...], only: tp.Any,
                    squeeze: bool) -> SplitRngs:
     backups = []
     for _, stream in _streams_in(node, only):
-        key, count = stream.key.get_value(), stream.count.get_value()
-        backups.append(_SplitBackup(stream, key, count))
-        new_key = jax.random.split(stream(), splits)
+        # Draw first, back up after: restoring keeps the stream advanced, so the next
+        # split (e.g. the next call of a split_rngs-decorated vmap) gets new keys.
+        drawn = stream()
+        backups.append(_SplitBackup(stream, stream.key.get_value(), stream.count.get_value()))
+        new_key = jax.random.split(drawn, splits)
         if squeeze and isinstance(splits, int) and splits == 1:
             new_key = new_key[0]
         stream.key.set_value(new_key)
@@ -361,8 +363,8 @@ def fork_rngs(node: tp.Any, /, *, split: tp.Any = None) -> SplitRngs:
     """
     backups = []
     for _, stream in _streams_in(node, ...):
+        new = stream.fork(split=split)  # advances the stream; the backup keeps that
         backups.append(_SplitBackup(stream, stream.key.get_value(), stream.count.get_value()))
-        new = stream.fork(split=split)
         stream.key.set_value(new.key.get_value())
         stream.count.set_value(new.count.get_value())
     return SplitRngs(backups)
