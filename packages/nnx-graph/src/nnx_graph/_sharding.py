@@ -423,8 +423,8 @@ def _resolve(
         if entry is None or entry is PartitionSpec.UNCONSTRAINED:
             resolved.append(entry)
             continue
-        parts = (entry,) if isinstance(entry, str) else tuple(entry)
-        if not all(isinstance(p, str) for p in parts):
+        parts = (entry,) if isinstance(entry, str) else entry
+        if not isinstance(parts, (tuple, list)) or not all(isinstance(p, str) for p in parts):
             raise ShardingError(
                 f"{where}: sharding entry {entry!r} is not a name.\n"
                 "Expected: a str (mesh axis or logical name), a tuple of str, or None.\n"
@@ -645,6 +645,12 @@ def _place_on_creation(variable: Variable[tp.Any]) -> None:
     mesh = _annotation_mesh(metadata)
     if mesh is None:
         mesh = _current_mesh()
+    if mesh is None:
+        # Nothing to place on. The annotation is checked when it is used
+        # (get_partition_spec & co.), where the error can name the Variable's path.
+        if strict:
+            raise _cannot_place(where, "no mesh is set and the Variable has no mesh metadata")
+        return
     value = variable._raw_value
     spec = _resolve(
         key,
@@ -654,10 +660,6 @@ def _place_on_creation(variable: Variable[tp.Any]) -> None:
         rank=_value_rank(value),
         where=where,
     )
-    if mesh is None:
-        if strict:
-            raise _cannot_place(where, "no mesh is set and the Variable has no mesh metadata")
-        return
     object.__setattr__(
         variable, "_raw_value", _place(value, spec, mesh, strict=strict, where=where)
     )
