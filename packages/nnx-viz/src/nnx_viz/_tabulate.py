@@ -163,7 +163,8 @@ def _trace_calls(
         for i, value in zip(traced_at, traced):
             call_leaves[i] = value
         call_args, call_kwargs = jax.tree.unflatten(treedef, call_leaves)
-        copy(*call_args, **call_kwargs)
+        # Flattening sorted the keyword names: call with the caller's order.
+        copy(*call_args, **{name: call_kwargs[name] for name in kwargs})
 
     classes = {type(m) for _, m in nnx_graph.iter_modules(model)}
     try:
