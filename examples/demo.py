@@ -145,6 +145,13 @@ def build(phase: str, args: argparse.Namespace) -> tuple[MLP, nnx.Optimizer]:
 
 
 # --------------------------------------------------------------------- main
+class Interrupted(Exception):
+    """Raised by --stop-after to simulate an interrupted run."""
+
+
+_epochs_this_run = 0
+
+
 def run_phase(
     phase: str,
     model: MLP,
@@ -158,6 +165,7 @@ def run_phase(
     from tqdm import tqdm
 
     x_train, y_train, x_test, y_test = data
+    global _epochs_this_run
     steps = len(x_train) // args.batch_size
     shuffle = np.random.default_rng(args.seed + 17)
     for _ in range(start_epoch):  # keep the data order identical after --resume
@@ -184,6 +192,9 @@ def run_phase(
               f"(optimizer step {int(optimizer.step.value)})")
         save(args.out / "checkpoint", model, optimizer,
              dict(phase=phase, epoch=epoch + 1, history=history))
+        _epochs_this_run += 1
+        if args.stop_after is not None and _epochs_this_run >= args.stop_after:
+            raise Interrupted
 
 
 def plot(history: list[dict], path: Path) -> None:
@@ -211,6 +222,14 @@ def plot(history: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except Interrupted:
+        print("stopped early (--stop-after); continue with --resume")
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=15, help="pre-training epochs")
     parser.add_argument("--lora-epochs", type=int, default=5, help="LoRA fine-tuning epochs")
@@ -224,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue from out/demo/checkpoint if it exists")
     parser.add_argument("--min-accuracy", type=float, default=0.95)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--stop-after", type=int, default=None, metavar="N",
+                        help="stop after N epochs in this run (simulates an interruption; "
+                        "continue with --resume)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -273,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"LoRA parameters trained: {lora_count:,} of {base_count:,} parameters; "
           f"base parameters unchanged: {base_params_frozen}")
     print(f"final test accuracy: {test_acc:.4f} (loss {test_loss:.4f})")
+    digest = sum(float(jnp.sum(jnp.abs(v))) for v in jax.tree.leaves(nnx.state(model)))
+    print(f"state checksum: {digest:.6f}")
     print(f"wrote {args.out / 'checkpoint'}, {args.out / 'training_curve.png'}, "
           f"{args.out / 'model.html'}")
     print(f"total time {time.perf_counter() - start:.1f} s")
