@@ -72,7 +72,7 @@ def test_merge_names_every_missing_and_extra_path():
 
 
 def test_merge_with_only_part_of_the_states():
-    gdef, params, rest = nnx.split(Model(), nnx.Param, ...)
+    gdef, params, _rest = nnx.split(Model(), nnx.Param, ...)
     with pytest.raises(nnx.GraphStructureError) as info:
         nnx.merge(gdef, params)
     message = str(info.value)
@@ -120,9 +120,9 @@ def test_update_with_a_subtree_where_a_leaf_is_expected():
 
 def test_merge_and_update_reject_non_states():
     gdef = nnx.graphdef(Model())
-    with pytest.raises(TypeError, match="Expected a State.*found list.*Fix"):
+    with pytest.raises(TypeError, match=r"Expected a State.*found list.*Fix"):
         nnx.merge(gdef, [1, 2])
-    with pytest.raises(TypeError, match="Expected a State.*found int.*Fix"):
+    with pytest.raises(TypeError, match=r"Expected a State.*found int.*Fix"):
         nnx.update(Model(), 3)
 
 

@@ -122,7 +122,7 @@ def test_split_first_match_wins_and_needs_exhaustive_filters():
 
 
 def test_ellipsis_must_be_last():
-    with pytest.raises(nnx.FilterError, match="may only be the last filter.*position 0"):
+    with pytest.raises(nnx.FilterError, match=r"may only be the last filter.*position 0"):
         nnx.split(Net(), ..., nnx.Param)
 
 

@@ -7,15 +7,23 @@ import pickle
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import nnx_graph as nnx
 
 
+def uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Random init seeded from ``key`` without compiling a JAX sampler per shape
+    (eager jax.random calls compile once per shape; this keeps the suite fast)."""
+    seed = int(jax.random.key_data(key)[-1])
+    return jnp.asarray(np.random.default_rng(seed).random(shape, np.float32))
+
+
 class Linear(nnx.Module):
     def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs):
         self.din, self.dout = din, dout
-        self.w = nnx.Param(jax.random.uniform(rngs.params(), (din, dout)))
+        self.w = nnx.Param(uniform(rngs.params(), (din, dout)))
         self.b = nnx.Param(jnp.zeros(dout))
 
     def __call__(self, x):
@@ -190,7 +198,8 @@ def test_update_full_and_partial():
     assert float(w.value.sum()) == 0.0
     nnx.update(model, {"counter": {"count": jnp.array(7)}})
     assert int(model.counter.count.value) == 7
-    nnx.update(model, nnx.State({"layers": {1: {"b": jnp.ones(2)}}}), {"counter": {"w": jnp.ones(2)}})
+    nnx.update(model, nnx.State({"layers": {1: {"b": jnp.ones(2)}}}),
+               {"counter": {"w": jnp.ones(2)}})
     assert model.layers[1].b.value.tolist() == [1.0, 1.0]
 
 
@@ -334,7 +343,7 @@ def test_flatten_and_unflatten():
     assert gdef2 == gdef and leaves[0] is model.counter.count
     assert nnx.unflatten(gdef, leaves).counter.count is model.counter.count
     assert type(nnx.unflatten(gdef, nnx.state(model))) is MLP
-    with pytest.raises(nnx.GraphStructureError, match="expected 6 leaves.*found 2"):
+    with pytest.raises(nnx.GraphStructureError, match=r"expected 6 leaves.*found 2"):
         nnx.unflatten(gdef, leaves[:2])
 
 
@@ -350,7 +359,7 @@ def test_set_metadata():
 def test_call_and_graphdef_apply():
     model = Counter()
     gdef, state = nnx.split(model)
-    out, (gdef2, new_state) = nnx.call((gdef, state))(jnp.ones(2))
+    out, (_gdef2, new_state) = nnx.call((gdef, state))(jnp.ones(2))
     assert out.tolist() == [1.0, 1.0]
     assert int(new_state["count"].value) == 1
     assert int(model.count.value) == 0  # inputs are not modified
@@ -463,7 +472,7 @@ def test_non_graph_inputs():
         assert "expected a graph node" in str(info.value) and "found int" in str(info.value)
     with pytest.raises(TypeError, match="expected a GraphDef as first argument, found State"):
         nnx.merge(nnx.State({}), nnx.State({}))
-    with pytest.raises(TypeError, match="Expected a State .* found int"):
+    with pytest.raises(TypeError, match=r"Expected a State .* found int"):
         nnx.merge(nnx.graphdef(Counter()), 3)
 
 
@@ -489,5 +498,5 @@ def test_update_context():
         inner(jnp.ones(2))
         ctx.update(model, nnx.state(inner))
     assert int(model.count.value) == 1
-    with pytest.raises(ValueError, match="No update context with tag 'demo' is active.*Fix"):
+    with pytest.raises(ValueError, match=r"No update context with tag 'demo' is active.*Fix"):
         nnx.current_update_context("demo")

@@ -14,10 +14,17 @@ import pytest
 import nnx_graph as nnx
 
 
+def uniform(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Random init seeded from ``key`` without compiling a JAX sampler per shape
+    (eager jax.random calls compile once per shape; this keeps the suite fast)."""
+    seed = int(jax.random.key_data(key)[-1])
+    return jnp.asarray(np.random.default_rng(seed).random(shape, np.float32))
+
+
 class Linear(nnx.Module):
     def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs):
         self.din, self.dout = din, dout
-        self.w = nnx.Param(jax.random.uniform(rngs.params(), (din, dout)))
+        self.w = nnx.Param(uniform(rngs.params(), (din, dout)))
         self.b = nnx.Param(jnp.zeros(dout))
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -304,7 +311,7 @@ def test_sow_into_wrong_type_errors():
         def __init__(self):
             self.h = nnx.Param(jnp.ones(1))
 
-    with pytest.raises(ValueError, match="attribute 'h' of M holds a Param.*Fix"):
+    with pytest.raises(ValueError, match=r"attribute 'h' of M holds a Param.*Fix"):
         M().sow(nnx.Intermediate, "h", 1)
 
 

@@ -310,7 +310,7 @@ def test_user_subclasses():
 # ----------------------------------------------------------------- pytree
 def test_variable_is_a_pytree_node():
     p = LoraParam(jnp.ones(2), tag="t")
-    leaves, treedef = jax.tree.flatten(p)
+    leaves, _treedef = jax.tree.flatten(p)
     assert len(leaves) == 1 and leaves[0] is p.raw_value
     q = jax.tree.map(lambda x: x * 3, p)
     assert type(q) is LoraParam and q is not p
@@ -361,7 +361,7 @@ def test_register_variable_name():
     class Other(nnx.Variable):
         pass
 
-    with pytest.raises(ValueError, match="already registered to Stat.*Fix"):
+    with pytest.raises(ValueError, match=r"already registered to Stat.*Fix"):
         nnx.register_variable_name("test_stats_xyz", Other)
     nnx.register_variable_name("test_stats_xyz", Other, overwrite=True)
     assert nnx.variable_type_from_name("test_stats_xyz") is Other
