@@ -82,7 +82,7 @@ def test_arrays_are_summarised_never_printed_in_full() -> None:
     text = nnx_viz.render_text(Big())
     assert "float32(100, 100)" in text
     assert "Array([[" not in text and "9999." not in text
-    assert len(text.splitlines()) == 5
+    assert len(text.splitlines()) == 3
 
 
 def test_variable_metadata_is_shown() -> None:
@@ -146,3 +146,16 @@ def test_display_leaves_the_object_unchanged(mlp) -> None:
     before = nnx_viz.render_text(mlp)
     assert nnx_viz.render_text(mlp) == before
     assert type(mlp.bn.mean) is nnx.BatchStat
+
+
+def test_private_bookkeeping_attributes_are_hidden_unless_they_hold_state() -> None:
+    class Cached(nnx.Module):
+        def __init__(self) -> None:
+            self._layout = frozenset({(0, 1)})  # bookkeeping: hidden
+            self._buffer = nnx.Param(jnp.ones(2))  # state: shown and counted
+            self.w = nnx.Param(jnp.ones(3))
+
+    text = nnx_viz.render_text(Cached())
+    assert "_layout" not in text
+    assert "  _buffer=Param(value=" in text
+    assert text.startswith("Cached(  # Param: 5 (20 B)")

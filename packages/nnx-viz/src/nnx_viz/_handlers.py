@@ -180,12 +180,21 @@ def _child_path(path: str | None, part: str) -> str | None:
     return None if path is None else path + part
 
 
+def _shown_attribute(name: str, value: tp.Any) -> bool:
+    """Every attribute in graph order, except bookkeeping: nnx's own ``_nnx_*`` and
+    private (``_name``) attributes without state. Private attributes holding
+    Variables or arrays stay visible, so that the size comments add up."""
+    if name.startswith("_nnx_"):
+        return False
+    return not name.startswith("_") or nnx_graph.has_data(value)
+
+
 def _attribute_entries(node: tp.Any, path: str | None) -> list[tuple[str, tp.Any, str | None]]:
     attributes = vars(node)
     return [
         (f"{name}=", attributes[name], _child_path(path, f".{name}"))
         for name in sorted(attributes)
-        if not name.startswith("_nnx_")
+        if _shown_attribute(name, attributes[name])
     ]
 
 

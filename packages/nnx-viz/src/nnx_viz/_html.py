@@ -8,7 +8,7 @@ import pathlib
 import typing as tp
 
 from nnx_viz._handlers import ArrayMode, rendering_scope
-from nnx_viz._layout import expand_for_html
+from nnx_viz._layout import expand_state_holders
 
 __all__ = ["render_html", "save_html"]
 
@@ -61,7 +61,7 @@ def render_html(obj: tp.Any, *, arrays: ArrayMode = "summary", compressed: bool 
 
     with (
         rendering_scope(arrays),
-        treescope.active_expansion_strategy.set_scoped(expand_for_html),
+        treescope.active_expansion_strategy.set_scoped(expand_state_holders),
     ):
         return treescope.render_to_html(obj, compressed=compressed)
 

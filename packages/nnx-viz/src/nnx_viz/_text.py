@@ -5,7 +5,7 @@ from __future__ import annotations
 import typing as tp
 
 from nnx_viz._handlers import ArrayMode, rendering_scope
-from nnx_viz._layout import expand_for_text
+from nnx_viz._layout import expand_state_holders
 
 __all__ = ["render_text"]
 
@@ -24,7 +24,7 @@ def render_text(obj: tp.Any, *, arrays: ArrayMode = "summary") -> str:
         arrays: ``"summary"`` (default) or ``"visualize"``.
 
     Returns:
-        The rendering, lines of at most about 80 characters (deeply nested or long
+        The rendering, lines of at most about 100 characters (deeply nested or long
         values may exceed it).
 
     Example::
@@ -45,6 +45,6 @@ def render_text(obj: tp.Any, *, arrays: ArrayMode = "summary") -> str:
     # Visualisations are HTML; text always uses summaries.
     with (
         rendering_scope("summary" if arrays == "visualize" else arrays),
-        treescope.active_expansion_strategy.set_scoped(expand_for_text),
+        treescope.active_expansion_strategy.set_scoped(expand_state_holders),
     ):
         return treescope.render_to_text(obj)
