@@ -25,8 +25,9 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
-import nnx_graph
 import numpy as np
+
+import nnx_graph
 
 __all__ = [
     "CheckpointMismatchError",
@@ -43,7 +44,28 @@ A = tp.TypeVar("A")
 
 
 class CheckpointMismatchError(nnx_graph.GraphStructureError):
-    """A checkpoint's entries do not match the objects it is restored into."""
+    """A checkpoint's entries do not match the objects it is restored into.
+
+    The message has one line per offending path (missing from the checkpoint, only
+    in the checkpoint, other shape or dtype) and a fix.
+
+    Example::
+
+        >>> import tempfile, jax.numpy as jnp, nnx_graph as nnx, nnx_optim
+        >>> class Model(nnx.Module):
+        ...     def __init__(self, names):
+        ...         for name in names:
+        ...             setattr(self, name, nnx.Param(jnp.zeros(2)))
+        >>> file = tempfile.mkdtemp() + "/weights.safetensors"
+        >>> nnx_optim.save_safetensors(file, Model(["a", "b"]))
+        >>> try:
+        ...     nnx_optim.load_safetensors(file, Model(["a", "c"]))
+        ... except nnx_optim.CheckpointMismatchError as error:
+        ...     for line in str(error).splitlines()[1:3]:
+        ...         print(line)
+          - 'c': missing from the file ...; expected shape (2,) float32 (...)
+          - 'b': found in the file ... (shape (2,) float32) but not in the target
+    """
 
 
 # ----------------------------------------------------------------------------- leaves
@@ -236,7 +258,9 @@ def _raise_mismatch(what: str, problems: list[str], fix: str) -> tp.NoReturn:
     more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
     raise CheckpointMismatchError(
         f"{what} does not match the target ({len(problems)} problem"
-        f"{'s' if len(problems) != 1 else ''}):\n  - " + "\n  - ".join(shown) + more
+        f"{'s' if len(problems) != 1 else ''}):\n  - "
+        + "\n  - ".join(shown)
+        + more
         + f"\nFix: {fix}"
     )
 
@@ -366,7 +390,7 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any) -> tp.Any:
         ...     nnx_optim.restore_checkpoint(directory, Model(3))
         ... except nnx_optim.CheckpointMismatchError as error:
         ...     print(str(error).splitlines()[1])
-          - target.w: expected shape (3,) float32 (from the target), found shape (2,) float32 in the checkpoint
+          - target.w: expected shape (3,) float32 (from the target), found shape (2,) ...
     """
     directory = os.path.abspath(os.fspath(path))
     if not os.path.isdir(directory):
@@ -381,18 +405,18 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any) -> tp.Any:
     try:
         metadata = checkpointer.metadata(directory).item_metadata
         tree = getattr(metadata, "tree", metadata)
-        found = {
-            p: (tuple(m.shape), np.dtype(m.dtype)) for p, m in _flatten_nested(tree).items()
-        }
+        found = {p: (tuple(m.shape), np.dtype(m.dtype)) for p, m in _flatten_nested(tree).items()}
         by_str = {_str_path(p): p for p in collected.flat}
         expected = {_str_path(p): _expected(_raw(leaf)) for p, leaf in collected.flat.items()}
-        problems = _compare(expected, found, lambda p: format_path(by_str.get(p, p), root),
-                            "checkpoint")
+        problems = _compare(
+            expected, found, lambda p: format_path(by_str.get(p, p), root), "checkpoint"
+        )
         if problems:
             _raise_mismatch(f"The checkpoint at {directory}", problems, _ORBAX_FIX)
         abstract = {
             _str_path(p): jax.ShapeDtypeStruct(
-                expected[_str_path(p)][0], expected[_str_path(p)][1],
+                expected[_str_path(p)][0],
+                expected[_str_path(p)][1],
                 sharding=_sharding(_raw(leaf)),
             )
             for p, leaf in collected.flat.items()
@@ -471,6 +495,19 @@ def load_safetensors(path: PathLike, model: A, *, only: Filter = ...) -> A:
     Raises:
         CheckpointMismatchError: listing every missing, unexpected or mis-shaped
             tensor; nothing is modified then.
+
+    Example::
+
+        >>> import tempfile, jax.numpy as jnp, nnx_graph as nnx, nnx_optim
+        >>> class Model(nnx.Module):
+        ...     def __init__(self, value):
+        ...         self.kernel = nnx.Param(jnp.full((2, 2), value))
+        ...         self.count = nnx.Variable(jnp.array(0))
+        >>> file = tempfile.mkdtemp() + "/weights.safetensors"
+        >>> nnx_optim.save_safetensors(file, Model(1.0), only=nnx.Param)
+        >>> model = nnx_optim.load_safetensors(file, Model(0.0), only=nnx.Param)
+        >>> float(model.kernel.value.sum())
+        4.0
     """
     tensors = _safetensors().load_file(os.fspath(path))
     targets = _Targets((model,), only)

@@ -6,8 +6,8 @@ import typing as tp
 from collections.abc import Mapping
 
 import jax.numpy as jnp
-import nnx_graph
 
+import nnx_graph
 from nnx_optim._optimizer import filter_repr, format_path, safe_repr
 
 __all__ = ["EMA"]
@@ -62,7 +62,11 @@ class EMA(nnx_graph.Pytree):
     """
 
     def __init__(
-        self, params: tp.Any, decay: float, *, only: Filter = nnx_graph.Param,
+        self,
+        params: tp.Any,
+        decay: float,
+        *,
+        only: Filter = nnx_graph.Param,
         graph: bool | None = None,
     ) -> None:
         del graph  # Flax compatibility; graph semantics always apply

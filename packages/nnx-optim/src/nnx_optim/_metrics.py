@@ -12,8 +12,8 @@ import typing as tp
 
 import jax
 import jax.numpy as jnp
+
 import nnx_graph
-import numpy as np
 
 __all__ = [
     "Accuracy",
@@ -26,7 +26,6 @@ __all__ = [
 ]
 
 A = tp.TypeVar("A")
-Number = tp.Union[int, float, jax.Array, np.ndarray]
 
 
 class MetricState(nnx_graph.Variable[A]):
@@ -211,8 +210,8 @@ class Welford(Metric):
         new_count = old_count + batch_count
         delta = batch_mean - self.mean.value
         self.mean.value = self.mean.value + delta * (batch_count / new_count)
-        self.m2.value = self.m2.value + batch_m2 + delta**2 * (
-            old_count * (batch_count / new_count)
+        self.m2.value = (
+            self.m2.value + batch_m2 + delta**2 * (old_count * (batch_count / new_count))
         )
         self.count.value = new_count
 

@@ -21,6 +21,7 @@ import typing as tp
 from collections.abc import Iterator, Mapping
 
 import jax
+
 import nnx_graph
 
 __all__ = [

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
-import nnx_graph
 
+import nnx_graph
 from nnx_optim._opt_state import (
     OptState,
     assign_opt_state,
@@ -74,8 +74,8 @@ def safe_repr(node: nnx_graph.Pytree) -> str:
                 continue
             if isinstance(value, nnx_graph.Variable):
                 text = repr(value)
-            elif isinstance(value, type) or isinstance(value, tuple) and all(
-                isinstance(v, type) for v in value
+            elif isinstance(value, type) or (
+                isinstance(value, tuple) and all(isinstance(v, type) for v in value)
             ):
                 text = filter_repr(value)
             elif _is_graph_node(value):
@@ -259,19 +259,23 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
         """Explain an optax failure caused by a model that changed since ``__init__``."""
         current = set(param_paths)
         for layout_path in sorted(self._opt_state_layout, key=repr):
-            saved = {_int_path(p) for p in mapping_leaf_paths(subtree(self.opt_state,
-                                                                      layout_path))}
+            saved = {_int_path(p) for p in mapping_leaf_paths(subtree(self.opt_state, layout_path))}
             if saved == current:
                 continue
-            lines = [f"  - {format_path(p)}: matches wrt={filter_repr(self.wrt)} but has no "
-                     "optimizer state (added after the Optimizer was created)"
-                     for p in sorted(current - saved, key=repr)]
-            lines += [f"  - {format_path(p)}: has optimizer state but is no longer in "
-                      f"the model's wrt={filter_repr(self.wrt)} Variables"
-                      for p in sorted(saved - current, key=repr)]
+            lines = [
+                f"  - {format_path(p)}: matches wrt={filter_repr(self.wrt)} but has no "
+                "optimizer state (added after the Optimizer was created)"
+                for p in sorted(current - saved, key=repr)
+            ]
+            lines += [
+                f"  - {format_path(p)}: has optimizer state but is no longer in "
+                f"the model's wrt={filter_repr(self.wrt)} Variables"
+                for p in sorted(saved - current, key=repr)
+            ]
             return (
                 "Optimizer.update: the model's trainable Variables differ from those the "
-                "optimizer state was created for:\n" + "\n".join(lines)
+                "optimizer state was created for:\n"
+                + "\n".join(lines)
                 + "\nFix: create the Optimizer after model surgery, e.g. "
                 "`optimizer = nnx.Optimizer(model, tx, wrt=...)`."
             )
@@ -330,4 +334,3 @@ def _select_grads(params: list[tuple[Path, tp.Any]], grads: tp.Any, wrt: Filter)
             "Optimizer with the `wrt` used by nnx.grad."
         )
     return nnx_graph.from_flat_state([(p, _raw(lookup[p])) for p, _ in params])
-

@@ -11,6 +11,7 @@ import typing as tp
 
 import jax
 import jax.numpy as jnp
+
 import nnx_graph
 
 if tp.TYPE_CHECKING:
@@ -57,11 +58,10 @@ class TrainState:
         default=None, metadata={"static": True}
     )
     tx: optax.GradientTransformation = dataclasses.field(
-        default=None, metadata={"static": True}  # type: ignore[assignment]
+        default=None,
+        metadata={"static": True},  # type: ignore[assignment]
     )
-    graphdef: nnx_graph.GraphDef | None = dataclasses.field(
-        default=None, metadata={"static": True}
-    )
+    graphdef: nnx_graph.GraphDef | None = dataclasses.field(default=None, metadata={"static": True})
 
     def __init_subclass__(cls, **kwargs: tp.Any) -> None:
         super().__init_subclass__(**kwargs)
