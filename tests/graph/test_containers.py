@@ -211,3 +211,27 @@ def test_unobserved_objects_do_not_bump():
     h.layers.append(Leaf())
     h.x = 1
     assert _epoch.current() == before
+
+
+def test_copy_and_pickle_of_self_referencing_containers():
+    lst = nnx.List([Leaf()])
+    lst.append(lst)
+    d = nnx.Dict(leaf=Leaf())
+    d["me"] = d
+    for other in (copy.deepcopy(lst), pickle.loads(pickle.dumps(lst))):
+        assert type(other) is nnx.List and other[1] is other
+    for other in (copy.deepcopy(d), pickle.loads(pickle.dumps(d))):
+        assert type(other) is nnx.Dict and other["me"] is other
+        assert other.leaf.w.value.tolist() == [1.0, 1.0]
+
+
+def test_deepcopy_of_a_module_keeps_sharing():
+    h = Holder()
+    leaf = Leaf()
+    h.layers.append(leaf)
+    h.table["same"] = leaf
+    h.tied = leaf.w
+    other = copy.deepcopy(h)
+    assert other.layers[0] is other.table["same"] and other.tied is other.layers[0].w
+    assert other.tied is not h.tied
+    assert nnx.graphdef(other) == nnx.graphdef(h)

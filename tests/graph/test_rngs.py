@@ -261,3 +261,14 @@ def test_reseed_keeps_split_shape():
     rngs = nnx.Rngs(0).fork(split=2)
     nnx.reseed(rngs, default=3)
     assert rngs.default.key.shape == (2,)
+
+
+def test_rng_stream_on_its_own():
+    stream = nnx.RngStream(3, tag="noise")
+    assert isinstance(nnx.Rngs(0).default, nnx.RngStream)
+    assert stream.tag == "noise" and stream.key.tag == "noise"
+    assert same_key(stream(), jax.random.fold_in(jax.random.key(3), 0))
+    assert int(stream.count.value) == 1
+    gdef, state = nnx.split(stream)
+    assert state.flat_state().paths == (("count",), ("key",))
+    assert type(nnx.merge(gdef, state)) is nnx.RngStream

@@ -442,7 +442,9 @@ class List(list[A]):
         return node_repr(self)
 
     def __reduce__(self) -> tp.Any:
-        return (List, (list(self),))
+        # items after construction (not as an argument): copy/pickle register the
+        # new List before its items, so a List reachable from its own items works
+        return (type(self), (), None, iter(self))
 
 
 class Dict(dict[tp.Any, A]):
@@ -528,7 +530,7 @@ class Dict(dict[tp.Any, A]):
         return node_repr(self)
 
     def __reduce__(self) -> tp.Any:
-        return (Dict, (dict(self),))
+        return (type(self), (), None, None, iter(dict.items(self)))
 
 
 def _list_flatten(node: List[tp.Any]) -> tuple[list[tp.Any], _ListAux]:
