@@ -171,6 +171,11 @@ def _expected(value: tp.Any) -> tuple[tuple[int, ...], np.dtype[tp.Any]]:
     return tuple(np.shape(value)), np.dtype(value.dtype)
 
 
+# jax's constructors are not annotated; typed handles for mypy --strict
+_partition_spec = tp.cast(tp.Callable[..., jax.sharding.PartitionSpec], jax.sharding.PartitionSpec)
+_shape_dtype_struct = tp.cast(tp.Callable[..., jax.ShapeDtypeStruct], jax.ShapeDtypeStruct)
+
+
 def _sharding(value: tp.Any) -> jax.sharding.Sharding:
     """Where a restored leaf should live: the target's sharding when it has one."""
     sharding = getattr(value, "sharding", None)
@@ -181,7 +186,7 @@ def _sharding(value: tp.Any) -> jax.sharding.Sharding:
             extra = len(_expected(value)[0]) - len(value.shape)
             spec = (*sharding.spec, *[None] * (len(value.shape) - len(sharding.spec)))
             return jax.sharding.NamedSharding(
-                sharding.mesh, jax.sharding.PartitionSpec(*spec, *[None] * extra)
+                sharding.mesh, _partition_spec(*spec, *[None] * extra)
             )
         sharding = None
     if isinstance(sharding, jax.sharding.Sharding):
@@ -414,7 +419,7 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any) -> tp.Any:
         if problems:
             _raise_mismatch(f"The checkpoint at {directory}", problems, _ORBAX_FIX)
         abstract = {
-            _str_path(p): jax.ShapeDtypeStruct(
+            _str_path(p): _shape_dtype_struct(
                 expected[_str_path(p)][0],
                 expected[_str_path(p)][1],
                 sharding=_sharding(_raw(leaf)),

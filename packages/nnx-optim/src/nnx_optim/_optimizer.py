@@ -211,7 +211,7 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
         extra = nnx_graph.pure(kwargs)
         try:
             updates, new_opt_state = self.tx.update(grad_arrays, opt_state, param_arrays, **extra)
-            new_params = optax.apply_updates(param_arrays, updates)
+            new_params: tp.Any = optax.apply_updates(param_arrays, updates)
         except (TypeError, ValueError) as error:
             problem = self._diagnose_structure([p for p, _ in params])
             if problem is None:
@@ -300,7 +300,7 @@ class ModelAndOptimizer(Optimizer[M]):
         [-1.0, -1.0]
     """
 
-    def update(self, grads: tp.Any, /, **kwargs: tp.Any) -> tp.Any:  # type: ignore[override]
+    def update(self, grads: tp.Any, /, **kwargs: tp.Any) -> tp.Any:
         """Apply one step to ``self.model``; see :meth:`Optimizer.update`."""
         if "model" in kwargs:
             return super().update(grads, **kwargs)

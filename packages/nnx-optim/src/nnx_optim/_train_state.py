@@ -22,8 +22,9 @@ __all__ = ["TrainState"]
 T = tp.TypeVar("T", bound="TrainState")
 
 
-def _register(cls: type[tp.Any]) -> None:
-    dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+def _register(cls: type[tp.Any], *, make_dataclass: bool = True) -> None:
+    if make_dataclass:
+        dataclasses.dataclass(frozen=True, kw_only=True)(cls)
     fields = dataclasses.fields(cls)
     jax.tree_util.register_dataclass(
         cls,
@@ -32,6 +33,10 @@ def _register(cls: type[tp.Any]) -> None:
     )
 
 
+@tp.dataclass_transform(
+    kw_only_default=True, frozen_default=True, field_specifiers=(dataclasses.field,)
+)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainState:
     """Params, optimizer state and step count in one immutable pytree.
 
@@ -91,7 +96,7 @@ class TrainState:
 
     def replace(self: T, **changes: tp.Any) -> T:
         """A copy with some fields replaced."""
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        return dataclasses.replace(self, **changes)
 
     def apply_gradients(self: T, grads: tp.Any, **kwargs: tp.Any) -> T:
         """One optax step: new params, opt_state and ``step + 1``; ``kwargs``
@@ -114,4 +119,4 @@ class TrainState:
         return self.graphdef.apply(*resolved)
 
 
-_register(TrainState)
+_register(TrainState, make_dataclass=False)
