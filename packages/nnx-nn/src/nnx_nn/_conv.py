@@ -246,7 +246,7 @@ class Conv(nnx_graph.Module):
                 bias_init(rngs.params(), (out_features,), param_dtype), **bias_metadata
             )
         else:
-            self.bias = nnx_graph.data(None)
+            self.bias = None
         self.in_features = in_features
         self.out_features = out_features
         self.kernel_size = size
@@ -286,6 +286,13 @@ class Conv(nnx_graph.Module):
             left = kernel_dilation[0] * (self.kernel_size[0] - 1)
             inputs = jnp.pad(inputs, [(0, 0), (left, 0), (0, 0)])
             padding = "VALID"
+
+        if isinstance(padding, str) and any(d != 1 for d in input_dilation):
+            # lax takes only explicit padding together with input dilation: resolve the
+            # string against the dilated input.
+            dilated_in = [(n - 1) * d + 1 for n, d in zip(inputs.shape[1:-1], input_dilation)]
+            dilated_k = [(k - 1) * d + 1 for k, d in zip(self.kernel_size, kernel_dilation)]
+            padding = list(lax.padtype_to_pads(dilated_in, dilated_k, strides, padding))
 
         kernel = self.kernel[...]
         if self.mask is not None:
@@ -415,7 +422,7 @@ class ConvTranspose(nnx_graph.Module):
                 bias_init(rngs.params(), (out_features,), param_dtype), **bias_metadata
             )
         else:
-            self.bias = nnx_graph.data(None)
+            self.bias = None
 
     def __call__(self, inputs: Array) -> Array:
         """Apply the transposed convolution to ``(*batch, *spatial, in_features)``."""

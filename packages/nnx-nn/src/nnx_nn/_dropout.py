@@ -100,7 +100,7 @@ class Dropout(nnx_graph.Module):
         elif isinstance(rngs, nnx_graph.RngStream):
             self.rngs = rngs.fork()
         elif rngs is None:
-            self.rngs = nnx_graph.data(None)
+            self.rngs = None
         else:
             raise LayerConfigError(
                 f"Dropout(rate={rate!r}): rngs must be an nnx.Rngs, an RngStream or None, "

@@ -133,7 +133,7 @@ class Linear(nnx_graph.Module):
                 bias_init(rngs.params(), (out_features,), param_dtype), **bias_metadata
             )
         else:
-            self.bias = nnx_graph.data(None)
+            self.bias = None
         self.in_features = in_features
         self.out_features = out_features
         self.use_bias = use_bias
@@ -281,7 +281,7 @@ class LinearGeneral(nnx_graph.Module):
                 **bias_metadata,
             )
         else:
-            self.bias = nnx_graph.data(None)
+            self.bias = None
 
     def _check_inputs(
         self, inputs: Array, axes: tuple[int, ...], batch_axes: tuple[int, ...]
@@ -427,7 +427,7 @@ class Einsum(nnx_graph.Module):
                 bias_init(rngs.params(), tuple(bias_shape), param_dtype), **bias_metadata
             )
         else:
-            self.bias = nnx_graph.data(None)
+            self.bias = None
         self.einsum_str = einsum_str
         self.kernel_shape = tuple(kernel_shape)
         self.bias_shape = None if bias_shape is None else tuple(bias_shape)

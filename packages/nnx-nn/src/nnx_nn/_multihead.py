@@ -201,8 +201,8 @@ class MultiHeadAttention(nnx_graph.Module):
             self.query_ln = layer_norm(scale_metadata=query_ln_scale_metadata)
             self.key_ln = layer_norm(scale_metadata=key_ln_scale_metadata)
         else:
-            self.query_ln = nnx_graph.data(None)
-            self.key_ln = nnx_graph.data(None)
+            self.query_ln = None
+            self.key_ln = None
 
         self.out = LinearGeneral(
             in_features=(self.num_heads, self.head_dim),
@@ -224,9 +224,9 @@ class MultiHeadAttention(nnx_graph.Module):
         self.rngs: nnx_graph.RngStream | None = (
             rngs.dropout.fork() if keep_rngs and dropout_rate > 0 else None
         )
-        self.cached_key: nnx_graph.Cache[Array] | None = nnx_graph.data(None)
-        self.cached_value: nnx_graph.Cache[Array] | None = nnx_graph.data(None)
-        self.cache_index: nnx_graph.Cache[Array] | None = nnx_graph.data(None)
+        self.cached_key: nnx_graph.Cache[Array] | None = None
+        self.cached_value: nnx_graph.Cache[Array] | None = None
+        self.cache_index: nnx_graph.Cache[Array] | None = None
 
     def _check_config(self, dropout_rate: float) -> None:
         where = (

@@ -145,11 +145,11 @@ def _feature_params(
             scale_init(rngs.params(), shape, param_dtype), **scale_metadata
         )
     else:
-        module.scale = nnx_graph.data(None)
+        module.scale = None
     if use_bias:
         module.bias = nnx_graph.Param(bias_init(rngs.params(), shape, param_dtype), **bias_metadata)
     else:
-        module.bias = nnx_graph.data(None)
+        module.bias = None
 
 
 def _value(variable: nnx_graph.Variable[tp.Any] | None) -> Array | None:
@@ -476,7 +476,7 @@ class RMSNorm(nnx_graph.Module):
                 scale_init(rngs.params(), (num_features,), param_dtype), **scale_metadata
             )
         else:
-            self.scale = nnx_graph.data(None)
+            self.scale = None
         self.num_features = num_features
         self.epsilon = epsilon
         self.dtype = dtype

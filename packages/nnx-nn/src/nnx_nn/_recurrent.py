@@ -139,7 +139,7 @@ class _GatedCell(RNNCellBase):
             )
             self.rngs = rngs.carry.fork()
         else:
-            self.rngs = nnx_graph.data(None)
+            self.rngs = None
         if carry_init is not None:
             warnings.warn(
                 "carry_init given to the cell constructor: pass it to initialize_carry "

@@ -1,0 +1,44 @@
+"""Shared helpers for the nnx_nn tests: gradients through split/merge and tolerant
+comparisons. Gradients are jitted: one compilation is much cheaper than running
+every primitive (and its transpose) eagerly."""
+
+from __future__ import annotations
+
+import typing as tp
+
+import jax
+import numpy as np
+
+import nnx_graph
+
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+Path = tuple[tp.Any, ...]
+
+
+def param_grads(model: tp.Any, loss: tp.Callable[[tp.Any], jax.Array]) -> dict[Path, np.ndarray]:
+    """d loss(model) / d Param, through nnx_graph.split/merge, as {path: array}."""
+    graphdef, params, rest = nnx_graph.split(model, nnx_graph.Param, ...)
+
+    def f(p: tp.Any) -> jax.Array:
+        return loss(nnx_graph.merge(graphdef, p, rest, copy=True))
+
+    grads = jax.jit(jax.grad(f))(params)
+    return {path: np.asarray(v.value) for path, v in nnx_graph.to_flat_state(grads)}
+
+
+def ref_grads(f: tp.Callable[..., jax.Array], *args: tp.Any) -> tuple[np.ndarray, ...]:
+    """Gradients of a plain function w.r.t. all of its arguments."""
+    grads = jax.jit(jax.grad(f, argnums=tuple(range(len(args)))))(*args)
+    return tuple(np.asarray(g) for g in grads)
+
+
+def assert_close(actual: tp.Any, expected: tp.Any, **tol: float) -> None:
+    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64),
+                               **{**TOL, **tol})
+
+
+def values(model: tp.Any) -> dict[Path, np.ndarray]:
+    """Every Variable of ``model`` as {path: numpy array}."""
+    return {path: np.asarray(v.value) for path, v in
+            nnx_graph.to_flat_state(nnx_graph.state(model))
+            if hasattr(v, "value") and not isinstance(v, nnx_graph.RngState)}
