@@ -1,15 +1,15 @@
 """What ``import nnx`` adds to ``import jax, optax``, in fresh interpreters.
 
-Two measurements, both medians over several fresh interpreters:
-
-* wall time of ``python -c "import jax, optax"`` vs ``python -c "import jax, optax,
-  nnx"`` (runs interleaved); the difference is what a user waits for;
-* ``python -X importtime -c "import jax, optax; import nnx"``: the cumulative import
-  time of the top-level ``nnx`` entry, i.e. everything importing nnx pulls in beyond
-  jax and optax (less noisy than the wall-time difference).
+Each run starts a fresh interpreter that imports jax and optax, then nnx, reading the
+process CPU time and the wall clock around each import; medians over several runs.
+CPU time is the primary figure (a process waiting for a core on a busy machine
+accrues none), wall time is shown too.  The same probe runs once more per run with
+the garbage collector disabled: a full collection of the large heap jax leaves behind
+may or may not be triggered by nnx's allocations, and lands in nnx's figure if it is.
+One ``python -X importtime`` run lists the heaviest modules nnx brings in.
 
 The subprocesses run without ``PYTHONDONTWRITEBYTECODE`` after one untimed warm-up,
-so bytecode caches exist as they would after a normal ``pip install``.
+so bytecode caches exist, as after a normal ``pip install``.
 """
 
 from __future__ import annotations
@@ -17,21 +17,27 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 from _common import Settings, Table
 
 __all__ = ["ImportReport", "run"]
 
-BASE = "import jax, optax"
-WITH_NNX = "import jax, optax, nnx"
+PROBE = """
+import gc, sys, time
+if "--no-gc" in sys.argv:
+    gc.disable()
+c0, w0 = time.process_time(), time.perf_counter()
+import jax, optax
+c1, w1 = time.process_time(), time.perf_counter()
+import nnx
+c2, w2 = time.process_time(), time.perf_counter()
+print((c1 - c0) * 1e3, (c2 - c1) * 1e3, (w1 - w0) * 1e3, (w2 - w1) * 1e3)
+"""
 IMPORTTIME = "import jax, optax; import nnx"
-IMPORTTIME_GC_OFF = "import gc; gc.disable(); import jax, optax; import nnx"
 _LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)\s*$")
 
 
@@ -41,23 +47,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _child(args: list[str], cwd: str) -> tuple[float, float, str]:
-    """Run a fresh interpreter; return (wall ms, CPU ms of the child, stderr)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, *args],
-        check=True,
-        env=_env(),
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+def _child(args: list[str], cwd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], check=True, env=_env(), cwd=cwd, capture_output=True, text=True
     )
-    wall = (time.perf_counter() - start) * 1e3
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1e3
-    return wall, cpu, proc.stderr
 
 
 def _parse_importtime(stderr: str) -> tuple[dict[str, float], list[tuple[float, str]]]:
@@ -82,94 +75,72 @@ def _parse_importtime(stderr: str) -> tuple[dict[str, float], list[tuple[float, 
 
 
 @dataclasses.dataclass
+class Probe:
+    """One fresh interpreter: ms for ``import jax, optax`` and then ``import nnx``."""
+
+    base_cpu: float
+    nnx_cpu: float
+    base_wall: float
+    nnx_wall: float
+
+
+@dataclasses.dataclass
 class ImportReport:
-    importtime_ms: list[float]  # cumulative `nnx` entry, per run
-    base_importtime_ms: list[float]  # cumulative jax + optax entries, per run
+    probes: list[Probe]
+    probes_no_gc: list[Probe]
+    importtime_nnx_ms: float
     heaviest: list[tuple[float, str]]
-    gc_off_ms: list[float] = dataclasses.field(default_factory=list)  # same, gc disabled
-    wall_base_ms: list[float] = dataclasses.field(default_factory=list)
-    wall_nnx_ms: list[float] = dataclasses.field(default_factory=list)
-    cpu_base_ms: list[float] = dataclasses.field(default_factory=list)
-    cpu_nnx_ms: list[float] = dataclasses.field(default_factory=list)
+
+    def median(self, field: str, no_gc: bool = False) -> float:
+        probes = self.probes_no_gc if no_gc else self.probes
+        return statistics.median(getattr(p, field) for p in probes)
 
     @property
     def added_ms(self) -> float:
-        """The figure compared with the target: median cumulative `nnx` importtime."""
-        return statistics.median(self.importtime_ms)
+        """The figure compared with the target: median CPU time of ``import nnx``."""
+        return self.median("nnx_cpu")
+
+    @property
+    def added_wall_ms(self) -> float:
+        return self.median("nnx_wall")
 
 
 def measure_imports(settings: Settings) -> ImportReport:
-    """``-X importtime`` runs always; wall/CPU pairs of fresh interpreters unless quick."""
     runs = settings.import_runs
     with tempfile.TemporaryDirectory() as cwd:
-        _child(["-c", WITH_NNX], cwd)  # warm-up: bytecode caches, disk cache
-        report = ImportReport([], [], [])
+        _child(["-c", IMPORTTIME], cwd)  # warm-up: bytecode caches, disk cache
+        probes: list[Probe] = []
+        no_gc: list[Probe] = []
         for _ in range(runs):
-            top, children = _parse_importtime(
-                _child(["-X", "importtime", "-c", IMPORTTIME], cwd)[2]
-            )
-            report.importtime_ms.append(top["nnx"])
-            report.base_importtime_ms.append(top["jax"] + top["optax"])
-            if not report.heaviest:
-                report.heaviest = children[:5]
-            top, _ = _parse_importtime(
-                _child(["-X", "importtime", "-c", IMPORTTIME_GC_OFF], cwd)[2]
-            )
-            report.gc_off_ms.append(top["nnx"])
-        if not settings.quick:
-            for i in range(runs):
-                pair = [
-                    (BASE, report.wall_base_ms, report.cpu_base_ms),
-                    (WITH_NNX, report.wall_nnx_ms, report.cpu_nnx_ms),
-                ]
-                for code, wall, cpu in pair if i % 2 == 0 else pair[::-1]:
-                    w, c, _ = _child(["-c", code], cwd)
-                    wall.append(w)
-                    cpu.append(c)
-    return report
+            for args, out in (([], probes), (["--no-gc"], no_gc)):
+                values = [float(v) for v in _child(["-c", PROBE, *args], cwd).stdout.split()]
+                out.append(Probe(*values))
+        top, children = _parse_importtime(
+            _child(["-X", "importtime", "-c", IMPORTTIME], cwd).stderr
+        )
+    return ImportReport(probes, no_gc, top["nnx"], children[:6])
 
 
 def run(settings: Settings) -> tuple[list[Table], ImportReport]:
     r = measure_imports(settings)
-    med = statistics.median
     table = Table(
         "import nnx on top of import jax, optax (fresh interpreters)",
-        ["measurement", "jax, optax", "jax, optax, nnx", "added by nnx"],
+        ["measurement", "import jax, optax", "then import nnx (added)"],
         note=(
-            f"Medians over {len(r.importtime_ms)} `-X importtime` runs"
-            + (
-                ""
-                if not r.wall_base_ms
-                else f" and {len(r.wall_base_ms)} interleaved pairs of plain runs (wall and CPU "
-                "time of the whole interpreter, startup included)"
-            )
-            + ". The target uses the `-X importtime` figure (cumulative time of the "
-            "top-level `nnx` entry: everything nnx imports beyond jax and optax). "
-            "With gc disabled it shows the import work alone: the difference is a full "
-            "garbage collection of the heap jax built, which nnx's allocations trigger "
-            "(it shows up as the self time of whichever module is loading then). "
-            "Heaviest modules under nnx (self time, first run): "
+            f"Medians over {len(r.probes)} fresh interpreters each. The target uses the CPU "
+            "time with the garbage collector on (what a user gets); gc disabled shows the "
+            "import work without the collections of jax's large heap that nnx's allocations "
+            "may trigger. `-X importtime` (one run, wall clock): nnx cumulative "
+            f"{r.importtime_nnx_ms:.1f} ms; heaviest modules under nnx by self time: "
             + ", ".join(f"{name} {ms:.1f} ms" for ms, name in r.heaviest)
         ),
     )
-    base_it = med(r.base_importtime_ms)
-    table.add(
-        "-X importtime (cumulative)",
-        f"{base_it:.0f} ms",
-        f"{base_it + r.added_ms:.0f} ms",
-        f"+{r.added_ms:.1f} ms",
-    )
-    table.add("-X importtime, gc disabled", "", "", f"+{med(r.gc_off_ms):.1f} ms")
-    for what, base, with_nnx in (
-        ("wall time", r.wall_base_ms, r.wall_nnx_ms),
-        ("CPU time", r.cpu_base_ms, r.cpu_nnx_ms),
-    ):
-        if base:
+    for label, no_gc in (("gc on", False), ("gc disabled", True)):
+        for clock in ("cpu", "wall"):
             table.add(
-                f"{what} of the interpreter",
-                f"{med(base):.0f} ms",
-                f"{med(with_nnx):.0f} ms",
-                f"{med(with_nnx) - med(base):+.1f} ms",
+                f"{'CPU' if clock == 'cpu' else 'wall'} time, {label}",
+                f"{r.median(f'base_{clock}', no_gc):.0f} ms",
+                f"+{r.median(f'nnx_{clock}', no_gc):.1f} ms",
             )
     return [table], r
 
