@@ -13,6 +13,7 @@ import pytest
 
 import nnx_graph as nnx
 import nnx_viz
+from nnx_viz import _colors
 from nnx_viz._colors import type_color
 
 
@@ -29,13 +30,16 @@ def test_colours_are_per_type_and_stable(mlp) -> None:
     for name in ("MLP", "Linear", "BatchNorm", "Param", "BatchStat"):
         assert type_color(name) in fragment
     assert len({type_color(n) for n in ("MLP", "Linear", "BatchNorm", "Param")}) == 4
-    # Independent of Python's per-process string hashing.
+    # Independent of Python's per-process string hashing. (_colors.py is loaded on its
+    # own, so the other process does not pay for importing JAX.)
+    load_alone = (
+        "import importlib.util as u, sys; "
+        "spec = u.spec_from_file_location('colors', sys.argv[1]); "
+        "colors = u.module_from_spec(spec); spec.loader.exec_module(colors); "
+        "print(colors.type_color('Linear'))"
+    )
     other_process = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from nnx_viz._colors import type_color; print(type_color('Linear'))",
-        ],
+        [sys.executable, "-c", load_alone, _colors.__file__],
         capture_output=True,
         text=True,
         check=True,
@@ -74,28 +78,42 @@ def test_arrays_visualize_draws_arrays() -> None:
     assert "arrayviz" in visual and "Param(" in visual
 
 
-def test_display_in_a_notebook_shows_html(mlp, monkeypatch: pytest.MonkeyPatch) -> None:
-    import IPython
-    import IPython.display
+def _fake_ipython(monkeypatch: pytest.MonkeyPatch, shell: object) -> list[object]:
+    """Stand-ins for IPython and IPython.display (IPython itself is optional): the
+    shell that get_ipython() returns, and a list collecting what gets displayed."""
+
+    class HTML:
+        def __init__(self, data: str) -> None:
+            self.data = data
 
     shown: list[object] = []
-    kernel_shell = types.SimpleNamespace(kernel=object())
-    monkeypatch.setattr(IPython, "get_ipython", lambda: kernel_shell)
-    monkeypatch.setattr(IPython.display, "display", shown.append)
-    assert nnx_viz._display.in_notebook()
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: shell  # type: ignore[attr-defined]
+    ipython_display = types.ModuleType("IPython.display")
+    ipython_display.HTML = HTML  # type: ignore[attr-defined]
+    ipython_display.display = shown.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", ipython_display)
+    return shown
 
+
+def test_display_in_a_notebook_shows_html(mlp, monkeypatch: pytest.MonkeyPatch) -> None:
+    shown = _fake_ipython(monkeypatch, types.SimpleNamespace(kernel=object()))
+    assert nnx_viz._display.in_notebook()
     nnx_viz.display(mlp, nnx.Rngs(0))
     assert len(shown) == 2
-    assert all(isinstance(obj, IPython.display.HTML) for obj in shown)
+    assert all(type(obj).__name__ == "HTML" for obj in shown)
     assert "treescope-container" in shown[0].data  # type: ignore[attr-defined]
 
 
-def test_terminal_ipython_is_not_a_notebook(monkeypatch: pytest.MonkeyPatch) -> None:
-    import IPython
-
-    monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace())
+def test_terminal_ipython_is_not_a_notebook(mlp, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    shown = _fake_ipython(monkeypatch, types.SimpleNamespace())  # no kernel
     assert not nnx_viz._display.in_notebook()
-    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    nnx_viz.display(mlp)
+    assert shown == [] and capsys.readouterr().out.startswith("MLP(  # Param:")
+    _fake_ipython(monkeypatch, None)  # IPython imported, no shell running
+    assert not nnx_viz._display.in_notebook()
+    monkeypatch.delitem(sys.modules, "IPython")
     assert not nnx_viz._display.in_notebook()
 
 

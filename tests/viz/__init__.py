@@ -1,0 +1,1 @@
+"""nnx-viz tests (a package, so test module names like test_docstrings stay unique)."""
