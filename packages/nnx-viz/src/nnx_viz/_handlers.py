@@ -292,8 +292,10 @@ def rendering_scope(arrays: ArrayMode = "summary") -> Iterator[None]:
 
 
 def register_treescope_handlers() -> None:
-    """Make treescope itself render nnx objects the way :func:`nnx_viz.display` does,
-    e.g. after ``treescope.basic_interactive_setup()`` in a notebook. Idempotent.
+    """Make treescope itself draw nnx objects as :func:`nnx_viz.display` does (size
+    comments, shared references, colours, folded arrays), e.g. after
+    ``treescope.basic_interactive_setup()`` in a notebook; treescope's own layout and
+    autovisualizer settings stay in charge. Idempotent.
 
     ``display``, ``render_text``, ``render_html`` and ``save_html`` do not need this:
     they add the handlers for the duration of each call.

@@ -223,7 +223,8 @@ def tabulate(
     nothing and leaves ``model`` unchanged (BatchNorm statistics, RNG counts and
     attributes stay as they were). While it runs, ``__call__`` of the Module classes
     in ``model`` is temporarily wrapped (for the whole process: do not call those
-    classes from other threads meanwhile).
+    classes from other threads meanwhile). Submodules that the model calls through
+    nnx transforms (which run on copies of them) are not listed.
 
     Args:
         model: the Module to run.
