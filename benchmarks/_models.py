@@ -19,6 +19,12 @@ does), a step counter and a momentum copy of the parameters.  Leaves:
 * floor: a flat list of arrays, ``[step, (kernel, bias, mean, var, m_kernel,
   m_bias) * depth]``, for plain ``jax.jit``.
 
+Variables are read and written with ``get_value()``/``set_value()``, which both
+libraries support.  (In flax 0.12.8, ``v[...] = x`` inside a trace checks
+``x.sharding`` on the tracer, which makes jax build an error message by walking the
+whole trace, so tracing a step that writes n Variables costs O(n²): about 20 s for
+the depth-100 update step; ``set_value`` has no such check.)
+
 All variants start from the same arrays (:func:`init_arrays`), and the update step
 does the same arithmetic everywhere, so results can be checked against each other.
 """
@@ -91,11 +97,11 @@ def graph_models(lib: types.ModuleType) -> types.SimpleNamespace:
             self.var = lib.BatchStat(arrays.var)
 
         def __call__(self, x: jax.Array) -> jax.Array:
-            y = x @ self.kernel[...] + self.bias[...]
+            y = x @ self.kernel.get_value() + self.bias.get_value()
             mean = y.mean(0)
             var = y.var(0)
-            self.mean[...] = MOMENTUM * self.mean[...] + (1 - MOMENTUM) * mean
-            self.var[...] = MOMENTUM * self.var[...] + (1 - MOMENTUM) * var
+            self.mean.set_value(MOMENTUM * self.mean.get_value() + (1 - MOMENTUM) * mean)
+            self.var.set_value(MOMENTUM * self.var.get_value() + (1 - MOMENTUM) * var)
             return jax.nn.relu((y - mean) * jax.lax.rsqrt(var + 1e-5))
 
     class MLP(lib.Module):  # type: ignore[name-defined, misc]
@@ -112,8 +118,8 @@ def graph_models(lib: types.ModuleType) -> types.SimpleNamespace:
 
     class BlockMomentum(lib.Pytree):  # type: ignore[name-defined, misc]
         def __init__(self, block: Block) -> None:
-            self.kernel = Momentum(jnp.zeros_like(block.kernel[...]))
-            self.bias = Momentum(jnp.zeros_like(block.bias[...]))
+            self.kernel = Momentum(jnp.zeros_like(block.kernel.get_value()))
+            self.bias = Momentum(jnp.zeros_like(block.bias.get_value()))
 
     class Optimizer(lib.Pytree):  # type: ignore[name-defined, misc]
         def __init__(self, model: MLP, *, hold_model: bool = True) -> None:
@@ -143,14 +149,14 @@ def _empty_step(model: tp.Any, optimizer: tp.Any) -> None:
 
 def _update_step(model: tp.Any, optimizer: tp.Any) -> None:
     """Write a new value into every Variable of (model, optimizer)."""
-    optimizer.step[...] = optimizer.step[...] + 1
+    optimizer.step.set_value(optimizer.step.get_value() + 1)
     for block, mom in zip(model.blocks, optimizer.momentum):
-        mom.kernel[...] = MOMENTUM * mom.kernel[...] + block.kernel[...]
-        mom.bias[...] = MOMENTUM * mom.bias[...] + block.bias[...]
-        block.kernel[...] = block.kernel[...] - LR * mom.kernel[...]
-        block.bias[...] = block.bias[...] - LR * mom.bias[...]
-        block.mean[...] = MOMENTUM * block.mean[...]
-        block.var[...] = MOMENTUM * block.var[...] + (1 - MOMENTUM)
+        mom.kernel.set_value(MOMENTUM * mom.kernel.get_value() + block.kernel.get_value())
+        mom.bias.set_value(MOMENTUM * mom.bias.get_value() + block.bias.get_value())
+        block.kernel.set_value(block.kernel.get_value() - LR * mom.kernel.get_value())
+        block.bias.set_value(block.bias.get_value() - LR * mom.bias.get_value())
+        block.mean.set_value(MOMENTUM * block.mean.get_value())
+        block.var.set_value(MOMENTUM * block.var.get_value() + (1 - MOMENTUM))
 
 
 # ------------------------------------------------------------------------ floor
