@@ -500,3 +500,33 @@ def test_update_context():
     assert int(model.count.value) == 1
     with pytest.raises(ValueError, match=r"No update context with tag 'demo' is active.*Fix"):
         nnx.current_update_context("demo")
+
+
+def test_ordered_dict_of_modules_keeps_its_order():
+    import collections
+
+    class M(nnx.Module):
+        def __init__(self):
+            self.od = collections.OrderedDict([("z", Counter()), ("a", Counter())])
+
+    m = M()
+    gdef, state = nnx.split(m)
+    assert ("od", "z", "w") in leaf_paths(state)
+    back = nnx.merge(gdef, state)
+    assert type(back.od) is collections.OrderedDict and list(back.od) == ["z", "a"]
+    nnx.update(m, {"od": {"z": {"count": jnp.array(3)}}})
+    assert int(m.od["z"].count.value) == 3
+
+
+def test_unsupported_container_subclass_holding_data_is_an_error():
+    import collections
+
+    class M(nnx.Module):
+        def __init__(self):
+            self.table = collections.defaultdict(list, {"a": Counter()})
+
+    with pytest.raises(nnx.GraphStructureError) as info:
+        nnx.split(M())
+    message = str(info.value)
+    assert "model.table is a defaultdict holding Variables" in message
+    assert "Expected a list, tuple, dict" in message and "Fix: assign nnx.Dict(value)" in message

@@ -19,11 +19,12 @@ Leaves are produced in traversal order; ``GraphDef.leaf_paths`` gives their path
 from __future__ import annotations
 
 import typing as tp
+from collections import OrderedDict
 
 import jax
 import numpy as np
 
-from nnx_graph._errors import TraceLeakError, format_path
+from nnx_graph._errors import GraphStructureError, TraceLeakError, format_path
 from nnx_graph._hashing import Frozen
 from nnx_graph._pytree import Dict, List, Pytree, has_data, is_data
 from nnx_graph._state import sorted_keys
@@ -239,11 +240,12 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True) -> Flattened:
         if isinstance(value, (jax.Array, np.ndarray)) or is_data(value):
             leaves.append(Slot(owner, key, sub))
             return (LEAF,)
-        if (type(value) in (tuple, list, dict) or (
+        if (type(value) in (tuple, list, dict, OrderedDict) or (
             isinstance(value, tuple) and hasattr(value, "_fields")
         )) and has_data(value):
             if isinstance(value, dict):
-                keys = tuple(sorted_keys(value))
+                # an OrderedDict's order is part of its value; plain dicts are sorted
+                keys = tuple(value) if type(value) is OrderedDict else tuple(sorted_keys(value))
                 items = [(k, value[k]) for k in keys]
             else:
                 keys = tuple(range(len(value)))
@@ -257,6 +259,14 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True) -> Flattened:
         if force_leaf:
             leaves.append(Slot(owner, key, sub))
             return (LEAF,)
+        if isinstance(value, (list, tuple, dict)) and has_data(value):
+            raise GraphStructureError(
+                f"{format_path(path)} is a {type(value).__name__} holding Variables, arrays "
+                "or Modules. Expected a list, tuple, dict, OrderedDict, NamedTuple, nnx.List "
+                "or nnx.Dict to hold them (other subclasses cannot be rebuilt from a "
+                f"GraphDef). Fix: assign nnx.Dict(value) / nnx.List(value) (or a plain "
+                "dict/list) instead."
+            )
         return (STATIC, Frozen(value))
 
     def visit_node(node: tp.Any, path: Path, i: int) -> tuple[tp.Any, ...]:

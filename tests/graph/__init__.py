@@ -1,0 +1,1 @@
+"""Tests for nnx-graph (a package so that test module names are unique across tests/)."""
