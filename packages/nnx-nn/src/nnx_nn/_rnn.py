@@ -238,7 +238,9 @@ class RNN(nnx_graph.Module):
                 if fixed is None:
                     new_state = nnx_graph.state(cell)
                 else:
-                    _, new_state = nnx_graph.state(
+                    # split, not state: nnx_graph.state(node, f, ...) does not partition
+                    # (each filter matches on its own), unlike Flax's.
+                    _, _, new_state = nnx_graph.split(
                         cell, nnx_graph.All(nnx_graph.RngState, broadcast), ...
                     )
                 return (new_state, cell_carry), ((cell_carry, y) if keep_carries else y)
