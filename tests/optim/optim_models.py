@@ -3,6 +3,7 @@ optimizer is tested independently of nnx_nn's layers."""
 
 from __future__ import annotations
 
+import functools
 import typing as tp
 
 import jax
@@ -106,18 +107,29 @@ def mse(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def jax_grads(model: nnx.Module, x: jax.Array, y: jax.Array, wrt: object = nnx.Param) -> nnx.State:
-    """``nnx.grad(mse)(model, ...)`` spelled with jax.grad over split/merge: gradients
-    w.r.t. the ``wrt`` Variables, other state updates (BatchNorm statistics, RNG
-    counts) written back to ``model``."""
+    """``nnx.grad(mse)(model, ...)`` spelled with jax.jit/jax.grad over split/merge:
+    gradients w.r.t. the ``wrt`` Variables, other state updates (BatchNorm
+    statistics, RNG counts) written back to ``model``."""
     graphdef, params, rest = nnx.split(model, wrt, ...)
-
-    def loss(params: nnx.State) -> tuple[jax.Array, nnx.State]:
-        module = nnx.merge(graphdef, params, rest, copy=True)
-        return mse(module, x, y), nnx.state(module, nnx.Not(wrt))
-
-    grads, new_rest = jax.grad(loss, has_aux=True)(nnx.pure(params))
+    grads, new_rest = _grads_and_rest(graphdef, wrt, nnx.pure(params), nnx.pure(rest), x, y)
     nnx.update(model, new_rest)
     return grads  # type: ignore[no-any-return]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _grads_and_rest(
+    graphdef: nnx.GraphDef,
+    wrt: object,
+    params: nnx.State,
+    rest: nnx.State,
+    x: jax.Array,
+    y: jax.Array,
+) -> tuple[nnx.State, nnx.State]:
+    def loss(params: nnx.State) -> tuple[jax.Array, nnx.State]:
+        module = nnx.merge(graphdef, params, rest, copy=True)
+        return mse(module, x, y), nnx.pure(nnx.state(module, nnx.Not(wrt)))
+
+    return jax.grad(loss, has_aux=True)(params)  # type: ignore[no-any-return]
 
 
 def make_train_step() -> tp.Callable[..., jax.Array]:
