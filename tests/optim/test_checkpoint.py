@@ -258,7 +258,8 @@ def test_sharded_restore_on_8_devices(tmp_path: pathlib.Path) -> None:
     saved = flat_values(model, optimizer)
     nnx_optim.save_checkpoint(tmp_path / "ckpt", model, optimizer)  # on one device
 
-    mesh = jax.make_mesh((2, 4), ("data", "model"))
+    auto = jax.sharding.AxisType.Auto  # let the compiler propagate shardings in the step
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(auto, auto))
 
     def spec_for(value: tp.Any) -> PartitionSpec:
         shape = getattr(value, "shape", ())
