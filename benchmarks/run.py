@@ -54,6 +54,24 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+def _source() -> str:
+    """Which nnx code is measured: the nnx_graph location and the checkout's commit."""
+    import nnx_graph
+
+    where = pathlib.Path(nnx_graph.__file__).resolve().parents[4]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(where), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "no git checkout"
+    return f"nnx code from {where} ({commit})"
+
+
 def _load() -> str:
     try:
         return "load average " + " / ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -166,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'quick' if args.quick else 'full'} run, "
         f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
         f"{_versions()}",
+        _source(),
         f"{platform.machine()}, {os.cpu_count()} CPUs, {_load()} at start",
         f"times are {'process CPU' if args.clock == 'cpu' else 'wall-clock'} time per call, "
         "min over interleaved repeats (`--clock` switches)",
