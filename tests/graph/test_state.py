@@ -275,3 +275,13 @@ def test_state_repr():
 
 def test_graph_state_aliases():
     assert nnx.GraphState is nnx.State and nnx.PureState is nnx.State
+
+
+def test_from_flat_state_rejects_a_path_that_is_both_leaf_and_prefix():
+    with pytest.raises(nnx.GraphStructureError) as info:
+        nnx.from_flat_state([(("a",), nnx.Param(jnp.ones(1))), (("a", "b"), jnp.ones(1))])
+    message = str(info.value)
+    assert "state.a.b: expected state.a to be a nested State, found a leaf (Param)" in message
+    assert "Fix:" in message
+    with pytest.raises(nnx.GraphStructureError):
+        nnx.merge_state(nnx.State({"a": 1}), nnx.State({"a": {"b": 2}}))

@@ -82,7 +82,8 @@ class Module(Pytree):
             if not isinstance(existing, variable_type):
                 raise ValueError(
                     f"sow: attribute {name!r} of {type(self).__name__} holds a "
-                    f"{type(existing).__name__}, expected a {variable_type.__name__}. "
+                    f"{type(existing).__name__}, expected a {variable_type.__name__} (or a "
+                    "name not used yet). "
                     "Fix: sow under another name or pop the old value first."
                 )
             existing.set_value(reduce_fn(existing.get_value(), value))

@@ -512,7 +512,8 @@ class Dict(dict[tp.Any, A]):
             return self[name]
         except KeyError:
             raise AttributeError(
-                f"nnx.Dict has no key {name!r}; its keys are {list(self)}."
+                f"nnx.Dict has no key {name!r}; its keys are {list(self)}. Fix: check the "
+                f"spelling, or add it with d[{name!r}] = value."
             ) from None
 
     def __setattr__(self, name: str, value: tp.Any) -> None:

@@ -183,7 +183,8 @@ class State(MutableMapping[Key, tp.Any]):
             return self._mapping[name]
         except KeyError:
             raise AttributeError(
-                f"State has no entry {name!r}; its keys are {list(self._mapping)}."
+                f"State has no entry {name!r}; its keys are {list(self._mapping)}. Fix: "
+                "check the spelling, or take the State from the object that has it."
             ) from None
 
     def __setattr__(self, name: str, value: tp.Any) -> None:
@@ -321,8 +322,15 @@ def from_flat_state(flat: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathPa
     root: dict[Key, tp.Any] = {}
     for path, value in items:
         node = root
-        for key in path[:-1]:
+        for depth, key in enumerate(path[:-1]):
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise GraphStructureError(
+                    f"{format_path(path, 'state')}: expected "
+                    f"{format_path(path[:depth + 1], 'state')} to be a nested State, found a "
+                    f"leaf ({type(node).__name__}) there as well. Fix: do not mix States of "
+                    "different structures (a path cannot be both a leaf and a prefix)."
+                )
         if path:
             node[path[-1]] = value
     return cls(root)

@@ -212,7 +212,11 @@ class Variable(tp.Generic[A]):
         if name in self._var_metadata:
             return self._var_metadata[name]
         if default is ...:
-            raise AttributeError(f"{self._describe()} has no metadata {name!r}")
+            raise AttributeError(
+                f"{self._describe()} has no metadata {name!r}; expected one of "
+                f"{sorted(self._var_metadata)}. Fix: set it first (v.set_metadata({name}=...)) "
+                "or pass a default: v.get_metadata(name, default)."
+            )
         return default
 
     def set_metadata(self, *args: tp.Any, **metadata: tp.Any) -> None:
@@ -231,7 +235,8 @@ class Variable(tp.Generic[A]):
         elif args:
             raise TypeError(
                 f"{self._describe()}.set_metadata expected keyword arguments, a mapping, "
-                f"or (name, value); found positional arguments {args!r}."
+                f"or (name, value); found positional arguments {args!r}. Fix: "
+                "v.set_metadata(name=value)."
             )
         self._var_metadata.update(metadata)
         if self._nnx_observed:
@@ -258,7 +263,9 @@ class Variable(tp.Generic[A]):
         except AttributeError:
             raise AttributeError(
                 f"{type(self).__name__} has no attribute or metadata {name!r}, and its "
-                f"value of type {type(value).__name__} has no attribute {name!r} either."
+                f"value of type {type(value).__name__} has no attribute {name!r} either "
+                f"(its metadata: {sorted(metadata)}). Fix: check the spelling, or set "
+                f"metadata with v.set_metadata({name}=...)."
             ) from None
 
     def __setattr__(self, name: str, value: tp.Any) -> None:
@@ -719,7 +726,7 @@ def var_defaults(**settings: bool) -> _VarDefaults:
         if not hasattr(_VAR_DEFAULTS, key):
             raise TypeError(
                 f"var_defaults got unknown setting {key!r}; expected one of "
-                f"{[f.name for f in dataclasses.fields(_VarDefaults)]}."
+                f"{[f.name for f in dataclasses.fields(_VarDefaults)]}. Fix: use one of those."
             )
         setattr(_VAR_DEFAULTS, key, value)
     return _VAR_DEFAULTS
