@@ -77,7 +77,14 @@ VARIABLE = st.tuples(
 )
 NODE = st.tuples(
     st.integers(0, len(NODE_TYPES) - 1),
-    st.lists(st.tuples(st.sampled_from(ATTRS), ITEMS), max_size=3, unique_by=lambda a: a[0]),
+    st.lists(
+        st.tuples(
+            st.sampled_from(ATTRS),
+            # "data": a non-array value marked nnx.data(...) (a leaf stored on the node)
+            st.one_of(ITEMS, st.tuples(st.just("data"), st.integers(0, 3))),
+        ),
+        max_size=3, unique_by=lambda a: a[0],
+    ),
 )
 RECIPES = st.fixed_dictionaries({
     "vars": st.lists(VARIABLE, min_size=1, max_size=MAX_VARS),
@@ -119,7 +126,10 @@ def build(recipe: dict[str, tp.Any], offset: float = 0.0) -> tp.Any:
 
     for node, (_, attrs) in zip(nodes, recipe["nodes"]):
         for name, item in attrs:
-            setattr(node, name, make(item))
+            if item[0] == "data":
+                setattr(node, name, nnx.data(item[1] + int(offset)))
+            else:
+                setattr(node, name, make(item))
     return nodes[0]
 
 
