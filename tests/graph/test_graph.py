@@ -99,6 +99,9 @@ def test_state_and_graphdef_functions():
     params, stats = nnx.state(model, nnx.Param, nnx.BatchStat)
     assert leaf_paths(stats) == [("counter", "count")]
     assert len(params.flat_state()) == 5
+    params_again, rest = nnx.state(model, nnx.Param, ...)  # disjoint, first match wins
+    assert leaf_paths(params_again) == leaf_paths(params) and leaf_paths(rest) == [
+        ("counter", "count")]
     assert nnx.graphdef(model) == nnx.split(model)[0]
     assert nnx.graphdef(model).type is MLP
 

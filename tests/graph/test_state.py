@@ -95,7 +95,8 @@ def test_flat_state_sorts_ints_before_strings():
 def test_flat_state_filter_and_split():
     flat = make_state().flat_state()
     assert flat.filter(nnx.BatchStat).paths == (("head", "s"),)
-    assert flat.filter(nnx.BatchStat, nnx.Param).paths == flat.paths
+    stats, params = flat.filter(nnx.BatchStat, nnx.Param)
+    assert stats.paths == (("head", "s"),) and len(params) == 3
     params, rest = flat.split(nnx.Param, ...)
     assert len(params) == 3 and rest.paths == (("head", "s"),)
 
@@ -285,3 +286,19 @@ def test_from_flat_state_rejects_a_path_that_is_both_leaf_and_prefix():
     assert "Fix:" in message
     with pytest.raises(nnx.GraphStructureError):
         nnx.merge_state(nnx.State({"a": 1}), nnx.State({"a": {"b": 2}}))
+
+
+def test_several_filters_give_disjoint_states_first_match_wins():
+    class LoraParam(nnx.Param):
+        pass
+
+    s = nnx.State({"a": LoraParam(jnp.ones(1)), "b": nnx.Param(jnp.ones(1)),
+                   "c": nnx.BatchStat(jnp.ones(1))})
+    lora, params = s.filter(LoraParam, nnx.Param)  # non-exhaustive: "c" is left out
+    assert list(lora) == ["a"] and list(params) == ["b"]
+    lora, params = nnx.filter_state(s, LoraParam, nnx.Param)
+    assert list(lora) == ["a"] and list(params) == ["b"]
+    params, stats, rest = nnx.filter_state(s, nnx.Param, nnx.BatchStat, ...)
+    assert list(params) == ["a", "b"] and list(stats) == ["c"] and len(rest) == 0
+    with pytest.raises(nnx.FilterError, match="may only be the last filter"):
+        nnx.filter_state(s, ..., nnx.Param)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from nnx_graph._errors import GraphStructureError, format_path
-from nnx_graph._filters import filters_to_predicates, to_predicate
+from nnx_graph._filters import filters_to_predicates
 
 __all__ = [
     "FlatState",
@@ -91,17 +91,23 @@ class FlatState(Sequence[tuple[PathParts, tp.Any]]):
     def to_nested_state(self) -> State:
         return from_flat_state(self)
 
-    def filter(self, *filters: tp.Any) -> FlatState:
-        predicate = to_predicate(filters[0] if len(filters) == 1 else filters)
-        return FlatState(((p, v) for p, v in self if predicate(p, v)), sort=False)
+    def filter(self, first: tp.Any, /, *filters: tp.Any) -> tp.Any:
+        """Keep the leaves matching ``first`` (one FlatState per filter given; with
+        several, each leaf goes to the first filter it matches)."""
+        groups = _split_pairs(list(self), (first, *filters), exhaustive=False)
+        flats = tuple(FlatState(group, sort=False) for group in groups)
+        return flats[0] if len(flats) == 1 else flats
 
     def split(self, *filters: tp.Any) -> tuple[FlatState, ...]:
         return tuple(FlatState(group, sort=False) for group in _split_pairs(list(self), filters))
 
 
 def _split_pairs(
-    pairs: list[tuple[PathParts, tp.Any]], filters: tp.Sequence[tp.Any]
+    pairs: list[tuple[PathParts, tp.Any]], filters: tp.Sequence[tp.Any], *,
+    exhaustive: bool = True,
 ) -> list[list[tuple[PathParts, tp.Any]]]:
+    """Partition ``pairs`` by ``filters``: each goes to the first filter it matches.
+    Unmatched pairs are an error when ``exhaustive``, dropped otherwise."""
     if not filters:
         filters = (...,)
     predicates = filters_to_predicates(filters)
@@ -114,7 +120,7 @@ def _split_pairs(
                 break
         else:
             unmatched.append(path)
-    if unmatched:
+    if unmatched and exhaustive:
         shown = ", ".join(format_path(p, "state") for p in unmatched[:8])
         more = f" and {len(unmatched) - 8} more" if len(unmatched) > 8 else ""
         raise GraphStructureError(
@@ -337,7 +343,9 @@ def from_flat_state(flat: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathPa
 
 
 def filter_state(state: Mapping[Key, tp.Any], first: tp.Any, /, *filters: tp.Any) -> tp.Any:
-    """Keep the leaves matching each filter; one State per filter given.
+    """Keep the leaves matching the filters; one State per filter given. As in
+    :func:`split_state`, each leaf goes to the first filter it matches (the States
+    are disjoint), but leaves matching no filter are simply left out.
 
     Example::
 
@@ -346,12 +354,9 @@ def filter_state(state: Mapping[Key, tp.Any], first: tp.Any, /, *filters: tp.Any
         >>> list(nnx.filter_state(s, nnx.BatchStat))
         ['m']
     """
-    flat = list(to_flat_state(state))
-    results = []
-    for f in (first, *filters):
-        predicate = to_predicate(f)
-        results.append(from_flat_state([(p, v) for p, v in flat if predicate(p, v)]))
-    return results[0] if len(results) == 1 else tuple(results)
+    groups = _split_pairs(list(to_flat_state(state)), (first, *filters), exhaustive=False)
+    states = tuple(from_flat_state(g) for g in groups)
+    return states[0] if len(states) == 1 else states
 
 
 def split_state(state: Mapping[Key, tp.Any], first: tp.Any, /, *filters: tp.Any) -> tp.Any:
