@@ -99,6 +99,16 @@ def test_data_and_static_annotations():
     assert m2.count == 3 and m2.table.shape == (2,)
 
 
+def test_runtime_annotation_objects():
+    # without `from __future__ import annotations` the annotations are objects
+    annotations = {"count": nnx.Data[int], "table": nnx.Static[jax.Array]}
+    M = type("M", (nnx.Module,), {"__annotations__": annotations})
+    m = M()
+    m.count = 3
+    m.table = jnp.ones(2)
+    assert nnx.state(m).to_pure_dict() == {"count": 3}
+
+
 def test_annotation_names_are_matched_as_words():
     class MyData:  # a user type whose name ends with "Data"
         def __class_getitem__(cls, item):
