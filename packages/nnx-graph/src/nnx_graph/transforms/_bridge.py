@@ -10,7 +10,7 @@ A transformed call goes through four steps:
 3. ``Bridge.exit`` (inside): flatten the objects again, together with any graph
    nodes in the output, and report what changed: only new leaf values when the
    structure is unchanged, otherwise the new structure as well.
-4. ``Bridge.apply`` (outside): write the new values into the caller's Variables,
+4. ``Bridge.apply_*`` (outside): write the new values into the caller's Variables,
    or, after a structural change, update the caller's objects in place.
 
 The caller's objects are touched only in step 4, after the transform returned, so
@@ -19,18 +19,27 @@ an exception inside leaves them exactly as they were.
 
 from __future__ import annotations
 
-import itertools
+import inspect
 import threading
 import typing as tp
 
 import jax
 
-from nnx_graph._errors import format_path
-from nnx_graph._graphdef import GraphDef, Slot, build, flatten_graph
+from nnx_graph._errors import TraceLeakError, format_path
+from nnx_graph._graphdef import GraphDef, build, flatten_graph
 from nnx_graph._pytree import Dict, List, Pytree
-from nnx_graph._variables import Variable
+from nnx_graph._variables import Variable, _leaked_tracer
 
-__all__ = ["Bridge", "Exit", "extract", "is_node"]
+__all__ = [
+    "Bridge",
+    "Exit",
+    "arg_names",
+    "fill_tree",
+    "is_hole",
+    "is_node",
+    "split_tree",
+    "tree_names",
+]
 
 NODE_TYPES = (Pytree, List, Dict, Variable)
 
@@ -51,9 +60,13 @@ class _NodeHole:
         return f"<node {self.k}>"
 
 
-# Holes are pytree leaves with no children so they survive jax.tree round trips
+# Holes are pytree nodes with no children so they survive jax.tree round trips
 # as static structure.
 jax.tree_util.register_pytree_node(_NodeHole, lambda h: ((), h.k), lambda k, _: _NodeHole(k))
+
+
+def is_hole(x: object) -> bool:
+    return isinstance(x, _NodeHole)
 
 
 def split_tree(tree: tp.Any) -> tuple[tp.Any, list[tp.Any]]:
@@ -75,14 +88,67 @@ def split_tree(tree: tp.Any) -> tuple[tp.Any, list[tp.Any]]:
 
 
 def fill_tree(tree: tp.Any, nodes: tp.Sequence[tp.Any]) -> tp.Any:
+    """Put ``nodes`` back into the holes of ``tree``."""
     if isinstance(tree, _NodeHole):
         return nodes[tree.k]
     if not nodes:
         return tree
-    return jax.tree.map(lambda x: nodes[x.k] if isinstance(x, _NodeHole) else x, tree,
-                        is_leaf=lambda x: isinstance(x, _NodeHole))
+    return jax.tree.map(
+        lambda x: nodes[x.k] if isinstance(x, _NodeHole) else x, tree, is_leaf=is_hole
+    )
 
 
+def holes_of(tree: tp.Any) -> list[int]:
+    """The node indices of the holes in ``tree``, in flattening order."""
+    return [h.k for h in jax.tree.leaves(tree, is_leaf=is_hole) if isinstance(h, _NodeHole)]
+
+
+# ------------------------------------------------------------------ names for errors
+def arg_names(fun: tp.Any) -> list[str]:
+    """Names of ``fun``'s positional parameters (for error messages); ``[]`` when
+    there is no signature."""
+    try:
+        parameters = inspect.signature(fun).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def tree_names(args_kwargs_tree: tp.Any, names: tp.Sequence[str]) -> tuple[list[str], list[str]]:
+    """Readable names for the holes and for the other leaves of an
+    ``(args, kwargs)`` tree: ``(hole_names, leaf_names)``, e.g. ``model`` or
+    ``batch['x']``."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(args_kwargs_tree, is_leaf=is_hole)
+    hole_names: dict[int, str] = {}
+    leaf_names: list[str] = []
+    for path, leaf in flat:
+        which, key, *rest = path
+        if getattr(which, "idx", 0) == 0:  # positional argument
+            i = key.idx
+            root = names[i] if i < len(names) else f"args[{i}]"
+        else:
+            root = str(key.key)
+        name = root + jax.tree_util.keystr(tuple(rest))
+        if isinstance(leaf, _NodeHole):
+            hole_names[leaf.k] = name
+        else:
+            leaf_names.append(name)
+    return [hole_names.get(k, f"node{k}") for k in range(len(hole_names))], leaf_names
+
+
+def leak_error(where: str, description: str, leaf: tp.Any) -> TraceLeakError:
+    kind = type(leaf).__name__ if isinstance(leaf, Variable) else "array attribute"
+    return TraceLeakError(
+        f"{where}: {description} ({kind}) holds a JAX tracer from a transform that has "
+        "finished: a traced value was stored on an object that was not passed into that "
+        "transform (for example a global Module assigned to inside a jitted function)."
+        "\nExpected: a concrete array.\nFix: pass the object as an argument of the "
+        "transformed function so its updates are carried out, or return the value and "
+        "assign it outside."
+    )
+
+
+# ------------------------------------------------------------------ the bridge
 class Exit(tp.NamedTuple):
     """What ``Bridge.exit`` learned at trace time (static, Python-side)."""
 
@@ -91,21 +157,37 @@ class Exit(tp.NamedTuple):
     existing: dict[int, int]  # node index in ``graphdef`` -> input node index
     out_tree: tp.Any  # the output with graph nodes replaced by holes
     num_out_nodes: int
-
-
-_TOKENS = itertools.count()
+    # after a structural change: for every leaf of ``graphdef``, the input leaf it
+    # continues (same Variable, or same attribute slot), -1 for new leaves
+    origins: tuple[int, ...] | None
 
 
 class Bridge:
     """Carries the graph nodes of one call across a JAX transform boundary."""
 
-    __slots__ = ("graphdef", "leaves", "nodes", "roots", "paths_cache", "_inner_index",
-                 "_inner_keepalive",
-                 "_inner_leaves", "exit_info", "lock")
+    __slots__ = (
+        "graphdef",
+        "leaves",
+        "nodes",
+        "roots",
+        "paths_cache",
+        "_inner_index",
+        "_inner_keepalive",
+        "_inner_leaves",
+        "_leaf_keys",
+        "last_leaves",
+        "lock",
+    )
 
-    def __init__(self, roots: tp.Sequence[tp.Any]) -> None:
+    def __init__(
+        self,
+        roots: tp.Sequence[tp.Any],
+        *,
+        where: str = "nnx transform",
+        root_names: tp.Callable[[], tp.Sequence[str]] | None = None,
+    ) -> None:
         self.roots = tuple(roots)
-        flat = flatten_graph((self.roots, ()))
+        flat = flatten_graph((self.roots, ()), check_leaks=False)
         self.graphdef = flat.graphdef
         self.leaves = flat.leaves
         self.nodes = flat.nodes
@@ -113,8 +195,10 @@ class Bridge:
         self._inner_index: dict[int, int] = {}
         self._inner_leaves: list[tp.Any] = []
         self._inner_keepalive: list[tp.Any] = []
-        self.exit_info: Exit | None = None
+        self._leaf_keys: dict[tp.Any, int] | None = None
+        self.last_leaves: list[tp.Any] = []
         self.lock = threading.Lock()
+        self.check_leaks(where, root_names)
 
     # ------------------------------------------------------------- outside
     def values(self) -> list[tp.Any]:
@@ -122,15 +206,29 @@ class Bridge:
 
     @property
     def paths(self) -> tuple[tuple[tp.Any, ...], ...]:
-        """Leaf paths relative to the call: ``(argument_index, *path)``."""
+        """Leaf paths relative to the call: ``(root_index, *path)``."""
         if self.paths_cache is None:
             self.paths_cache = tuple(p[1:] for p in self.graphdef.leaf_paths)
         return self.paths_cache
 
-    def describe_leaf(self, i: int, names: tp.Sequence[str] | None = None) -> str:
+    def describe_leaf(self, i: int, root_names: tp.Sequence[str] | None = None) -> str:
+        """``model.blocks[0].w``-style name of leaf ``i``; ``root_names`` names the
+        roots (the graph nodes found in the arguments, in order)."""
         path = self.paths[i]
-        root = names[path[0]] if names and path[0] < len(names) else f"arg{path[0]}"
+        k = path[0]
+        root = root_names[k] if root_names and k < len(root_names) else f"arg{k}"
         return format_path(path[1:], root)
+
+    def check_leaks(
+        self, where: str, root_names: tp.Callable[[], tp.Sequence[str]] | None = None
+    ) -> None:
+        """Raise ``TraceLeakError`` naming the first leaf holding a finished tracer."""
+        tracer = jax.core.Tracer
+        for i, leaf in enumerate(self.leaves):
+            value = leaf._raw_value
+            if isinstance(value, tracer) and _leaked_tracer(value):
+                names = root_names() if root_names is not None else None
+                raise leak_error(where, self.describe_leaf(i, names), leaf)
 
     # ------------------------------------------------------------- inside
     def enter(self, values: tp.Sequence[tp.Any]) -> tuple[tp.Any, ...]:
@@ -141,20 +239,46 @@ class Bridge:
         self._inner_keepalive = inner_nodes
         return tp.cast(tuple[tp.Any, ...], root[0])
 
-    def exit(self, inner_roots: tuple[tp.Any, ...], out: tp.Any) -> tuple[tp.Any, list[tp.Any], Exit]:
-        """Flatten inner objects and output nodes; returns (out_tree, leaf values, info)."""
+    def inner_variables(self, roots: tuple[tp.Any, ...]) -> list[tp.Any]:
+        """The objects holding each input leaf inside (Variables; None for array
+        attributes), valid between ``enter`` and ``exit``."""
+        nodes = self._inner_keepalive
+        index_of = {id(n): k for k, n in enumerate(self.nodes)}
+        return [
+            nodes[index_of[id(leaf)]] if isinstance(leaf, Variable) else None
+            for leaf in self.leaves
+        ]
+
+    def exit(
+        self, inner_roots: tuple[tp.Any, ...], out: tp.Any
+    ) -> tuple[tp.Any, list[tp.Any], Exit]:
+        """Flatten inner objects and output nodes; returns (out_tree, leaf values, info).
+        The leaf objects stay readable as ``last_leaves`` until the next ``exit``."""
         out_tree, out_nodes = split_tree(out)
         flat = flatten_graph((inner_roots, tuple(out_nodes)), check_leaks=False)
         values = [leaf._raw_value for leaf in flat.leaves]
         same = not out_nodes and flat.graphdef == self.graphdef
         existing: dict[int, int] = {}
+        origins = None
         if not same:
             for j, obj in enumerate(flat.nodes):
                 i = self._inner_index.get(id(obj))
                 if i is not None:
                     existing[j] = i
-        info = Exit(same, flat.graphdef, existing, out_tree, len(out_nodes))
+            origins = self._origins(flat.leaves)
+        self.last_leaves = flat.leaves
+        self._inner_index = {}
+        self._inner_keepalive = []
+        info = Exit(same, flat.graphdef, existing, out_tree, len(out_nodes), origins)
         return out_tree, values, info
+
+    def _origins(self, out_leaves: tp.Sequence[tp.Any]) -> tuple[int, ...]:
+        if self._leaf_keys is None:
+            index_of = {id(n): k for k, n in enumerate(self.nodes)}
+            self._leaf_keys = {_leaf_key(leaf, index_of): i for i, leaf in enumerate(self.leaves)}
+        keys = self._leaf_keys
+        inner = self._inner_index
+        return tuple(keys.get(_leaf_key(leaf, inner), -1) for leaf in out_leaves)
 
     def changed(self, values: tp.Sequence[tp.Any]) -> dict[int, tp.Any]:
         """Leaf values that differ (by identity) from the ones given to ``enter``."""
@@ -174,17 +298,12 @@ class Bridge:
         return fill_tree(out_tree, out_nodes)
 
 
-def extract(args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]
-            ) -> tuple[tp.Any, tp.Any, list[tp.Any]]:
-    """Split call arguments into (args_tree, kwargs_tree) with holes, and the nodes."""
-    tree, nodes = split_tree((args, kwargs))
-    args_tree, kwargs_tree = tree
-    return args_tree, kwargs_tree, nodes
-
-
-def leaf_variable(leaf: tp.Any) -> Variable[tp.Any] | None:
-    return leaf if isinstance(leaf, Variable) else None
-
-
-def is_slot(leaf: tp.Any) -> bool:
-    return isinstance(leaf, Slot)
+def _leaf_key(leaf: tp.Any, index_of: tp.Mapping[int, int]) -> tp.Any:
+    """Identity of a leaf relative to node indices: the Variable's own index, or the
+    (owner index, attribute, sub-path) of an array attribute."""
+    if isinstance(leaf, Variable):
+        return ("var", index_of.get(id(leaf), -1 - id(leaf)))
+    owner = index_of.get(id(leaf.owner))
+    if owner is None:
+        return ("new", id(leaf))
+    return ("slot", owner, leaf.key, leaf.subpath)

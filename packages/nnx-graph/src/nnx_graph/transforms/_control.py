@@ -1,13 +1,20 @@
-"""Control flow over graph nodes: ``cond``, ``switch``, ``while_loop``, ``fori_loop``."""
+"""Control flow over graph nodes: ``cond``, ``switch``, ``while_loop``, ``fori_loop``.
+
+Branches and loop bodies see fresh objects built from the traced state; Variable
+updates come out as ordinary outputs (branches) or loop carry (loops) and are
+written back to the caller's objects afterwards.
+"""
 
 from __future__ import annotations
 
 import typing as tp
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from nnx_graph._errors import GraphStructureError
-from nnx_graph.transforms._bridge import split_tree
+from nnx_graph.transforms._bridge import fill_tree, split_tree
 from nnx_graph.transforms._lift import Lifted
 
 __all__ = ["cond", "fori_loop", "switch", "while_loop"]
@@ -15,14 +22,20 @@ __all__ = ["cond", "fori_loop", "switch", "while_loop"]
 
 def _branch(lifted: Lifted, fn: tp.Callable[..., tp.Any]) -> tp.Callable[..., tp.Any]:
     def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-        out, roots, _ = lifted.call(fn, values, dyn)
-        return lifted.finish(roots, out, allow_structure=False, full=True)
+        out, roots = lifted.call(fn, values, dyn)
+        return lifted.finish(roots, out, allow_structure=False)
 
     return pure
 
 
-def cond(pred: tp.Any, true_fun: tp.Callable[..., tp.Any], false_fun: tp.Callable[..., tp.Any],
-         *operands: tp.Any, **kwargs: tp.Any) -> tp.Any:
+def cond(
+    pred: tp.Any,
+    true_fun: tp.Callable[..., tp.Any],
+    false_fun: tp.Callable[..., tp.Any],
+    *operands: tp.Any,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> tp.Any:
     """``jax.lax.cond`` whose operands may be Modules; updates made by the branch
     taken reach the caller's objects.
 
@@ -37,14 +50,20 @@ def cond(pred: tp.Any, true_fun: tp.Callable[..., tp.Any], false_fun: tp.Callabl
         >>> c = C(); nnx.cond(True, inc, lambda c: None, c); int(c.n.value)
         1
     """
-    lifted = Lifted("cond", operands, kwargs)
-    out_tree, updates = jax.lax.cond(pred, _branch(lifted, true_fun), _branch(lifted, false_fun),
-                                     lifted.values(), lifted.dyn)
+    lifted = Lifted("cond", operands, {}, fun=true_fun)
+    out_tree, updates = jax.lax.cond(
+        pred, _branch(lifted, true_fun), _branch(lifted, false_fun), lifted.values(), lifted.dyn
+    )
     return lifted.apply(out_tree, updates)
 
 
-def switch(index: tp.Any, branches: tp.Sequence[tp.Callable[..., tp.Any]], *operands: tp.Any,
-           **kwargs: tp.Any) -> tp.Any:
+def switch(
+    index: tp.Any,
+    branches: tp.Sequence[tp.Callable[..., tp.Any]],
+    *operands: tp.Any,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> tp.Any:
     """``jax.lax.switch`` whose operands may be Modules.
 
     Example::
@@ -60,54 +79,99 @@ def switch(index: tp.Any, branches: tp.Sequence[tp.Callable[..., tp.Any]], *oper
         >>> c = C(); nnx.switch(2, [add(1), add(10), add(100)], c); int(c.n.value)
         100
     """
-    lifted = Lifted("switch", operands, kwargs)
-    out_tree, updates = jax.lax.switch(index, [_branch(lifted, b) for b in branches],
-                                       lifted.values(), lifted.dyn)
+    lifted = Lifted("switch", operands, {}, fun=branches[0] if branches else None)
+    out_tree, updates = jax.lax.switch(
+        index, [_branch(lifted, b) for b in branches], lifted.values(), lifted.dyn
+    )
     return lifted.apply(out_tree, updates)
 
 
-def _loop_body(lifted: Lifted, name: str, body: tp.Callable[..., tp.Any], with_index: bool
-               ) -> tp.Callable[..., tp.Any]:
-    def pure(*carry_args: tp.Any) -> tp.Any:
-        if with_index:
-            i, (values, dyn) = carry_args
-        else:
-            ((values, dyn),) = carry_args
-        roots = lifted.bridge.enter(list(values))
-        from nnx_graph.transforms._bridge import fill_tree
+class _Loop:
+    """The carry of a loop as (graph leaf values, other leaves)."""
 
-        ((val,), _) = fill_tree(jax.tree.unflatten(lifted.treedef, list(dyn)), roots)
-        new_val = body(i, val) if with_index else body(val)
-        new_tree, new_nodes = split_tree(new_val)
-        if [id(n) for n in new_nodes] != [id(r) for r in roots]:
-            raise GraphStructureError(
-                f"nnx.{name}: the loop body must return its carry with the same Modules/"
-                "Variables it received (updated in place). Found different objects. Fix: "
-                "return the argument itself."
+    def __init__(self, name: str, init_val: tp.Any) -> None:
+        self.name = name
+        self.lifted = Lifted(name, (init_val,), {}, param_names=["init_val"])
+        self.avals: tuple[list[str], list[str]] = ([], [])
+
+    def enter(self, carry: tp.Any) -> tuple[tuple[tp.Any, ...], tp.Any]:
+        values, dyn = carry
+        roots, (val,), _ = self.lifted.enter(values, dyn)
+        return roots, val
+
+    def body(self, fn: tp.Callable[..., tp.Any], with_index: bool) -> tp.Callable[..., tp.Any]:
+        lifted = self.lifted
+
+        def pure(*loop_args: tp.Any) -> tp.Any:
+            index, carry = loop_args if with_index else (None, loop_args[0])
+            roots, val = self.enter(carry)
+            new_val = fn(index, val) if with_index else fn(val)
+            new_tree, new_nodes = split_tree(new_val)
+            if [id(n) for n in new_nodes] != [id(r) for r in roots]:
+                raise GraphStructureError(
+                    f"nnx.{self.name}: the loop body must return its carry with the same "
+                    "Modules/Variables it received (updated in place); found different "
+                    "objects. Fix: return the argument itself."
+                )
+            _, new_values = lifted.finish(roots, None, allow_structure=False)
+            in_tree = lifted.tree[0][0]
+            structure: tp.Any = jax.tree.structure(new_tree)
+            if not bool(structure == jax.tree.structure(in_tree)):
+                raise GraphStructureError(
+                    f"nnx.{self.name}: the loop body returned a carry with a different "
+                    f"structure than init_val.\nIn:  {jax.tree.structure(in_tree)}\nOut: "
+                    f"{jax.tree.structure(new_tree)}\nFix: return a value shaped like init_val."
+                )
+            new_dyn = jax.tree.leaves(new_tree)
+            values, dyn = carry
+            self.avals = (
+                [*map(_aval, dyn), *map(_aval, values)],
+                [*map(_aval, new_dyn), *map(_aval, new_values)],
             )
-        _, new_values = lifted.finish(roots, None, allow_structure=False, full=True)
-        new_dyn = jax.tree.leaves(((new_tree,), {}))
-        if len(new_dyn) != len(dyn):
-            raise GraphStructureError(
-                f"nnx.{name}: the carry changed structure ({len(dyn)} array leaves in, "
-                f"{len(new_dyn)} out). Fix: return a value shaped like init_val."
-            )
-        return (new_values, new_dyn)
+            return (new_values, new_dyn)
 
-    return pure
+        return pure
+
+    def run(self, loop: tp.Callable[..., tp.Any]) -> tp.Any:
+        lifted = self.lifted
+        try:
+            values, dyn = loop((lifted.values(), lifted.dyn))
+        except TypeError as error:
+            inputs, outputs = self.avals
+            names = [
+                *lifted.dyn_names(),
+                *(lifted.describe_leaf(i) for i in range(len(lifted.bridge.leaves))),
+            ]
+            mismatched = [
+                f"{name}: {a} going in, {b} coming out"
+                for name, a, b in zip(names, inputs, outputs)
+                if a != b
+            ]
+            if not mismatched:
+                raise
+            raise TypeError(
+                f"nnx.{self.name}: the loop carry must keep its shapes and dtypes; "
+                + "; ".join(mismatched[:4])
+                + ". Fix: return values of the same shape and "
+                "dtype (e.g. cast with .astype(x.dtype))."
+            ) from error
+        lifted.bridge.apply_changes(dict(enumerate(values)))
+        ((val,), _) = fill_tree(jax.tree.unflatten(lifted.treedef, list(dyn)), lifted.nodes)
+        return val
 
 
-def _finish_loop(lifted: Lifted, result: tp.Any) -> tp.Any:
-    values, dyn = result
-    lifted.bridge.apply_changes(dict(enumerate(values)))
-    from nnx_graph.transforms._bridge import fill_tree
-
-    ((val,), _) = fill_tree(jax.tree.unflatten(lifted.treedef, list(dyn)), lifted.nodes)
-    return val
+def _aval(x: tp.Any) -> str:
+    return f"{jnp.result_type(x).name}{list(np.shape(x))}"
 
 
-def while_loop(cond_fun: tp.Callable[[tp.Any], tp.Any], body_fun: tp.Callable[[tp.Any], tp.Any],
-               init_val: tp.Any) -> tp.Any:
+def while_loop(
+    cond_fun: tp.Callable[[tp.Any], tp.Any],
+    body_fun: tp.Callable[[tp.Any], tp.Any],
+    init_val: tp.Any,
+    *,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> tp.Any:
     """``jax.lax.while_loop`` whose carry may contain Modules.
 
     Example::
@@ -122,23 +186,25 @@ def while_loop(cond_fun: tp.Callable[[tp.Any], tp.Any], body_fun: tp.Callable[[t
         >>> c = nnx.while_loop(lambda c: c.n.value < 5, body, C()); int(c.n.value)
         5
     """
-    lifted = Lifted("while_loop", (init_val,), {})
+    loop = _Loop("while_loop", init_val)
 
     def pure_cond(carry: tp.Any) -> tp.Any:
-        values, dyn = carry
-        roots = lifted.bridge.enter(list(values))
-        from nnx_graph.transforms._bridge import fill_tree
+        return cond_fun(loop.enter(carry)[1])
 
-        ((val,), _) = fill_tree(jax.tree.unflatten(lifted.treedef, list(dyn)), roots)
-        return cond_fun(val)
-
-    result = jax.lax.while_loop(pure_cond, _loop_body(lifted, "while_loop", body_fun, False),
-                                (lifted.values(), lifted.dyn))
-    return _finish_loop(lifted, result)
+    body = loop.body(body_fun, with_index=False)
+    return loop.run(lambda carry: jax.lax.while_loop(pure_cond, body, carry))
 
 
-def fori_loop(lower: int, upper: int, body_fun: tp.Callable[[tp.Any, tp.Any], tp.Any],
-              init_val: tp.Any, *, unroll: int | bool | None = None) -> tp.Any:
+def fori_loop(
+    lower: int,
+    upper: int,
+    body_fun: tp.Callable[[tp.Any, tp.Any], tp.Any],
+    init_val: tp.Any,
+    *,
+    unroll: int | bool | None = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> tp.Any:
     """``jax.lax.fori_loop`` whose carry may contain Modules.
 
     Example::
@@ -153,8 +219,7 @@ def fori_loop(lower: int, upper: int, body_fun: tp.Callable[[tp.Any, tp.Any], tp
         >>> c = nnx.fori_loop(0, 4, body, C()); int(c.n.value)
         6
     """
-    lifted = Lifted("fori_loop", (init_val,), {})
+    loop = _Loop("fori_loop", init_val)
     kwargs = {} if unroll is None else {"unroll": unroll}
-    result = jax.lax.fori_loop(lower, upper, _loop_body(lifted, "fori_loop", body_fun, True),
-                               (lifted.values(), lifted.dyn), **kwargs)
-    return _finish_loop(lifted, result)
+    body = loop.body(body_fun, with_index=True)
+    return loop.run(lambda carry: jax.lax.fori_loop(lower, upper, body, carry, **kwargs))

@@ -6,18 +6,28 @@ import functools
 import typing as tp
 
 import jax
+from jax.sharding import PartitionSpec
 
+from nnx_graph._graphdef import build
 from nnx_graph.transforms._axes import StateAxes
+from nnx_graph.transforms._bridge import fill_tree, split_tree
 from nnx_graph.transforms._lift import Lifted, positions_of_nodes
 
 __all__ = ["StateSharding", "checkify", "eval_shape", "make_jaxpr", "shard_map"]
 
 
-def eval_shape(f: tp.Callable[..., tp.Any], *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+def eval_shape(
+    f: tp.Callable[..., tp.Any],
+    *args: tp.Any,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+    **kwargs: tp.Any,
+) -> tp.Any:
     """Trace ``f`` without computing anything and return the shapes of its output.
     Modules created inside come back with ``jax.ShapeDtypeStruct`` values: the
     usual way to build an abstract model for checkpoint restore or sharding.
-    The caller's objects are not changed.
+    The caller's objects are not changed (graph nodes in the output are abstract
+    copies, even when they are arguments).
 
     Example::
 
@@ -29,37 +39,26 @@ def eval_shape(f: tp.Callable[..., tp.Any], *args: tp.Any, **kwargs: tp.Any) -> 
         >>> type(abstract.w.value).__name__, abstract.w.value.shape
         ('ShapeDtypeStruct', (1000, 1000))
     """
-    lifted = Lifted("eval_shape", args, kwargs)
+    lifted = Lifted("eval_shape", args, kwargs, fun=f)
 
     def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-        out, roots, _ = lifted.call(f, values, dyn)
-        return lifted.finish(roots, out, allow_structure=True, full=True)
+        out, roots = lifted.call(f, values, dyn)
+        return lifted.finish(roots, out, allow_structure=True)
 
-    out_tree, updates = jax.eval_shape(pure, lifted.values(), lifted.dyn)
+    out_tree, new_values = jax.eval_shape(pure, lifted.values(), lifted.dyn)
     info = lifted.exits[-1]
-    if info.same_structure:
+    if info.num_out_nodes == 0:
         return out_tree
-    # Build output nodes only: inputs keep their concrete values.
-    from nnx_graph._graphdef import build
-    from nnx_graph.transforms._bridge import fill_tree
-
-    existing = {j: lifted.bridge.nodes[i] for j, i in info.existing.items()}
-    keep = {j: obj for j, obj in existing.items()}
-    n_in = lifted.bridge.graphdef.num_leaves
-    leaves = list(updates)
-    current = lifted.values()
-    leaves[:n_in] = current[: min(n_in, len(leaves))] if info.graphdef.num_leaves >= n_in \
-        else leaves[:n_in]
-    root, _ = build(info.graphdef, leaves, existing=keep if info.graphdef.num_leaves == len(
-        leaves) and _same_inputs(lifted, info) else {})
+    root, _ = build(info.graphdef, list(new_values))
     return fill_tree(out_tree, root[1])
 
 
-def _same_inputs(lifted: Lifted, info: tp.Any) -> bool:
-    return bool(info.existing) and lifted.bridge.graphdef.num_leaves <= info.graphdef.num_leaves
-
-
-def checkify(f: tp.Callable[..., tp.Any], errors: tp.Any = None) -> tp.Callable[..., tp.Any]:
+def checkify(
+    f: tp.Callable[..., tp.Any],
+    errors: tp.Any = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> tp.Callable[..., tp.Any]:
     """``jax.experimental.checkify.checkify`` for functions of graph nodes: returns
     ``(error, output)``; Variable updates are carried out.
 
@@ -80,14 +79,14 @@ def checkify(f: tp.Callable[..., tp.Any], errors: tp.Any = None) -> tp.Callable[
 
     @functools.wraps(f)
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-        lifted = Lifted("checkify", args, kwargs)
+        lifted = Lifted("checkify", args, kwargs, fun=f)
 
         def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-            out, roots, _ = lifted.call(f, values, dyn)
-            return lifted.finish(roots, out, allow_structure=False, full=True)
+            out, roots = lifted.call(f, values, dyn)
+            return lifted.finish(roots, out, allow_structure=False)
 
-        err, (out_tree, updates) = ck.checkify(pure, errors=chosen)(lifted.values(), lifted.dyn)
-        return err, lifted.apply(out_tree, updates)
+        err, (out_tree, new_values) = ck.checkify(pure, errors=chosen)(lifted.values(), lifted.dyn)
+        return err, lifted.apply(out_tree, new_values)
 
     return wrapper
 
@@ -107,16 +106,19 @@ def make_jaxpr(f: tp.Callable[..., tp.Any], **jaxpr_kwargs: tp.Any) -> tp.Callab
         >>> "add" in str(nnx.make_jaxpr(inc)(C()))
         True
     """
+    jaxpr_kwargs.pop("graph", None)
+    jaxpr_kwargs.pop("graph_updates", None)
 
     @functools.wraps(f)
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-        lifted = Lifted("make_jaxpr", args, kwargs)
+        lifted = Lifted("make_jaxpr", args, kwargs, fun=f)
 
         def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-            out, roots, _ = lifted.call(f, values, dyn)
-            return lifted.finish(roots, out, allow_structure=True, full=True)
+            out, roots = lifted.call(f, values, dyn)
+            return lifted.finish(roots, out, allow_structure=True)
 
-        return jax.make_jaxpr(pure, **jaxpr_kwargs)(lifted.values(), lifted.dyn)
+        make: tp.Callable[..., tp.Any] = jax.make_jaxpr
+        return make(pure, **jaxpr_kwargs)(lifted.values(), lifted.dyn)
 
     return wrapper
 
@@ -134,9 +136,21 @@ class StateSharding(StateAxes):
     """
 
 
-def shard_map(f: tp.Any = None, *, mesh: tp.Any, in_specs: tp.Any, out_specs: tp.Any,
-              axis_names: tp.Any = frozenset(), check_vma: bool = True,
-              graph: tp.Any = None, graph_updates: tp.Any = None) -> tp.Any:
+def _is_spec(x: object) -> bool:
+    return x is None or isinstance(x, (PartitionSpec, StateAxes))
+
+
+def shard_map(
+    f: tp.Any = None,
+    *,
+    mesh: tp.Any,
+    in_specs: tp.Any,
+    out_specs: tp.Any,
+    axis_names: tp.Any = frozenset(),
+    check_vma: bool = True,
+    graph: tp.Any = None,
+    graph_updates: tp.Any = None,
+) -> tp.Any:
     """``jax.shard_map`` for functions of graph nodes. For a graph-node argument the
     in-spec is one ``PartitionSpec`` for all its Variables or a
     :class:`StateSharding`; updated Variables keep their spec.
@@ -151,47 +165,68 @@ def shard_map(f: tp.Any = None, *, mesh: tp.Any, in_specs: tp.Any, out_specs: tp
         [2.0, 2.0, 2.0, 2.0]
     """
     if f is None:
-        return lambda fn: shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
-                                    axis_names=axis_names, check_vma=check_vma)
+        return functools.partial(
+            shard_map,
+            mesh=mesh,
+            in_specs=in_specs,
+            out_specs=out_specs,
+            axis_names=axis_names,
+            check_vma=check_vma,
+        )
 
     @functools.wraps(f)
     def wrapper(*args: tp.Any) -> tp.Any:
-        from jax.sharding import PartitionSpec
-
         specs = list(in_specs) if isinstance(in_specs, (tuple, list)) else [in_specs] * len(args)
         if len(specs) != len(args):
             raise ValueError(
                 f"nnx.shard_map: in_specs has {len(specs)} entries for {len(args)} arguments. "
                 "Fix: give one spec per argument."
             )
-        lifted = Lifted("shard_map", args, {})
+        lifted = Lifted("shard_map", args, {}, fun=f)
         bridge = lifted.bridge
         node_pos = positions_of_nodes(args)
         leaf_specs = []
         for path, leaf in zip(bridge.paths, bridge.leaves):
             spec = specs[node_pos[path[0]]]
             if isinstance(spec, StateAxes):
-                spec = spec.axis_for(path[1:], leaf, "nnx.shard_map")
+                spec = spec.axis_for(path[1:], leaf, "nnx.shard_map", lifted.root_names()[path[0]])
             leaf_specs.append(spec)
         dyn_specs: list[tp.Any] = []
-        from nnx_graph.transforms._bridge import split_tree
-
-        for pos, arg in enumerate(args):
+        for pos, (arg, spec) in enumerate(zip(args, specs)):
             tree, nodes = split_tree(arg)
-            n = len(jax.tree.leaves(tree))
-            spec = specs[pos]
-            dyn_specs.extend([spec if isinstance(spec, PartitionSpec) else PartitionSpec()] * n)
+            leaves = jax.tree.leaves(tree)
+            if spec is None or isinstance(spec, (PartitionSpec, StateAxes)):
+                replicated: tp.Any = PartitionSpec
+                dyn_specs.extend(
+                    [spec if isinstance(spec, PartitionSpec) else replicated()] * len(leaves)
+                )
+            elif nodes:
+                raise TypeError(
+                    f"nnx.shard_map: argument {pos} holds Modules/Variables, so its in_spec "
+                    "must be one PartitionSpec or an nnx.StateSharding; found "
+                    f"{type(spec).__name__}."
+                )
+            else:
+                jax.tree.map(
+                    lambda s, a: dyn_specs.extend([s] * len(jax.tree.leaves(a))),
+                    spec,
+                    arg,
+                    is_leaf=_is_spec,
+                )
 
         def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-            out, roots, _ = lifted.call(f, values, dyn)
-            return lifted.finish(roots, out, allow_structure=False, full=True)
+            out, roots = lifted.call(f, values, dyn)
+            return lifted.finish(roots, out, allow_structure=False)
 
-        kwargs: dict[str, tp.Any] = {"mesh": mesh, "in_specs": (leaf_specs, dyn_specs),
-                                     "out_specs": (out_specs, leaf_specs),
-                                     "check_vma": check_vma}
+        kwargs: dict[str, tp.Any] = {
+            "mesh": mesh,
+            "in_specs": (leaf_specs, dyn_specs),
+            "out_specs": (out_specs, leaf_specs),
+            "check_vma": check_vma,
+        }
         if axis_names:
             kwargs["axis_names"] = set(axis_names)
-        out_tree, updates = jax.shard_map(pure, **kwargs)(lifted.values(), lifted.dyn)
-        return lifted.apply(out_tree, updates)
+        out_tree, new_values = jax.shard_map(pure, **kwargs)(lifted.values(), lifted.dyn)
+        return lifted.apply(out_tree, new_values)
 
     return wrapper

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import functools
 import typing as tp
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nnx_graph._errors import GraphStructureError
+from nnx_graph._sharding import PARTITION_NAME, add_axis, remove_axis
 from nnx_graph.transforms._axes import Carry, StateAxes, check_state_axes_used, leaf_axes
-from nnx_graph.transforms._bridge import split_tree
-from nnx_graph.transforms._lift import Lifted, positions_of_nodes
+from nnx_graph.transforms._bridge import fill_tree, split_tree
+from nnx_graph.transforms._lift import Lifted, bind_positional, positions_of_nodes
 
 __all__ = ["scan"]
 
@@ -26,11 +29,277 @@ def _move(x: tp.Any, src: int, dst: int) -> tp.Any:
     return x if src == dst else jnp.moveaxis(x, src, dst)
 
 
-def scan(f: tp.Any = None, *, length: int | None = None, reverse: bool = False,
-         unroll: int | bool = 1, _split_transpose: bool = False,
-         in_axes: tp.Any = (Carry, 0), out_axes: tp.Any = (Carry, 0),
-         transform_metadata: tp.Mapping[str, tp.Any] = {},  # noqa: B006
-         graph: tp.Any = None, graph_updates: tp.Any = None) -> tp.Any:
+def _aval(x: tp.Any) -> str:
+    return f"{jnp.result_type(x).name}{list(np.shape(x))}"
+
+
+def _same_structure(a: tp.Any, b: tp.Any) -> bool:
+    structure: tp.Any = jax.tree.structure(a)
+    return bool(structure == jax.tree.structure(b))
+
+
+def _is_scanned(axis: tp.Any) -> bool:
+    return isinstance(axis, int) and not isinstance(axis, bool)
+
+
+class _Scan:
+    """One call of a scanned function."""
+
+    def __init__(
+        self,
+        f: tp.Callable[..., tp.Any],
+        args: tuple[tp.Any, ...],
+        in_axes: tp.Any,
+        out_axes: tp.Any,
+        metadata: Mapping[str, tp.Any],
+    ) -> None:
+        self.f, self.args, self.out_axes, self.metadata = f, args, out_axes, metadata
+        specs = list(in_axes) if isinstance(in_axes, (tuple, list)) else [in_axes] * len(args)
+        if len(specs) != len(args):
+            raise ValueError(
+                f"nnx.scan: in_axes has {len(specs)} entries but the function got {len(args)} "
+                "arguments. Expected one spec per argument (nnx.Carry, an int, None or "
+                "nnx.StateAxes). Fix: e.g. in_axes=(nnx.Carry, 0)."
+            )
+        carries = [i for i, s in enumerate(specs) if s is Carry]
+        if len(carries) > 1:
+            raise ValueError(
+                f"nnx.scan: in_axes marks arguments {carries} as nnx.Carry; expected at most "
+                "one. Fix: pack the carries into one tuple argument."
+            )
+        self.specs = specs
+        self.carry_position = carries[0] if carries else None
+        self.lifted = lifted = Lifted("scan", args, {}, fun=f)
+        bridge = lifted.bridge
+        self.node_pos = positions_of_nodes(args)
+        leaf_arg = [self.node_pos[p[0]] for p in bridge.paths]
+        check_state_axes_used(
+            specs, leaf_arg, bridge.paths, bridge.leaves, "nnx.scan", lifted.root_names
+        )
+        self.axes = leaf_axes(
+            specs, leaf_arg, bridge.paths, bridge.leaves, "nnx.scan", lifted.root_names
+        )
+        self.scanned = [i for i, a in enumerate(self.axes) if _is_scanned(a)]
+        self.looped = [i for i, a in enumerate(self.axes) if not _is_scanned(a)]
+        self.values = lifted.values()
+        self.dyn_spec: list[tp.Any] = []
+        for pos, (arg, spec) in enumerate(zip(args, specs)):
+            tree, _ = split_tree(arg)
+            n = len(jax.tree.leaves(tree))
+            if isinstance(spec, StateAxes) and n:
+                raise TypeError(
+                    f"nnx.scan: argument {pos} mixes arrays with Modules and has a StateAxes "
+                    "spec, which only says how to scan Variables. Fix: pass the arrays as a "
+                    "separate argument."
+                )
+            if not (
+                spec is None or spec is Carry or _is_scanned(spec) or isinstance(spec, StateAxes)
+            ):
+                raise TypeError(
+                    f"nnx.scan: in_axes entry {pos} is {spec!r}; expected nnx.Carry, an int, "
+                    "None or nnx.StateAxes."
+                )
+            self.dyn_spec.extend([spec] * n)
+        self.dyn_scanned = [i for i, s in enumerate(self.dyn_spec) if _is_scanned(s)]
+        self.dyn_carry = [i for i, s in enumerate(self.dyn_spec) if s is Carry]
+        self.out_specs = out_axes if isinstance(out_axes, (tuple, list)) else None
+        self.carry_tree: tp.Any = None
+        self.carry_avals: tuple[list[str], list[str]] = ([], [])
+
+    # ------------------------------------------------------------- checks
+    def check_lengths(self, length: int | None) -> None:
+        lifted, dyn = self.lifted, self.lifted.dyn
+        entries = [
+            (lifted.describe_leaf(i), self.axes[i], np.shape(self.values[i])) for i in self.scanned
+        ]
+        names = lifted.dyn_names()
+        entries += [(names[i], self.dyn_spec[i], np.shape(dyn[i])) for i in self.dyn_scanned]
+        by_length: dict[int, list[str]] = {}
+        for name, axis, shape in entries:
+            if not -len(shape) <= axis < len(shape):
+                raise ValueError(
+                    f"nnx.scan: {name} has shape {shape} but is scanned over axis {axis}. "
+                    "Expected a stacked value with that axis (e.g. created with nnx.vmap + "
+                    "nnx.split_rngs). Fix: broadcast it with None / nnx.StateAxes, or stack it."
+                )
+            by_length.setdefault(shape[axis], []).append(name)
+        if length is not None and any(n != length for n in by_length):
+            by_length.setdefault(length, []).insert(0, "length=")
+        if len(by_length) > 1:
+            detail = "; ".join(
+                f"length {n}: {', '.join(p[:4])}"
+                + (f" and {len(p) - 4} more" if len(p) > 4 else "")
+                for n, p in by_length.items()
+            )
+            raise ValueError(
+                f"nnx.scan: the scanned inputs have different lengths along their scan axes "
+                f"({detail}). Expected one length. Fix: make them agree, or broadcast the odd "
+                "ones out with None / nnx.StateAxes."
+            )
+
+    # ------------------------------------------------------------- inside
+    def body(self, carry: tp.Any, xs: tp.Any) -> tp.Any:
+        lifted, bridge = self.lifted, self.lifted.bridge
+        c_graph, c_dyn = carry
+        x_graph, x_dyn = xs
+        full = list(self.values)
+        for i, v in zip(self.looped, c_graph):
+            full[i] = v
+        for i, v in zip(self.scanned, x_graph):
+            full[i] = v
+        dyn_full = list(lifted.dyn)
+        for i, v in zip(self.dyn_carry, c_dyn):
+            dyn_full[i] = v
+        for i, v in zip(self.dyn_scanned, x_dyn):
+            dyn_full[i] = v
+        roots, args, _ = lifted.enter(full, dyn_full)
+        inner_vars = bridge.inner_variables(roots) if self.metadata else []
+        for i in self.scanned if self.metadata else ():
+            if inner_vars[i] is not None:
+                remove_axis([inner_vars[i]], self.axes[i], self.metadata)
+        out = self.f(*args)
+        for i in self.scanned if self.metadata else ():
+            if inner_vars[i] is not None:
+                add_axis([inner_vars[i]], self.axes[i], self.metadata)
+        carry_out, ys = self._split_output(out)
+        carry_tree, carry_nodes = split_tree(carry_out)
+        in_carry_nodes = [roots[k] for k, p in enumerate(self.node_pos) if p == self.carry_position]
+        if [id(n) for n in carry_nodes] != [id(n) for n in in_carry_nodes]:
+            raise GraphStructureError(
+                "nnx.scan: the carry returned holds different Modules/Variables than the carry "
+                f"passed in ({len(carry_nodes)} graph node(s) out, {len(in_carry_nodes)} in). "
+                "Expected the same objects, updated in place. Fix: return the carry argument "
+                "itself."
+            )
+        _, new_values = lifted.finish(roots, None, allow_structure=False)
+        new_c_dyn = jax.tree.leaves(carry_tree)
+        in_tree = (
+            split_tree(self.args[self.carry_position])[0]
+            if self.carry_position is not None
+            else None
+        )
+        if not _same_structure(carry_tree, in_tree):
+            raise GraphStructureError(
+                "nnx.scan: the carry returned by the function has a different structure than "
+                f"the carry passed in.\nIn:  {jax.tree.structure(in_tree)}\nOut: "
+                f"{jax.tree.structure(carry_tree)}\nExpected the same structure every step. "
+                "Fix: return a carry shaped like the one passed in."
+            )
+        self.carry_tree = carry_tree
+        self.carry_avals = (
+            [*map(_aval, c_dyn), *map(_aval, c_graph)],
+            [*map(_aval, new_c_dyn), *(_aval(new_values[i]) for i in self.looped)],
+        )
+        ys_tree, ys_nodes = split_tree(ys)
+        if ys_nodes:
+            raise GraphStructureError(
+                "nnx.scan: per-step outputs may not contain Modules or Variables. Fix: create "
+                "stacked Modules with nnx.vmap, or return arrays."
+            )
+        return (
+            ([new_values[i] for i in self.looped], new_c_dyn),
+            ([new_values[i] for i in self.scanned], ys_tree),
+        )
+
+    def _split_output(self, out: tp.Any) -> tuple[tp.Any, tp.Any]:
+        if self.out_axes is Carry:
+            return out, ()
+        if self.out_specs is None:
+            return None, out
+        n = len(self.out_specs)
+        if not isinstance(out, (tuple, list)) or len(out) != n:
+            raise ValueError(
+                f"nnx.scan: out_axes {self.out_axes!r} expects the function to return a tuple "
+                f"of {n}; found {type(out).__name__}. Fix: return (carry, y) or change out_axes."
+            )
+        carry = tuple(o for o, s in zip(out, self.out_specs) if s is Carry)
+        ys = tuple(o for o, s in zip(out, self.out_specs) if s is not Carry)
+        return (carry[0] if len(carry) == 1 else None), ys
+
+    def carry_error(self) -> TypeError | None:
+        inputs, outputs = self.carry_avals
+        dyn_names = self.lifted.dyn_names()
+        names = [
+            *(dyn_names[i] for i in self.dyn_carry),
+            *(self.lifted.describe_leaf(i) for i in self.looped),
+        ]
+        mismatched = [
+            f"{name}: {a} going in, {b} coming out"
+            for name, a, b in zip(names, inputs, outputs)
+            if a != b
+        ]
+        if not mismatched:
+            return None
+        return TypeError(
+            "nnx.scan: the carry must keep its shapes and dtypes from step to step; "
+            + "; ".join(mismatched[:4])
+            + ". Fix: return values of the same shape and dtype "
+            "(e.g. cast with .astype(x.dtype))."
+        )
+
+    # ------------------------------------------------------------- outside
+    def run(
+        self, length: int | None, reverse: bool, unroll: int | bool, split_transpose: bool
+    ) -> tp.Any:
+        self.check_lengths(length)
+        lifted, dyn = self.lifted, self.lifted.dyn
+        xs_graph = [_move(self.values[i], self.axes[i], 0) for i in self.scanned]
+        xs_dyn = [_move(dyn[i], self.dyn_spec[i], 0) for i in self.dyn_scanned]
+        carry = ([self.values[i] for i in self.looped], [dyn[i] for i in self.dyn_carry])
+        kwargs: dict[str, tp.Any] = {"length": length, "reverse": reverse, "unroll": unroll}
+        if split_transpose:
+            kwargs["_split_transpose"] = True
+        try:
+            (c_graph, c_dyn), (ys_graph, ys) = jax.lax.scan(
+                self.body, carry, (xs_graph, xs_dyn), **kwargs
+            )
+        except TypeError as error:
+            diagnosis = self.carry_error()
+            if diagnosis is None:
+                raise
+            raise diagnosis from error
+        updates = dict(zip(self.looped, c_graph))
+        for i, v in zip(self.scanned, ys_graph):
+            updates[i] = _move(v, 0, self.axes[i])
+        lifted.bridge.apply_changes(updates)
+        carry_nodes = (
+            [n for n, p in zip(lifted.nodes, self.node_pos) if p == self.carry_position]
+            if self.carry_position is not None
+            else []
+        )
+        carry_value = fill_tree(
+            jax.tree.unflatten(jax.tree.structure(self.carry_tree), c_dyn), carry_nodes
+        )
+        if self.out_axes is Carry:
+            return carry_value
+        if self.out_specs is None:
+            return ys
+        result = []
+        y_iter = iter(ys)
+        for s in self.out_specs:
+            if s is Carry:
+                result.append(carry_value)
+                continue
+            y = next(y_iter)
+            if _is_scanned(s) and s != 0:
+                y = jax.tree.map(lambda v, s=s: _move(v, 0, s), y)
+            result.append(y)
+        return tuple(result)
+
+
+def scan(
+    f: tp.Any = None,
+    *,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+    _split_transpose: bool = False,
+    in_axes: tp.Any = (Carry, 0),
+    out_axes: tp.Any = (Carry, 0),
+    transform_metadata: Mapping[str, tp.Any] = {},
+    graph: tp.Any = None,
+    graph_updates: tp.Any = None,
+) -> tp.Any:
     """Scan a function over the leading (or given) axis of some arguments.
 
     ``in_axes`` gives per argument ``nnx.Carry``, an int axis to scan over, ``None``
@@ -59,160 +328,23 @@ def scan(f: tp.Any = None, *, length: int | None = None, reverse: bool = False,
         (2, 3)
     """
     if f is None:
-        return lambda fn: scan(fn, length=length, reverse=reverse, unroll=unroll,
-                               in_axes=in_axes, out_axes=out_axes,
-                               transform_metadata=transform_metadata)
+        return functools.partial(
+            scan,
+            length=length,
+            reverse=reverse,
+            unroll=unroll,
+            _split_transpose=_split_transpose,
+            in_axes=in_axes,
+            out_axes=out_axes,
+            transform_metadata=transform_metadata,
+        )
+    metadata = dict(transform_metadata) if PARTITION_NAME in transform_metadata else {}
 
     @functools.wraps(f)
-    def wrapper(*args: tp.Any) -> tp.Any:
-        specs = list(in_axes) if isinstance(in_axes, (tuple, list)) else [in_axes] * len(args)
-        if len(specs) != len(args):
-            raise ValueError(
-                f"nnx.scan: in_axes has {len(specs)} entries but the function got {len(args)} "
-                "arguments. Expected one spec per argument (nnx.Carry, an int, None or "
-                "nnx.StateAxes). Fix: e.g. in_axes=(nnx.Carry, 0)."
-            )
-        carry_positions = [i for i, s in enumerate(specs) if s is Carry]
-        if len(carry_positions) > 1:
-            raise ValueError(
-                f"nnx.scan: in_axes marks arguments {carry_positions} as nnx.Carry; expected "
-                "at most one. Fix: pack the carries into one tuple argument."
-            )
-        lifted = Lifted("scan", args, {})
-        bridge = lifted.bridge
-        node_pos = positions_of_nodes(args)
-        leaf_arg = [node_pos[p[0]] for p in bridge.paths]
-        check_state_axes_used(specs, leaf_arg, bridge.paths, bridge.leaves, "nnx.scan")
-        axes = leaf_axes(specs, leaf_arg, bridge.paths, bridge.leaves, "nnx.scan")
-        scanned = [i for i, a in enumerate(axes) if isinstance(a, int) and a is not Carry]
-        looped = [i for i, a in enumerate(axes) if i not in set(scanned)]
-        values = lifted.values()
-        # non-graph leaves of each argument
-        dyn_spec: list[tp.Any] = []
-        for pos, arg in enumerate(args):
-            tree, nodes = split_tree(arg)
-            n = len(jax.tree.leaves(tree))
-            spec = specs[pos]
-            dyn_spec.extend([spec if not isinstance(spec, StateAxes) else None] * n)
-        dyn = lifted.dyn
-        dyn_scanned = [i for i, s in enumerate(dyn_spec) if isinstance(s, int) and s is not Carry]
-        dyn_carry = [i for i, s in enumerate(dyn_spec) if s is Carry]
-        dyn_const = [i for i, s in enumerate(dyn_spec) if s is None]
-        lengths: dict[int, list[str]] = {}
-        for i in scanned:
-            shape = jnp.shape(values[i])
-            if len(shape) <= axes[i]:
-                raise ValueError(
-                    f"nnx.scan: {bridge.describe_leaf(i)} ({type(bridge.leaves[i]).__name__}) "
-                    f"has shape {shape} but is scanned over axis {axes[i]}. Expected a stacked "
-                    "value with that axis (e.g. created with nnx.vmap + nnx.split_rngs). Fix: "
-                    "broadcast it with None / nnx.StateAxes, or stack it."
-                )
-            lengths.setdefault(shape[axes[i]], []).append(bridge.describe_leaf(i))
-        if len(lengths) > 1:
-            detail = "; ".join(f"length {n}: {', '.join(p[:3])}" for n, p in lengths.items())
-            raise ValueError(
-                f"nnx.scan: scanned Variables have different lengths along their scan axis "
-                f"({detail}). Expected one length. Fix: broadcast the odd ones out with "
-                "nnx.StateAxes."
-            )
-        xs_graph = [_move(values[i], axes[i], 0) for i in scanned]
-        xs_dyn = [_move(dyn[i], dyn_spec[i], 0) for i in dyn_scanned]
-        carry_graph = [values[i] for i in looped]
-        carry_dyn = [dyn[i] for i in dyn_carry]
-        const_dyn = [dyn[i] for i in dyn_const]
-        out_specs = out_axes if isinstance(out_axes, (tuple, list)) else None
-        record: dict[str, tp.Any] = {}
-
-        def body(carry: tp.Any, xs: tp.Any) -> tp.Any:
-            c_graph, c_dyn = carry
-            x_graph, x_dyn = xs
-            full = list(values)
-            for i, v in zip(looped, c_graph):
-                full[i] = v
-            for i, v in zip(scanned, x_graph):
-                full[i] = v
-            dyn_full = list(dyn)
-            for i, v in zip(dyn_carry, c_dyn):
-                dyn_full[i] = v
-            for i, v in zip(dyn_scanned, x_dyn):
-                dyn_full[i] = v
-            for i, v in zip(dyn_const, const_dyn):
-                dyn_full[i] = v
-            out, roots, _ = lifted.call(f, full, dyn_full)
-            # split the output into carry and stacked parts
-            if out_axes is Carry:
-                carry_out, ys = out, ()
-            elif out_specs is not None:
-                if not isinstance(out, (tuple, list)) or len(out) != len(out_specs):
-                    raise ValueError(
-                        f"nnx.scan: out_axes {out_axes!r} expects the function to return a "
-                        f"tuple of {len(out_specs)}; found {type(out).__name__}. Fix: return "
-                        "(carry, y) or change out_axes."
-                    )
-                carry_out = tuple(o for o, s in zip(out, out_specs) if s is Carry)
-                carry_out = carry_out[0] if len(carry_out) == 1 else carry_out
-                ys = tuple(o for o, s in zip(out, out_specs) if s is not Carry)
-            else:
-                carry_out, ys = None, out
-            carry_tree, carry_nodes = split_tree(carry_out)
-            in_carry_nodes = [roots[k] for k, p in enumerate(node_pos)
-                              if carry_positions and p == carry_positions[0]]
-            if carry_nodes and [id(n) for n in carry_nodes] != [id(n) for n in in_carry_nodes]:
-                raise GraphStructureError(
-                    "nnx.scan: the carry returned holds different Modules/Variables than the "
-                    "carry passed in. Expected the same objects (updated in place). Fix: "
-                    "return the carry argument itself."
-                )
-            _, new_values = lifted.finish(roots, None, allow_structure=False, full=True)
-            new_c_dyn = jax.tree.leaves(carry_tree)
-            if len(new_c_dyn) != len(c_dyn):
-                raise GraphStructureError(
-                    f"nnx.scan: the carry has {len(c_dyn)} array leaves going in but "
-                    f"{len(new_c_dyn)} coming out. Expected the same structure. Fix: return a "
-                    "carry shaped like the one passed in."
-                )
-            record["carry_tree"] = carry_tree
-            ys_tree, ys_nodes = split_tree(ys)
-            if ys_nodes:
-                raise GraphStructureError(
-                    "nnx.scan: per-step outputs may not contain Modules or Variables. Fix: "
-                    "create stacked Modules with nnx.vmap, or return arrays."
-                )
-            return (([new_values[i] for i in looped], new_c_dyn),
-                    ([new_values[i] for i in scanned], ys_tree))
-
-        (c_graph, c_dyn), (ys_graph, ys) = jax.lax.scan(
-            body, (carry_graph, carry_dyn), (xs_graph, xs_dyn), length=length,
-            reverse=reverse, unroll=unroll,
+    def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        args = bind_positional("scan", f, args, kwargs)
+        return _Scan(f, args, in_axes, out_axes, metadata).run(
+            length, reverse, unroll, _split_transpose
         )
-        updates = {}
-        for i, v in zip(looped, c_graph):
-            updates[i] = v
-        for i, v in zip(scanned, ys_graph):
-            updates[i] = _move(v, 0, axes[i])
-        bridge.apply_changes(updates)
-        carry_value = jax.tree.unflatten(jax.tree.structure(record["carry_tree"]), c_dyn)
-        if carry_positions:
-            _, carry_nodes_in = split_tree(args[carry_positions[0]])
-            if carry_nodes_in:
-                from nnx_graph.transforms._bridge import fill_tree
-
-                carry_value = fill_tree(record["carry_tree"], carry_nodes_in) if not c_dyn \
-                    else carry_value
-        if out_axes is Carry:
-            return carry_value
-        if out_specs is None:
-            return ys
-        result = []
-        y_iter = iter(ys if isinstance(ys, tuple) else (ys,))
-        for s in out_specs:
-            if s is Carry:
-                result.append(carry_value)
-            else:
-                y = next(y_iter)
-                result.append(jax.tree.map(lambda v, s=s: _move(v, 0, s), y)
-                              if isinstance(s, int) and s != 0 else y)
-        return tuple(result)
 
     return wrapper

@@ -11,26 +11,41 @@ from nnx_graph._errors import format_path
 from nnx_graph._state import State, to_flat_state
 from nnx_graph._variables import Variable
 
-__all__ = ["constrain_tree", "leaf_shardings"]
-
-_UNSPECIFIED = None
+__all__ = ["constrain_tree", "is_sharding", "leaf_shardings"]
 
 
-def _is_sharding(x: object) -> bool:
+def is_sharding(x: object) -> bool:
     return isinstance(x, (jax.sharding.Sharding, jax.sharding.PartitionSpec))
+
+
+_reshard: tp.Callable[..., tp.Any] = jax.sharding.reshard
+_with_sharding_constraint: tp.Callable[..., tp.Any] = jax.lax.with_sharding_constraint
+
+
+def _constrain(x: tp.Any, sharding: tp.Any) -> tp.Any:
+    """Place a traced value: ``reshard`` on meshes with Explicit axes (where
+    ``with_sharding_constraint`` is rejected), ``with_sharding_constraint`` otherwise."""
+    if isinstance(sharding, jax.sharding.PartitionSpec):
+        mesh: tp.Any = jax.sharding.get_abstract_mesh()
+    else:
+        mesh = getattr(sharding, "mesh", None)
+    axis_types = getattr(mesh, "axis_types", ()) or ()
+    if any(t == jax.sharding.AxisType.Explicit for t in axis_types):
+        return _reshard(x, sharding)
+    return _with_sharding_constraint(x, sharding)
 
 
 def _lookup(spec: tp.Any, path: tuple[tp.Any, ...], where: str) -> tp.Any:
     """Find the sharding for a leaf at ``path`` inside ``spec`` (a sharding, None,
     or a State/mapping with shardings at leaf paths)."""
-    if spec is None or _is_sharding(spec):
+    if spec is None or is_sharding(spec):
         return spec
     if isinstance(spec, Variable):
         return spec.get_value()
     if isinstance(spec, Mapping):
         node: tp.Any = spec
         for key in path:
-            if node is None or _is_sharding(node):
+            if node is None or is_sharding(node):
                 return node
             if isinstance(node, Variable):
                 return node.get_value()
@@ -49,8 +64,9 @@ def _lookup(spec: tp.Any, path: tuple[tp.Any, ...], where: str) -> tp.Any:
     )
 
 
-def leaf_shardings(spec_per_node: tp.Sequence[tp.Any], leaf_paths: tp.Sequence[tuple[tp.Any, ...]],
-                   where: str) -> list[tp.Any]:
+def leaf_shardings(
+    spec_per_node: tp.Sequence[tp.Any], leaf_paths: tp.Sequence[tuple[tp.Any, ...]], where: str
+) -> list[tp.Any]:
     """One sharding per leaf; ``leaf_paths`` are ``(node_index, *path)``."""
     return [_lookup(spec_per_node[p[0]], tuple(p[1:]), where) for p in leaf_paths]
 
@@ -70,18 +86,20 @@ def constrain_tree(out: tp.Any, spec: tp.Any) -> tp.Any:
             for path, var in flat:
                 sharding = _lookup(sub_spec, path, "out_shardings")
                 if sharding is not None:
-                    var._raw_value = jax.lax.with_sharding_constraint(var._raw_value, sharding)
+                    var._raw_value = _constrain(var._raw_value, sharding)
             return value
-        if _is_sharding(sub_spec):
-            return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sub_spec), value)
+        if is_sharding(sub_spec):
+            return jax.tree.map(lambda x: _constrain(x, sub_spec), value)
         if isinstance(sub_spec, State):
-            return jax.tree.map(lambda s, x: jax.lax.with_sharding_constraint(x, s)
-                                if s is not None else x, sub_spec, value)
+            return jax.tree.map(
+                lambda s, x: _constrain(x, s) if s is not None else x, sub_spec, value
+            )
         return value
 
     if spec is None:
         return out
-    if _is_sharding(spec) or isinstance(spec, State) or is_node(out):
+    if is_sharding(spec) or isinstance(spec, State) or is_node(out):
         return apply(spec, out)
-    return jax.tree.map(apply, spec, out, is_leaf=lambda x: _is_sharding(x) or x is None
-                        or isinstance(x, State))
+    return jax.tree.map(
+        apply, spec, out, is_leaf=lambda x: is_sharding(x) or x is None or isinstance(x, State)
+    )

@@ -1,164 +1,331 @@
-"""``vmap``, ``pmap`` and ``transform_metadata``."""
+"""``vmap``, ``pmap`` and ``transform_metadata``.
+
+Every Variable of a graph-node argument gets an axis from the argument's spec (an
+int, ``None`` for broadcast, or a :class:`StateAxes` choosing per kind of state).
+Updated Variables go out on the axis they came in on.  Modules created inside and
+returned come out stacked on ``out_axes``; Variables added to an argument inside
+take that argument's axis.  Which leaves are new is only known once the function
+has been traced, so a call that adds leaves whose axis is not 0 is traced a second
+time with the right output axes.
+"""
 
 from __future__ import annotations
 
 import functools
 import typing as tp
+from collections.abc import Mapping
 
 import jax
+import numpy as np
 
-from nnx_graph._errors import GraphStructureError
+from nnx_graph._errors import format_path
+from nnx_graph._sharding import PARTITION_NAME, add_axis, remove_axis
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._axes import StateAxes, check_state_axes_used, leaf_axes
-from nnx_graph.transforms._bridge import fill_tree, split_tree
-from nnx_graph.transforms._lift import Lifted, positions_of_nodes
+from nnx_graph.transforms._bridge import Exit, holes_of, split_tree
+from nnx_graph.transforms._lift import Lifted, bind_positional, positions_of_nodes
 
 __all__ = ["pmap", "transform_metadata", "vmap"]
-
-PARTITION_NAME = "partition_name"
 
 
 def _per_arg(axes: tp.Any, nargs: int, where: str) -> list[tp.Any]:
     if isinstance(axes, (int, StateAxes)) or axes is None:
         return [axes] * nargs
-    axes = list(axes)
-    if len(axes) != nargs:
+    items: list[tp.Any] = list(axes)
+    if len(items) != nargs:
         raise ValueError(
-            f"{where}: in_axes has {len(axes)} entries but the function got {nargs} positional "
+            f"{where}: in_axes has {len(items)} entries but the function got {nargs} positional "
             "arguments. Expected one axis spec per argument. Fix: e.g. in_axes=(None, 0)."
         )
-    return axes
+    return items
 
 
-def _node_axis(spec: tp.Any) -> bool:
-    return spec is None or isinstance(spec, (int, StateAxes))
+def _is_axis_leaf(x: object) -> bool:
+    return x is None or isinstance(x, (int, StateAxes))
 
 
-def _add_axis_metadata(value: tp.Any, axis: int, metadata: tp.Mapping[str, tp.Any]) -> None:
-    """Insert the transform's partition name into stacked Variables' sharding names."""
-    name = metadata.get(PARTITION_NAME)
-    if name is None:
-        return
-    from nnx_graph._graph import iter_graph
+def _dyn_axes(args: tp.Sequence[tp.Any], specs: tp.Sequence[tp.Any], where: str) -> list[tp.Any]:
+    """The axis of every non-graph leaf of the arguments, in flattening order."""
+    out: list[tp.Any] = []
+    for pos, (arg, spec) in enumerate(zip(args, specs)):
+        tree, nodes = split_tree(arg)
+        leaves = jax.tree.leaves(tree)
+        if spec is None or isinstance(spec, int):
+            out.extend([spec] * len(leaves))
+        elif isinstance(spec, StateAxes):
+            if leaves:
+                raise TypeError(
+                    f"{where}: argument {pos} mixes arrays with Modules and has a StateAxes "
+                    "spec, which only says how to map Variables. Fix: pass the arrays as a "
+                    "separate argument."
+                )
+        elif nodes:
+            raise TypeError(
+                f"{where}: argument {pos} holds Modules/Variables, so its axis spec must be "
+                f"an int, None or nnx.StateAxes; found {spec!r}."
+            )
+        else:
+            jax.tree.map(
+                lambda s, a: out.extend([s] * len(jax.tree.leaves(a))),
+                spec,
+                arg,
+                is_leaf=_is_axis_leaf,
+            )
+    return out
 
-    for _, var in iter_graph(value):
-        if isinstance(var, Variable):
-            names = var._var_metadata.get("sharding_names") or var._var_metadata.get("sharding")
-            if names is not None:
-                names = list(names)
-                names.insert(axis, name)
-                var._var_metadata["sharding_names"] = tuple(names)
+
+def _node_out_specs(out_axes: tp.Any, out_tree: tp.Any, num_out_nodes: int) -> list[tp.Any]:
+    """The out-axis spec of every graph node in the output (by hole index)."""
+    if _is_axis_leaf(out_axes):
+        return [out_axes] * num_out_nodes
+    specs: list[tp.Any] = [0] * num_out_nodes
+
+    def assign(spec: tp.Any, sub: tp.Any) -> None:
+        for k in holes_of(sub):
+            specs[k] = spec
+
+    jax.tree.map(assign, out_axes, out_tree, is_leaf=_is_axis_leaf)
+    return specs
 
 
-def _mapped(jax_transform: tp.Callable[..., tp.Any], name: str, f: tp.Callable[..., tp.Any],
-            in_axes: tp.Any, out_axes: tp.Any, transform_kwargs: dict[str, tp.Any],
-            metadata: tp.Mapping[str, tp.Any]) -> tp.Callable[..., tp.Any]:
+def _tree_out_axes(out_axes: tp.Any) -> tp.Any:
+    """``out_axes`` for the non-graph part of the output (StateAxes entries only
+    concern graph nodes, which have no leaves there)."""
+    return jax.tree.map(
+        lambda s: None if isinstance(s, StateAxes) else s, out_axes, is_leaf=_is_axis_leaf
+    )
+
+
+def _axis_of(spec: tp.Any, path: tuple[tp.Any, ...], leaf: tp.Any, where: str) -> tp.Any:
+    if isinstance(spec, StateAxes):
+        return spec.axis_for(path, leaf, where)
+    return spec
+
+
+class _Call:
+    """One call of a mapped function: the lifted arguments, the axis of every leaf,
+    and what the trace learned."""
+
+    def __init__(
+        self,
+        name: str,
+        f: tp.Callable[..., tp.Any],
+        args: tuple[tp.Any, ...],
+        in_axes: tp.Any,
+        out_axes: tp.Any,
+        metadata: Mapping[str, tp.Any],
+    ) -> None:
+        where = f"nnx.{name}"
+        self.name, self.f, self.args = name, f, args
+        self.out_axes, self.metadata = out_axes, metadata
+        self.specs = _per_arg(in_axes, len(args), where)
+        self.lifted = lifted = Lifted(name, args, {}, fun=f)
+        bridge = lifted.bridge
+        self.node_pos = positions_of_nodes(args)
+        leaf_arg = [self.node_pos[p[0]] for p in bridge.paths]
+        check_state_axes_used(
+            self.specs, leaf_arg, bridge.paths, bridge.leaves, where, lifted.root_names
+        )
+        self.axes = leaf_axes(
+            self.specs, leaf_arg, bridge.paths, bridge.leaves, where, lifted.root_names
+        )
+        self.dyn_axes = _dyn_axes(args, self.specs, where)
+        self.values = lifted.values()
+        self.changed: list[int] = []
+        self.new_axes: list[tp.Any] = []
+        self.new_names: list[str] = []
+
+    # ------------------------------------------------------------- inside
+    def pure(self, values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
+        lifted, bridge = self.lifted, self.lifted.bridge
+        roots, args, _ = lifted.enter(values, dyn)
+        if self.metadata:
+            for var, axis in zip(bridge.inner_variables(roots), self.axes):
+                if var is not None and isinstance(axis, int):
+                    remove_axis([var], axis, self.metadata)
+        out = self.f(*args)
+        if self.metadata:
+            self._add_axes(roots, out)
+        out_tree, new_values = lifted.finish(roots, out, allow_structure=True)
+        info = lifted.exits[-1]
+        n_in = len(values)
+        if info.same_structure:
+            self.changed = [i for i in range(n_in) if new_values[i] is not values[i]]
+            return out_tree, new_values, []
+        assert info.origins is not None
+        in_slots = list(values)
+        new: list[tp.Any] = []
+        self.new_axes, self.new_names = [], []
+        node_specs = _node_out_specs(self.out_axes, out_tree, info.num_out_nodes)
+        for j, (value, origin) in enumerate(zip(new_values, info.origins)):
+            if origin >= 0:
+                in_slots[origin] = value
+                continue
+            new.append(value)
+            path = info.graphdef.leaf_paths[j]
+            self.new_axes.append(self._new_leaf_axis(path, bridge.last_leaves[j], node_specs))
+            self.new_names.append(self._describe_new(path))
+        self.changed = [i for i in range(n_in) if in_slots[i] is not values[i]]
+        return out_tree, in_slots, new
+
+    def _new_leaf_axis(
+        self, path: tuple[tp.Any, ...], leaf: tp.Any, node_specs: tp.Sequence[tp.Any]
+    ) -> tp.Any:
+        which, k, *rest = path
+        spec = self.specs[self.node_pos[k]] if which == 0 else node_specs[k]
+        return _axis_of(spec, tuple(rest), leaf, f"nnx.{self.name}")
+
+    def _describe_new(self, path: tuple[tp.Any, ...]) -> str:
+        which, k, *rest = path
+        root = self.lifted.root_names()[k] if which == 0 else f"output[{k}]"
+        return format_path(tuple(rest), root)
+
+    def _add_axes(self, roots: tuple[tp.Any, ...], out: tp.Any) -> None:
+        """Give every Variable reachable from the arguments and the output the
+        partition axis back (inputs had it removed on entry)."""
+        from nnx_graph._graph import iter_graph
+
+        out_tree, out_nodes = split_tree(out)
+        node_specs = _node_out_specs(self.out_axes, out_tree, len(out_nodes))
+        for path, var in iter_graph((roots, tuple(out_nodes))):
+            if not isinstance(var, Variable) or len(path) < 2:
+                continue
+            which, k, *rest = path
+            spec = self.specs[self.node_pos[k]] if which == 0 else node_specs[k]
+            axis = _axis_of(spec, tuple(rest), var, f"nnx.{self.name}")
+            if isinstance(axis, int):
+                add_axis([var], axis, self.metadata)
+
+    # ------------------------------------------------------------- outside
+    def run(self, transform: tp.Callable[..., tp.Any], kwargs: dict[str, tp.Any]) -> tp.Any:
+        lifted = self.lifted
+        tree_axes = _tree_out_axes(self.out_axes)
+
+        def call(new_axes: tp.Any) -> tp.Any:
+            mapped = transform(
+                self.pure,
+                in_axes=(self.axes, self.dyn_axes),
+                out_axes=(tree_axes, self.axes, new_axes),
+                **kwargs,
+            )
+            try:
+                return mapped(self.values, lifted.dyn)
+            except ValueError as error:
+                diagnosis = self._diagnose(error, kwargs.get("axis_size"))
+                if diagnosis is None:
+                    raise
+                raise diagnosis from error
+
+        out_tree, in_slots, new = call(0)
+        if any(a != 0 for a in self.new_axes):
+            # new leaves whose out axis is not 0: trace again now that we know them
+            out_tree, in_slots, new = call(list(self.new_axes))
+        info: Exit = lifted.exits[-1]
+        bridge = lifted.bridge
+        if info.same_structure:
+            bridge.apply_changes({i: in_slots[i] for i in self.changed})
+            return out_tree
+        assert info.origins is not None
+        new_iter = iter(new)
+        leaves = [in_slots[o] if o >= 0 else next(new_iter) for o in info.origins]
+        return bridge.apply_structure(info, leaves, out_tree)
+
+    def _diagnose(self, error: ValueError, axis_size: int | None) -> ValueError | None:
+        text = str(error)
+        if "out_axes" in text or "batched" in text:
+            return self._broadcast_error()
+        return self._size_error(axis_size)
+
+    def _broadcast_error(self) -> ValueError:
+        names = [self.lifted.describe_leaf(i) for i in self.changed if self.axes[i] is None]
+        names += [n for n, a in zip(self.new_names, self.new_axes) if a is None]
+        listed = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        return ValueError(
+            f"nnx.{self.name}: state passed with axis None (broadcast) was set to a value that "
+            f"differs per example: {listed or 'a broadcast Variable'}. Expected broadcast "
+            "state to get the same value for every example. Fix: give it an axis, e.g. "
+            "in_axes=nnx.StateAxes({nnx.BatchStat: 0, ...: None}), or do not update it "
+            "inside the mapped function."
+        )
+
+    def _size_error(self, axis_size: int | None) -> ValueError | None:
+        """Name the mapped inputs whose sizes disagree (or that lack the axis)."""
+        mapped: list[tuple[str, int, tuple[int, ...]]] = []
+        for i, axis in enumerate(self.axes):
+            if isinstance(axis, int):
+                mapped.append((self.lifted.describe_leaf(i), axis, np.shape(self.values[i])))
+        dyn_names = self.lifted.dyn_names()
+        for i, axis in enumerate(self.dyn_axes):
+            if isinstance(axis, int):
+                mapped.append((dyn_names[i], axis, np.shape(self.lifted.dyn[i])))
+        by_size: dict[int, list[str]] = {}
+        for name, axis, shape in mapped:
+            if not -len(shape) <= axis < len(shape):
+                return ValueError(
+                    f"nnx.{self.name}: {name} is mapped over axis {axis} but has shape {shape}. "
+                    "Expected an array with that axis. Fix: pass it with axis None "
+                    "(in_axes / nnx.StateAxes), or add the axis."
+                )
+            by_size.setdefault(shape[axis], []).append(f"{name} (axis {axis})")
+        if axis_size is not None and any(size != axis_size for size in by_size):
+            by_size.setdefault(axis_size, []).insert(0, "axis_size")
+        if len(by_size) <= 1:
+            return None
+        detail = "; ".join(
+            f"size {size}: "
+            + ", ".join(names[:4])
+            + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+            for size, names in by_size.items()
+        )
+        return ValueError(
+            f"nnx.{self.name}: the mapped inputs have different sizes along their mapped axes "
+            f"({detail}). Expected one size for every mapped array and Variable. Fix: make "
+            "the sizes agree, or broadcast the odd ones with axis None (nnx.StateAxes for "
+            "Module state)."
+        )
+
+
+def _mapped(
+    transform: tp.Callable[..., tp.Any],
+    name: str,
+    f: tp.Callable[..., tp.Any],
+    in_axes: tp.Any,
+    out_axes: tp.Any,
+    transform_kwargs: dict[str, tp.Any],
+    metadata: Mapping[str, tp.Any],
+) -> tp.Callable[..., tp.Any]:
+    metadata = dict(metadata)
+    if metadata and PARTITION_NAME not in metadata:
+        metadata = {}
+
     @functools.wraps(f)
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-        if kwargs:
-            raise TypeError(
-                f"nnx.{name} maps positional arguments only; found keyword arguments "
-                f"{sorted(kwargs)}. Fix: pass them positionally (or close over them)."
-            )
-        specs = _per_arg(in_axes, len(args), f"nnx.{name}")
-        lifted = Lifted(name, args, {})
-        bridge = lifted.bridge
-        node_pos = positions_of_nodes(args)
-        leaf_arg = [node_pos[p[0]] for p in bridge.paths]
-        for pos, spec in enumerate(specs):
-            if pos in node_pos and not _node_axis(spec):
-                raise TypeError(
-                    f"nnx.{name}: argument {pos} holds Modules/Variables, so its axis spec must "
-                    f"be an int, None or nnx.StateAxes; found {spec!r}."
-                )
-        check_state_axes_used(specs, leaf_arg, bridge.paths, bridge.leaves, f"nnx.{name}")
-        axes = leaf_axes(specs, leaf_arg, bridge.paths, bridge.leaves, f"nnx.{name}")
-        # axes for the non-graph leaves: the spec of the argument they come from
-        dyn_axes = []
-        for pos, arg in enumerate(args):
-            tree, nodes = split_tree(arg)
-            if nodes:
-                for leaf in jax.tree.leaves(tree):
-                    dyn_axes.append(None)
-            else:
-                spec = specs[pos]
-                dyn_axes.extend(jax.tree.leaves(
-                    jax.tree.map(lambda _, s=spec: s, arg),
-                    is_leaf=lambda x: x is None) if not isinstance(spec, (list, tuple, dict))
-                    else _broadcast_prefix(spec, arg))
-        node_out_axis = out_axes if isinstance(out_axes, int) or out_axes is None else 0
-        record: dict[str, tp.Any] = {}
-
-        def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-            out, roots, _ = lifted.call(f, values, dyn)
-            out_tree, new_values = lifted.finish(roots, out, allow_structure=True, full=True)
-            info = lifted.exits[-1]
-            n_in = len(values)
-            if not info.same_structure and info.graphdef.num_leaves >= n_in:
-                record["new_leaves"] = len(new_values) - n_in
-            return out_tree, new_values[:n_in], new_values[n_in:]
-
-        # out_axes for the output tree: the user's spec; holes (nodes) have no leaves
-        try:
-            out_tree, in_updates, node_leaves = jax_transform(
-                pure, in_axes=(axes, dyn_axes),
-                out_axes=(_out_tree_axes(out_axes), axes, node_out_axis), **transform_kwargs
-            )(lifted.values(), lifted.dyn)
-        except ValueError as error:
-            text = str(error)
-            if "out_axes" in text or "mapped output" in text:
-                broadcast = [bridge.describe_leaf(i) for i, a in enumerate(axes) if a is None]
-                raise ValueError(
-                    f"nnx.{name}: a Variable passed with axis None (broadcast) was updated with "
-                    f"a per-example value. Broadcast state: {broadcast[:10]}. Expected "
-                    "broadcast state to be updated with the same value for every example. "
-                    "Fix: give it an axis (e.g. nnx.StateAxes({nnx.BatchStat: 0, ...: None}))"
-                    " or do not update it inside the mapped function."
-                ) from error
-            raise
-        info = lifted.exits[-1]
-        if info.same_structure:
-            bridge.apply_changes(dict(enumerate(in_updates)))
-            return out_tree
-        n_in = bridge.graphdef.num_leaves
-        if any(info.existing.get(j) is None for j in range(0)):
-            raise GraphStructureError(f"nnx.{name}: unexpected structure change")
-        out = bridge.apply_structure(info, list(in_updates) + list(node_leaves), out_tree)
-        if metadata and node_out_axis is not None:
-            _, out_nodes = split_tree(out)
-            for node in out_nodes:
-                _add_axis_metadata(node, node_out_axis, metadata)
-        del n_in
-        return out
+        args = bind_positional(name, f, args, kwargs)
+        return _Call(name, f, args, in_axes, out_axes, metadata).run(transform, transform_kwargs)
 
     return wrapper
 
 
-def _broadcast_prefix(spec: tp.Any, arg: tp.Any) -> list[tp.Any]:
-    """Expand a pytree-prefix axis spec to one axis per leaf of ``arg``."""
-    out: list[tp.Any] = []
-
-    def expand(s: tp.Any, a: tp.Any) -> None:
-        out.extend([s] * len(jax.tree.leaves(a)))
-
-    jax.tree.map(expand, spec, arg, is_leaf=lambda x: x is None or isinstance(x, int))
-    return out
-
-
-def _out_tree_axes(out_axes: tp.Any) -> tp.Any:
-    return out_axes
-
-
-def vmap(f: tp.Any = None, *, in_axes: tp.Any = 0, out_axes: tp.Any = 0,
-         axis_name: tp.Any = None, axis_size: int | None = None,
-         spmd_axis_name: tp.Any = None, transform_metadata: tp.Mapping[str, tp.Any] = {},  # noqa: B006
-         graph: tp.Any = None, graph_updates: tp.Any = None) -> tp.Any:
+def vmap(
+    f: tp.Any = None,
+    *,
+    in_axes: tp.Any = 0,
+    out_axes: tp.Any = 0,
+    axis_name: tp.Any = None,
+    axis_size: int | None = None,
+    spmd_axis_name: tp.Any = None,
+    transform_metadata: Mapping[str, tp.Any] = {},
+    graph: tp.Any = None,
+    graph_updates: tp.Any = None,
+) -> tp.Any:
     """Vectorise a function over graph-node and array arguments (``jax.vmap``).
 
     For a Module argument, ``in_axes`` is an int (every Variable mapped on that
     axis), ``None`` (broadcast) or :class:`StateAxes`. Updated Variables keep
     their axis. Modules created inside and returned come out stacked on
     ``out_axes``: with :func:`split_rngs` this builds a stack of layers.
+    ``transform_metadata={nnx.PARTITION_NAME: "layers"}`` removes that entry from
+    the mapped Variables' sharding names inside and adds it back on the way out.
 
     Example::
 
@@ -174,22 +341,40 @@ def vmap(f: tp.Any = None, *, in_axes: tp.Any = 0, out_axes: tp.Any = 0,
         (4, 3)
     """
     if f is None:
-        return lambda fn: vmap(fn, in_axes=in_axes, out_axes=out_axes, axis_name=axis_name,
-                               axis_size=axis_size, spmd_axis_name=spmd_axis_name,
-                               transform_metadata=transform_metadata)
+        return functools.partial(
+            vmap,
+            in_axes=in_axes,
+            out_axes=out_axes,
+            axis_name=axis_name,
+            axis_size=axis_size,
+            spmd_axis_name=spmd_axis_name,
+            transform_metadata=transform_metadata,
+        )
     kwargs: dict[str, tp.Any] = {"axis_name": axis_name, "axis_size": axis_size}
     if spmd_axis_name is not None:
         kwargs["spmd_axis_name"] = spmd_axis_name
     return _mapped(jax.vmap, "vmap", f, in_axes, out_axes, kwargs, transform_metadata)
 
 
-def pmap(f: tp.Any = None, *, axis_name: tp.Any = None, in_axes: tp.Any = 0, out_axes: tp.Any = 0,
-         static_broadcasted_argnums: tp.Any = (), devices: tp.Any = None, backend: tp.Any = None,
-         axis_size: int | None = None, donate_argnums: tp.Any = (),
-         transform_metadata: tp.Mapping[str, tp.Any] = {},  # noqa: B006
-         graph: tp.Any = None, graph_updates: tp.Any = None) -> tp.Any:
+def pmap(
+    f: tp.Any = None,
+    *,
+    axis_name: tp.Any = None,
+    in_axes: tp.Any = 0,
+    out_axes: tp.Any = 0,
+    static_broadcasted_argnums: int | tp.Iterable[int] = (),
+    devices: tp.Any = None,
+    backend: tp.Any = None,
+    axis_size: int | None = None,
+    donate_argnums: int | tp.Iterable[int] = (),
+    transform_metadata: Mapping[str, tp.Any] = {},
+    graph: tp.Any = None,
+    graph_updates: tp.Any = None,
+) -> tp.Any:
     """``jax.pmap`` for functions of graph nodes, with the same axis rules as
-    :func:`vmap`.
+    :func:`vmap`. ``static_broadcasted_argnums`` arguments reach the function as
+    Python values; ``donate_argnums`` is accepted for compatibility (state is
+    written back to the caller's Variables, so nothing is donated).
 
     Example::
 
@@ -199,19 +384,61 @@ def pmap(f: tp.Any = None, *, axis_name: tp.Any = None, in_axes: tp.Any = 0, out
         2
     """
     if f is None:
-        return lambda fn: pmap(fn, axis_name=axis_name, in_axes=in_axes, out_axes=out_axes,
-                               devices=devices, backend=backend, axis_size=axis_size,
-                               transform_metadata=transform_metadata)
+        return functools.partial(
+            pmap,
+            axis_name=axis_name,
+            in_axes=in_axes,
+            out_axes=out_axes,
+            static_broadcasted_argnums=static_broadcasted_argnums,
+            devices=devices,
+            backend=backend,
+            axis_size=axis_size,
+            donate_argnums=donate_argnums,
+            transform_metadata=transform_metadata,
+        )
     kwargs: dict[str, tp.Any] = {"axis_name": axis_name, "devices": devices, "backend": backend}
     if axis_size is not None:
         kwargs["axis_size"] = axis_size
-    return _mapped(jax.pmap, "pmap", f, in_axes, out_axes, kwargs, transform_metadata)
+    static = (
+        (static_broadcasted_argnums,)
+        if isinstance(static_broadcasted_argnums, int)
+        else tuple(static_broadcasted_argnums)
+    )
+    if not static:
+        return _mapped(jax.pmap, "pmap", f, in_axes, out_axes, kwargs, transform_metadata)
+
+    @functools.wraps(f)
+    def with_statics(*args: tp.Any, **kw: tp.Any) -> tp.Any:
+        args = bind_positional("pmap", f, args, kw)
+        fixed = {p: args[p] for p in static}
+        rest = tuple(a for p, a in enumerate(args) if p not in fixed)
+        specs = _per_arg(in_axes, len(args), "nnx.pmap")
+        rest_axes = tuple(s for p, s in enumerate(specs) if p not in fixed)
+
+        def inner(*dynamic: tp.Any) -> tp.Any:
+            it = iter(dynamic)
+            return f(*[fixed[p] if p in fixed else next(it) for p in range(len(args))])
+
+        return _mapped(jax.pmap, "pmap", inner, rest_axes, out_axes, kwargs, transform_metadata)(
+            *rest
+        )
+
+    return with_statics
 
 
-def transform_metadata(*, in_axes: tp.Any = 0, out_axes: tp.Any = 0,
-                       partition: str | None = None) -> tp.Callable[[tp.Any], tp.Any]:
-    """Decorator for hand-written transforms: on return, insert ``partition`` into
-    the ``sharding_names`` of Variables in graph-node outputs at ``out_axes``.
+def transform_metadata(
+    f: tp.Any = None,
+    *,
+    in_axes: tp.Any = 0,
+    out_axes: tp.Any = 0,
+    partition: str | None = None,
+    graph: bool | None = None,
+) -> tp.Any:
+    """For hand-written transforms that add an axis: inside ``f`` the ``partition``
+    entry is removed from the sharding names of the graph-node arguments'
+    Variables (at ``in_axes``); afterwards it is added back to them and added to
+    the Variables of graph nodes in the output (at ``out_axes``). Variable updates
+    and structural changes made by ``f`` reach the caller's objects.
 
     Example::
 
@@ -222,20 +449,24 @@ def transform_metadata(*, in_axes: tp.Any = 0, out_axes: tp.Any = 0,
         >>> stack().sharding_names
         ('layers', 'model')
     """
+    if f is None:
+        return functools.partial(
+            transform_metadata, in_axes=in_axes, out_axes=out_axes, partition=partition, graph=graph
+        )
+    metadata = {PARTITION_NAME: partition} if partition is not None else {}
 
-    def decorator(fn: tp.Callable[..., tp.Any]) -> tp.Callable[..., tp.Any]:
-        @functools.wraps(fn)
-        def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-            out = fn(*args, **kwargs)
-            if partition is not None and isinstance(out_axes, int):
-                _, nodes = split_tree(out)
-                for node in nodes:
-                    _add_axis_metadata(node, out_axes, {PARTITION_NAME: partition})
-            return out
+    @functools.wraps(f)
+    def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        args = bind_positional("transform_metadata", f, args, kwargs)
+        call = _Call("transform_metadata", f, args, in_axes, out_axes, metadata)
+        out_tree, in_slots, new = call.pure(call.values, list(call.lifted.dyn))
+        info = call.lifted.exits[-1]
+        if info.same_structure:
+            call.lifted.bridge.apply_changes(dict(enumerate(in_slots)))
+            return out_tree
+        assert info.origins is not None
+        new_iter = iter(new)
+        leaves = [in_slots[o] if o >= 0 else next(new_iter) for o in info.origins]
+        return call.lifted.bridge.apply_structure(info, leaves, out_tree)
 
-        return wrapper
-
-    return decorator
-
-
-del fill_tree
+    return wrapper
