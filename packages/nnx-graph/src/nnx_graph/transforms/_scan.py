@@ -114,7 +114,7 @@ class _Scan:
         ]
         names = lifted.dyn_names()
         entries += [(names[i], self.dyn_spec[i], np.shape(dyn[i])) for i in self.dyn_scanned]
-        by_length: dict[int, list[str]] = {}
+        by_length: dict[int, list[str]] = {} if length is None else {length: ["length"]}
         for name, axis, shape in entries:
             if not -len(shape) <= axis < len(shape):
                 raise ValueError(
@@ -123,8 +123,6 @@ class _Scan:
                     "nnx.split_rngs). Fix: broadcast it with None / nnx.StateAxes, or stack it."
                 )
             by_length.setdefault(shape[axis], []).append(name)
-        if length is not None and any(n != length for n in by_length):
-            by_length.setdefault(length, []).insert(0, "length=")
         if len(by_length) > 1:
             detail = "; ".join(
                 f"length {n}: {', '.join(p[:4])}"

@@ -258,7 +258,7 @@ class _Call:
         for i, axis in enumerate(self.dyn_axes):
             if isinstance(axis, int):
                 mapped.append((dyn_names[i], axis, np.shape(self.lifted.dyn[i])))
-        by_size: dict[int, list[str]] = {}
+        by_size: dict[int, list[str]] = {} if axis_size is None else {axis_size: ["axis_size"]}
         for name, axis, shape in mapped:
             if not -len(shape) <= axis < len(shape):
                 return ValueError(
@@ -267,8 +267,6 @@ class _Call:
                     "(in_axes / nnx.StateAxes), or add the axis."
                 )
             by_size.setdefault(shape[axis], []).append(f"{name} (axis {axis})")
-        if axis_size is not None and any(size != axis_size for size in by_size):
-            by_size.setdefault(axis_size, []).insert(0, "axis_size")
         if len(by_size) <= 1:
             return None
         detail = "; ".join(
