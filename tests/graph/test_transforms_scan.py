@@ -1,0 +1,279 @@
+"""nnx.scan: carry and scanned arguments, StateAxes, length/reverse/unroll, out_axes,
+scan over a stack of layers (created with vmap + split_rngs) matching a Python loop,
+inside jit, and errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nnx_graph as nnx
+
+
+class Layer(nnx.Module):
+    def __init__(self, d: int, *, rngs: nnx.Rngs) -> None:
+        self.w = nnx.Param(jax.random.normal(rngs.params(), (d, d)) * 0.5)
+        self.b = nnx.Param(jnp.zeros(d))
+        self.count = nnx.BatchStat(jnp.array(0.0))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        self.count.value = self.count.value + 1
+        return jnp.tanh(x @ self.w + self.b)
+
+
+DEPTH = 4
+X = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
+
+
+def make_stack() -> Layer:
+    @nnx.split_rngs(splits=DEPTH)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def create(rngs: nnx.Rngs) -> Layer:
+        return Layer(3, rngs=rngs)
+
+    return create(nnx.Rngs(0))
+
+
+def unstack(stack: Layer) -> list[Layer]:
+    graphdef, state = nnx.split(stack)
+    return [nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], state))
+            for i in range(DEPTH)]
+
+
+def python_loop(stack: Layer, x: jax.Array) -> jax.Array:
+    for layer in unstack(nnx.clone(stack)):
+        x = layer(x)
+    return x
+
+
+@nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+def forward(x: jax.Array, layer: Layer) -> jax.Array:
+    return layer(x)
+
+
+# ----------------------------------------------------------------- scan over layers
+def test_scan_over_layers_matches_a_python_loop():
+    stack = make_stack()
+    expected = python_loop(stack, X)
+    np.testing.assert_allclose(forward(X, stack), expected, rtol=1e-5, atol=1e-6)
+    assert stack.count.value.tolist() == [1.0] * DEPTH  # per-layer updates came out
+
+
+def test_scan_over_layers_inside_jit_with_stack_created_inside_jit():
+    stack = nnx.jit(make_stack)()
+    assert stack.w.shape == (DEPTH, 3, 3)
+    expected = python_loop(stack, X)
+
+    @nnx.jit
+    def model(s, x):
+        return forward(x, s)
+
+    np.testing.assert_allclose(model(stack, X), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model(stack, X), expected, rtol=1e-5, atol=1e-6)
+    assert stack.count.value.tolist() == [2.0] * DEPTH
+
+
+def test_scan_with_layer_first_and_stacked_outputs():
+    stack = make_stack()
+
+    @nnx.scan(in_axes=(0, nnx.Carry), out_axes=(nnx.Carry, 0), graph=True, graph_updates=True)
+    def step(layer, x):
+        y = layer(x)
+        return y, y.sum()
+
+    carry, ys = step(stack, X)
+    assert carry.shape == (2, 3) and ys.shape == (DEPTH,)
+    np.testing.assert_allclose(carry, python_loop(stack, X), rtol=1e-5, atol=1e-6)
+
+
+def test_reverse_unroll_and_length():
+    xs = jnp.arange(5.0)
+
+    @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0), reverse=True, unroll=2)
+    def cumsum(total, x):
+        total = total + x
+        return total, total
+
+    total, partial = cumsum(jnp.array(0.0), xs)
+    assert float(total) == 10.0 and partial.tolist() == [10.0, 10.0, 9.0, 7.0, 4.0]
+
+    @nnx.scan(in_axes=nnx.Carry, out_axes=nnx.Carry, length=3)
+    def count(c):
+        return c + 1
+
+    assert int(count(0)) == 3
+
+
+def test_scan_axis_other_than_zero_and_broadcast_arguments():
+    xs = jnp.arange(6.0).reshape(2, 3)
+
+    @nnx.scan(in_axes=(nnx.Carry, 1, None), out_axes=(nnx.Carry, 1))
+    def step(c, column, scale):
+        return c + column.sum(), column * scale
+
+    total, scaled = step(jnp.array(0.0), xs, 2.0)
+    assert float(total) == 15.0 and scaled.shape == (2, 3)
+    np.testing.assert_allclose(scaled, xs * 2)
+
+
+def test_module_as_carry_is_updated_in_place():
+    layer = Layer(3, rngs=nnx.Rngs(0))
+    reference = nnx.clone(layer)
+
+    @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+    def step(carry, x):
+        m, h = carry
+        h = m(h + x)
+        return (m, h), h.sum()
+
+    (same, h), sums = step((layer, jnp.zeros(3)), jnp.ones((5, 3)))
+    assert same is layer and float(layer.count.value) == 5.0 and sums.shape == (5,)
+    expected = jnp.zeros(3)
+    for _ in range(5):
+        expected = reference(expected + 1)
+    np.testing.assert_allclose(h, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_broadcast_module_state_is_threaded_through_the_loop():
+    layer = Layer(3, rngs=nnx.Rngs(0))
+
+    @nnx.scan(in_axes=(nnx.Carry, None, 0), out_axes=nnx.Carry)
+    def step(h, m, x):
+        return m(h + x)
+
+    step(jnp.zeros(3), layer, jnp.ones((4, 3)))
+    assert float(layer.count.value) == 4.0
+
+
+def test_stateaxes_scan_params_carry_counts():
+    stack = make_stack()
+    stack.count.value = jnp.array(0.0)  # one counter for the whole stack
+    axes = nnx.StateAxes({nnx.BatchStat: nnx.Carry, ...: 0})
+
+    @nnx.scan(in_axes=(axes, nnx.Carry), out_axes=nnx.Carry)
+    def run(layer, x):
+        return layer(x)
+
+    run(stack, X)
+    assert float(stack.count.value) == DEPTH
+
+
+def test_scan_inside_grad():
+    stack = make_stack()
+
+    def loss(s):
+        return forward(X, s).sum()
+
+    grads = nnx.grad(loss)(stack)
+    assert grads["w"].value.shape == (DEPTH, 3, 3)
+    assert stack.count.value.tolist() == [1.0] * DEPTH
+
+
+def test_scan_transform_metadata():
+    from nnx_graph._sharding import PARTITION_NAME
+
+    stack = nnx.Dict(w=nnx.Param(jnp.ones((DEPTH, 3)), sharding_names=("layers", "model")))
+    seen = []
+
+    @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry,
+              transform_metadata={PARTITION_NAME: "layers"})
+    def run(d, x):
+        seen.append(d["w"].sharding_names)
+        return x + d["w"].value
+
+    assert run(stack, jnp.zeros(3)).tolist() == [4.0, 4.0, 4.0]
+    assert seen == [("model",)] and stack["w"].sharding_names == ("layers", "model")
+
+
+def test_scan_exception_leaves_caller_unchanged():
+    stack = make_stack()
+
+    @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+    def bad(x, layer):
+        layer(x)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        bad(X, stack)
+    assert stack.count.value.tolist() == [0.0] * DEPTH
+
+
+# ----------------------------------------------------------------- errors
+def test_carry_structure_mismatch():
+    @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+    def step(c, x):
+        return (c, c), x
+
+    with pytest.raises(nnx.GraphStructureError, match=r"nnx\.scan: the carry returned by the "
+                                                      r"function has a different structure"):
+        step(jnp.zeros(()), jnp.ones(3))
+
+
+def test_carry_dtype_and_shape_mismatch_are_named():
+    @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))
+    def to_int(c, x):
+        return {"h": c["h"].astype(jnp.int32)}, x
+
+    with pytest.raises(TypeError, match=r"c\['h'\]: float32\[\] going in, int32\[\] coming out"):
+        to_int({"h": jnp.zeros(())}, jnp.ones(3))
+
+    layer = Layer(3, rngs=nnx.Rngs(0))
+
+    @nnx.scan(in_axes=(nnx.Carry, None, 0), out_axes=nnx.Carry)
+    def grow(h, m, x):
+        m.count.value = jnp.zeros(2)
+        return h
+
+    with pytest.raises(TypeError, match=r"m\.count: float32\[\] going in, float32\[2\] coming out"):
+        grow(jnp.zeros(3), layer, jnp.ones((2, 3)))
+    assert layer.count.shape == ()
+
+
+def test_scanned_lengths_mismatch_names_inputs():
+    stack = make_stack()
+
+    @nnx.scan(in_axes=(nnx.Carry, 0, 0), out_axes=nnx.Carry)
+    def step(c, layer, x):
+        return layer(c) + x
+
+    with pytest.raises(ValueError, match=r"length 4: layer\.b, layer\.count, layer\.w; "
+                                         r"length 3: x"):
+        step(X, stack, jnp.ones((3, 2, 3)))
+    with pytest.raises(ValueError, match=r"length 2: length; length 4: layer\.b"):
+        nnx.scan(step.__wrapped__, in_axes=(nnx.Carry, 0, None), out_axes=nnx.Carry, length=2)(
+            X, stack, 0.0)
+
+
+def test_scanning_an_unstacked_variable_is_named():
+    layer = Layer(3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"nnx\.scan: layer\.count has shape \(\) but is scanned "
+                                         r"over axis 0"):
+        forward(X, layer)
+
+
+def test_structural_change_inside_scan_is_rejected():
+    stack = make_stack()
+
+    @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+    def step(x, layer):
+        layer.extra = nnx.BatchStat(x)
+        return x
+
+    with pytest.raises(nnx.GraphStructureError, match=r"nnx\.scan: the function changed the "
+                                                      r"structure"):
+        step(X, stack)
+    assert not hasattr(stack, "extra")
+
+
+def test_bad_in_and_out_axes():
+    with pytest.raises(ValueError, match="marks arguments \\[0, 1\\] as nnx.Carry"):
+        nnx.scan(lambda a, b: (a, b), in_axes=(nnx.Carry, nnx.Carry))(1.0, 2.0)
+    with pytest.raises(ValueError, match="in_axes has 1 entries but the function got 2"):
+        nnx.scan(lambda a, b: a, in_axes=(nnx.Carry,))(1.0, 2.0)
+    with pytest.raises(ValueError, match=r"expects the function to return a tuple of 2"):
+        nnx.scan(lambda c, x: c, in_axes=(nnx.Carry, 0))(jnp.zeros(()), jnp.ones(3))
+    with pytest.raises(nnx.GraphStructureError, match="per-step outputs may not contain Modules"):
+        nnx.scan(lambda c, x: (c, Layer(3, rngs=nnx.Rngs(0))), in_axes=(nnx.Carry, 0))(
+            jnp.zeros(()), jnp.ones(3))
