@@ -533,3 +533,35 @@ def test_unsupported_container_subclass_holding_data_is_an_error():
     message = str(info.value)
     assert "model.table is a defaultdict holding Variables" in message
     assert "Expected a list, tuple, dict" in message and "Fix: assign nnx.Dict(value)" in message
+
+
+def test_clone_variables_and_arrays_options():
+    model = Counter()
+    shared = nnx.clone(model, variables=False)
+    assert shared is not model and shared.w is model.w
+    deep = nnx.clone(model, arrays=True)
+    assert deep.w is not model.w and deep.w.value is not model.w.value
+    assert deep.w.value.tolist() == model.w.value.tolist()
+    assert nnx.clone(model).w.value is model.w.value  # default: buffers shared
+    with pytest.raises(ValueError, match="expected variables=True.*Fix"):
+        nnx.clone(model, False, arrays=True)
+
+
+def test_flax_compatibility_keywords_are_accepted():
+    model = MLP(nnx.Rngs(0))
+    gdef, state = nnx.split(model, graph=True)
+    assert nnx.merge(gdef, state, recreate_variables=True).layers[0].w is model.layers[0].w
+    assert len(nnx.state(model, nnx.Param, graph=False).flat_state()) == 5
+    assert nnx.graphdef(model, graph=True) == gdef
+    assert nnx.variables(model, graph=None).flat_state().paths == state.flat_state().paths
+    assert len(list(nnx.iter_graph(model, graph=True))) == 11
+    assert len(list(nnx.iter_modules(model, graph=True))) == 4
+    assert nnx.recursive_map(lambda p, x: x, model, graph=True) is not model
+    assert nnx.map(lambda p, v: v, model, graph=True, recreate_variables=True) is not model
+    gdef2, flat = nnx.flatten(model, graph=True)
+    copied = nnx.unflatten(gdef2, flat, copy_variables=True)
+    assert copied.layers[0].w is not model.layers[0].w
+    _, leaves = nnx.flatten(model, with_paths=False)
+    assert nnx.unflatten(gdef2, leaves, copy_variables=True).counter.w is not model.counter.w
+    assert nnx.prefix(model, {...: 0}, graph=True).flat_state().leaves == [0] * 6
+    assert nnx.clone(model, graph=True).layers[0].w is not model.layers[0].w

@@ -344,9 +344,18 @@ def test_iter_modules_and_children():
     paths = [p for p, _ in net.iter_modules()]
     assert paths == [("again",), ("blocks", 0), ("blocks", 1), ("l1",), ("norm",), ()]
     assert [p for p, _ in nnx.iter_modules(net)] == paths
+    # the method: Modules held directly by attributes (a shared one under each name)
     children = [name for name, _ in net.iter_children()]
-    assert children == ["again", "l1", "norm"]
-    assert dict(nnx.iter_children(net))["l1"] is net.l1
+    assert children == ["again", "drop", "l1", "norm"]
+    # the function: every immediate graph-node or Variable child, containers included
+    direct = dict(nnx.iter_children(net))
+    assert list(direct) == ["again", "blocks", "drop", "l1", "norm"]
+    assert direct["l1"] is net.l1 and direct["blocks"] is net.blocks
+    assert [k for k, _ in nnx.iter_children(net.blocks)] == [0, 1]
+    assert [k for k, _ in nnx.iter_children(net.l1)] == ["b", "w"]
+    assert [k for k, _ in nnx.iter_children(nnx.Dict(b=Dropoutish(), a=1))] == ["b"]
+    with pytest.raises(TypeError, match="expected a graph node.*found int"):
+        list(nnx.iter_children(3))
 
 
 def test_set_attributes_train_eval():
@@ -385,6 +394,7 @@ def test_view_info_lists_switchable_flags():
     text = nnx.view_info(Net(nnx.Rngs(0)))
     assert "Dropoutish: deterministic=False" in text
     assert "Normish: use_running_average=False" in text
+    assert nnx.view_info(Net(nnx.Rngs(0)), only=Normish) == "Normish: use_running_average=False"
 
 
 def test_capture_with_module_bound_method_and_function():

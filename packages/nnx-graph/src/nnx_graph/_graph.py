@@ -92,7 +92,7 @@ def _check_node(node: tp.Any, fn: str) -> None:
         )
 
 
-def split(node: tp.Any, *filters: tp.Any) -> tuple[tp.Any, ...]:
+def split(node: tp.Any, *filters: tp.Any, graph: bool | None = None) -> tuple[tp.Any, ...]:
     """Split an object graph into its static :class:`GraphDef` and one
     :class:`State` per filter (default: one State with everything).
 
@@ -196,7 +196,8 @@ def _mismatch_error(what: str, missing: list[Path], extra: list[Path], *,
     )
 
 
-def merge(graphdef: GraphDef, state: tp.Any, /, *states: tp.Any, copy: bool = False) -> tp.Any:
+def merge(graphdef: GraphDef, state: tp.Any, /, *states: tp.Any, copy: bool = False,
+          recreate_variables: bool = True) -> tp.Any:
     """Rebuild an object graph from a GraphDef and States (the inverse of ``split``).
 
     The States' Variables become the new object's Variables (``copy=True`` copies
@@ -227,7 +228,7 @@ def merge(graphdef: GraphDef, state: tp.Any, /, *states: tp.Any, copy: bool = Fa
     return root
 
 
-def state(node: tp.Any, *filters: tp.Any) -> tp.Any:
+def state(node: tp.Any, *filters: tp.Any, graph: bool | None = None) -> tp.Any:
     """The State of an object graph (one State per filter when filters are given).
 
     Example::
@@ -252,7 +253,7 @@ def state(node: tp.Any, *filters: tp.Any) -> tp.Any:
 variables = state
 
 
-def graphdef(node: tp.Any, /) -> GraphDef:
+def graphdef(node: tp.Any, /, *, graph: bool | None = None) -> GraphDef:
     """The GraphDef of an object graph.
 
     Example::
@@ -314,8 +315,13 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
             target._raw_value = value
 
 
-def clone(node: A, /) -> A:
+def clone(node: A, /, variables: bool = True, *, arrays: bool = False,
+          graph: bool | None = None) -> A:
     """A deep copy of the object graph (new Variables; sharing within it preserved).
+
+    ``variables=False`` shares the Variables with ``node`` (only the Modules and
+    containers are new); ``arrays=True`` also copies the array buffers (e.g. so the
+    clone can be donated to ``jit`` next to the original).
 
     Example::
 
@@ -328,8 +334,20 @@ def clone(node: A, /) -> A:
         False
     """
     _check_node(node, "clone")
+    if arrays and not variables:
+        raise ValueError(
+            "nnx.clone(arrays=True, variables=False): expected variables=True when copying "
+            "the arrays (shared Variables cannot hold new buffers). Fix: drop one of them."
+        )
     flat = flatten_graph(node)
-    leaves = [v.copy() if isinstance(v, Variable) else v._raw_value for v in flat.leaves]
+    copy_array: tp.Callable[[tp.Any], tp.Any] = (
+        (lambda x: jax.numpy.array(x, copy=True) if isinstance(x, jax.Array) else x)
+        if arrays else (lambda x: x))
+    leaves = [
+        (v.replace(copy_array(v._raw_value)) if variables else v) if isinstance(v, Variable)
+        else copy_array(v._raw_value)
+        for v in flat.leaves
+    ]
     root, _ = build(flat.graphdef, leaves, reuse_variables=True)
     return tp.cast(A, root)
 
@@ -351,7 +369,8 @@ def _walk(record: tuple[tp.Any, ...], path: Path, nodes: list[tp.Any], leaves: I
             _walk(child, (*path, key), nodes, leaves, out)
 
 
-def iter_graph(node: tp.Any, /) -> Iterator[tuple[Path, tp.Any]]:
+def iter_graph(node: tp.Any, /, *, graph: bool | None = None
+               ) -> Iterator[tuple[Path, tp.Any]]:
     """Yield ``(path, value)`` for every node, Variable and array leaf, children
     before their parent, each shared object once.
 
@@ -475,7 +494,8 @@ def _value_at(parent: tp.Any, key: tp.Any) -> tp.Any:
     return getattr(parent, key) if isinstance(parent, Pytree) else parent[key]
 
 
-def recursive_map(f: tp.Callable[[Path, tp.Any], tp.Any], node: tp.Any, /) -> tp.Any:
+def recursive_map(f: tp.Callable[[Path, tp.Any], tp.Any], node: tp.Any, /, *,
+                  graph: bool | None = None) -> tp.Any:
     """Rebuild the graph bottom-up, replacing every node, Variable and array leaf
     ``x`` at path ``p`` with ``f(p, x)``. Shared references map once.
 
@@ -542,7 +562,8 @@ def recursive_map(f: tp.Callable[[Path, tp.Any], tp.Any], node: tp.Any, /) -> tp
     return go(node, ())
 
 
-def map(f: tp.Callable[[Path, tp.Any], tp.Any], node: A, /) -> A:
+def map(f: tp.Callable[[Path, tp.Any], tp.Any], node: A, /, *, graph: bool | None = None,
+        recreate_variables: bool = True) -> A:
     """A new graph whose leaves are ``f(path, leaf)`` (leaves are Variables).
 
     Example::
@@ -559,7 +580,8 @@ def map(f: tp.Callable[[Path, tp.Any], tp.Any], node: A, /) -> A:
     return tp.cast(A, merge(gdef, map_state(f, st)))
 
 
-def flatten(node: tp.Any, /, *, with_paths: bool = True) -> tuple[GraphDef, tp.Any]:
+def flatten(node: tp.Any, /, *, with_paths: bool = True, graph: bool | None = None
+            ) -> tuple[GraphDef, tp.Any]:
     """``(graphdef, leaves)``: a :class:`FlatState` of ``(path, leaf)`` pairs, or a
     plain list of leaves with ``with_paths=False``.
 
@@ -579,7 +601,8 @@ def flatten(node: tp.Any, /, *, with_paths: bool = True) -> tuple[GraphDef, tp.A
     return gdef, [v for _, v in pairs]
 
 
-def unflatten(graphdef: GraphDef, leaves: tp.Any, /) -> tp.Any:
+def unflatten(graphdef: GraphDef, leaves: tp.Any, /, *, copy_variables: bool = False,
+              recreate_variables: bool = True) -> tp.Any:
     """Inverse of :func:`flatten`: accepts a FlatState, a State, or a list of leaves
     in leaf order.
 
@@ -594,8 +617,10 @@ def unflatten(graphdef: GraphDef, leaves: tp.Any, /) -> tp.Any:
         (2,)
     """
     if isinstance(leaves, (FlatState, Mapping)):
-        return merge(graphdef, leaves)
+        return merge(graphdef, leaves, copy=copy_variables)
     leaves = list(leaves)
+    if copy_variables:
+        leaves = [v.copy() if isinstance(v, Variable) else v for v in leaves]
     if len(leaves) != graphdef.num_leaves:
         raise GraphStructureError(
             f"nnx.unflatten expected {graphdef.num_leaves} leaves for this GraphDef, found "
@@ -801,7 +826,8 @@ def from_tree(tree: tp.Any, /) -> tp.Any:
     return jax.tree.unflatten(treedef, out)
 
 
-def prefix(node: tp.Any, filter_map: Mapping[tp.Any, tp.Any], /) -> State:
+def prefix(node: tp.Any, filter_map: Mapping[tp.Any, tp.Any], /, *,
+           graph: bool | None = None) -> State:
     """A State with the same paths as ``nnx.state(node)`` whose leaves are the value
     of the first filter in ``filter_map`` matching each Variable: a convenient way
     to build per-Variable axes or shardings.

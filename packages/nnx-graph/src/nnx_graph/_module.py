@@ -117,9 +117,12 @@ class Module(Pytree):
         :func:`iter_modules`)."""
         return iter_modules(self)
 
-    def iter_children(self) -> Iterator[tuple[str, Module]]:
-        """``(name, module)`` for the direct sub-Modules (see :func:`iter_children`)."""
-        return iter_children(self)
+    def iter_children(self) -> Iterator[tuple[tp.Any, Module]]:
+        """``(name, module)`` for the Modules held directly by this Module's
+        attributes (:func:`iter_children` also yields Variables and containers)."""
+        for key, child in iter_children(self):
+            if isinstance(child, Module):
+                yield key, child
 
     def set_attributes(self, *filters: tp.Any, raise_if_not_found: bool = True,
                        **attributes: tp.Any) -> None:
@@ -189,7 +192,7 @@ class Module(Pytree):
             "deterministic": True, "use_running_average": True, **attributes})
 
 
-def iter_modules(node: tp.Any, /) -> Iterator[tuple[Path, Module]]:
+def iter_modules(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[Path, Module]]:
     """``(path, module)`` for every Module in the graph (sub-Modules first, the root
     last, each shared Module once).
 
@@ -210,24 +213,41 @@ def iter_modules(node: tp.Any, /) -> Iterator[tuple[Path, Module]]:
             yield path, value
 
 
-def iter_children(node: tp.Any, /) -> Iterator[tuple[tp.Any, Module]]:
-    """``(name, module)`` for the direct sub-Modules of ``node``.
+def iter_children(node: tp.Any, /, *, graph: bool | None = None
+                  ) -> Iterator[tuple[tp.Any, tp.Any]]:
+    """``(key, child)`` for the immediate children of ``node`` that are graph nodes
+    (Modules, nnx.List/nnx.Dict, ...) or Variables, in traversal order. Unlike
+    :func:`iter_graph` it does not recurse, and an object held twice is yielded
+    twice. ``graph`` is accepted for Flax compatibility.
 
     Example::
 
-        >>> import nnx_graph as nnx
+        >>> import jax.numpy as jnp, nnx_graph as nnx
         >>> class A(nnx.Module): pass
         >>> class B(nnx.Module):
         ...     def __init__(self):
-        ...         self.a = A()
-        >>> [n for n, _ in nnx.iter_children(B())]
-        ['a']
+        ...         self.a = A(); self.w = nnx.Param(jnp.ones(1)); self.n = 3
+        >>> [(k, type(v).__name__) for k, v in nnx.iter_children(B())]
+        [('a', 'A'), ('w', 'Param')]
     """
-    seen: set[int] = set()
-    for path, value in iter_modules(node):
-        if len(path) == 1 and id(value) not in seen:
-            seen.add(id(value))
-            yield path[0], value
+    from nnx_graph._pytree import Dict, List, is_graph_node
+    from nnx_graph._state import sorted_keys
+
+    items: tp.Iterable[tuple[tp.Any, tp.Any]]
+    if isinstance(node, Pytree):
+        items = [(k, v) for k, v in node._nnx_attributes() if node._nnx_is_data_attr(k, v)]
+    elif isinstance(node, List):
+        items = enumerate(node)
+    elif isinstance(node, Dict):
+        items = [(k, dict.__getitem__(node, k)) for k in sorted_keys(node)]
+    else:
+        raise TypeError(
+            f"nnx.iter_children expected a graph node (a Module, Pytree, nnx.List or "
+            f"nnx.Dict), found {type(node).__name__}. Fix: pass the Module itself."
+        )
+    for key, child in items:
+        if isinstance(child, Variable) or is_graph_node(child):
+            yield key, child
 
 
 def view(node: A, /, *, only: tp.Any = ..., raise_if_not_found: bool = True,
@@ -260,7 +280,7 @@ def view(node: A, /, *, only: tp.Any = ..., raise_if_not_found: bool = True,
 with_attributes = view
 
 
-def view_info(node: tp.Any, /) -> str:
+def view_info(node: tp.Any, /, *, only: tp.Any = ..., graph: bool | None = None) -> str:
     """Text listing, per Module type in ``node``, the boolean/``None`` attributes
     that :func:`view` (or ``train``/``eval``) can switch.
 
@@ -275,8 +295,9 @@ def view_info(node: tp.Any, /) -> str:
     """
     lines = []
     seen: set[type] = set()
-    for _, module in iter_modules(node):
-        if type(module) in seen:
+    predicate = to_predicate(only)
+    for path, module in iter_modules(node):
+        if type(module) in seen or not predicate(path, module):
             continue
         seen.add(type(module))
         flags = [f"{k}={v!r}" for k, v in sorted(vars(module).items())
