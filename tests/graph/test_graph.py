@@ -543,7 +543,7 @@ def test_clone_variables_and_arrays_options():
     assert deep.w is not model.w and deep.w.value is not model.w.value
     assert deep.w.value.tolist() == model.w.value.tolist()
     assert nnx.clone(model).w.value is model.w.value  # default: buffers shared
-    with pytest.raises(ValueError, match="expected variables=True.*Fix"):
+    with pytest.raises(ValueError, match=r"expected variables=True.*Fix"):
         nnx.clone(model, False, arrays=True)
 
 

@@ -354,7 +354,7 @@ def test_iter_modules_and_children():
     assert [k for k, _ in nnx.iter_children(net.blocks)] == [0, 1]
     assert [k for k, _ in nnx.iter_children(net.l1)] == ["b", "w"]
     assert [k for k, _ in nnx.iter_children(nnx.Dict(b=Dropoutish(), a=1))] == ["b"]
-    with pytest.raises(TypeError, match="expected a graph node.*found int"):
+    with pytest.raises(TypeError, match=r"expected a graph node.*found int"):
         list(nnx.iter_children(3))
 
 
