@@ -298,3 +298,44 @@ def test_sharded_restore_on_8_devices(tmp_path: pathlib.Path) -> None:
 
     assert np.isfinite(float(step(abstract_model, abstract_optimizer)))
     assert int(abstract_optimizer.step.value) == 3
+
+
+@pytest.mark.multidevice
+def test_sharded_restore_with_get_abstract_model(tmp_path: pathlib.Path) -> None:
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8")
+    if not all(hasattr(nnx, n) for n in ("with_partitioning", "get_abstract_model")):
+        pytest.skip("nnx_graph does not export with_partitioning/get_abstract_model yet")
+    from jax.sharding import PartitionSpec
+
+    class Annotated(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            kernel = nnx.with_partitioning(jax.nn.initializers.lecun_normal(), (None, "model"))
+            bias = nnx.with_partitioning(jax.nn.initializers.zeros, ("model",))
+            self.w = nnx.Param(kernel(rngs.params(), (8, 16)))
+            self.b = nnx.Param(bias(rngs.params(), (16,)))
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return x @ self.w + self.b
+
+    def create(seed: int) -> tuple[tp.Any, Optimizer[tp.Any]]:
+        model = Annotated(nnx.Rngs(seed))
+        return model, Optimizer(model, optax.adam(1e-2))
+
+    model, optimizer = create(0)  # no mesh: everything on one device
+    optimizer.update(nnx.State({"w": jnp.ones((8, 16)), "b": jnp.ones(16)}))
+    saved = flat_values(model, optimizer)
+    nnx_optim.save_checkpoint(tmp_path / "ckpt", model, optimizer)
+
+    mesh = jax.make_mesh((2, 4), ("data", "model"))
+    graphdef, abstract = nnx.get_abstract_model(lambda: create(1), mesh)
+    nnx_optim.restore_checkpoint(tmp_path / "ckpt", abstract)
+    restored_model, restored_optimizer = nnx.merge(graphdef, abstract)
+    assert restored_optimizer.model is restored_model
+    assert_bit_identical(saved, flat_values(restored_model, restored_optimizer))
+    assert restored_model.w.value.sharding.spec == PartitionSpec(None, "model")
+    # the Adam moments carry the parameters' annotations, so they are sharded alike
+    mu = restored_optimizer.opt_state[0].mu
+    assert mu["w"].value.sharding.spec == PartitionSpec(None, "model")
+    assert mu["b"].value.sharding.spec == PartitionSpec("model")
+    assert mu["w"].value.addressable_shards[0].data.shape == (8, 4)
