@@ -50,8 +50,14 @@ MEMORY_FIELDS = (
     "alias_size_in_bytes",
     "temp_size_in_bytes",
 )
-CHECKED = (*MEMORY_FIELDS, "peak estimate", "flops", "bytes accessed", "HLO instructions",
-           "StableHLO ops")
+CHECKED = (
+    *MEMORY_FIELDS,
+    "peak estimate",
+    "flops",
+    "bytes accessed",
+    "HLO instructions",
+    "StableHLO ops",
+)
 _STABLEHLO_OP = re.compile(r"\b((?:stablehlo|chlo)\.[a-z_]+)")
 
 
@@ -89,8 +95,7 @@ def hand_forward(params: dict[str, tp.Any], x: jax.Array) -> jax.Array:
 def init_arrays(depth: int, width: int) -> list[dict[str, jax.Array]]:
     keys = jax.random.split(jax.random.key(0), depth)
     return [
-        {"kernel": jax.random.normal(k, (width, width)) / np.sqrt(width),
-         "bias": jnp.zeros(width)}
+        {"kernel": jax.random.normal(k, (width, width)) / np.sqrt(width), "bias": jnp.zeros(width)}
         for k in keys
     ]
 
@@ -111,8 +116,9 @@ def hand_written(arrays: list[dict[str, jax.Array]]) -> tuple[tp.Any, tp.Any]:
     params = {"layers": dict(enumerate(_copy(arrays)))}
     opt_state = tx.init(params)
 
-    def step(params: tp.Any, opt_state: tp.Any, count: jax.Array, x: jax.Array,
-             y: jax.Array) -> tuple[tp.Any, tp.Any, jax.Array, jax.Array]:
+    def step(
+        params: tp.Any, opt_state: tp.Any, count: jax.Array, x: jax.Array, y: jax.Array
+    ) -> tuple[tp.Any, tp.Any, jax.Array, jax.Array]:
         def loss_fn(params: tp.Any) -> jax.Array:
             return jnp.mean((hand_forward(params, x) - y) ** 2)
 
@@ -149,15 +155,17 @@ def optimizer_jax_jit(arrays: list[dict[str, jax.Array]]) -> tuple[tp.Any, tp.An
     return jitted, [nnx_graph.pure(state)]
 
 
-def _nnx_train_step(model: MLP, optimizer: nnx_optim.Optimizer[MLP], x: jax.Array,
-                    y: jax.Array) -> jax.Array:
+def _nnx_train_step(
+    model: MLP, optimizer: nnx_optim.Optimizer[MLP], x: jax.Array, y: jax.Array
+) -> jax.Array:
     loss, grads = nnx_graph.value_and_grad(_loss)(model, x, y)
     optimizer.update(grads)
     return loss
 
 
-def optimizer_nnx_jit(arrays: list[dict[str, jax.Array]], donate: bool = True
-                      ) -> tuple[tp.Any, tp.Any]:
+def optimizer_nnx_jit(
+    arrays: list[dict[str, jax.Array]], donate: bool = True
+) -> tuple[tp.Any, tp.Any]:
     model = MLP(_copy(arrays))
     optimizer = nnx_optim.Optimizer(model, make_tx())
     jitted = nnx_graph.jit(_nnx_train_step, donate_argnums=(0, 1) if donate else None)
@@ -169,8 +177,12 @@ def _metrics(lowered: jax.stages.Lowered) -> tuple[dict[str, float], collections
     compiled = lowered.compile()
     memory = compiled.memory_analysis()
     out = {k: float(getattr(memory, k)) for k in MEMORY_FIELDS}
-    out["peak estimate"] = (out["argument_size_in_bytes"] + out["output_size_in_bytes"]
-                            - out["alias_size_in_bytes"] + out["temp_size_in_bytes"])
+    out["peak estimate"] = (
+        out["argument_size_in_bytes"]
+        + out["output_size_in_bytes"]
+        - out["alias_size_in_bytes"]
+        + out["temp_size_in_bytes"]
+    )
     cost = compiled.cost_analysis()
     if isinstance(cost, list):
         cost = cost[0]
@@ -201,13 +213,15 @@ class OptimizerReport:
 
     def op_differences(self, variant: str) -> dict[str, tuple[int, int]]:
         base, other = self.ops[self.BASELINE], self.ops[variant]
-        return {op: (other[op], base[op]) for op in sorted(set(base) | set(other))
-                if other[op] != base[op]}
+        return {
+            op: (other[op], base[op])
+            for op in sorted(set(base) | set(other))
+            if other[op] != base[op]
+        }
 
     @property
     def equal(self) -> bool:
-        return all(not self.mismatches(v) and self.max_abs_diff[v] == 0.0
-                   for v in self.COMPARED)
+        return all(not self.mismatches(v) and self.max_abs_diff[v] == 0.0 for v in self.COMPARED)
 
     def tables(self) -> list[Table]:
         variants = list(self.metrics)
@@ -225,8 +239,9 @@ class OptimizerReport:
         )
         for key in CHECKED:
             cells = [f"{self.metrics[v][key]:,.0f}" for v in variants]
-            equal = all(self.metrics[v][key] == self.metrics[self.BASELINE][key]
-                        for v in self.COMPARED)
+            equal = all(
+                self.metrics[v][key] == self.metrics[self.BASELINE][key] for v in self.COMPARED
+            )
             main.add(key, *cells, "yes" if equal else "NO")
         peak = {v: self.metrics[v]["peak estimate"] / self.state_bytes for v in variants}
         main.add("peak / state copy", *(f"{peak[v]:.2f}x" for v in variants), "")
@@ -257,16 +272,18 @@ def compare(depth: int = 4, width: int = 256, batch: int = 64) -> OptimizerRepor
     params, opt_state, count = hand_args
     for _ in range(3):
         params, opt_state, count, _loss_value = hand(params, opt_state, count, x, y)
-    final["hand-written"] = [np.asarray(params["layers"][i][k])
-                             for i in range(depth) for k in ("bias", "kernel")]
+    final["hand-written"] = [
+        np.asarray(params["layers"][i][k]) for i in range(depth) for k in ("bias", "kernel")
+    ]
     state_bytes = sum(a.nbytes for a in jax.tree.leaves((params, opt_state, count)))
 
     step, (state,) = optimizer_jax_jit(arrays)
     metrics["Optimizer, jax.jit"], ops["Optimizer, jax.jit"] = _metrics(step.lower(state, x, y))
     for _ in range(3):
         state, _loss_value = step(state, x, y)
-    final["Optimizer, jax.jit"] = [np.asarray(state[0]["layers"][i][k])
-                                   for i in range(depth) for k in ("bias", "kernel")]
+    final["Optimizer, jax.jit"] = [
+        np.asarray(state[0]["layers"][i][k]) for i in range(depth) for k in ("bias", "kernel")
+    ]
 
     for name, donate in (("Optimizer, nnx.jit", True), ("nnx.jit, no donation", False)):
         jitted, (model, optimizer) = optimizer_nnx_jit(arrays, donate)
@@ -274,12 +291,16 @@ def compare(depth: int = 4, width: int = 256, batch: int = 64) -> OptimizerRepor
         metrics[name], ops[name] = _metrics(lowered)
         jitted(model, optimizer, x, y)
         assert int(optimizer.step.value) == 3
-        final[name] = [np.asarray(getattr(layer, k).value)
-                       for layer in model.layers for k in ("bias", "kernel")]
+        final[name] = [
+            np.asarray(getattr(layer, k).value)
+            for layer in model.layers
+            for k in ("bias", "kernel")
+        ]
 
     diffs = {
         name: max(float(np.max(np.abs(a - b))) for a, b in zip(final[name], final["hand-written"]))
-        for name in final if name != "hand-written"
+        for name in final
+        if name != "hand-written"
     }
     return OptimizerReport(depth, width, batch, state_bytes, metrics, ops, diffs)
 
@@ -296,6 +317,8 @@ if __name__ == "__main__":
         print()
     for variant in report.COMPARED:
         if report.mismatches(variant):
-            print(f"{variant}: differs from hand-written in {report.mismatches(variant)}; "
-                  f"StableHLO op differences (variant, hand-written): "
-                  f"{report.op_differences(variant)}")
+            print(
+                f"{variant}: differs from hand-written in {report.mismatches(variant)}; "
+                f"StableHLO op differences (variant, hand-written): "
+                f"{report.op_differences(variant)}"
+            )
