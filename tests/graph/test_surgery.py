@@ -48,7 +48,7 @@ class MLP(nnx.Module):
         self.linear2 = Linear(hidden, dout, rngs=rngs)
 
     def __call__(self, x):
-        return self.linear2(jax.nn.gelu(self.linear1(x)))
+        return self.linear2(jax.nn.relu(self.linear1(x)))
 
 
 def test_lora_wrapper_surgery():
