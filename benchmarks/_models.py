@@ -32,6 +32,7 @@ does the same arithmetic everywhere, so results can be checked against each othe
 from __future__ import annotations
 
 import functools
+import importlib
 import types
 import typing as tp
 
@@ -213,22 +214,22 @@ def hand_forward(
 @functools.cache
 def eqx_models() -> types.SimpleNamespace:
     """Equinox versions (requires equinox): model and optimizer state as pytrees."""
-    import equinox as eqx
+    eqx: tp.Any = importlib.import_module("equinox")  # optional: not needed to type-check
 
-    class EqxBlock(eqx.Module):
+    class EqxBlock(eqx.Module):  # type: ignore[misc]
         kernel: jax.Array
         bias: jax.Array
         mean: jax.Array
         var: jax.Array
 
-    class EqxMLP(eqx.Module):
+    class EqxMLP(eqx.Module):  # type: ignore[misc]
         blocks: tuple[EqxBlock, ...]
 
-    class EqxMomentum(eqx.Module):
+    class EqxMomentum(eqx.Module):  # type: ignore[misc]
         kernel: jax.Array
         bias: jax.Array
 
-    class EqxOptimizer(eqx.Module):
+    class EqxOptimizer(eqx.Module):  # type: ignore[misc]
         step: jax.Array
         momentum: tuple[EqxMomentum, ...]
 

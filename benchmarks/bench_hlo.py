@@ -160,13 +160,13 @@ class HloReport:
 def _metrics(lowered: jax.stages.Lowered) -> dict[str, float]:
     compiled = lowered.compile()
     mem = compiled.memory_analysis()
-    out: dict[str, float] = {k: float(getattr(mem, k)) for k in MEMORY_FIELDS}
-    cost = compiled.cost_analysis()
+    out: dict[str, float] = {k: float(getattr(mem, k, -1.0)) for k in MEMORY_FIELDS}
+    cost: tp.Any = compiled.cost_analysis() or {}
     if isinstance(cost, list):  # older jax returned one dict per device
         cost = cost[0]
     out["flops"] = float(cost.get("flops", -1.0))
     out["bytes accessed"] = float(cost.get("bytes accessed", -1.0))
-    out["HLO instructions"] = float(count_hlo_ops(compiled.as_text()))
+    out["HLO instructions"] = float(count_hlo_ops(compiled.as_text() or ""))
     out["StableHLO ops (lowered)"] = float(count_stablehlo_ops(lowered.as_text()))
     return out
 

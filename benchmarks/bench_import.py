@@ -93,7 +93,7 @@ class ImportReport:
 
     def median(self, field: str, no_gc: bool = False) -> float:
         probes = self.probes_no_gc if no_gc else self.probes
-        return statistics.median(getattr(p, field) for p in probes)
+        return float(statistics.median(getattr(p, field) for p in probes))
 
     @property
     def added_ms(self) -> float:

@@ -16,6 +16,7 @@ first kernel equals the floor's (so every variant really propagates its updates)
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing as tp
 
 import jax
@@ -134,7 +135,7 @@ def _floor_case(step: str, depth: int) -> Case:
 
 
 def _eqx_case(step: str, depth: int) -> Case:
-    import equinox as eqx
+    eqx: tp.Any = importlib.import_module("equinox")  # optional: not needed to type-check
 
     ns = eqx_models()
     state = list(ns.build(depth, WIDTH))
@@ -258,11 +259,11 @@ def run(settings: Settings) -> tuple[list[Table], dict[tuple[str, int, str], Tim
         for variant in VARIANTS:
             cells = [variant]
             for depth in DEPTHS:
-                timing = per_depth[depth].get(variant)
-                if timing is None:
+                measured = per_depth[depth].get(variant)
+                if measured is None:
                     cells += [NA, NA]
                 else:
-                    us = timing.get(settings.clock)
+                    us = measured.get(settings.clock)
                     floor = per_depth[depth][FLOOR].get(settings.clock)
                     cells += [fmt_ratio(us / floor), fmt_us(us)]
             table.add(*cells)
