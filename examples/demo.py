@@ -295,7 +295,7 @@ def _main(argv: list[str] | None = None) -> int:
     print(f"LoRA parameters trained: {lora_count:,} of {base_count:,} parameters; "
           f"base parameters unchanged: {base_params_frozen}")
     print(f"final test accuracy: {test_acc:.4f} (loss {test_loss:.4f})")
-    digest = sum(float(jnp.sum(jnp.abs(v))) for v in jax.tree.leaves(nnx.state(model)))
+    digest = sum(float(jnp.sum(jnp.abs(v))) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
     print(f"state checksum: {digest:.6f}")
     print(f"wrote {args.out / 'checkpoint'}, {args.out / 'training_curve.png'}, "
           f"{args.out / 'model.html'}")

@@ -13,6 +13,8 @@ _BRACKETS: dict[type, tuple[str, str]] = {tuple: ("(", ")"), list: ("[", "]"), d
 
 
 def _array_summary(value: tp.Any) -> str | None:
+    if isinstance(value, type):  # e.g. a filter such as nnx.Param stored on a module
+        return None
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
     if shape is None or dtype is None:
