@@ -450,6 +450,8 @@ def _variable_spec(
     """The Variable's PartitionSpec (``P()`` when unannotated, ``None`` for non-arrays)."""
     metadata = variable._var_metadata
     value = variable._raw_value
+    if value is None:  # an absent value has no leaf to shard: keep the trees aligned
+        return None
     rank = _value_rank(value)
     found = _annotation(metadata)
     if found is None:
@@ -784,7 +786,9 @@ def get_abstract_model(init_fn: tp.Callable[[], tp.Any], mesh: Mesh) -> tuple[tp
     initialisation needs.
 
     Arguments:
-        init_fn: builds the model, e.g. ``lambda: MLP(rngs=nnx.Rngs(0))``.
+        init_fn: builds the model, e.g. ``lambda: MLP(rngs=nnx.Rngs(0))``. Create
+            the ``Rngs`` inside it: an outer one would be advanced by the abstract
+            run and left holding tracers.
         mesh: the mesh to shard on.
 
     Returns:
