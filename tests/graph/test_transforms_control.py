@@ -60,8 +60,11 @@ def test_cond_branches_must_not_change_structure():
     def grow(c):
         c.extra = nnx.Param(jnp.ones(1))
 
-    with pytest.raises(nnx.GraphStructureError, match=r"nnx\.cond: the function changed the "
-                                                      r"structure"):
+    with pytest.raises(
+        nnx.GraphStructureError,
+        match=r"nnx\.cond: the function changed the "
+        r"structure",
+    ):
         nnx.cond(True, grow, lambda c: None, c)
     assert not hasattr(c, "extra")
 
@@ -108,17 +111,24 @@ def test_loop_body_must_return_the_same_objects():
     c = Counter()
     with pytest.raises(nnx.GraphStructureError, match="must return its carry with the same"):
         nnx.fori_loop(0, 2, lambda i, m: Counter(), c)
-    with pytest.raises(nnx.GraphStructureError, match=r"nnx\.fori_loop: the loop body returned a "
-                                                      r"carry with a different structure"):
+    with pytest.raises(
+        nnx.GraphStructureError,
+        match=r"nnx\.fori_loop: the loop body returned a "
+        r"carry with a different structure",
+    ):
         nnx.fori_loop(0, 2, lambda i, x: (x, x), jnp.zeros(()))
 
 
 def test_loop_carry_dtype_and_shape_mismatch_are_named():
-    with pytest.raises(TypeError, match=r"nnx\.fori_loop: the loop carry must keep its shapes "
-                                        r"and dtypes; init_val\[1\]: float32\[\] going in, "
-                                        r"int32\[\] coming out"):
-        nnx.fori_loop(0, 2, lambda i, c: (c[0], c[1].astype(jnp.int32)),
-                      (jnp.zeros(()), jnp.zeros(())))
+    with pytest.raises(
+        TypeError,
+        match=r"nnx\.fori_loop: the loop carry must keep its shapes "
+        r"and dtypes; init_val\[1\]: float32\[\] going in, "
+        r"int32\[\] coming out",
+    ):
+        nnx.fori_loop(
+            0, 2, lambda i, c: (c[0], c[1].astype(jnp.int32)), (jnp.zeros(()), jnp.zeros(()))
+        )
     c = Counter()
 
     def body(m):
@@ -219,5 +229,6 @@ def test_shard_map_spec_errors():
     with pytest.raises(ValueError, match="in_specs has 1 entries for 2 arguments"):
         nnx.shard_map(lambda m, x: x, mesh=mesh, in_specs=(P(),), out_specs=P())(c, jnp.ones(2))
     with pytest.raises(ValueError, match=r"m\.n \(BatchStat\) matches none of the StateAxes"):
-        nnx.shard_map(lambda m: None, mesh=mesh, in_specs=nnx.StateSharding({nnx.Param: P()}),
-                      out_specs=P())(c)
+        nnx.shard_map(
+            lambda m: None, mesh=mesh, in_specs=nnx.StateSharding({nnx.Param: P()}), out_specs=P()
+        )(c)

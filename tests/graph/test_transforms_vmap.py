@@ -66,7 +66,7 @@ def test_vmap_updates_go_out_on_their_axis():
     def create(rngs):
         return Block(3, rngs=rngs)
 
-    stack = create(nnx.Rngs(0))
+    stack = nnx.jit(create)(nnx.Rngs(0))  # jitted: one compilation, not one per op
 
     @nnx.vmap(in_axes=(0, 0))
     def apply(m, x):
@@ -75,8 +75,7 @@ def test_vmap_updates_go_out_on_their_axis():
     out = apply(stack, XS)
     assert out.shape == (4, 3) and stack.count.value.tolist() == [1.0] * 4
     for i in range(4):
-        layer = nnx.merge(nnx.graphdef(stack), jax.tree.map(lambda a, i=i: a[i],
-                                                             nnx.state(stack)))
+        layer = nnx.merge(nnx.graphdef(stack), jax.tree.map(lambda a, i=i: a[i], nnx.state(stack)))
         np.testing.assert_allclose(out[i], jnp.tanh(layer.linear(XS[i])), rtol=1e-5)
 
 
@@ -96,7 +95,7 @@ def test_out_axes_for_created_modules_and_arrays():
         layer = Linear(2, 5, rngs=rngs)
         return layer, layer.w.value.sum()
 
-    layer, sums = create(nnx.Rngs(0))
+    layer, sums = nnx.jit(create)(nnx.Rngs(0))
     assert layer.w.shape == (2, 3, 5) and layer.b.shape == (5, 3) and sums.shape == (3,)
     out = nnx.vmap(lambda m, x: m(x), in_axes=(1, None))(layer, jnp.ones(2))
     assert out.shape == (3, 5)
@@ -115,7 +114,8 @@ def test_out_axes_stateaxes_for_created_module():
 
 def test_in_axes_prefix_trees_keywords_and_containers():
     out = nnx.vmap(lambda d: d["a"] + d["b"], in_axes=({"a": 0, "b": None},))(
-        {"a": jnp.ones((3, 2)), "b": jnp.arange(2.0)})
+        {"a": jnp.ones((3, 2)), "b": jnp.arange(2.0)}
+    )
     assert out.shape == (3, 2)
     scaled = nnx.vmap(lambda x, scale: x * scale)(jnp.ones(3), scale=jnp.arange(3.0))
     assert scaled.tolist() == [0.0, 1.0, 2.0]
@@ -145,7 +145,7 @@ def test_new_attribute_takes_its_arguments_axis():
     def create(rngs):
         return Linear(2, 2, rngs=rngs)
 
-    stack = create(nnx.Rngs(0))
+    stack = nnx.jit(create)(nnx.Rngs(0))
 
     @nnx.vmap(in_axes=(0, 0))
     def remember(m, x):
@@ -195,10 +195,11 @@ def test_transform_metadata_partition_axis():
     @nnx.split_rngs(splits=3)
     @nnx.vmap(transform_metadata={PARTITION_NAME: "layers"})
     def create(rngs):
-        return nnx.Dict(w=nnx.Param(jax.random.normal(rngs.params(), (2, 4)),
-                                    sharding_names=(None, "model")))
+        return nnx.Dict(
+            w=nnx.Param(jax.random.normal(rngs.params(), (2, 4)), sharding_names=(None, "model"))
+        )
 
-    stack = create(nnx.Rngs(0))
+    stack = nnx.jit(create)(nnx.Rngs(0))
     assert stack["w"].sharding_names == ("layers", None, "model")
     seen = []
 
@@ -228,9 +229,12 @@ def test_transform_metadata_decorator():
 
 # ----------------------------------------------------------------- errors
 def test_axis_size_mismatch_names_arguments():
-    with pytest.raises(ValueError, match=r"nnx\.vmap: the mapped inputs have different sizes "
-                                         r"along their mapped axes \(size 3: a \(axis 0\); "
-                                         r"size 4: b \(axis 0\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"nnx\.vmap: the mapped inputs have different sizes "
+        r"along their mapped axes \(size 3: a \(axis 0\); "
+        r"size 4: b \(axis 0\)\)",
+    ):
         nnx.vmap(lambda a, b: a + b)(jnp.ones(3), jnp.ones(4))
 
 
@@ -240,23 +244,32 @@ def test_axis_size_mismatch_names_variables():
     def f(model, batch):
         return model(batch["x"])
 
-    with pytest.raises(ValueError, match=r"size 5: model\.b \(axis 0\), model\.w \(axis 0\); "
-                                         r"size 4: batch\['x'\] \(axis 0\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"size 5: model\.b \(axis 0\), model\.w \(axis 0\); "
+        r"size 4: batch\['x'\] \(axis 0\)",
+    ):
         nnx.vmap(f)(stack, {"x": jnp.ones((4, 2))})
     with pytest.raises(ValueError, match=r"size 2: axis_size.*size 5: model\.b"):
         nnx.vmap(f, in_axes=(0, None), axis_size=2)(stack, {"x": jnp.ones(2)})
 
 
 def test_mapping_a_scalar_names_it():
-    with pytest.raises(ValueError, match=r"nnx\.vmap: m\.b is mapped over axis 0 but has "
-                                         r"shape \(\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"nnx\.vmap: m\.b is mapped over axis 0 but has "
+        r"shape \(\)",
+    ):
         nnx.vmap(lambda m: m.b.value)(nnx.Dict(b=nnx.Param(jnp.array(1.0))))
 
 
 def test_broadcast_state_updated_per_example_is_named():
     block = Block(3, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"state passed with axis None \(broadcast\) was set to a "
-                                         r"value that differs per example: m\.count\."):
+    with pytest.raises(
+        ValueError,
+        match=r"state passed with axis None \(broadcast\) was set to a "
+        r"value that differs per example: m\.count\.",
+    ):
         nnx.vmap(lambda m, x: m.count.__setattr__("value", x.sum()), in_axes=(None, 0))(block, XS)
     with pytest.raises(ValueError, match=r"differs per example: m\.extra"):
         nnx.vmap(lambda m, x: setattr(m, "extra", nnx.BatchStat(x)), in_axes=(None, 0))(block, XS)
@@ -265,29 +278,44 @@ def test_broadcast_state_updated_per_example_is_named():
 
 def test_stateaxes_filter_matching_nothing():
     block = Block(3, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"in the StateAxes of argument 0, the filter nnx\.Cache "
-                                         r"matches no Variable of that argument"):
-        nnx.vmap(lambda m: None, in_axes=nnx.StateAxes({nnx.Cache: 0, ...: None}),
-                 axis_size=2)(block)
+    with pytest.raises(
+        ValueError,
+        match=r"in the StateAxes of argument 0, the filter nnx\.Cache "
+        r"matches no Variable of that argument",
+    ):
+        nnx.vmap(lambda m: None, in_axes=nnx.StateAxes({nnx.Cache: 0, ...: None}), axis_size=2)(
+            block
+        )
 
 
 def test_stateaxes_filter_shadowed_by_an_earlier_one():
     block = Block(3, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"the filter nnx\.Variable \(axis None\) comes before "
-                                         r"nnx\.Param \(axis 0\) and already takes every Variable "
-                                         r"nnx\.Param matches, e\.g\. m\.linear\.b \(Param\)"):
-        nnx.vmap(lambda m: None, in_axes=nnx.StateAxes({nnx.Variable: None, nnx.Param: 0}),
-                 axis_size=2)(block)
-    with pytest.raises(ValueError, match=r"the filter \.\.\. \(axis None\) comes before "
-                                         r"nnx\.BatchStat"):
-        nnx.vmap(lambda m: None, in_axes=nnx.StateAxes({...: None, nnx.BatchStat: 0}),
-                 axis_size=2)(block)
+    with pytest.raises(
+        ValueError,
+        match=r"the filter nnx\.Variable \(axis None\) comes before "
+        r"nnx\.Param \(axis 0\) and already takes every Variable "
+        r"nnx\.Param matches, e\.g\. m\.linear\.b \(Param\)",
+    ):
+        nnx.vmap(
+            lambda m: None, in_axes=nnx.StateAxes({nnx.Variable: None, nnx.Param: 0}), axis_size=2
+        )(block)
+    with pytest.raises(
+        ValueError,
+        match=r"the filter \.\.\. \(axis None\) comes before "
+        r"nnx\.BatchStat",
+    ):
+        nnx.vmap(lambda m: None, in_axes=nnx.StateAxes({...: None, nnx.BatchStat: 0}), axis_size=2)(
+            block
+        )
 
 
 def test_stateaxes_without_catch_all_names_the_unmatched_variable():
     block = Block(3, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"m\.count \(BatchStat\) matches none of the StateAxes "
-                                         r"filters \[nnx\.Param\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"m\.count \(BatchStat\) matches none of the StateAxes "
+        r"filters \[nnx\.Param\]",
+    ):
         nnx.vmap(lambda m: None, in_axes=nnx.StateAxes({nnx.Param: None}), axis_size=2)(block)
 
 

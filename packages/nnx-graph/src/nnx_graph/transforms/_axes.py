@@ -12,7 +12,17 @@ __all__ = ["Carry", "StateAxes", "check_state_axes_used", "leaf_axes"]
 
 
 class _CarryType:
-    """Marks the carry argument/output of :func:`nnx.scan`."""
+    """Marks the carry argument/output of :func:`nnx.scan` (``nnx.Carry``).
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+        ... def total(carry, x):
+        ...     return carry + x
+        >>> float(total(0.0, jnp.arange(4.0)))
+        6.0
+    """
 
     _instance: _CarryType | None = None
 

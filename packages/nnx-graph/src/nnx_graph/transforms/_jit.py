@@ -182,7 +182,22 @@ class _Entry:
 
 
 class JitWrapped:
-    """The callable returned by :func:`jit`."""
+    """The callable returned by :func:`jit`; on a class body it also works as a
+    method decorator (the instance becomes the first argument).
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class Counter(nnx.Module):
+        ...     def __init__(self):
+        ...         self.count = nnx.Variable(jnp.array(0))
+        ...     @nnx.jit
+        ...     def increment(self, by):
+        ...         self.count.value = self.count.value + by
+        >>> c = Counter(); c.increment(2); c.increment(3)
+        >>> isinstance(Counter.increment, nnx.JitWrapped), int(c.count.value)
+        (True, 5)
+    """
 
     def __init__(
         self,
