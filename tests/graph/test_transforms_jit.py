@@ -54,9 +54,11 @@ class Model(nnx.Module):
         self.extras = nnx.Dict(a=Linear(3, 3, seed=seed + 200))
         self.scale = jnp.array(2.0)
         self.bn = BatchNorm(3)
+        self.config = {"shift": 0.0}  # static (no arrays), mutable in place
+        self.offsets = [0.0]
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = self.lin(x) * self.scale
+        x = self.lin(x) * self.scale + self.config["shift"] + sum(self.offsets)
         for layer in self.layers:
             x = layer(x)
         extras = getattr(self, "extras", {})
@@ -496,6 +498,9 @@ MUTATIONS: dict[str, tp.Callable[[Model], None]] = {
     "replace_raw_array": lambda m: setattr(m, "scale", jnp.array(-1.0)),
     "raw_array_to_python_float": lambda m: setattr(m, "scale", 0.5),
     "replace_submodule_variable_type": lambda m: setattr(m.bn, "mean", nnx.Param(jnp.ones(3))),
+    # in-place mutation of static values: no epoch bump, caught by the snapshot check
+    "static_dict_in_place": lambda m: m.config.__setitem__("shift", 3.0),
+    "static_list_in_place": lambda m: m.offsets.append(1.0),
 }
 
 
@@ -510,6 +515,16 @@ def test_cache_is_never_stale(mutation):
     y = forward(model, X)
     np.testing.assert_allclose(y, _forward(reference, X), rtol=1e-5, atol=1e-6)
     assert_same_state(model, reference)
+
+
+def test_variable_metadata_mutated_in_place_is_seen():
+    model = Model(0)
+    model.lin.w.set_metadata(axes=["a"])
+    f = nnx.jit(lambda m: jnp.ones(()) * len(m.lin.w.get_metadata("axes")))
+    assert float(f(model)) == 1.0
+    assert float(f(model)) == 1.0
+    model.lin.w.get_metadata("axes").append("b")  # no structural mutation seen by the epoch
+    assert float(f(model)) == 2.0
 
 
 def test_train_eval_flag_used_in_function_is_respected():

@@ -15,6 +15,11 @@ Two call layouts share one inner function:
 * tree: everything else (keyword arguments, static arguments, nodes inside
   containers); the arguments are flattened every call.
 
+Static values that can change in place without a structural mutation (a dict or
+list stored as a static attribute, a list in Variable metadata) are the one thing
+the epoch cannot see; an entry remembers them (usually none) and each call compares
+them with their snapshot.
+
 Errors are diagnosed only after an exception (leaked tracers, buffers donated
 twice), so a successful call pays nothing for them.
 """
@@ -30,6 +35,8 @@ import weakref
 import jax
 
 from nnx_graph import _epoch
+from nnx_graph._graphdef import CONTAINER, NODE, STATIC, VAR, GraphDef
+from nnx_graph._hashing import Frozen, hashable
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._bridge import (
     NODE_TYPES,
@@ -151,6 +158,7 @@ class _Entry:
         "layout",
         "dyn_positions",
         "all_variables",
+        "mutable_statics",
     )
 
     def __init__(
@@ -179,6 +187,39 @@ class _Entry:
         self.layout = layout
         self.dyn_positions = layout.dyn_positions
         self.all_variables = all(isinstance(leaf, Variable) for leaf in self.all_leaves)
+        self.mutable_statics = _mutable_statics(bridge.graphdef)
+
+
+def _mutable_statics(graphdef: GraphDef) -> tuple[Frozen, ...]:
+    """Static values that can change in place without any structural mutation
+    (lists, dicts, sets, or tuples holding them, stored as static attributes or
+    Variable metadata): the epoch cannot see ``model.config["rate"] = 0.5``, so
+    calls compare these against their snapshot. Usually there are none."""
+    found: list[Frozen] = []
+
+    def visit(record: tuple[tp.Any, ...]) -> None:
+        tag = record[0]
+        if tag == STATIC:
+            frozen = record[1]
+            if frozen._key is not frozen.value:  # needed a hashable view: mutable
+                found.append(frozen)
+        elif tag == NODE:
+            for _, child in record[4]:
+                visit(child)
+        elif tag == CONTAINER:
+            for child in record[3]:
+                visit(child)
+        elif tag == VAR:
+            for value in record[3].value.values():
+                if hashable(value) is not value:
+                    found.append(Frozen(value))
+
+    visit(graphdef._record)
+    return tuple(found)
+
+
+def _statics_changed(statics: tp.Sequence[Frozen]) -> bool:
+    return any(hashable(frozen.value) != frozen._key for frozen in statics)
 
 
 class JitWrapped:
@@ -293,7 +334,12 @@ class JitWrapped:
                 ids.append(None)
         key = tuple(ids)
         entry = self._cache.get(key)
-        if entry is None or entry.epoch != _EPOCH[0] or not self._alive(entry, args):
+        if (
+            entry is None
+            or entry.epoch != _EPOCH[0]
+            or not self._alive(entry, args)
+            or (entry.mutable_statics and _statics_changed(entry.mutable_statics))
+        ):
             entry = self._new_entry(args, {}, key, None)
         values = [leaf._raw_value for leaf in entry.leaves]
         dyn = [args[i] for i in entry.dyn_positions]
@@ -354,6 +400,7 @@ class JitWrapped:
             entry is None
             or entry.epoch != _EPOCH[0]
             or not all(r() is n for r, n in zip(entry.refs, nodes))
+            or (entry.mutable_statics and _statics_changed(entry.mutable_statics))
         ):
             entry = self._new_entry(args, kwargs, key, (tree, nodes, static_pos, static_names))
         values = [leaf._raw_value for leaf in entry.leaves]
