@@ -140,7 +140,7 @@ def build(phase: str, args: argparse.Namespace) -> tuple[MLP, nnx.Optimizer]:
     model = MLP(64, args.hidden, 10, rngs=rngs)
     if phase == "pretrain":
         return model, nnx.Optimizer(model, optax.adam(args.lr))
-    lora_surgery(model, args.rank, rngs)
+    lora_surgery(model, args.rank, nnx.Rngs(args.seed + 2))
     return model, nnx.Optimizer(model, optax.adam(args.lr), wrt=LoraParam)
 
 
