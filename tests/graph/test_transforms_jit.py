@@ -4,9 +4,11 @@ errors that name the offending argument or Variable."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import typing as tp
 import warnings
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -586,6 +588,21 @@ def test_other_objects_and_new_objects_get_their_own_entries():
     fresh = Model(5)
     reference = nnx.clone(fresh)
     np.testing.assert_allclose(forward(fresh, X), _forward(reference, X), rtol=1e-5)
+
+
+def test_the_cache_does_not_keep_objects_alive():
+    forward = nnx.jit(_forward)
+    update = nnx.jit(lambda m: setattr(m, "extra", nnx.Variable(jnp.ones(1))))
+    model = Model(0)
+    forward(model, X)
+    update(model)  # a structural change goes through the compiled function too
+    model_ref, variable_ref = weakref.ref(model), weakref.ref(model.lin.w)
+    del model
+    gc.collect()
+    assert model_ref() is None and variable_ref() is None
+    other = Model(1)  # the same structure reuses the compiled function
+    reference = nnx.clone(other)
+    np.testing.assert_allclose(forward(other, X), _forward(reference, X), rtol=1e-5)
 
 
 # ----------------------------------------------------------------- threads

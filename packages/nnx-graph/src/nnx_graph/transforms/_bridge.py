@@ -26,7 +26,7 @@ import typing as tp
 import jax
 
 from nnx_graph._errors import TraceLeakError, format_path
-from nnx_graph._graphdef import GraphDef, build, flatten_graph
+from nnx_graph._graphdef import CONTAINER, LEAF, NODE, VAR, GraphDef, build, flatten_graph
 from nnx_graph._pytree import Dict, List, Pytree
 from nnx_graph._variables import Variable, _leaked_tracer
 
@@ -163,7 +163,12 @@ class Exit(tp.NamedTuple):
 
 
 class Bridge:
-    """Carries the graph nodes of one call across a JAX transform boundary."""
+    """Carries the graph nodes of one call across a JAX transform boundary.
+
+    ``Bridge(roots)`` flattens the caller's objects. ``Bridge.detached(graphdef)``
+    knows only the structure (all a compiled trace needs), so a cache holding it
+    keeps no caller object alive.
+    """
 
     __slots__ = (
         "graphdef",
@@ -188,17 +193,29 @@ class Bridge:
     ) -> None:
         self.roots = tuple(roots)
         flat = flatten_graph((self.roots, ()), check_leaks=False)
-        self.graphdef = flat.graphdef
-        self.leaves = flat.leaves
-        self.nodes = flat.nodes
+        self._setup(flat.graphdef, flat.leaves, flat.nodes)
+        self.check_leaks(where, root_names)
+
+    @classmethod
+    def detached(cls, graphdef: GraphDef, leaves: tp.Sequence[tp.Any] = ()) -> Bridge:
+        """A bridge for ``graphdef`` holding no caller objects (optionally their
+        leaves, to read values and name them in errors)."""
+        bridge = cls.__new__(cls)
+        bridge.roots = ()
+        bridge._setup(graphdef, list(leaves), [])
+        return bridge
+
+    def _setup(self, graphdef: GraphDef, leaves: list[tp.Any], nodes: list[tp.Any]) -> None:
+        self.graphdef = graphdef
+        self.leaves = leaves
+        self.nodes = nodes
         self.paths_cache: tuple[tuple[tp.Any, ...], ...] | None = None
         self._inner_index: dict[int, int] = {}
         self._inner_leaves: list[tp.Any] = []
         self._inner_keepalive: list[tp.Any] = []
-        self._leaf_keys: dict[tp.Any, int] | None = None
+        self._leaf_keys: list[tp.Any] | None = None
         self.last_leaves: list[tp.Any] = []
         self.lock = threading.Lock()
-        self.check_leaks(where, root_names)
 
     # ------------------------------------------------------------- outside
     def values(self) -> list[tp.Any]:
@@ -210,6 +227,14 @@ class Bridge:
         if self.paths_cache is None:
             self.paths_cache = tuple(p[1:] for p in self.graphdef.leaf_paths)
         return self.paths_cache
+
+    @property
+    def leaf_keys(self) -> list[tp.Any]:
+        """Every leaf's identity in terms of the GraphDef's node indices:
+        ``("var", node_index)`` or ``("slot", owner_index, attribute, sub_path)``."""
+        if self._leaf_keys is None:
+            self._leaf_keys = _graphdef_leaf_keys(self.graphdef)
+        return self._leaf_keys
 
     def describe_leaf(self, i: int, root_names: tp.Sequence[str] | None = None) -> str:
         """``model.blocks[0].w``-style name of leaf ``i``; ``root_names`` names the
@@ -239,15 +264,11 @@ class Bridge:
         self._inner_keepalive = inner_nodes
         return tp.cast(tuple[tp.Any, ...], root[0])
 
-    def inner_variables(self, roots: tuple[tp.Any, ...]) -> list[tp.Any]:
+    def inner_variables(self) -> list[tp.Any]:
         """The objects holding each input leaf inside (Variables; None for array
         attributes), valid between ``enter`` and ``exit``."""
         nodes = self._inner_keepalive
-        index_of = {id(n): k for k, n in enumerate(self.nodes)}
-        return [
-            nodes[index_of[id(leaf)]] if isinstance(leaf, Variable) else None
-            for leaf in self.leaves
-        ]
+        return [nodes[key[1]] if key[0] == "var" else None for key in self.leaf_keys]
 
     def exit(
         self, inner_roots: tuple[tp.Any, ...], out: tp.Any
@@ -265,20 +286,14 @@ class Bridge:
                 i = self._inner_index.get(id(obj))
                 if i is not None:
                     existing[j] = i
-            origins = self._origins(flat.leaves)
+            keys = {key: i for i, key in enumerate(self.leaf_keys)}
+            inner = self._inner_index
+            origins = tuple(keys.get(_leaf_key(leaf, inner), -1) for leaf in flat.leaves)
         self.last_leaves = flat.leaves
         self._inner_index = {}
         self._inner_keepalive = []
         info = Exit(same, flat.graphdef, existing, out_tree, len(out_nodes), origins)
         return out_tree, values, info
-
-    def _origins(self, out_leaves: tp.Sequence[tp.Any]) -> tuple[int, ...]:
-        if self._leaf_keys is None:
-            index_of = {id(n): k for k, n in enumerate(self.nodes)}
-            self._leaf_keys = {_leaf_key(leaf, index_of): i for i, leaf in enumerate(self.leaves)}
-        keys = self._leaf_keys
-        inner = self._inner_index
-        return tuple(keys.get(_leaf_key(leaf, inner), -1) for leaf in out_leaves)
 
     def changed(self, values: tp.Sequence[tp.Any]) -> dict[int, tp.Any]:
         """Leaf values that differ (by identity) from the ones given to ``enter``."""
@@ -298,9 +313,32 @@ class Bridge:
         return fill_tree(out_tree, out_nodes)
 
 
+def _graphdef_leaf_keys(graphdef: GraphDef) -> list[tp.Any]:
+    """The ``_leaf_key`` of every leaf of ``graphdef``, read from the GraphDef alone."""
+    keys: list[tp.Any] = []
+
+    def visit(
+        record: tuple[tp.Any, ...], owner: int, attribute: tp.Any, sub: tuple[tp.Any, ...]
+    ) -> None:
+        tag = record[0]
+        if tag == VAR:
+            keys.append(("var", record[2]))
+        elif tag == LEAF:
+            keys.append(("slot", owner, attribute, sub))
+        elif tag == NODE:
+            for key, child in record[4]:
+                visit(child, record[2], key, ())
+        elif tag == CONTAINER:
+            for key, child in zip(record[2], record[3]):
+                visit(child, owner, attribute, (*sub, key))
+
+    visit(graphdef._record, -1, None, ())
+    return keys
+
+
 def _leaf_key(leaf: tp.Any, index_of: tp.Mapping[int, int]) -> tp.Any:
-    """Identity of a leaf relative to node indices: the Variable's own index, or the
-    (owner index, attribute, sub-path) of an array attribute."""
+    """Identity of an inner leaf relative to the input node indices: the Variable's
+    own index, or the (owner index, attribute, sub-path) of an array attribute."""
     if isinstance(leaf, Variable):
         return ("var", index_of.get(id(leaf), -1 - id(leaf)))
     owner = index_of.get(id(leaf.owner))

@@ -35,7 +35,7 @@ import weakref
 import jax
 
 from nnx_graph import _epoch
-from nnx_graph._graphdef import CONTAINER, NODE, STATIC, VAR, GraphDef
+from nnx_graph._graphdef import CONTAINER, NODE, STATIC, VAR, GraphDef, Slot
 from nnx_graph._hashing import Frozen, hashable
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._bridge import (
@@ -165,14 +165,16 @@ class _Entry:
         self,
         epoch: int,
         key: tp.Any,
-        nodes: tp.Sequence[tp.Any],
+        refs: tuple[weakref.ref[tp.Any], ...],
         bridge: Bridge,
         compiled: _Compiled,
         layout: _Layout,
     ) -> None:
         self.epoch = epoch
         self.key = key
-        self.refs = tuple(weakref.ref(n) for n in nodes)
+        # weak: the cache must not keep the caller's objects alive (a dead root
+        # evicts its entry, releasing the Variables below)
+        self.refs = refs
         self.bridge = bridge
         self.all_leaves = bridge.leaves
         if compiled.donated_index:
@@ -188,6 +190,32 @@ class _Entry:
         self.dyn_positions = layout.dyn_positions
         self.all_variables = all(isinstance(leaf, Variable) for leaf in self.all_leaves)
         self.mutable_statics = _mutable_statics(bridge.graphdef)
+
+
+class _WeakSlot(Slot):
+    """A Slot (array attribute) that holds its owner weakly, so a cache entry does
+    not keep the object alive; valid while the entry is (its roots are alive)."""
+
+    __slots__ = ("_owner_ref",)
+
+    def __init__(self, slot: Slot) -> None:
+        self._owner_ref = weakref.ref(slot.owner)
+        self.key = slot.key
+        self.subpath = slot.subpath
+
+    @property
+    def owner(self) -> tp.Any:
+        return self._owner_ref()
+
+
+def _evict(owner: weakref.ref[JitWrapped], key: tp.Any, dead: weakref.ref[tp.Any]) -> None:
+    """Weak-reference callback: a root object died, drop its cache entry."""
+    jitted = owner()
+    if jitted is None:
+        return
+    entry = jitted._cache.get(key)
+    if entry is not None and any(ref is dead for ref in entry.refs):
+        jitted._cache.pop(key, None)
 
 
 def _mutable_statics(graphdef: GraphDef) -> tuple[Frozen, ...]:
@@ -362,7 +390,8 @@ class JitWrapped:
             )
             raise
         if updates.token is not None:
-            return self._apply_structure(entry, out, updates)
+            nodes = [args[i] for i in entry.layout.node_positions]
+            return self._apply_structure(entry, nodes, out, updates)
         leaves = entry.all_leaves
         if entry.all_variables:
             for i, value in zip(updates.indices, updates.values):
@@ -422,7 +451,7 @@ class JitWrapped:
             self._diagnose(entry, error, dyn_leaves, donated_dyn)
             raise
         if updates.token is not None:
-            return self._apply_structure(entry, out, updates)
+            return self._apply_structure(entry, nodes, out, updates)
         leaves = entry.all_leaves
         for i, value in zip(updates.indices, updates.values):
             leaves[i]._raw_value = value
@@ -462,7 +491,12 @@ class JitWrapped:
         compiled = self._compiled_for(bridge, layout)
         if layout.donates:
             self._check_donated_leaves(bridge, layout, compiled)
-        entry = _Entry(epoch, key, nodes, bridge, compiled, layout)
+        evict = functools.partial(_evict, weakref.ref(self), key)
+        refs = tuple(weakref.ref(n, evict) for n in nodes)
+        leaves = [_WeakSlot(leaf) if isinstance(leaf, Slot) else leaf for leaf in bridge.leaves]
+        entry = _Entry(epoch, key, refs, Bridge.detached(bridge.graphdef, leaves), compiled, layout)
+        if any(isinstance(leaf._raw_value, jax.core.Tracer) for leaf in bridge.leaves):
+            return entry  # objects built inside another trace: do not cache them
         with self._lock:
             if len(self._cache) >= _MAX_ENTRIES and key not in self._cache:
                 self._cache.pop(next(iter(self._cache)))
@@ -500,7 +534,9 @@ class JitWrapped:
         structure_key = (bridge.graphdef, layout)
         compiled = self._compiled.get(structure_key)
         if compiled is None:
-            compiled = self._compile(bridge, layout)
+            # the compiled function outlives this call's objects: it gets a bridge
+            # that only knows the structure
+            compiled = self._compile(Bridge.detached(bridge.graphdef), layout)
             with self._lock:
                 self._compiled[structure_key] = compiled
         return compiled
@@ -638,8 +674,10 @@ class JitWrapped:
                 node_specs.extend([spec] * num_holes)
                 leaf_specs.extend([spec] * num_leaves)
             # keyword arguments: unspecified
-            node_specs.extend([None] * (len(bridge.roots) - len(node_specs)))
-            leaf_specs.extend([None] * (layout.treedef.num_leaves - len(leaf_specs)))
+            num_leaves = layout.treedef.num_leaves
+            num_roots = len(holes_of(jax.tree.unflatten(layout.treedef, [None] * num_leaves)))
+            node_specs.extend([None] * (num_roots - len(node_specs)))
+            leaf_specs.extend([None] * (num_leaves - len(leaf_specs)))
             values = leaf_shardings(node_specs, bridge.paths, where)
             donated_set = set(layout.donated_dyn)
             dyn = [s for i, s in enumerate(leaf_specs) if i not in donated_set]
@@ -650,10 +688,13 @@ class JitWrapped:
             return (kept, dyn, donated, donated_dyn)
         return (kept, dyn)
 
-    def _apply_structure(self, entry: _Entry, out_tree: tp.Any, updates: _Updates) -> tp.Any:
+    def _apply_structure(
+        self, entry: _Entry, nodes: list[tp.Any], out_tree: tp.Any, updates: _Updates
+    ) -> tp.Any:
         assert updates.token is not None
         info = entry.compiled.exits[updates.token]
-        out = entry.bridge.apply_structure(info, updates.values, out_tree)
+        # the entry holds no nodes (see _Entry.refs): flatten the caller's again
+        out = Bridge(nodes).apply_structure(info, updates.values, out_tree)
         # the caller's objects changed structure: the cached entry is now stale
         with self._lock:
             if self._cache.get(entry.key) is entry:

@@ -151,7 +151,7 @@ class _Scan:
         for i, v in zip(self.dyn_scanned, x_dyn):
             dyn_full[i] = v
         roots, args, _ = lifted.enter(full, dyn_full)
-        inner_vars = bridge.inner_variables(roots) if self.metadata else []
+        inner_vars = bridge.inner_variables() if self.metadata else []
         for i in self.scanned if self.metadata else ():
             if inner_vars[i] is not None:
                 remove_axis([inner_vars[i]], self.axes[i], self.metadata)

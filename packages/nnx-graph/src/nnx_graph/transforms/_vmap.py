@@ -140,7 +140,7 @@ class _Call:
         lifted, bridge = self.lifted, self.lifted.bridge
         roots, args, _ = lifted.enter(values, dyn)
         if self.metadata:
-            for var, axis in zip(bridge.inner_variables(roots), self.axes):
+            for var, axis in zip(bridge.inner_variables(), self.axes):
                 if var is not None and isinstance(axis, int):
                     remove_axis([var], axis, self.metadata)
         out = self.f(*args)
