@@ -232,3 +232,36 @@ def test_shard_map_spec_errors():
         nnx.shard_map(
             lambda m: None, mesh=mesh, in_specs=nnx.StateSharding({nnx.Param: P()}), out_specs=P()
         )(c)
+
+
+# ----------------------------------------------------------------- compatibility
+def test_every_transform_accepts_flax_graph_keywords():
+    kw = {"graph": True, "graph_updates": True}
+    c = Counter()
+
+    def bump(m, x=1.0):
+        m.n.value = m.n.value + x
+        return m.w.value * x
+
+    nnx.jit(bump, **kw)(c)
+    nnx.grad(bump, **kw)(c)
+    nnx.value_and_grad(bump, **kw)(c)
+    nnx.vjp(bump, c, **kw)
+    nnx.jvp(bump, (c,), (nnx.State({"w": jnp.array(1.0)}),), **kw)
+    nnx.remat(bump, **kw)(c)
+    nnx.vmap(lambda m, x: m.w.value * x, in_axes=(None, 0), **kw)(c, jnp.zeros(2))
+    nnx.pmap(lambda x: x, **kw)(jnp.zeros((jax.local_device_count(),)))
+    nnx.scan(lambda carry, x: (carry, x), **kw)(0.0, jnp.zeros(2))
+    nnx.cond(True, bump, bump, c, **kw)
+    nnx.switch(0, [bump], c, **kw)
+    nnx.fori_loop(0, 1, lambda i, m: m, c, **kw)
+    nnx.while_loop(lambda m: False, lambda m: m, c, **kw)
+    nnx.eval_shape(bump, c, **kw)
+    nnx.checkify(bump, **kw)(c)
+    nnx.make_jaxpr(bump, **kw)(c)
+    nnx.custom_vjp(bump, **kw)
+    nnx.cached_partial(nnx.jit(bump), c, **kw)()
+    nnx.jit_partial(bump, c, **kw)()
+    mesh = jax.make_mesh((1,), ("x",), axis_types=(jax.sharding.AxisType.Auto,))
+    nnx.shard_map(bump, mesh=mesh, in_specs=P(), out_specs=P(), **kw)(c)
+    assert float(c.n.value) > 0
