@@ -188,6 +188,30 @@ def test_arguments_in_containers_and_keywords():
     np.testing.assert_allclose(b.b.value, [-2.0, -2.0])
 
 
+def test_state_and_other_pytrees_holding_variables():
+    model = Linear(2, 2, seed=0)
+    state = nnx.state(model)  # holds the model's own Variables
+
+    @nnx.jit
+    def bump(s):
+        s["b"].value = s["b"].value + 1
+
+    bump(state)
+    bump(s=state)
+    assert model.b.value.tolist() == [2.0, 2.0]
+
+    class Batch(tp.NamedTuple):
+        model: Linear
+        x: jax.Array
+
+    @nnx.jit
+    def step(batch):
+        batch.model.b.value = batch.model.b.value + batch.x
+
+    step(Batch(model, jnp.ones(2)))
+    assert model.b.value.tolist() == [3.0, 3.0]
+
+
 def test_variable_passed_directly():
     v = nnx.BatchStat(jnp.zeros(2))
 

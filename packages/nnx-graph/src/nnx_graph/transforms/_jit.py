@@ -33,6 +33,7 @@ import typing as tp
 import weakref
 
 import jax
+import numpy as np
 
 from nnx_graph import _epoch
 from nnx_graph._graphdef import CONTAINER, NODE, STATIC, VAR, GraphDef, Slot
@@ -54,7 +55,22 @@ __all__ = ["JitWrapped", "cached_partial", "jit", "jit_partial"]
 
 F = tp.TypeVar("F", bound=tp.Callable[..., tp.Any])
 _EPOCH = _epoch.EPOCH
-_CONTAINERS = (tuple, list, dict)
+# Arguments of these classes are single leaves: the fast layout passes them as they
+# are. Anything else (tuples, dicts, States, dataclasses...) may hold Variables or
+# Modules and goes through the tree layout, which finds them.
+_LEAF_CLASSES = frozenset(
+    {
+        type(jax.numpy.zeros(())),
+        np.ndarray,
+        int,
+        float,
+        bool,
+        complex,
+        type(None),
+        str,
+    }
+)
+_LEAF_TYPES = (jax.core.Tracer, np.generic, jax.Array)
 _MAX_ENTRIES = 16
 
 
@@ -356,10 +372,10 @@ class JitWrapped:
         for a in args:
             if isinstance(a, NODE_TYPES):
                 ids.append(id(a))
-            elif a.__class__ in _CONTAINERS:
-                return self._call_general(args, kwargs)
-            else:
+            elif a.__class__ in _LEAF_CLASSES or isinstance(a, _LEAF_TYPES):
                 ids.append(None)
+            else:
+                return self._call_general(args, kwargs)
         key = tuple(ids)
         entry = self._cache.get(key)
         if (
