@@ -43,14 +43,6 @@ from jax.sharding import PartitionSpec as P
 
 import nnx
 
-if not hasattr(nnx, "with_partitioning"):
-    # WORKAROUND: the sharding helpers live in nnx_graph._sharding but are not yet
-    # re-exported as nnx.* (nnx_graph/__init__.py); drop this block once they are.
-    from nnx_graph import _sharding
-
-    for _name in ("with_partitioning", "get_partition_spec", "get_named_sharding"):
-        setattr(nnx, _name, getattr(_sharding, _name))
-
 
 class MLP(nnx.Module):
     """``(batch, features)`` -> ``(batch, 1)``; tensor-parallel hidden layer.

@@ -33,12 +33,44 @@ def ref_grads(f: tp.Callable[..., jax.Array], *args: tp.Any) -> tuple[np.ndarray
 
 
 def assert_close(actual: tp.Any, expected: tp.Any, **tol: float) -> None:
-    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64),
-                               **{**TOL, **tol})
+    np.testing.assert_allclose(
+        np.asarray(actual, np.float64), np.asarray(expected, np.float64), **{**TOL, **tol}
+    )
 
 
 def values(model: tp.Any) -> dict[Path, np.ndarray]:
     """Every Variable of ``model`` as {path: numpy array}."""
-    return {path: np.asarray(v.value) for path, v in
-            nnx_graph.to_flat_state(nnx_graph.state(model))
-            if hasattr(v, "value") and not isinstance(v, nnx_graph.RngState)}
+    return {
+        path: np.asarray(v.value)
+        for path, v in nnx_graph.to_flat_state(nnx_graph.state(model))
+        if hasattr(v, "value") and not isinstance(v, nnx_graph.RngState)
+    }
+
+
+def np_init(scale: float = 1.0, seed: int = 0) -> tp.Callable[..., jax.Array]:
+    """A random initializer drawing from numpy. The tests use it for Params whose
+    distribution does not matter: it needs no XLA compilation, while each new
+    shape of a ``jax.random`` initializer costs a compile of the PRNG (the bulk of
+    this suite's run time otherwise)."""
+    rng = np.random.default_rng(seed)
+
+    def init(key: jax.Array, shape: tp.Sequence[int], dtype: tp.Any = np.float32) -> jax.Array:
+        del key
+        return jax.numpy.asarray(rng.normal(size=tuple(shape)) * scale, dtype)
+
+    return init
+
+
+def jit_call(model: tp.Any, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+    """``model(*args, **kwargs)`` compiled as one program (through split/merge), with
+    the model's state updates written back."""
+    graphdef, state = nnx_graph.split(model)
+
+    @jax.jit
+    def run(state: tp.Any, args: tp.Any, kwargs: tp.Any) -> tp.Any:
+        module = nnx_graph.merge(graphdef, state, copy=True)
+        return module(*args, **kwargs), nnx_graph.state(module)
+
+    out, new_state = run(state, args, kwargs)
+    nnx_graph.update(model, new_state)
+    return out

@@ -11,7 +11,9 @@ import pytest
 import nnx_graph
 import nnx_nn
 
-from .helpers import assert_close, param_grads, ref_grads
+from .helpers import assert_close, np_init, param_grads, ref_grads
+
+NP = np_init()
 
 RNG = np.random.default_rng(0)
 Q = RNG.normal(size=(2, 5, 4, 3)).astype(np.float32)  # (batch, q_len, heads, depth)
@@ -20,9 +22,13 @@ V = RNG.normal(size=(2, 6, 4, 3)).astype(np.float32)
 X = RNG.normal(size=(2, 5, 8)).astype(np.float32)
 
 
-def reference_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray,
-                        mask: np.ndarray | None = None, bias: np.ndarray | None = None
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def reference_attention(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    mask: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
     group = q.shape[-2] // k.shape[-2]
     k, v = np.repeat(k, group, axis=-2), np.repeat(v, group, axis=-2)
@@ -43,20 +49,25 @@ def test_dot_product_attention_plain_masked_biased() -> None:
     mask[..., 0] = True
     bias = RNG.normal(size=(1, 4, 5, 6)).astype(np.float32)
     out, weights = reference_attention(Q, K, V, mask, bias)
-    assert_close(nnx_nn.dot_product_attention(Q, K, V, bias=bias, mask=mask), out, rtol=1e-4,
-                 atol=1e-5)
-    assert_close(nnx_nn.dot_product_attention_weights(Q, K, bias=bias, mask=mask), weights,
-                 rtol=1e-4, atol=1e-6)
+    assert_close(
+        nnx_nn.dot_product_attention(Q, K, V, bias=bias, mask=mask), out, rtol=1e-4, atol=1e-5
+    )
+    assert_close(
+        nnx_nn.dot_product_attention_weights(Q, K, bias=bias, mask=mask),
+        weights,
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 def test_causal_grouped_query_and_extra_batch_axes() -> None:
     causal = np.tril(np.ones((5, 5), bool))
     k, v = K[:, :5, :2], V[:, :5, :2]  # 2 kv heads serve 4 query heads
     out, weights = reference_attention(Q, k, v, causal)
-    assert_close(nnx_nn.dot_product_attention(Q, k, v, is_causal=True), out, rtol=1e-4,
-                 atol=1e-5)
-    assert_close(nnx_nn.dot_product_attention_weights(Q, k, is_causal=True), weights,
-                 rtol=1e-4, atol=1e-6)
+    assert_close(nnx_nn.dot_product_attention(Q, k, v, is_causal=True), out, rtol=1e-4, atol=1e-5)
+    assert_close(
+        nnx_nn.dot_product_attention_weights(Q, k, is_causal=True), weights, rtol=1e-4, atol=1e-6
+    )
     # The slow path (sowing weights) agrees with the fused one.
     module = nnx_graph.Module()
     slow = nnx_nn.dot_product_attention(Q, k, v, is_causal=True, module=module)
@@ -92,30 +103,40 @@ def test_masks() -> None:
     assert nnx_nn.combine_masks(None, None) is None
 
 
-def mha_reference(mha: nnx_nn.MultiHeadAttention, x: np.ndarray, context: np.ndarray,
-                  mask: np.ndarray | None = None) -> np.ndarray:
+def mha_reference(
+    mha: nnx_nn.MultiHeadAttention,
+    x: np.ndarray,
+    context: np.ndarray,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
     def project(layer: nnx_nn.LinearGeneral, inputs: np.ndarray) -> np.ndarray:
-        return np.einsum("bti,ihd->bthd", inputs, layer.kernel.value) + np.asarray(
-            layer.bias.value)
+        return np.einsum("bti,ihd->bthd", inputs, layer.kernel.value) + np.asarray(layer.bias.value)
 
     q, k, v = project(mha.query, x), project(mha.key, context), project(mha.value, context)
     ctx, _ = reference_attention(q, k, v, mask)
-    return np.einsum("bthd,hdo->bto", ctx, mha.out.kernel.value) + np.asarray(
-        mha.out.bias.value)
+    return np.einsum("bthd,hdo->bto", ctx, mha.out.kernel.value) + np.asarray(mha.out.bias.value)
 
 
 def test_multihead_self_and_cross_attention_with_mask() -> None:
-    mha = nnx_nn.MultiHeadAttention(2, 8, qkv_features=6, out_features=5, in_kv_features=3,
-                                    bias_init=nnx_nn.initializers.normal(0.5),
-                                    rngs=nnx_graph.Rngs(0))
+    mha = nnx_nn.MultiHeadAttention(
+        2,
+        8,
+        qkv_features=6,
+        out_features=5,
+        in_kv_features=3,
+        bias_init=nnx_nn.initializers.normal(0.5),
+        kernel_init=NP,
+        rngs=nnx_graph.Rngs(0),
+    )
     assert mha.query.kernel.shape == (8, 2, 3) and mha.key.kernel.shape == (3, 2, 3)
     assert mha.out.kernel.shape == (2, 3, 5)
     context = RNG.normal(size=(2, 6, 3)).astype(np.float32)
     mask = RNG.uniform(size=(2, 1, 5, 6)) > 0.3
     mask[..., 0] = True
-    assert_close(mha(X, context, mask=mask), mha_reference(mha, X, context, mask), rtol=1e-4,
-                 atol=1e-5)
-    self_attn = nnx_nn.MultiHeadAttention(2, 8, rngs=nnx_graph.Rngs(1))
+    assert_close(
+        mha(X, context, mask=mask), mha_reference(mha, X, context, mask), rtol=1e-4, atol=1e-5
+    )
+    self_attn = nnx_nn.MultiHeadAttention(2, 8, kernel_init=NP, rngs=nnx_graph.Rngs(1))
     assert_close(self_attn(X), mha_reference(self_attn, X, X), rtol=1e-4, atol=1e-5)
 
     grads = param_grads(self_attn, lambda m: jnp.sum(m(X) ** 2))
@@ -125,24 +146,25 @@ def test_multihead_self_and_cross_attention_with_mask() -> None:
         ctx = jax.nn.dot_product_attention(q, k, v)
         return jnp.sum(jnp.einsum("bthd,hdo->bto", ctx, wo) ** 2)
 
-    expected = ref_grads(reference, *(getattr(self_attn, n).kernel.value
-                                      for n in ("query", "key", "value", "out")))
+    expected = ref_grads(
+        reference, *(getattr(self_attn, n).kernel.value for n in ("query", "key", "value", "out"))
+    )
     for name, g in zip(("query", "key", "value", "out"), expected):
         assert_close(grads[(name, "kernel")], g, rtol=1e-3, atol=1e-4)
 
 
 def test_multihead_decode_matches_causal_attention() -> None:
-    mha = nnx_nn.MultiHeadAttention(4, 8, num_kv_heads=2, rngs=nnx_graph.Rngs(0))
+    mha = nnx_nn.MultiHeadAttention(4, 8, num_kv_heads=2, kernel_init=NP, rngs=nnx_graph.Rngs(0))
     full = np.asarray(mha(X, is_causal=True))
     mha.init_cache(X.shape)
     assert mha.cached_key.shape == (2, 5, 2, 2)
-    steps = [np.asarray(mha(X[:, i:i + 1], decode=True)) for i in range(5)]
+    steps = [np.asarray(mha(X[:, i : i + 1], decode=True)) for i in range(5)]
     assert_close(np.concatenate(steps, axis=1), full, rtol=1e-4, atol=1e-5)
     assert int(mha.cache_index.value) == 5
 
 
 def test_multihead_decode_under_jit_with_split_merge() -> None:
-    mha = nnx_nn.MultiHeadAttention(2, 8, decode=True, rngs=nnx_graph.Rngs(0))
+    mha = nnx_nn.MultiHeadAttention(2, 8, decode=True, kernel_init=NP, rngs=nnx_graph.Rngs(0))
     mha.init_cache(X.shape)
     graphdef, state = nnx_graph.split(mha)
 
@@ -153,7 +175,7 @@ def test_multihead_decode_under_jit_with_split_merge() -> None:
 
     outs = []
     for i in range(5):
-        y, state = step(state, X[:, i:i + 1])
+        y, state = step(state, X[:, i : i + 1])
         outs.append(np.asarray(y))
     mha.decode = False
     expected = np.asarray(mha(X, mask=nnx_nn.make_causal_mask(jnp.ones((2, 5)))))
@@ -161,8 +183,9 @@ def test_multihead_decode_under_jit_with_split_merge() -> None:
 
 
 def test_multihead_dropout_modes_normalize_qk_and_sow() -> None:
-    mha = nnx_nn.MultiHeadAttention(2, 8, dropout_rate=0.5, normalize_qk=True,
-                                    rngs=nnx_graph.Rngs(0))
+    mha = nnx_nn.MultiHeadAttention(
+        2, 8, dropout_rate=0.5, normalize_qk=True, kernel_init=NP, rngs=nnx_graph.Rngs(0)
+    )
     assert mha.query_ln is not None and mha.query_ln.scale.shape == (4,)
     mha.train()
     a, b = np.asarray(mha(X)), np.asarray(mha(X))
@@ -175,8 +198,10 @@ def test_multihead_dropout_modes_normalize_qk_and_sow() -> None:
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16])
 def test_multihead_mixed_precision(dtype: jnp.dtype) -> None:
-    mha = nnx_nn.MultiHeadAttention(2, 8, dtype=dtype, rngs=nnx_graph.Rngs(0))
+    mha = nnx_nn.MultiHeadAttention(
+        2, 8, dtype=dtype, kernel_init=np_init(0.3), rngs=nnx_graph.Rngs(0)
+    )
     y = mha(X)
     assert y.dtype == dtype and mha.query.kernel.dtype == jnp.float32
-    full = nnx_nn.MultiHeadAttention(2, 8, rngs=nnx_graph.Rngs(0))
+    full = nnx_nn.MultiHeadAttention(2, 8, kernel_init=np_init(0.3), rngs=nnx_graph.Rngs(0))
     assert_close(y, full(X), rtol=0.1, atol=0.1)

@@ -39,7 +39,9 @@ def test_stream_falls_back_to_default_and_forks_at_construction() -> None:
 def test_per_call_rngs_key_and_stream() -> None:
     drop = nnx_nn.Dropout(0.5)
     key = jax.random.key(3)
-    np.testing.assert_array_equal(np.asarray(drop(ONES, rngs=key)), np.asarray(drop(ONES, rngs=key)))
+    np.testing.assert_array_equal(
+        np.asarray(drop(ONES, rngs=key)), np.asarray(drop(ONES, rngs=key))
+    )
     rngs = nnx_graph.Rngs(dropout=1)
     drop(ONES, rngs=rngs)
     assert int(rngs.dropout.count.value) == 1

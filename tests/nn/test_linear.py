@@ -11,14 +11,15 @@ import pytest
 import nnx_graph
 import nnx_nn
 
-from .helpers import assert_close, param_grads, ref_grads
+from .helpers import assert_close, np_init, param_grads, ref_grads
+
+NP = np_init()
 
 X = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
 
 
 def test_linear_matches_matmul_and_gradients() -> None:
-    layer = nnx_nn.Linear(3, 4, bias_init=nnx_nn.initializers.normal(1.0),
-                          rngs=nnx_graph.Rngs(0))
+    layer = nnx_nn.Linear(3, 4, kernel_init=NP, bias_init=NP, rngs=nnx_graph.Rngs(0))
     kernel, bias = np.asarray(layer.kernel.value), np.asarray(layer.bias.value)
     assert kernel.shape == (3, 4) and bias.shape == (4,)
     assert_close(layer(X), X @ kernel + bias)
@@ -33,7 +34,7 @@ def test_linear_matches_matmul_and_gradients() -> None:
 
 
 def test_linear_without_bias_and_param_names() -> None:
-    layer = nnx_nn.Linear(3, 4, use_bias=False, rngs=nnx_graph.Rngs(0))
+    layer = nnx_nn.Linear(3, 4, use_bias=False, kernel_init=NP, rngs=nnx_graph.Rngs(0))
     assert layer.bias is None
     assert [p for p, _ in nnx_graph.to_flat_state(nnx_graph.state(layer))] == [("kernel",)]
     assert_close(layer(X), X @ np.asarray(layer.kernel.value))
@@ -43,13 +44,14 @@ def test_linear_initialises_like_flax_key_order() -> None:
     # kernel then bias from rngs.params(): the same keys Flax uses.
     rngs = nnx_graph.Rngs(params=0)
     layer = nnx_nn.Linear(3, 4, rngs=rngs)
-    expected = nnx_nn.initializers.lecun_normal()(nnx_graph.Rngs(params=0).params(), (3, 4),
-                                                  jnp.float32)
+    expected = nnx_nn.initializers.lecun_normal()(
+        nnx_graph.Rngs(params=0).params(), (3, 4), jnp.float32
+    )
     assert_close(layer.kernel.value, expected)
 
 
 def test_linear_under_jit_through_split_merge() -> None:
-    layer = nnx_nn.Linear(3, 4, rngs=nnx_graph.Rngs(0))
+    layer = nnx_nn.Linear(3, 4, kernel_init=NP, rngs=nnx_graph.Rngs(0))
     graphdef, state = nnx_graph.split(layer)
 
     @jax.jit
@@ -60,8 +62,9 @@ def test_linear_under_jit_through_split_merge() -> None:
 
 
 def test_linear_general_contracts_chosen_axes() -> None:
-    layer = nnx_nn.LinearGeneral((5, 3), (2, 4), axis=(1, 2), rngs=nnx_graph.Rngs(0),
-                                 bias_init=nnx_nn.initializers.normal(1.0))
+    layer = nnx_nn.LinearGeneral(
+        (5, 3), (2, 4), axis=(1, 2), kernel_init=NP, bias_init=NP, rngs=nnx_graph.Rngs(0)
+    )
     kernel, bias = np.asarray(layer.kernel.value), np.asarray(layer.bias.value)
     assert kernel.shape == (5, 3, 2, 4) and bias.shape == (2, 4)
     assert_close(layer(X), np.einsum("bij,ijkl->bkl", X, kernel) + bias)
@@ -71,10 +74,16 @@ def test_linear_general_contracts_chosen_axes() -> None:
 
 
 def test_linear_general_default_is_linear_and_batch_axis() -> None:
-    layer = nnx_nn.LinearGeneral(3, 4, rngs=nnx_graph.Rngs(0))
+    layer = nnx_nn.LinearGeneral(3, 4, kernel_init=NP, rngs=nnx_graph.Rngs(0))
     assert_close(layer(X), X @ np.asarray(layer.kernel.value))
-    batched = nnx_nn.LinearGeneral(3, 4, batch_axis={0: 2}, rngs=nnx_graph.Rngs(0),
-                                   bias_init=nnx_nn.initializers.ones)
+    batched = nnx_nn.LinearGeneral(
+        3,
+        4,
+        batch_axis={0: 2},
+        kernel_init=NP,
+        bias_init=nnx_nn.initializers.ones,
+        rngs=nnx_graph.Rngs(0),
+    )
     kernel = np.asarray(batched.kernel.value)
     assert kernel.shape == (2, 3, 4) and batched.bias.shape == (2, 4)
     assert_close(batched(X), np.einsum("btc,bco->bto", X, kernel) + 1.0)
@@ -92,8 +101,9 @@ def test_linear_general_kernel_init_sees_a_matrix() -> None:
 
 
 def test_einsum_with_broadcast_bias_and_call_override() -> None:
-    layer = nnx_nn.Einsum("btc,hco->btho", (2, 3, 4), (2, 4), rngs=nnx_graph.Rngs(0),
-                          bias_init=nnx_nn.initializers.normal(1.0))
+    layer = nnx_nn.Einsum(
+        "btc,hco->btho", (2, 3, 4), (2, 4), kernel_init=NP, bias_init=NP, rngs=nnx_graph.Rngs(0)
+    )
     kernel, bias = np.asarray(layer.kernel.value), np.asarray(layer.bias.value)
     assert_close(layer(X), np.einsum("btc,hco->btho", X, kernel) + bias)
     # Same kernel, another equation given at call time (ellipsis on the input).
@@ -103,13 +113,13 @@ def test_einsum_with_broadcast_bias_and_call_override() -> None:
 
 
 def test_einsum_without_bias() -> None:
-    layer = nnx_nn.Einsum("btc,co->bo", (3, 4), rngs=nnx_graph.Rngs(0))
+    layer = nnx_nn.Einsum("btc,co->bo", (3, 4), kernel_init=NP, rngs=nnx_graph.Rngs(0))
     assert layer.bias is None
     assert_close(layer(X), np.einsum("btc,co->bo", X, np.asarray(layer.kernel.value)))
 
 
 def test_embed_lookup_attend_and_gradient() -> None:
-    embed = nnx_nn.Embed(6, 3, rngs=nnx_graph.Rngs(0))
+    embed = nnx_nn.Embed(6, 3, embedding_init=NP, rngs=nnx_graph.Rngs(0))
     table = np.asarray(embed.embedding.value)
     ids = np.array([[0, 5, 2], [2, 2, 1]])
     assert_close(embed(ids), table[ids])
@@ -121,16 +131,16 @@ def test_embed_lookup_attend_and_gradient() -> None:
 
 
 def test_embed_single_entry_broadcasts_and_dtype() -> None:
-    embed = nnx_nn.Embed(1, 3, rngs=nnx_graph.Rngs(0))
+    embed = nnx_nn.Embed(1, 3, embedding_init=NP, rngs=nnx_graph.Rngs(0))
     out = embed(np.zeros((2, 4), np.int32))
     assert out.shape == (2, 4, 3)
-    half = nnx_nn.Embed(6, 3, dtype=jnp.bfloat16, rngs=nnx_graph.Rngs(0))
+    half = nnx_nn.Embed(6, 3, dtype=jnp.bfloat16, embedding_init=NP, rngs=nnx_graph.Rngs(0))
     assert half.embedding.dtype == jnp.float32
     assert half(np.array([1, 2])).dtype == jnp.bfloat16
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_linear_param_dtype(dtype: jnp.dtype) -> None:
-    layer = nnx_nn.Linear(3, 4, param_dtype=dtype, rngs=nnx_graph.Rngs(0))
+    layer = nnx_nn.Linear(3, 4, param_dtype=dtype, kernel_init=NP, rngs=nnx_graph.Rngs(0))
     assert layer.kernel.dtype == dtype and layer.bias.dtype == dtype
     assert layer(X.astype(dtype)).dtype == dtype

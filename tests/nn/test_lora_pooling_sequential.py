@@ -11,7 +11,9 @@ import pytest
 import nnx_graph
 import nnx_nn
 
-from .helpers import assert_close, param_grads
+from .helpers import assert_close, np_init, param_grads
+
+NP = np_init()
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(2, 3)).astype(np.float32)
@@ -20,46 +22,64 @@ IMG = RNG.normal(size=(2, 6, 5, 3)).astype(np.float32)
 
 def test_lora_adds_a_low_rank_update_to_the_base_module() -> None:
     rngs = nnx_graph.Rngs(0)
-    base = nnx_nn.Linear(3, 4, rngs=rngs)
-    lora = nnx_nn.LoRA(3, 2, 4, base_module=base, b_initializer=nnx_nn.initializers.normal(1.0),
-                       rngs=rngs)
+    base = nnx_nn.Linear(3, 4, kernel_init=NP, rngs=rngs)
+    lora = nnx_nn.LoRA(
+        3,
+        2,
+        4,
+        base_module=base,
+        b_initializer=nnx_nn.initializers.normal(1.0),
+        a_initializer=NP,
+        rngs=rngs,
+    )
     a, b = np.asarray(lora.lora_a.value), np.asarray(lora.lora_b.value)
     assert isinstance(lora.lora_a, nnx_nn.LoRAParam)
     assert_close(lora(X), X @ a @ b + np.asarray(base(X)), rtol=1e-5)
     # Only the adapters, selected by their Variable type.
-    graphdef, adapters, rest = nnx_graph.split(lora, nnx_nn.LoRAParam, ...)
+    _, adapters, _ = nnx_graph.split(lora, nnx_nn.LoRAParam, ...)
     assert sorted(path for path, _ in nnx_graph.to_flat_state(adapters)) == [
-        ("lora_a",), ("lora_b",)]
+        ("lora_a",),
+        ("lora_b",),
+    ]
     grads = param_grads(lora, lambda m: jnp.sum(m(X)))
     assert_close(grads[("lora_b",)], np.outer((X @ a).sum(0), np.ones(4)), rtol=1e-5)
 
 
 def test_lora_linear_keeps_the_linear_state_layout() -> None:
-    layer = nnx_nn.LoRALinear(3, 4, lora_rank=2, rngs=nnx_graph.Rngs(0))
+    layer = nnx_nn.LoRALinear(
+        3, 4, lora_rank=2, kernel_init=NP, a_initializer=NP, rngs=nnx_graph.Rngs(0)
+    )
     paths = sorted(path for path, _ in nnx_graph.to_flat_state(nnx_graph.state(layer)))
     assert paths == [("bias",), ("kernel",), ("lora", "lora_a"), ("lora", "lora_b")]
     kernel = np.asarray(layer.kernel.value)
     assert_close(layer(X), X @ kernel)  # lora_b starts at zero
     layer.lora.lora_b.value = jnp.ones((2, 4))
-    assert_close(layer(X), X @ kernel + X @ np.asarray(layer.lora.lora_a.value) @ np.ones((2, 4)),
-                 rtol=1e-5)
+    assert_close(
+        layer(X), X @ kernel + X @ np.asarray(layer.lora.lora_a.value) @ np.ones((2, 4)), rtol=1e-5
+    )
 
 
-def window_reduce(x: np.ndarray, window: tuple[int, int], strides: tuple[int, int],
-                  reduce: object) -> np.ndarray:
+def window_reduce(
+    x: np.ndarray, window: tuple[int, int], strides: tuple[int, int], reduce: object
+) -> np.ndarray:
     n, h, w, c = x.shape
     oh, ow = (h - window[0]) // strides[0] + 1, (w - window[1]) // strides[1] + 1
     out = np.zeros((n, oh, ow, c))
     for i in range(oh):
         for j in range(ow):
-            patch = x[:, i * strides[0]:i * strides[0] + window[0],
-                      j * strides[1]:j * strides[1] + window[1]]
+            patch = x[
+                :,
+                i * strides[0] : i * strides[0] + window[0],
+                j * strides[1] : j * strides[1] + window[1],
+            ]
             out[:, i, j] = reduce(patch, axis=(1, 2))  # type: ignore[operator]
     return out
 
 
-@pytest.mark.parametrize(("fn", "reduce"), [(nnx_nn.max_pool, np.max), (nnx_nn.min_pool, np.min),
-                                            (nnx_nn.avg_pool, np.mean)])
+@pytest.mark.parametrize(
+    ("fn", "reduce"),
+    [(nnx_nn.max_pool, np.max), (nnx_nn.min_pool, np.min), (nnx_nn.avg_pool, np.mean)],
+)
 def test_pooling_matches_window_reductions(fn: object, reduce: object) -> None:
     y = fn(IMG, (2, 2), strides=(2, 1))  # type: ignore[operator]
     assert_close(y, window_reduce(IMG, (2, 2), (2, 1), reduce), rtol=1e-5)
@@ -79,8 +99,12 @@ def test_avg_pool_padding_and_single_example() -> None:
 
 def test_sequential_chains_layers_functions_and_forwards_rngs() -> None:
     rngs = nnx_graph.Rngs(0)
-    model = nnx_nn.Sequential(nnx_nn.Linear(3, 4, rngs=rngs), nnx_nn.relu,
-                              nnx_nn.Dropout(0.5), nnx_nn.Linear(4, 2, rngs=rngs))
+    model = nnx_nn.Sequential(
+        nnx_nn.Linear(3, 4, kernel_init=NP, rngs=rngs),
+        nnx_nn.relu,
+        nnx_nn.Dropout(0.5),
+        nnx_nn.Linear(4, 2, kernel_init=NP, rngs=rngs),
+    )
     first, last = model.layers[0], model.layers[3]
     hidden = jax.nn.relu(X @ np.asarray(first.kernel.value))
     model.eval()
@@ -94,8 +118,9 @@ def test_sequential_chains_layers_functions_and_forwards_rngs() -> None:
 
 
 def test_sequential_splats_tuples_and_dicts_and_empty() -> None:
-    model = nnx_nn.Sequential(lambda x: (x, x + 1), lambda a, b: {"a": a, "b": b},
-                              lambda a, b: a * b)
+    model = nnx_nn.Sequential(
+        lambda x: (x, x + 1), lambda a, b: {"a": a, "b": b}, lambda a, b: a * b
+    )
     assert model(2.0) == 6.0
     assert nnx_nn.Sequential()(5) == 5
     assert nnx_nn.Sequential()(1, 2) == (1, 2)
@@ -111,13 +136,38 @@ def test_prelu() -> None:
 
 
 def test_activations_and_initializers_are_jaxs() -> None:
-    for name in ("relu", "gelu", "silu", "softmax", "log_softmax", "one_hot", "standardize",
-                 "glu", "celu", "elu", "selu", "swish", "soft_sign", "softplus", "sigmoid"):
+    for name in (
+        "relu",
+        "gelu",
+        "silu",
+        "softmax",
+        "log_softmax",
+        "one_hot",
+        "standardize",
+        "glu",
+        "celu",
+        "elu",
+        "selu",
+        "swish",
+        "soft_sign",
+        "softplus",
+        "sigmoid",
+    ):
         assert getattr(nnx_nn, name) is getattr(jax.nn, name)
     assert nnx_nn.tanh is jnp.tanh
     init = nnx_nn.initializers
     assert init.zeros_init() is jax.nn.initializers.zeros
     assert init.ones_init()(jax.random.key(0), (2,), jnp.float32).tolist() == [1.0, 1.0]
-    for name in ("lecun_normal", "variance_scaling", "normal", "uniform", "xavier_uniform",
-                 "he_normal", "orthogonal", "constant", "truncated_normal", "glorot_normal"):
+    for name in (
+        "lecun_normal",
+        "variance_scaling",
+        "normal",
+        "uniform",
+        "xavier_uniform",
+        "he_normal",
+        "orthogonal",
+        "constant",
+        "truncated_normal",
+        "glorot_normal",
+    ):
         assert getattr(init, name) is getattr(jax.nn.initializers, name)

@@ -11,15 +11,19 @@ import pytest
 import nnx_graph
 import nnx_nn
 
-from .helpers import param_grads
+from .helpers import np_init, param_grads
+
+NP = np_init()
 
 
 class Block(nnx_graph.Module):
     def __init__(self, rngs: nnx_graph.Rngs) -> None:
-        self.linear = nnx_nn.Linear(3, 4, rngs=rngs)
+        self.linear = nnx_nn.Linear(3, 4, kernel_init=np_init(), rngs=rngs)
         self.bn = nnx_nn.BatchNorm(4, rngs=rngs)
         self.drop = nnx_nn.Dropout(0.5, rngs=rngs)
-        self.attn = nnx_nn.MultiHeadAttention(2, 4, dropout_rate=0.2, rngs=rngs)
+        self.attn = nnx_nn.MultiHeadAttention(
+            2, 4, dropout_rate=0.2, kernel_init=np_init(), rngs=rngs
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         h = self.drop(self.bn(self.linear(x)))
@@ -29,13 +33,19 @@ class Block(nnx_graph.Module):
 def test_train_and_eval_switch_every_layer() -> None:
     model = Block(nnx_graph.Rngs(0))
     model.eval()
-    assert (model.bn.use_running_average, model.drop.deterministic,
-            model.attn.deterministic) == (True, True, True)
+    assert (model.bn.use_running_average, model.drop.deterministic, model.attn.deterministic) == (
+        True,
+        True,
+        True,
+    )
     x = jnp.ones((5, 3))
     np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(model(x)))
     model.train()
-    assert (model.bn.use_running_average, model.drop.deterministic,
-            model.attn.deterministic) == (False, False, False)
+    assert (model.bn.use_running_average, model.drop.deterministic, model.attn.deterministic) == (
+        False,
+        False,
+        False,
+    )
     mean_before = np.asarray(model.bn.mean.value)
     model(x * 2)
     assert not np.array_equal(mean_before, np.asarray(model.bn.mean.value))
@@ -49,21 +59,46 @@ def test_view_gives_an_eval_copy_sharing_params() -> None:
 
 
 LAYERS = {
-    "Linear": (lambda r, d: nnx_nn.Linear(3, 4, dtype=d, rngs=r), (2, 3)),
-    "LinearGeneral": (lambda r, d: nnx_nn.LinearGeneral(3, (2, 2), dtype=d, rngs=r), (2, 3)),
-    "Einsum": (lambda r, d: nnx_nn.Einsum("bi,io->bo", (3, 4), (4,), dtype=d, rngs=r), (2, 3)),
-    "Conv": (lambda r, d: nnx_nn.Conv(3, 4, 3, dtype=d, rngs=r), (2, 5, 3)),
-    "ConvTranspose": (lambda r, d: nnx_nn.ConvTranspose(3, 4, 3, dtype=d, rngs=r), (2, 5, 3)),
+    "Linear": (lambda r, d: nnx_nn.Linear(3, 4, dtype=d, kernel_init=np_init(), rngs=r), (2, 3)),
+    "LinearGeneral": (
+        lambda r, d: nnx_nn.LinearGeneral(3, (2, 2), dtype=d, kernel_init=np_init(), rngs=r),
+        (2, 3),
+    ),
+    "Einsum": (
+        lambda r, d: nnx_nn.Einsum(
+            "bi,io->bo", (3, 4), (4,), dtype=d, kernel_init=np_init(), rngs=r
+        ),
+        (2, 3),
+    ),
+    "Conv": (lambda r, d: nnx_nn.Conv(3, 4, 3, dtype=d, kernel_init=np_init(), rngs=r), (2, 5, 3)),
+    "ConvTranspose": (
+        lambda r, d: nnx_nn.ConvTranspose(3, 4, 3, dtype=d, kernel_init=np_init(), rngs=r),
+        (2, 5, 3),
+    ),
     "BatchNorm": (lambda r, d: nnx_nn.BatchNorm(3, dtype=d, rngs=r), (2, 3)),
     "LayerNorm": (lambda r, d: nnx_nn.LayerNorm(3, dtype=d, rngs=r), (2, 3)),
     "RMSNorm": (lambda r, d: nnx_nn.RMSNorm(3, dtype=d, rngs=r), (2, 3)),
     "GroupNorm": (lambda r, d: nnx_nn.GroupNorm(3, num_groups=3, dtype=d, rngs=r), (2, 5, 3)),
     "InstanceNorm": (lambda r, d: nnx_nn.InstanceNorm(3, dtype=d, rngs=r), (2, 5, 3)),
-    "MultiHeadAttention": (lambda r, d: nnx_nn.MultiHeadAttention(1, 3, dtype=d, rngs=r),
-                           (2, 5, 3)),
-    "LoRA": (lambda r, d: nnx_nn.LoRA(3, 2, 4, dtype=d, rngs=r), (2, 3)),
-    "LSTMCell": (lambda r, d: nnx_nn.RNN(nnx_nn.LSTMCell(3, 4, dtype=d, param_dtype=jnp.float32,
-                                                         rngs=r)), (2, 5, 3)),
+    "MultiHeadAttention": (
+        lambda r, d: nnx_nn.MultiHeadAttention(1, 3, dtype=d, kernel_init=np_init(), rngs=r),
+        (2, 5, 3),
+    ),
+    "LoRA": (lambda r, d: nnx_nn.LoRA(3, 2, 4, dtype=d, a_initializer=np_init(), rngs=r), (2, 3)),
+    "LSTMCell": (
+        lambda r, d: nnx_nn.RNN(
+            nnx_nn.LSTMCell(
+                3,
+                4,
+                dtype=d,
+                param_dtype=jnp.float32,
+                kernel_init=np_init(),
+                recurrent_kernel_init=np_init(),
+                rngs=r,
+            )
+        ),
+        (2, 5, 3),
+    ),
     "PReLU": (lambda r, d: nnx_nn.PReLU(dtype=d), (2, 3)),
 }
 
@@ -83,7 +118,8 @@ def test_bfloat16_compute_with_float32_params(name: str) -> None:
     else:
         assert y.dtype == jnp.bfloat16
     reference = build(nnx_graph.Rngs(0), None)(x)
-    np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(reference), rtol=0.05,
-                               atol=0.05)
+    np.testing.assert_allclose(
+        np.asarray(y, np.float32), np.asarray(reference), rtol=0.05, atol=0.05
+    )
     grads = param_grads(layer, lambda m: jnp.sum(m(x).astype(jnp.float32)))
     assert all(g.dtype == np.float32 for g in grads.values())

@@ -11,11 +11,13 @@ import pytest
 import nnx_graph
 import nnx_nn
 
-from .helpers import assert_close, param_grads, ref_grads
+from .helpers import assert_close, np_init, param_grads, ref_grads
+
+NP = np_init()
 
 RNG = np.random.default_rng(0)
 X = (RNG.normal(size=(4, 5, 6)) * 3 + 1).astype(np.float32)
-RANDOM = nnx_nn.initializers.normal(1.0)
+RANDOM = np_init(seed=1)
 
 
 def standardize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarray:
@@ -26,8 +28,9 @@ def standardize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarray:
 
 
 def test_batchnorm_training_updates_running_stats_then_eval_uses_them() -> None:
-    bn = nnx_nn.BatchNorm(6, momentum=0.8, scale_init=RANDOM, bias_init=RANDOM,
-                          rngs=nnx_graph.Rngs(0))
+    bn = nnx_nn.BatchNorm(
+        6, momentum=0.8, scale_init=RANDOM, bias_init=RANDOM, rngs=nnx_graph.Rngs(0)
+    )
     scale, bias = np.asarray(bn.scale.value), np.asarray(bn.bias.value)
     y = bn(X)
     assert_close(y, standardize(X, (0, 1), 1e-5) * scale + bias, rtol=1e-4, atol=1e-4)
@@ -61,8 +64,9 @@ def test_batchnorm_gradients_in_training_mode() -> None:
 
 
 def test_batchnorm_feature_axis_mask_and_slow_variance() -> None:
-    bn = nnx_nn.BatchNorm(5, axis=1, use_fast_variance=False, use_bias=False,
-                          use_scale=False, rngs=nnx_graph.Rngs(0))
+    bn = nnx_nn.BatchNorm(
+        5, axis=1, use_fast_variance=False, use_bias=False, use_scale=False, rngs=nnx_graph.Rngs(0)
+    )
     assert bn.scale is None and bn.bias is None
     assert_close(bn(X), standardize(X, (0, 2), 1e-5), rtol=1e-4, atol=1e-4)
     mask = np.ones(X.shape, bool)
@@ -75,11 +79,16 @@ def test_batchnorm_feature_axis_mask_and_slow_variance() -> None:
 
 @pytest.mark.parametrize(("reduction_axes", "feature_axes"), [(-1, -1), ((1, 2), -1)])
 def test_layernorm(reduction_axes: object, feature_axes: object) -> None:
-    ln = nnx_nn.LayerNorm(6, reduction_axes=reduction_axes, feature_axes=feature_axes,
-                          scale_init=RANDOM, bias_init=RANDOM, rngs=nnx_graph.Rngs(0))
+    ln = nnx_nn.LayerNorm(
+        6,
+        reduction_axes=reduction_axes,
+        feature_axes=feature_axes,
+        scale_init=RANDOM,
+        bias_init=RANDOM,
+        rngs=nnx_graph.Rngs(0),
+    )
     axes = (2,) if reduction_axes == -1 else (1, 2)
-    expected = standardize(X, axes, 1e-6) * np.asarray(ln.scale.value) + np.asarray(
-        ln.bias.value)
+    expected = standardize(X, axes, 1e-6) * np.asarray(ln.scale.value) + np.asarray(ln.bias.value)
     assert_close(ln(X), expected, rtol=1e-4, atol=1e-4)
     grads = param_grads(ln, lambda m: jnp.sum(m(X) * X))
     assert_close(grads[("bias",)], X.sum((0, 1)), rtol=1e-4)
@@ -95,16 +104,18 @@ def test_rmsnorm() -> None:
 
 
 def test_groupnorm_by_groups_and_by_group_size() -> None:
-    gn = nnx_nn.GroupNorm(6, num_groups=3, scale_init=RANDOM, bias_init=RANDOM,
-                          rngs=nnx_graph.Rngs(0))
+    gn = nnx_nn.GroupNorm(
+        6, num_groups=3, scale_init=RANDOM, bias_init=RANDOM, rngs=nnx_graph.Rngs(0)
+    )
     grouped = X.reshape(4, 5, 3, 2)
     expected = standardize(grouped, (1, 3), 1e-6).reshape(X.shape)
     expected = expected * np.asarray(gn.scale.value) + np.asarray(gn.bias.value)
     assert_close(gn(X), expected, rtol=1e-4, atol=1e-4)
     by_size = nnx_nn.GroupNorm(6, num_groups=None, group_size=2, rngs=nnx_graph.Rngs(0))
     assert by_size.num_groups == 3
-    assert_close(by_size(X), standardize(grouped, (1, 3), 1e-6).reshape(X.shape), rtol=1e-4,
-                 atol=1e-4)
+    assert_close(
+        by_size(X), standardize(grouped, (1, 3), 1e-6).reshape(X.shape), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_instancenorm() -> None:
@@ -125,7 +136,7 @@ def test_normalization_output_dtype_follows_params_and_dtype() -> None:
 
 
 def test_spectral_norm_divides_by_the_largest_singular_value() -> None:
-    linear = nnx_nn.Linear(6, 4, rngs=nnx_graph.Rngs(0))
+    linear = nnx_nn.Linear(6, 4, kernel_init=NP, rngs=nnx_graph.Rngs(0))
     raw = np.asarray(linear.kernel.value)
     layer = nnx_nn.SpectralNorm(linear, n_steps=30, rngs=nnx_graph.Rngs(1))
     sigma = np.linalg.svd(raw.astype(np.float64), compute_uv=False)[0]
@@ -141,8 +152,9 @@ def test_spectral_norm_divides_by_the_largest_singular_value() -> None:
 
 
 def test_spectral_norm_gradient_reaches_the_raw_kernel() -> None:
-    layer = nnx_nn.SpectralNorm(nnx_nn.Linear(6, 4, rngs=nnx_graph.Rngs(0)),
-                                rngs=nnx_graph.Rngs(1))
+    layer = nnx_nn.SpectralNorm(
+        nnx_nn.Linear(6, 4, kernel_init=NP, rngs=nnx_graph.Rngs(0)), rngs=nnx_graph.Rngs(1)
+    )
     u0 = np.asarray(layer.batch_stats[("kernel", "u")].value)
     grads = param_grads(layer, lambda m: jnp.sum(m(X) ** 2))
 
@@ -155,14 +167,15 @@ def test_spectral_norm_gradient_reaches_the_raw_kernel() -> None:
         sigma = (v @ kernel @ u.T)[0, 0]
         return jnp.sum((X @ (kernel / sigma) + bias) ** 2)
 
-    gk, gb = ref_grads(reference, layer.layer_instance.kernel.value,
-                       layer.layer_instance.bias.value)
+    gk, gb = ref_grads(
+        reference, layer.layer_instance.kernel.value, layer.layer_instance.bias.value
+    )
     assert_close(grads[("layer_instance", "kernel")], gk, rtol=1e-3, atol=1e-4)
     assert_close(grads[("layer_instance", "bias")], gb, rtol=1e-4, atol=1e-4)
 
 
 def test_weight_norm_output_and_gradients() -> None:
-    linear = nnx_nn.Linear(6, 4, rngs=nnx_graph.Rngs(0))
+    linear = nnx_nn.Linear(6, 4, kernel_init=NP, rngs=nnx_graph.Rngs(0))
     layer = nnx_nn.WeightNorm(linear, scale_init=RANDOM, rngs=nnx_graph.Rngs(1))
     kernel, bias = linear.kernel.value, linear.bias.value
     scale = layer.scales[("kernel",)].value

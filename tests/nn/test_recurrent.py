@@ -11,14 +11,16 @@ import nnx_graph
 import nnx_nn
 from nnx_nn.nn import flip_sequences
 
-from .helpers import assert_close, param_grads
+from .helpers import assert_close, np_init, param_grads
+
+NP = np_init()
 
 RNG = np.random.default_rng(0)
 XS = RNG.normal(size=(2, 6, 3)).astype(np.float32)  # (batch, time, features)
 X = XS[:, 0]
 H = RNG.normal(size=(2, 4)).astype(np.float32)
 C = RNG.normal(size=(2, 4)).astype(np.float32)
-BIAS = nnx_nn.initializers.normal(0.5)
+BIAS = np_init(0.5, seed=1)
 
 
 def dense(layer: nnx_nn.Linear, x: np.ndarray) -> np.ndarray:
@@ -31,7 +33,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def test_lstm_cell_equations() -> None:
-    cell = nnx_nn.LSTMCell(3, 4, bias_init=BIAS, rngs=nnx_graph.Rngs(0))
+    cell = nnx_nn.LSTMCell(
+        3, 4, bias_init=BIAS, kernel_init=NP, recurrent_kernel_init=NP, rngs=nnx_graph.Rngs(0)
+    )
     (c, h), y = cell((C, H), X)
     i = sigmoid(dense(cell.ii, X) + dense(cell.hi, H))
     f = sigmoid(dense(cell.if_, X) + dense(cell.hf, H))
@@ -46,16 +50,23 @@ def test_lstm_cell_equations() -> None:
 
 
 def test_optimized_lstm_matches_lstm_with_the_same_weights() -> None:
-    lstm = nnx_nn.LSTMCell(3, 4, bias_init=BIAS, rngs=nnx_graph.Rngs(0))
-    fused = nnx_nn.OptimizedLSTMCell(3, 4, rngs=nnx_graph.Rngs(1))
+    lstm = nnx_nn.LSTMCell(
+        3, 4, bias_init=BIAS, kernel_init=NP, recurrent_kernel_init=NP, rngs=nnx_graph.Rngs(0)
+    )
+    fused = nnx_nn.OptimizedLSTMCell(
+        3, 4, kernel_init=NP, recurrent_kernel_init=NP, rngs=nnx_graph.Rngs(1)
+    )
     fused.dense_i.kernel.value = jnp.concatenate(
-        [lstm.ii.kernel.value, lstm.if_.kernel.value, lstm.ig.kernel.value,
-         lstm.io.kernel.value], axis=-1)
+        [lstm.ii.kernel.value, lstm.if_.kernel.value, lstm.ig.kernel.value, lstm.io.kernel.value],
+        axis=-1,
+    )
     fused.dense_h.kernel.value = jnp.concatenate(
-        [lstm.hi.kernel.value, lstm.hf.kernel.value, lstm.hg.kernel.value,
-         lstm.ho.kernel.value], axis=-1)
+        [lstm.hi.kernel.value, lstm.hf.kernel.value, lstm.hg.kernel.value, lstm.ho.kernel.value],
+        axis=-1,
+    )
     fused.dense_h.bias.value = jnp.concatenate(
-        [lstm.hi.bias.value, lstm.hf.bias.value, lstm.hg.bias.value, lstm.ho.bias.value])
+        [lstm.hi.bias.value, lstm.hf.bias.value, lstm.hg.bias.value, lstm.ho.bias.value]
+    )
     (c1, h1), _ = lstm((C, H), X)
     (c2, h2), _ = fused((C, H), X)
     assert_close(c1, c2, rtol=1e-4, atol=1e-5)
@@ -63,7 +74,9 @@ def test_optimized_lstm_matches_lstm_with_the_same_weights() -> None:
 
 
 def test_gru_cell_equations() -> None:
-    cell = nnx_nn.GRUCell(3, 4, bias_init=BIAS, rngs=nnx_graph.Rngs(0))
+    cell = nnx_nn.GRUCell(
+        3, 4, bias_init=BIAS, kernel_init=NP, recurrent_kernel_init=NP, rngs=nnx_graph.Rngs(0)
+    )
     h, y = cell(H, X)
     xr, xz, xn = np.split(dense(cell.dense_i, X), 3, axis=-1)
     hr, hz, hn = np.split(dense(cell.dense_h, H), 3, axis=-1)
@@ -74,20 +87,23 @@ def test_gru_cell_equations() -> None:
 
 
 def test_simple_cell_with_and_without_residual() -> None:
-    cell = nnx_nn.SimpleCell(3, 4, bias_init=BIAS, rngs=nnx_graph.Rngs(0))
+    cell = nnx_nn.SimpleCell(
+        3, 4, bias_init=BIAS, kernel_init=NP, recurrent_kernel_init=NP, rngs=nnx_graph.Rngs(0)
+    )
     h, _ = cell(H, X)
-    assert_close(h, np.tanh(dense(cell.dense_i, X) + dense(cell.dense_h, H)), rtol=1e-4,
-                 atol=1e-5)
+    assert_close(h, np.tanh(dense(cell.dense_i, X) + dense(cell.dense_h, H)), rtol=1e-4, atol=1e-5)
     cell.residual = True
     h, _ = cell(H, X)
-    assert_close(h, np.tanh(dense(cell.dense_i, X) + dense(cell.dense_h, H) + H), rtol=1e-4,
-                 atol=1e-5)
+    assert_close(
+        h, np.tanh(dense(cell.dense_i, X) + dense(cell.dense_h, H) + H), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_initialize_carry_with_a_random_init_needs_and_uses_rngs() -> None:
-    cell = nnx_nn.GRUCell(3, 4, rngs=nnx_graph.Rngs(0))
-    carry = cell.initialize_carry(X.shape, nnx_graph.Rngs(carry=0),
-                                  carry_init=nnx_nn.initializers.normal(1.0))
+    cell = nnx_nn.GRUCell(3, 4, kernel_init=NP, recurrent_kernel_init=NP, rngs=nnx_graph.Rngs(0))
+    carry = cell.initialize_carry(
+        X.shape, nnx_graph.Rngs(carry=0), carry_init=nnx_nn.initializers.normal(1.0)
+    )
     assert carry.shape == (2, 4) and float(jnp.abs(carry).sum()) > 0
 
 
@@ -100,22 +116,31 @@ def python_loop(cell: nnx_nn.RNNCellBase, xs: jax.Array, carry: object) -> tuple
 
 
 def test_rnn_matches_a_python_loop_including_gradients() -> None:
-    rnn = nnx_nn.RNN(nnx_nn.LSTMCell(3, 4, rngs=nnx_graph.Rngs(0)), return_carry=True)
+    rnn = nnx_nn.RNN(
+        nnx_nn.LSTMCell(3, 4, kernel_init=NP, recurrent_kernel_init=NP, rngs=nnx_graph.Rngs(0)),
+        return_carry=True,
+    )
     carry, ys = rnn(XS)
     loop_carry, loop_ys = python_loop(rnn.cell, jnp.asarray(XS), rnn.cell.initialize_carry(X.shape))
     assert_close(ys, loop_ys, rtol=1e-4, atol=1e-5)
     assert_close(carry[1], loop_carry[1], rtol=1e-4, atol=1e-5)  # type: ignore[index]
 
     grads = param_grads(rnn, lambda m: jnp.sum(m(XS)[1] ** 2))
-    loop_grads = param_grads(rnn.cell, lambda cell: jnp.sum(
-        python_loop(cell, jnp.asarray(XS), cell.initialize_carry(X.shape))[1] ** 2))
+    loop_grads = param_grads(
+        rnn.cell,
+        lambda cell: jnp.sum(
+            python_loop(cell, jnp.asarray(XS), cell.initialize_carry(X.shape))[1] ** 2
+        ),
+    )
     assert set(grads) == {("cell", *path) for path in loop_grads}
     for path, g in loop_grads.items():
         assert_close(grads[("cell", *path)], g, rtol=1e-4, atol=1e-5)
 
 
 def test_rnn_time_major_reverse_keep_order_and_initial_carry() -> None:
-    rnn = nnx_nn.RNN(nnx_nn.GRUCell(3, 4, rngs=nnx_graph.Rngs(0)))
+    rnn = nnx_nn.RNN(
+        nnx_nn.GRUCell(3, 4, kernel_init=NP, recurrent_kernel_init=NP, rngs=nnx_graph.Rngs(0))
+    )
     ys = np.asarray(rnn(XS, initial_carry=H))
     _, loop_ys = python_loop(rnn.cell, jnp.asarray(XS), H)
     assert_close(ys, loop_ys, rtol=1e-4, atol=1e-5)
@@ -127,7 +152,9 @@ def test_rnn_time_major_reverse_keep_order_and_initial_carry() -> None:
 
 
 def test_rnn_seq_lengths_select_the_last_valid_carry() -> None:
-    rnn = nnx_nn.RNN(nnx_nn.SimpleCell(3, 4, rngs=nnx_graph.Rngs(0)))
+    rnn = nnx_nn.RNN(
+        nnx_nn.SimpleCell(3, 4, kernel_init=NP, recurrent_kernel_init=NP, rngs=nnx_graph.Rngs(0))
+    )
     lengths = jnp.array([3, 6])
     carry, ys = rnn(XS, seq_lengths=lengths, return_carry=True)
     assert_close(carry[0], ys[0, 2])
@@ -139,7 +166,9 @@ def test_rnn_seq_lengths_select_the_last_valid_carry() -> None:
 
 
 def test_rnn_runs_under_jit_and_carries_cell_state() -> None:
-    rnn = nnx_nn.RNN(nnx_nn.LSTMCell(3, 4, rngs=nnx_graph.Rngs(0)))
+    rnn = nnx_nn.RNN(
+        nnx_nn.LSTMCell(3, 4, kernel_init=NP, recurrent_kernel_init=NP, rngs=nnx_graph.Rngs(0))
+    )
     graphdef, state = nnx_graph.split(rnn)
     ys = jax.jit(lambda s, x: nnx_graph.merge(graphdef, s, copy=True)(x))(state, XS)
     assert_close(ys, rnn(XS), rtol=1e-5, atol=1e-6)
@@ -157,8 +186,9 @@ class CountingCell(nnx_nn.RNNCellBase):
         noise = jax.random.uniform(self.rngs.noise(), ())
         return carry + x, jnp.broadcast_to(noise, x.shape)
 
-    def initialize_carry(self, input_shape: tuple[int, ...], rngs: object = None,
-                         carry_init: object = None) -> jax.Array:
+    def initialize_carry(
+        self, input_shape: tuple[int, ...], rngs: object = None, carry_init: object = None
+    ) -> jax.Array:
         return jnp.zeros(input_shape)
 
     @property
@@ -179,14 +209,12 @@ def test_rnn_threads_variables_and_rng_streams_through_the_scan() -> None:
 
 def test_bidirectional_merges_forward_and_backward() -> None:
     rngs = nnx_graph.Rngs(0)
-    forward = nnx_nn.RNN(nnx_nn.GRUCell(3, 4, rngs=rngs))
-    backward = nnx_nn.RNN(nnx_nn.GRUCell(3, 4, rngs=rngs))
+    forward = nnx_nn.RNN(nnx_nn.GRUCell(3, 4, kernel_init=NP, recurrent_kernel_init=NP, rngs=rngs))
+    backward = nnx_nn.RNN(nnx_nn.GRUCell(3, 4, kernel_init=NP, recurrent_kernel_init=NP, rngs=rngs))
     bi = nnx_nn.Bidirectional(forward, backward, return_carry=True)
     (carry_f, carry_b), ys = bi(XS)
     assert ys.shape == (2, 6, 8)
     assert_close(ys[..., :4], forward(XS), rtol=1e-5, atol=1e-6)
-    assert_close(ys[..., 4:], backward(XS, reverse=True, keep_order=True), rtol=1e-5,
-                 atol=1e-6)
-    assert_close(carry_b, backward(XS, reverse=True, return_carry=True)[0], rtol=1e-5,
-                 atol=1e-6)
+    assert_close(ys[..., 4:], backward(XS, reverse=True, keep_order=True), rtol=1e-5, atol=1e-6)
+    assert_close(carry_b, backward(XS, reverse=True, return_carry=True)[0], rtol=1e-5, atol=1e-6)
     assert carry_f.shape == (2, 4)

@@ -67,11 +67,16 @@ def test_seed_program_three() -> None:
 
     lora_params = nnx.state(model, LoraParam)
     assert sorted(p for p, _ in nnx.to_flat_state(lora_params)) == [
-        ("linear1", "A"), ("linear1", "B"), ("linear2", "A"), ("linear2", "B")]
+        ("linear1", "A"),
+        ("linear1", "B"),
+        ("linear2", "A"),
+        ("linear2", "B"),
+    ]
     assert float(model.bn.mean.value.sum()) != 0.0  # training mode updated the stats
     model.eval()
-    np.testing.assert_array_equal(np.asarray(model(jnp.ones((3, 2)))),
-                                  np.asarray(model(jnp.ones((3, 2)))))
+    np.testing.assert_array_equal(
+        np.asarray(model(jnp.ones((3, 2)))), np.asarray(model(jnp.ones((3, 2))))
+    )
     if hasattr(nnx, "display"):
         nnx.display(model)
 

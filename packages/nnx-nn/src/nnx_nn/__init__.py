@@ -7,12 +7,12 @@ Example::
     >>> import jax.numpy as jnp, nnx_graph, nnx_nn
     >>> rngs = nnx_graph.Rngs(params=0, dropout=1)
     >>> model = nnx_nn.Sequential(
-    ...     nnx_nn.Linear(2, 16, rngs=rngs), nnx_nn.BatchNorm(16, rngs=rngs), nnx_nn.gelu,
-    ...     nnx_nn.Dropout(0.1, rngs=rngs), nnx_nn.Linear(16, 3, rngs=rngs))
-    >>> model(jnp.ones((4, 2))).shape
-    (4, 3)
-    >>> model.eval(); model(jnp.ones((4, 2))).shape
-    (4, 3)
+    ...     nnx_nn.Linear(3, 4, rngs=rngs), nnx_nn.BatchNorm(4, rngs=rngs), nnx_nn.gelu,
+    ...     nnx_nn.Dropout(0.1, rngs=rngs), nnx_nn.Linear(4, 3, rngs=rngs))
+    >>> model(jnp.ones((2, 3))).shape
+    (2, 3)
+    >>> model.eval(); model(jnp.ones((2, 3))).shape
+    (2, 3)
 """
 
 from nnx_nn import initializers

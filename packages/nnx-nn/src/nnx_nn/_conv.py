@@ -179,9 +179,9 @@ class Conv(nnx_graph.Module):
         (3, 3, 3, 4)
         >>> conv(jnp.ones((2, 8, 8, 3))).shape
         (2, 4, 4, 4)
-        >>> causal = nnx_nn.Conv(1, 1, 3, padding="CAUSAL", rngs=nnx_graph.Rngs(0))
-        >>> causal(jnp.ones((5, 1))).shape
-        (5, 1)
+        >>> causal = nnx_nn.Conv(3, 4, 3, padding="CAUSAL", rngs=nnx_graph.Rngs(0))
+        >>> causal(jnp.ones((5, 3))).shape   # one example, no batch axis
+        (5, 4)
     """
 
     _config_fields = ("in_features", "out_features", "kernel_size")

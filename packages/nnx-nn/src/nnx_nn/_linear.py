@@ -192,11 +192,14 @@ class LinearGeneral(nnx_graph.Module):
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph, nnx_nn
-        >>> layer = nnx_nn.LinearGeneral((2, 3), (4, 5), axis=(1, -1), rngs=nnx_graph.Rngs(0))
+        >>> layer = nnx_nn.LinearGeneral(3, (2, 2), rngs=nnx_graph.Rngs(0))
         >>> layer.kernel.shape, layer.bias.shape
-        ((2, 3, 4, 5), (4, 5))
-        >>> layer(jnp.ones((16, 2, 3))).shape
-        (16, 4, 5)
+        ((3, 2, 2), (2, 2))
+        >>> layer(jnp.ones((5, 3))).shape
+        (5, 2, 2)
+        >>> both = nnx_nn.LinearGeneral((1, 3), 4, axis=(1, 2), rngs=nnx_graph.Rngs(0))
+        >>> both.kernel.shape, both(jnp.ones((5, 1, 3))).shape
+        ((1, 3, 4), (5, 4))
     """
 
     _config_fields = ("in_features", "out_features", "axis")
@@ -391,9 +394,11 @@ class Einsum(nnx_graph.Module):
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph, nnx_nn
-        >>> layer = nnx_nn.Einsum("nta,hab->nthb", (8, 2, 4), (8, 4), rngs=nnx_graph.Rngs(0))
-        >>> layer(jnp.ones((16, 11, 2))).shape
-        (16, 11, 8, 4)
+        >>> layer = nnx_nn.Einsum("btc,co->bto", (3, 4), (4,), rngs=nnx_graph.Rngs(0))
+        >>> layer(jnp.ones((2, 5, 3))).shape
+        (2, 5, 4)
+        >>> layer(jnp.ones((2, 5, 3)), "btc,co->bo").shape    # another equation per call
+        (2, 4)
     """
 
     _config_fields = ("einsum_str", "kernel_shape")

@@ -89,14 +89,14 @@ class MultiHeadAttention(nnx_graph.Module):
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph, nnx_nn
-        >>> mha = nnx_nn.MultiHeadAttention(num_heads=2, in_features=8,
+        >>> mha = nnx_nn.MultiHeadAttention(num_heads=2, in_features=4,
         ...                                 rngs=nnx_graph.Rngs(0), decode=False)
-        >>> x = jnp.ones((3, 5, 8))
-        >>> mha(x).shape, mha(x, mask=nnx_nn.make_causal_mask(jnp.ones((3, 5)))).shape
-        ((3, 5, 8), (3, 5, 8))
-        >>> mha.init_cache((3, 5, 8))
+        >>> x = jnp.ones((2, 5, 4))
+        >>> mha(x).shape, mha(x, mask=nnx_nn.make_causal_mask(jnp.ones((2, 5)))).shape
+        ((2, 5, 4), (2, 5, 4))
+        >>> mha.init_cache((2, 5, 4))
         >>> [mha(x[:, i:i + 1], decode=True).shape for i in range(2)]
-        [(3, 1, 8), (3, 1, 8)]
+        [(2, 1, 4), (2, 1, 4)]
     """
 
     _config_fields = ("num_heads", "in_features", "qkv_features", "out_features")
@@ -394,9 +394,9 @@ class MultiHeadAttention(nnx_graph.Module):
         Example::
 
             >>> import nnx_graph, nnx_nn
-            >>> mha = nnx_nn.MultiHeadAttention(2, 8, rngs=nnx_graph.Rngs(0))
-            >>> mha.init_cache((1, 10, 8)); mha.cached_key.shape
-            (1, 10, 2, 4)
+            >>> mha = nnx_nn.MultiHeadAttention(2, 4, rngs=nnx_graph.Rngs(0))
+            >>> mha.init_cache((1, 10, 4)); mha.cached_key.shape
+            (1, 10, 2, 2)
         """
         shape = (*tuple(input_shape)[:-1], self.num_kv_heads, self.head_dim)
         self.cached_key = nnx_graph.Cache(jnp.zeros(shape, dtype))

@@ -39,9 +39,9 @@ class Sequential(nnx_graph.Module):
         >>> import jax.numpy as jnp, nnx_graph, nnx_nn
         >>> rngs = nnx_graph.Rngs(0)
         >>> model = nnx_nn.Sequential(
-        ...     nnx_nn.Linear(2, 8, rngs=rngs), nnx_nn.relu, nnx_nn.Linear(8, 3, rngs=rngs))
-        >>> model(jnp.ones((4, 2))).shape
-        (4, 3)
+        ...     nnx_nn.Linear(3, 4, rngs=rngs), nnx_nn.relu, nnx_nn.Linear(4, 3, rngs=rngs))
+        >>> model(jnp.ones((2, 3))).shape
+        (2, 3)
         >>> type(model.layers[0]).__name__
         'Linear'
     """

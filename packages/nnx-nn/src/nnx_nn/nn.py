@@ -6,8 +6,8 @@ Example::
 
     >>> import jax.numpy as jnp, nnx_graph
     >>> from nnx_nn import nn
-    >>> nn.Linear(2, 3, rngs=nnx_graph.Rngs(0))(jnp.ones((1, 2))).shape
-    (1, 3)
+    >>> nn.Linear(3, 4, rngs=nnx_graph.Rngs(0))(jnp.ones((2, 3))).shape
+    (2, 4)
     >>> nn.initializers.zeros_init() is nn.initializers.zeros
     True
 """
