@@ -173,25 +173,45 @@ def run_phase(
     for epoch in range(start_epoch, epochs):
         order = shuffle.permutation(len(x_train))
         losses = []
-        bar = tqdm(range(steps), desc=f"{phase} epoch {epoch + 1}/{epochs}", leave=False,
-                   file=sys.stdout, disable=args.no_progress)
+        bar = tqdm(
+            range(steps),
+            desc=f"{phase} epoch {epoch + 1}/{epochs}",
+            leave=False,
+            file=sys.stdout,
+            disable=args.no_progress,
+        )
         for step in bar:
             batch = order[step * args.batch_size : (step + 1) * args.batch_size]
-            loss = train_step(model, optimizer, jnp.asarray(x_train[batch]),
-                              jnp.asarray(y_train[batch]))
+            loss = train_step(
+                model, optimizer, jnp.asarray(x_train[batch]), jnp.asarray(y_train[batch])
+            )
             losses.append(loss)
             if step % 5 == 0:
                 bar.set_postfix(loss=f"{float(loss):.4f}")
         train_loss = float(jnp.mean(jnp.stack(losses)))
         _, train_acc = evaluate(model, x_train, y_train)
         test_loss, test_acc = evaluate(model, x_test, y_test)
-        history.append(dict(phase=phase, epoch=epoch + 1, train_loss=train_loss,
-                            train_acc=train_acc, test_loss=test_loss, test_acc=test_acc))
-        print(f"{phase:9s} epoch {epoch + 1:2d}/{epochs}  loss {train_loss:.4f}  "
-              f"train acc {train_acc:.3f}  test loss {test_loss:.4f}  test acc {test_acc:.3f}  "
-              f"(optimizer step {int(optimizer.step.value)})")
-        save(args.out / "checkpoint", model, optimizer,
-             dict(phase=phase, epoch=epoch + 1, history=history))
+        history.append(
+            dict(
+                phase=phase,
+                epoch=epoch + 1,
+                train_loss=train_loss,
+                train_acc=train_acc,
+                test_loss=test_loss,
+                test_acc=test_acc,
+            )
+        )
+        print(
+            f"{phase:9s} epoch {epoch + 1:2d}/{epochs}  loss {train_loss:.4f}  "
+            f"train acc {train_acc:.3f}  test loss {test_loss:.4f}  test acc {test_acc:.3f}  "
+            f"(optimizer step {int(optimizer.step.value)})"
+        )
+        save(
+            args.out / "checkpoint",
+            model,
+            optimizer,
+            dict(phase=phase, epoch=epoch + 1, history=history),
+        )
         _epochs_this_run += 1
         if args.stop_after is not None and _epochs_this_run >= args.stop_after:
             raise Interrupted
@@ -239,13 +259,18 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from out/demo/checkpoint if it exists")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from out/demo/checkpoint if it exists"
+    )
     parser.add_argument("--min-accuracy", type=float, default=0.95)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--stop-after", type=int, default=None, metavar="N",
-                        help="stop after N epochs in this run (simulates an interruption; "
-                        "continue with --resume)")
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N epochs in this run (simulates an interruption; continue with --resume)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -262,8 +287,10 @@ def _main(argv: list[str] | None = None) -> int:
         phase, done, history = progress["phase"], progress["epoch"], progress["history"]
         model, optimizer = build(phase, args)
         nnx.restore_checkpoint(checkpoint / "state", model, optimizer)
-        print(f"resumed from {checkpoint}: phase {phase}, epoch {done}, "
-              f"optimizer step {int(optimizer.step.value)}")
+        print(
+            f"resumed from {checkpoint}: phase {phase}, epoch {done}, "
+            f"optimizer step {int(optimizer.step.value)}"
+        )
     else:
         model, optimizer = build("pretrain", args)
 
@@ -292,13 +319,17 @@ def _main(argv: list[str] | None = None) -> int:
     base_count = sum(v.size for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
     plot(history, args.out / "training_curve.png")
     nnx.save_html(model, args.out / "model.html")
-    print(f"LoRA parameters trained: {lora_count:,} of {base_count:,} parameters; "
-          f"base parameters unchanged: {base_params_frozen}")
+    print(
+        f"LoRA parameters trained: {lora_count:,} of {base_count:,} parameters; "
+        f"base parameters unchanged: {base_params_frozen}"
+    )
     print(f"final test accuracy: {test_acc:.4f} (loss {test_loss:.4f})")
     digest = sum(float(jnp.sum(jnp.abs(v))) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
     print(f"state checksum: {digest:.6f}")
-    print(f"wrote {args.out / 'checkpoint'}, {args.out / 'training_curve.png'}, "
-          f"{args.out / 'model.html'}")
+    print(
+        f"wrote {args.out / 'checkpoint'}, {args.out / 'training_curve.png'}, "
+        f"{args.out / 'model.html'}"
+    )
     print(f"total time {time.perf_counter() - start:.1f} s")
     if test_acc < args.min_accuracy:
         print(f"FAILED: test accuracy {test_acc:.4f} < {args.min_accuracy}")

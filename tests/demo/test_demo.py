@@ -10,14 +10,26 @@ from pathlib import Path
 import pytest
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
-SMALL = ["--epochs", "3", "--lora-epochs", "2", "--hidden", "64", "--no-progress",
-         "--min-accuracy", "0.9"]
+SMALL = [
+    "--epochs",
+    "3",
+    "--lora-epochs",
+    "2",
+    "--hidden",
+    "64",
+    "--no-progress",
+    "--min-accuracy",
+    "0.9",
+]
 
 
 def _run(out: Path, *extra: str) -> str:
     result = subprocess.run(
         [sys.executable, str(DEMO), "--out", str(out), *SMALL, *extra],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
