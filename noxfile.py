@@ -224,8 +224,14 @@ def _import_check(distribution: str, import_name: str) -> str:
 def demo(session: nox.Session) -> None:
     """Train the digits classifier of examples/demo.py (the README's main job)."""
     _install_local(
-        session, "jax", "optax", "treescope", "orbax-checkpoint", "scikit-learn",
-        "matplotlib", "tqdm",
+        session,
+        "jax",
+        "optax",
+        "treescope",
+        "orbax-checkpoint",
+        "scikit-learn",
+        "matplotlib",
+        "tqdm",
     )
     session.run("python", "examples/demo.py", *session.posargs)
 

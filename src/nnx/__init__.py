@@ -29,6 +29,7 @@ from nnx_optim import metrics as metrics
 from nnx_viz import *  # noqa: F403
 from nnx_viz import __all__ as _viz_all
 
-__all__ = sorted(
-    {"__version__", *_graph_all, *_nn_all, *_optim_all, *_viz_all} - {"__version__"}
-) + ["__version__"]
+__all__ = [
+    *sorted({*_graph_all, *_nn_all, *_optim_all, *_viz_all} - {"__version__"}),
+    "__version__",
+]

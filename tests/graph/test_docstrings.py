@@ -33,8 +33,9 @@ def test_docstring_examples(name):
     runner = doctest.DocTestRunner(
         optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
     )
-    tests = [t for t in finder.find(module, name, globs={})
-             if t.examples and t.name.startswith(name)]
+    tests = [
+        t for t in finder.find(module, name, globs={}) if t.examples and t.name.startswith(name)
+    ]
     for test in tests:
         runner.run(test)
     result = runner.summarize(verbose=False)
@@ -44,10 +45,24 @@ def test_docstring_examples(name):
 def test_public_names_have_docstrings():
     import nnx_graph
 
-    skip = {"__version__", "M", "Data", "Static", "GraphState", "PureState", "VariableState",
-            "Object", "variables", "as_pure", "with_attributes"}
-    ours = [n for n in nnx_graph.__all__
-            if n not in skip and getattr(getattr(nnx_graph, n), "__module__", None) in MODULES]
+    skip = {
+        "__version__",
+        "M",
+        "Data",
+        "Static",
+        "GraphState",
+        "PureState",
+        "VariableState",
+        "Object",
+        "variables",
+        "as_pure",
+        "with_attributes",
+    }
+    ours = [
+        n
+        for n in nnx_graph.__all__
+        if n not in skip and getattr(getattr(nnx_graph, n), "__module__", None) in MODULES
+    ]
     assert len(ours) > 80
     missing = [n for n in ours if not (getattr(nnx_graph, n).__doc__ or "").strip()]
     assert missing == []

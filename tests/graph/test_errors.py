@@ -30,8 +30,9 @@ class Model(nnx.Module):
 
 def snapshot(model) -> list:
     """Identity of every Variable and value: detects any modification."""
-    return [(path, v, v.raw_value) for path, v in nnx.iter_graph(model)
-            if isinstance(v, nnx.Variable)]
+    return [
+        (path, v, v.raw_value) for path, v in nnx.iter_graph(model) if isinstance(v, nnx.Variable)
+    ]
 
 
 def test_error_types():

@@ -34,7 +34,11 @@ def paths(state: nnx.State) -> list[str]:
 def test_type_filter_matches_subclasses():
     net = Net()
     assert paths(nnx.state(net, nnx.Param)) == [
-        "decoder/kernel", "decoder/lora", "encoder/kernel", "encoder/lora"]
+        "decoder/kernel",
+        "decoder/lora",
+        "encoder/kernel",
+        "encoder/lora",
+    ]
     assert paths(nnx.state(net, LoraParam)) == ["decoder/lora", "encoder/lora"]
     assert nnx.OfType(nnx.Param)((), LoraParam(1))
     assert not nnx.OfType(LoraParam)((), nnx.Param(1))
@@ -81,10 +85,16 @@ def test_everything_and_nothing():
 def test_path_contains():
     net = Net()
     assert paths(nnx.state(net, nnx.PathContains("encoder"))) == [
-        "encoder/cache", "encoder/kernel", "encoder/lora", "encoder/mean"]
+        "encoder/cache",
+        "encoder/kernel",
+        "encoder/lora",
+        "encoder/mean",
+    ]
     assert len(nnx.state(net, nnx.PathContains("enc"))) == 0
     assert paths(nnx.state(net, nnx.PathContains("ker", exact=False))) == [
-        "decoder/kernel", "encoder/kernel"]
+        "decoder/kernel",
+        "encoder/kernel",
+    ]
     assert nnx.PathContains(0)(("layers", 0, "w"), None)
 
 
@@ -93,7 +103,11 @@ def test_all_and_not():
     f = nnx.All(nnx.Param, nnx.PathContains("decoder"), nnx.Not(LoraParam))
     assert paths(nnx.state(net, f)) == ["decoder/kernel"]
     assert paths(nnx.state(net, nnx.Not(nnx.Param))) == [
-        "decoder/cache", "decoder/mean", "encoder/cache", "encoder/mean"]
+        "decoder/cache",
+        "decoder/mean",
+        "encoder/cache",
+        "encoder/mean",
+    ]
 
 
 def test_combinators_equality_hash_and_repr():

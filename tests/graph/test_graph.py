@@ -64,8 +64,12 @@ def test_split_merge_round_trip():
     gdef, state = nnx.split(model)
     assert isinstance(gdef, nnx.GraphDef) and isinstance(state, nnx.State)
     assert leaf_paths(state) == [
-        ("counter", "count"), ("counter", "w"),
-        ("layers", 0, "b"), ("layers", 0, "w"), ("layers", 1, "b"), ("layers", 1, "w"),
+        ("counter", "count"),
+        ("counter", "w"),
+        ("layers", 0, "b"),
+        ("layers", 0, "w"),
+        ("layers", 1, "b"),
+        ("layers", 1, "w"),
     ]
     back = nnx.merge(gdef, state)
     assert type(back) is MLP and back is not model
@@ -101,7 +105,8 @@ def test_state_and_graphdef_functions():
     assert len(params.flat_state()) == 5
     params_again, rest = nnx.state(model, nnx.Param, ...)  # disjoint, first match wins
     assert leaf_paths(params_again) == leaf_paths(params) and leaf_paths(rest) == [
-        ("counter", "count")]
+        ("counter", "count")
+    ]
     assert nnx.graphdef(model) == nnx.split(model)[0]
     assert nnx.graphdef(model).type is MLP
 
@@ -201,8 +206,9 @@ def test_update_full_and_partial():
     assert float(w.value.sum()) == 0.0
     nnx.update(model, {"counter": {"count": jnp.array(7)}})
     assert int(model.counter.count.value) == 7
-    nnx.update(model, nnx.State({"layers": {1: {"b": jnp.ones(2)}}}),
-               {"counter": {"w": jnp.ones(2)}})
+    nnx.update(
+        model, nnx.State({"layers": {1: {"b": jnp.ones(2)}}}), {"counter": {"w": jnp.ones(2)}}
+    )
     assert model.layers[1].b.value.tolist() == [1.0, 1.0]
 
 
@@ -300,9 +306,16 @@ def test_iter_graph_order_and_sharing():
     items = list(nnx.iter_graph(model))
     paths = [p for p, _ in items]
     assert paths == [
-        ("counter", "count"), ("counter", "w"), ("counter",),
-        ("layers", 0, "b"), ("layers", 0, "w"), ("layers", 0),
-        ("layers", 1, "b"), ("layers", 1, "w"), ("layers", 1), ("layers",),
+        ("counter", "count"),
+        ("counter", "w"),
+        ("counter",),
+        ("layers", 0, "b"),
+        ("layers", 0, "w"),
+        ("layers", 0),
+        ("layers", 1, "b"),
+        ("layers", 1, "w"),
+        ("layers", 1),
+        ("layers",),
         (),
     ]
     assert items[-1][1] is model and items[2][1] is model.counter

@@ -304,8 +304,7 @@ def test_sow_appends_to_a_tuple_and_custom_reduce():
     class M(nnx.Module):
         def __call__(self, x):
             self.sow(nnx.Intermediate, "h", x)
-            self.sow("intermediates", "total", x, reduce_fn=lambda a, b: a + b,
-                     init_fn=lambda: 0)
+            self.sow("intermediates", "total", x, reduce_fn=lambda a, b: a + b, init_fn=lambda: 0)
             return x
 
     m = M()

@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 
 import nnx_graph as nnx
 
-SETTINGS = settings(max_examples=50, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 class Count(nnx.Variable):
@@ -58,8 +57,9 @@ def _items() -> st.SearchStrategy[tp.Any]:
 
     def extend(children: st.SearchStrategy[tp.Any]) -> st.SearchStrategy[tp.Any]:
         seq = st.lists(children, max_size=3)
-        keyed = st.lists(st.tuples(st.sampled_from(KEYS), children), max_size=3,
-                         unique_by=lambda kv: kv[0])
+        keyed = st.lists(
+            st.tuples(st.sampled_from(KEYS), children), max_size=3, unique_by=lambda kv: kv[0]
+        )
         return st.one_of(
             st.tuples(st.just("List"), seq),
             st.tuples(st.just("list"), seq),
@@ -72,8 +72,10 @@ def _items() -> st.SearchStrategy[tp.Any]:
 
 ITEMS = _items()
 VARIABLE = st.tuples(
-    st.integers(0, len(VAR_TYPES) - 1), st.integers(0, len(SHAPES) - 1),
-    st.integers(-5, 5), st.one_of(st.none(), st.sampled_from(["t", "u"])),
+    st.integers(0, len(VAR_TYPES) - 1),
+    st.integers(0, len(SHAPES) - 1),
+    st.integers(-5, 5),
+    st.one_of(st.none(), st.sampled_from(["t", "u"])),
 )
 NODE = st.tuples(
     st.integers(0, len(NODE_TYPES) - 1),
@@ -83,13 +85,16 @@ NODE = st.tuples(
             # "data": a non-array value marked nnx.data(...) (a leaf stored on the node)
             st.one_of(ITEMS, st.tuples(st.just("data"), st.integers(0, 3))),
         ),
-        max_size=3, unique_by=lambda a: a[0],
+        max_size=3,
+        unique_by=lambda a: a[0],
     ),
 )
-RECIPES = st.fixed_dictionaries({
-    "vars": st.lists(VARIABLE, min_size=1, max_size=MAX_VARS),
-    "nodes": st.lists(NODE, min_size=1, max_size=MAX_NODES),
-})
+RECIPES = st.fixed_dictionaries(
+    {
+        "vars": st.lists(VARIABLE, min_size=1, max_size=MAX_VARS),
+        "nodes": st.lists(NODE, min_size=1, max_size=MAX_NODES),
+    }
+)
 
 
 def recipes() -> st.SearchStrategy[dict[str, tp.Any]]:
@@ -148,8 +153,12 @@ def canonical(root: tp.Any) -> tp.Any:
             numbers[id(value)] = len(numbers)
             number = numbers[id(value)]
             if isinstance(value, nnx.Variable):
-                return (type(value).__name__, number, np.asarray(value.raw_value).tolist(),
-                        sorted(value.get_metadata().items()))
+                return (
+                    type(value).__name__,
+                    number,
+                    np.asarray(value.raw_value).tolist(),
+                    sorted(value.get_metadata().items()),
+                )
             if isinstance(value, nnx.Pytree):
                 attrs = sorted((k, v) for k, v in vars(value).items() if not k.startswith("_"))
                 return (type(value).__name__, number, [(k, go(v)) for k, v in attrs])
@@ -211,8 +220,9 @@ def test_merge_after_pytree_round_trip_of_the_state(recipe):
     assert canonical(merged) == canonical(root)
     merged_copy = nnx.merge(gdef, state, copy=True)
     assert canonical(merged_copy) == canonical(root)
-    assert not any(v is variables_by_path(root)[p]
-                   for p, v in variables_by_path(merged_copy).items())
+    assert not any(
+        v is variables_by_path(root)[p] for p, v in variables_by_path(merged_copy).items()
+    )
 
 
 @SETTINGS

@@ -97,14 +97,20 @@ def test_stream_variables_are_tagged_state():
     assert rngs.params.count.value.dtype == jnp.uint32
     state = nnx.state(rngs)
     assert state.flat_state().paths == (
-        ("dropout", "count"), ("dropout", "key"), ("params", "count"), ("params", "key"),
+        ("dropout", "count"),
+        ("dropout", "key"),
+        ("params", "count"),
+        ("params", "key"),
     )
     assert nnx.state(rngs, "dropout").flat_state().paths == (
-        ("dropout", "count"), ("dropout", "key"))
-    assert nnx.state(rngs, nnx.RngKey).flat_state().paths == (
-        ("dropout", "key"), ("params", "key"))
+        ("dropout", "count"),
+        ("dropout", "key"),
+    )
+    assert nnx.state(rngs, nnx.RngKey).flat_state().paths == (("dropout", "key"), ("params", "key"))
     assert nnx.state(rngs, nnx.WithTag("params")).flat_state().paths == (
-        ("params", "count"), ("params", "key"))
+        ("params", "count"),
+        ("params", "key"),
+    )
 
 
 def test_rngs_state_survives_split_merge_and_jit():

@@ -27,10 +27,12 @@ class Net(nnx.Module):
 
 
 def make_state() -> nnx.State:
-    return nnx.State({
-        "layers": {0: {"w": nnx.Param(jnp.ones(1))}, 1: {"w": nnx.Param(jnp.ones(2))}},
-        "head": {"w": nnx.Param(jnp.zeros(3)), "s": nnx.BatchStat(jnp.zeros(3))},
-    })
+    return nnx.State(
+        {
+            "layers": {0: {"w": nnx.Param(jnp.ones(1))}, 1: {"w": nnx.Param(jnp.ones(2))}},
+            "head": {"w": nnx.Param(jnp.zeros(3)), "s": nnx.BatchStat(jnp.zeros(3))},
+        }
+    )
 
 
 # ----------------------------------------------------------------- mapping
@@ -71,8 +73,7 @@ def test_equality():
 def test_flat_state_and_from_flat():
     s = make_state()
     flat = s.flat_state()
-    assert flat.paths == (
-        ("head", "s"), ("head", "w"), ("layers", 0, "w"), ("layers", 1, "w"))
+    assert flat.paths == (("head", "s"), ("head", "w"), ("layers", 0, "w"), ("layers", 1, "w"))
     assert len(flat) == 4 and flat[0] == (("head", "s"), s.head.s)
     assert flat.leaves[1] is s.head.w
     assert isinstance(flat[1:], nnx.FlatState) and len(flat[1:]) == 3
@@ -165,8 +166,7 @@ def test_replace_by_pure_dict_accepts_string_integer_keys():
     # checkpoint formats (JSON, orbax, safetensors) store {0: ...} as {"0": ...}
     dst = Net()
     pure = jax.tree.map(np.asarray, nnx.state(Net()).to_pure_dict())
-    stringly = {"head": pure["head"],
-                "layers": {str(k): v for k, v in pure["layers"].items()}}
+    stringly = {"head": pure["head"], "layers": {str(k): v for k, v in pure["layers"].items()}}
     nnx.replace_by_pure_dict(nnx.state(dst), stringly)
     assert dst.layers[1].w.value.tolist() == [2.0, 2.0]
 
@@ -217,7 +217,9 @@ def test_replace_by_pure_dict_replace_fn_and_raw_leaves():
 
 def test_restore_int_paths():
     assert nnx.restore_int_paths({"layers": {"0": {"w": 1}, "10": 2}, "x": 3}) == {
-        "layers": {0: {"w": 1}, 10: 2}, "x": 3}
+        "layers": {0: {"w": 1}, 10: 2},
+        "x": 3,
+    }
 
 
 # ----------------------------------------------------------------- pytree
@@ -292,8 +294,9 @@ def test_several_filters_give_disjoint_states_first_match_wins():
     class LoraParam(nnx.Param):
         pass
 
-    s = nnx.State({"a": LoraParam(jnp.ones(1)), "b": nnx.Param(jnp.ones(1)),
-                   "c": nnx.BatchStat(jnp.ones(1))})
+    s = nnx.State(
+        {"a": LoraParam(jnp.ones(1)), "b": nnx.Param(jnp.ones(1)), "c": nnx.BatchStat(jnp.ones(1))}
+    )
     lora, params = s.filter(LoraParam, nnx.Param)  # non-exhaustive: "c" is left out
     assert list(lora) == ["a"] and list(params) == ["b"]
     lora, params = nnx.filter_state(s, LoraParam, nnx.Param)

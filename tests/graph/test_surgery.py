@@ -64,7 +64,11 @@ def test_lora_wrapper_surgery():
 
     gdef, lora, rest = nnx.split(model, LoraParam, ...)
     assert list(lora.flat_state().paths) == [
-        ("linear1", "A"), ("linear1", "B"), ("linear2", "A"), ("linear2", "B")]
+        ("linear1", "A"),
+        ("linear1", "B"),
+        ("linear2", "A"),
+        ("linear2", "B"),
+    ]
     assert ("linear1", "linear", "w") in rest.flat_state().paths
     back = nnx.merge(gdef, lora, rest)
     assert type(back.linear1) is LoraLinear and type(back.linear1.linear) is Linear

@@ -316,7 +316,7 @@ def test_variable_is_a_pytree_node():
     assert type(q) is LoraParam and q is not p
     assert q.value.tolist() == [3.0, 3.0] and q.tag == "t"
     assert p.value.tolist() == [1.0, 1.0]
-    (path, _), = jax.tree_util.tree_leaves_with_path(p)
+    ((path, _),) = jax.tree_util.tree_leaves_with_path(p)
     assert jax.tree_util.keystr(path) == ".value"
 
 

@@ -96,7 +96,8 @@ class OfType:
 
     def __call__(self, path: Path, value: tp.Any) -> bool:
         return isinstance(value, self.type) or (
-            hasattr(value, "type") and isinstance(value.type, type)
+            hasattr(value, "type")
+            and isinstance(value.type, type)
             and issubclass(value.type, self.type)
         )
 
@@ -267,8 +268,10 @@ def to_predicate(the_filter: tp.Any) -> Predicate:
 
 
 def _to_predicate(the_filter: tp.Any) -> Predicate:
-    if isinstance(the_filter, (WithTag, PathContains, OfType, Any, All, Not, Everything,
-                               Nothing, _WithCollectionName)):
+    if isinstance(
+        the_filter,
+        (WithTag, PathContains, OfType, Any, All, Not, Everything, Nothing, _WithCollectionName),
+    ):
         return the_filter
     if the_filter is Ellipsis or the_filter is True:
         return Everything()

@@ -173,15 +173,25 @@ def _match_leaves(
     return leaves, missing, extra
 
 
-def _mismatch_error(what: str, missing: list[Path], extra: list[Path], *,
-                    expected: int | None = None, fix: str | None = None) -> GraphStructureError:
+def _mismatch_error(
+    what: str,
+    missing: list[Path],
+    extra: list[Path],
+    *,
+    expected: int | None = None,
+    fix: str | None = None,
+) -> GraphStructureError:
     lines = []
     for p in missing[:20]:
-        lines.append(f"  missing: {format_path(p, 'state')} (the GraphDef needs it; the State "
-                     "has no such path)")
+        lines.append(
+            f"  missing: {format_path(p, 'state')} (the GraphDef needs it; the State "
+            "has no such path)"
+        )
     for p in extra[:20]:
-        lines.append(f"  extra:   {format_path(p, 'state')} (in the State; the object has no "
-                     "such Variable or array)")
+        lines.append(
+            f"  extra:   {format_path(p, 'state')} (in the State; the object has no "
+            "such Variable or array)"
+        )
     more = len(missing) + len(extra) - len(lines)
     if more > 0:
         lines.append(f"  ... and {more} more")
@@ -190,14 +200,24 @@ def _mismatch_error(what: str, missing: list[Path], extra: list[Path], *,
         counts = f"expected the {expected} leaf path(s) of the GraphDef; found {counts}"
     return GraphStructureError(
         f"{what}: the State's paths do not match the object structure ({counts}):\n"
-        + "\n".join(lines) + "\n"
-        + (fix or "Fix: pass the States produced by nnx.split on the same structure (all "
-           "of them, e.g. `nnx.merge(graphdef, params, rest)`).")
+        + "\n".join(lines)
+        + "\n"
+        + (
+            fix
+            or "Fix: pass the States produced by nnx.split on the same structure (all "
+            "of them, e.g. `nnx.merge(graphdef, params, rest)`)."
+        )
     )
 
 
-def merge(graphdef: GraphDef, state: tp.Any, /, *states: tp.Any, copy: bool = False,
-          recreate_variables: bool = True) -> tp.Any:
+def merge(
+    graphdef: GraphDef,
+    state: tp.Any,
+    /,
+    *states: tp.Any,
+    copy: bool = False,
+    recreate_variables: bool = True,
+) -> tp.Any:
     """Rebuild an object graph from a GraphDef and States (the inverse of ``split``).
 
     The States' Variables become the new object's Variables (``copy=True`` copies
@@ -302,7 +322,9 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
         writes.append((target, value))
     if extra:
         raise _mismatch_error(
-            "nnx.update", [], extra,
+            "nnx.update",
+            [],
+            extra,
             fix="Fix: pass a State taken from this object (nnx.state(model), possibly "
             "filtered) or drop the extra entries. Nothing was updated.",
         )
@@ -315,8 +337,9 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
             target._raw_value = value
 
 
-def clone(node: A, /, variables: bool = True, *, arrays: bool = False,
-          graph: bool | None = None) -> A:
+def clone(
+    node: A, /, variables: bool = True, *, arrays: bool = False, graph: bool | None = None
+) -> A:
     """A deep copy of the object graph (new Variables; sharing within it preserved).
 
     ``variables=False`` shares the Variables with ``node`` (only the Modules and
@@ -342,9 +365,12 @@ def clone(node: A, /, variables: bool = True, *, arrays: bool = False,
     flat = flatten_graph(node)
     copy_array: tp.Callable[[tp.Any], tp.Any] = (
         (lambda x: jax.numpy.array(x, copy=True) if isinstance(x, jax.Array) else x)
-        if arrays else (lambda x: x))
+        if arrays
+        else (lambda x: x)
+    )
     leaves = [
-        (v.replace(copy_array(v._raw_value)) if variables else v) if isinstance(v, Variable)
+        (v.replace(copy_array(v._raw_value)) if variables else v)
+        if isinstance(v, Variable)
         else copy_array(v._raw_value)
         for v in flat.leaves
     ]
@@ -352,8 +378,13 @@ def clone(node: A, /, variables: bool = True, *, arrays: bool = False,
     return tp.cast(A, root)
 
 
-def _walk(record: tuple[tp.Any, ...], path: Path, nodes: list[tp.Any], leaves: Iterator[tp.Any],
-          out: list[tuple[Path, tp.Any]]) -> None:
+def _walk(
+    record: tuple[tp.Any, ...],
+    path: Path,
+    nodes: list[tp.Any],
+    leaves: Iterator[tp.Any],
+    out: list[tuple[Path, tp.Any]],
+) -> None:
     tag = record[0]
     if tag == VAR:
         next(leaves)
@@ -369,8 +400,7 @@ def _walk(record: tuple[tp.Any, ...], path: Path, nodes: list[tp.Any], leaves: I
             _walk(child, (*path, key), nodes, leaves, out)
 
 
-def iter_graph(node: tp.Any, /, *, graph: bool | None = None
-               ) -> Iterator[tuple[Path, tp.Any]]:
+def iter_graph(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[Path, tp.Any]]:
     """Yield ``(path, value)`` for every node, Variable and array leaf, children
     before their parent, each shared object once.
 
@@ -429,8 +459,9 @@ def find_duplicates(node: tp.Any, /, *, only: tp.Any = ...) -> list[list[Path]]:
                     go(value[k], (*path, k))
 
     go(node, ())
-    return [paths for value, paths in seen.values()
-            if len(paths) > 1 and predicate(paths[0], value)]
+    return [
+        paths for value, paths in seen.values() if len(paths) > 1 and predicate(paths[0], value)
+    ]
 
 
 def pop(node: tp.Any, *filters: tp.Any) -> tp.Any:
@@ -454,8 +485,9 @@ def pop(node: tp.Any, *filters: tp.Any) -> tp.Any:
             "Fix: nnx.pop(model, nnx.Intermediate)."
         )
     flat = flatten_graph(node)
-    pairs = [(p, v) for p, v in zip(flat.graphdef.leaf_paths, flat.leaves)
-             if isinstance(v, Variable)]
+    pairs = [
+        (p, v) for p, v in zip(flat.graphdef.leaf_paths, flat.leaves) if isinstance(v, Variable)
+    ]
     predicates = [to_predicate(f) for f in filters]
     groups: list[list[tuple[Path, tp.Any]]] = [[] for _ in filters]
     for path, var in pairs:
@@ -465,8 +497,9 @@ def pop(node: tp.Any, *filters: tp.Any) -> tp.Any:
                 break
     removals = [path for g in groups for path, _ in g]
     # delete deepest-last-index first so list positions stay valid
-    removals.sort(key=lambda p: [(0, k) if isinstance(k, int) else (1, str(k)) for k in p],
-                  reverse=True)
+    removals.sort(
+        key=lambda p: [(0, k) if isinstance(k, int) else (1, str(k)) for k in p], reverse=True
+    )
     parents = []
     for path in removals:  # find every parent first: fail before changing anything
         parent = node
@@ -494,8 +527,9 @@ def _value_at(parent: tp.Any, key: tp.Any) -> tp.Any:
     return getattr(parent, key) if isinstance(parent, Pytree) else parent[key]
 
 
-def recursive_map(f: tp.Callable[[Path, tp.Any], tp.Any], node: tp.Any, /, *,
-                  graph: bool | None = None) -> tp.Any:
+def recursive_map(
+    f: tp.Callable[[Path, tp.Any], tp.Any], node: tp.Any, /, *, graph: bool | None = None
+) -> tp.Any:
     """Rebuild the graph bottom-up, replacing every node, Variable and array leaf
     ``x`` at path ``p`` with ``f(p, x)``. Shared references map once.
 
@@ -524,8 +558,9 @@ def recursive_map(f: tp.Callable[[Path, tp.Any], tp.Any], node: tp.Any, /, *,
             new = object.__new__(type(value))
             memo[key] = new
             for name, child in value._nnx_attributes():
-                new.__dict__[name] = (go(child, (*path, name))
-                                      if value._nnx_is_data_attr(name, child) else child)
+                new.__dict__[name] = (
+                    go(child, (*path, name)) if value._nnx_is_data_attr(name, child) else child
+                )
             if value._nnx_explicit:
                 new.__dict__["_nnx_explicit"] = dict(value._nnx_explicit)
             result = f(path, new)
@@ -534,8 +569,9 @@ def recursive_map(f: tp.Callable[[Path, tp.Any], tp.Any], node: tp.Any, /, *,
         if isinstance(value, List):
             new_list: List[tp.Any] = List()
             memo[key] = new_list
-            list.extend(new_list, [go(c, (*path, i)) if has_data(c) else c
-                                   for i, c in enumerate(value)])
+            list.extend(
+                new_list, [go(c, (*path, i)) if has_data(c) else c for i, c in enumerate(value)]
+            )
             result = f(path, new_list)
             memo[key] = result
             return result
@@ -553,8 +589,9 @@ def recursive_map(f: tp.Callable[[Path, tp.Any], tp.Any], node: tp.Any, /, *,
                 return type(value)(*items)
             return type(value)(items)
         if isinstance(value, dict) and has_data(value):
-            return type(value)({k: go(c, (*path, k)) if has_data(c) else c
-                                for k, c in value.items()})
+            return type(value)(
+                {k: go(c, (*path, k)) if has_data(c) else c for k, c in value.items()}
+            )
         if has_data(value):
             return f(path, value)
         return value
@@ -562,8 +599,14 @@ def recursive_map(f: tp.Callable[[Path, tp.Any], tp.Any], node: tp.Any, /, *,
     return go(node, ())
 
 
-def map(f: tp.Callable[[Path, tp.Any], tp.Any], node: A, /, *, graph: bool | None = None,
-        recreate_variables: bool = True) -> A:
+def map(
+    f: tp.Callable[[Path, tp.Any], tp.Any],
+    node: A,
+    /,
+    *,
+    graph: bool | None = None,
+    recreate_variables: bool = True,
+) -> A:
     """A new graph whose leaves are ``f(path, leaf)`` (leaves are Variables).
 
     Example::
@@ -580,8 +623,9 @@ def map(f: tp.Callable[[Path, tp.Any], tp.Any], node: A, /, *, graph: bool | Non
     return tp.cast(A, merge(gdef, map_state(f, st)))
 
 
-def flatten(node: tp.Any, /, *, with_paths: bool = True, graph: bool | None = None
-            ) -> tuple[GraphDef, tp.Any]:
+def flatten(
+    node: tp.Any, /, *, with_paths: bool = True, graph: bool | None = None
+) -> tuple[GraphDef, tp.Any]:
     """``(graphdef, leaves)``: a :class:`FlatState` of ``(path, leaf)`` pairs, or a
     plain list of leaves with ``with_paths=False``.
 
@@ -601,8 +645,14 @@ def flatten(node: tp.Any, /, *, with_paths: bool = True, graph: bool | None = No
     return gdef, [v for _, v in pairs]
 
 
-def unflatten(graphdef: GraphDef, leaves: tp.Any, /, *, copy_variables: bool = False,
-              recreate_variables: bool = True) -> tp.Any:
+def unflatten(
+    graphdef: GraphDef,
+    leaves: tp.Any,
+    /,
+    *,
+    copy_variables: bool = False,
+    recreate_variables: bool = True,
+) -> tp.Any:
     """Inverse of :func:`flatten`: accepts a FlatState, a State, or a list of leaves
     in leaf order.
 
@@ -658,10 +708,14 @@ def pure(tree: A, /) -> A:
         >>> type(s["w"]).__name__
         'ArrayImpl'
     """
-    return tp.cast(A, jax.tree.map(
-        lambda x: x.get_value() if isinstance(x, Variable) else x, tree,
-        is_leaf=lambda x: isinstance(x, Variable),
-    ))
+    return tp.cast(
+        A,
+        jax.tree.map(
+            lambda x: x.get_value() if isinstance(x, Variable) else x,
+            tree,
+            is_leaf=lambda x: isinstance(x, Variable),
+        ),
+    )
 
 
 as_pure = pure
@@ -736,8 +790,9 @@ class _SharedNode:
     position: int
 
 
-jax.tree_util.register_pytree_node(_SharedNode, lambda n: ((), n.position),
-                                   lambda pos, _: _SharedNode(pos))
+jax.tree_util.register_pytree_node(
+    _SharedNode, lambda n: ((), n.position), lambda pos, _: _SharedNode(pos)
+)
 
 
 class NodeStates:
@@ -755,8 +810,9 @@ class NodeStates:
         1
     """
 
-    def __init__(self, graphdef: GraphDef, states: tuple[State, ...], metadata: tp.Any = None,
-                 count: int = 1) -> None:
+    def __init__(
+        self, graphdef: GraphDef, states: tuple[State, ...], metadata: tp.Any = None, count: int = 1
+    ) -> None:
         self.graphdef, self.states, self.metadata, self.count = graphdef, states, metadata, count
 
     @property
@@ -764,8 +820,9 @@ class NodeStates:
         return self.states[0]
 
     @classmethod
-    def from_split(cls, graphdef: GraphDef, state: State, /, *states: State,
-                   metadata: tp.Any = None) -> NodeStates:
+    def from_split(
+        cls, graphdef: GraphDef, state: State, /, *states: State, metadata: tp.Any = None
+    ) -> NodeStates:
         return cls(graphdef, (state, *states), metadata)
 
     def __repr__(self) -> str:
@@ -826,8 +883,9 @@ def from_tree(tree: tp.Any, /) -> tp.Any:
     return jax.tree.unflatten(treedef, out)
 
 
-def prefix(node: tp.Any, filter_map: Mapping[tp.Any, tp.Any], /, *,
-           graph: bool | None = None) -> State:
+def prefix(
+    node: tp.Any, filter_map: Mapping[tp.Any, tp.Any], /, *, graph: bool | None = None
+) -> State:
     """A State with the same paths as ``nnx.state(node)`` whose leaves are the value
     of the first filter in ``filter_map`` matching each Variable: a convenient way
     to build per-Variable axes or shardings.

@@ -205,8 +205,9 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True) -> Flattened:
     nodes: list[tp.Any] = []
     leaves: list[tp.Any] = []
 
-    def visit_value(value: tp.Any, path: Path, owner: tp.Any, key: tp.Any, sub: Path,
-                    force_leaf: bool = False) -> tuple[tp.Any, ...]:
+    def visit_value(
+        value: tp.Any, path: Path, owner: tp.Any, key: tp.Any, sub: Path, force_leaf: bool = False
+    ) -> tuple[tp.Any, ...]:
         if isinstance(value, Variable):
             i = index.get(id(value))
             if i is not None:
@@ -215,8 +216,10 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True) -> Flattened:
             index[id(value)] = i
             nodes.append(value)
             object.__setattr__(value, "_nnx_observed", True)
-            if check_leaks and isinstance(value._raw_value, jax.core.Tracer) and _leaked_tracer(
-                value._raw_value
+            if (
+                check_leaks
+                and isinstance(value._raw_value, jax.core.Tracer)
+                and _leaked_tracer(value._raw_value)
             ):
                 raise TraceLeakError(
                     f"{format_path(path)} ({type(value).__name__}) holds a JAX tracer from "
@@ -240,9 +243,10 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True) -> Flattened:
         if isinstance(value, (jax.Array, np.ndarray)) or is_data(value):
             leaves.append(Slot(owner, key, sub))
             return (LEAF,)
-        if (type(value) in (tuple, list, dict, OrderedDict) or (
-            isinstance(value, tuple) and hasattr(value, "_fields")
-        )) and has_data(value):
+        if (
+            type(value) in (tuple, list, dict, OrderedDict)
+            or (isinstance(value, tuple) and hasattr(value, "_fields"))
+        ) and has_data(value):
             if isinstance(value, dict):
                 # an OrderedDict's order is part of its value; plain dicts are sorted
                 keys = tuple(value) if type(value) is OrderedDict else tuple(sorted_keys(value))
@@ -251,7 +255,8 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True) -> Flattened:
                 keys = tuple(range(len(value)))
                 items = list(zip(keys, value))
             children = tuple(
-                visit_value(v, (*path, k), owner, key, (*sub, k)) if has_data(v)
+                visit_value(v, (*path, k), owner, key, (*sub, k))
+                if has_data(v)
                 else (STATIC, Frozen(v))
                 for k, v in items
             )
@@ -295,19 +300,35 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True) -> Flattened:
                 elif not kind:
                     attrs.append((name, (STATIC, Frozen(value))))
                     continue
-                attrs.append((name, visit_value(value, (*path, name), node, name, (),
-                                                force_leaf=kind is True)))
+                attrs.append(
+                    (
+                        name,
+                        visit_value(value, (*path, name), node, name, (), force_leaf=kind is True),
+                    )
+                )
             frozen_explicit = Frozen(explicit) if explicit else None
             return (NODE, type(node), i, frozen_explicit, tuple(attrs))
         if isinstance(node, List):
             for k, value in enumerate(node):
-                attrs.append((k, visit_value(value, (*path, k), node, k, ()) if has_data(value)
-                              else (STATIC, Frozen(value))))
+                attrs.append(
+                    (
+                        k,
+                        visit_value(value, (*path, k), node, k, ())
+                        if has_data(value)
+                        else (STATIC, Frozen(value)),
+                    )
+                )
         else:
             for k in sorted_keys(node):
                 value = dict.__getitem__(node, k)
-                attrs.append((k, visit_value(value, (*path, k), node, k, ()) if has_data(value)
-                              else (STATIC, Frozen(value))))
+                attrs.append(
+                    (
+                        k,
+                        visit_value(value, (*path, k), node, k, ())
+                        if has_data(value)
+                        else (STATIC, Frozen(value)),
+                    )
+                )
         return (NODE, type(node), i, None, tuple(attrs))
 
     # Raw arrays inside a root-level tuple/list/dict have no graph node to live on;
@@ -357,8 +378,9 @@ def build(
                 nodes[i] = leaf
                 return leaf
             var = object.__new__(typ)
-            object.__setattr__(var, "_raw_value",
-                               leaf._raw_value if isinstance(leaf, Variable) else leaf)
+            object.__setattr__(
+                var, "_raw_value", leaf._raw_value if isinstance(leaf, Variable) else leaf
+            )
             object.__setattr__(var, "_var_metadata", dict(meta.value))
             object.__setattr__(var, "_nnx_observed", False)
             nodes[i] = var
@@ -387,8 +409,12 @@ def build(
             new_attrs = {key: make(child) for key, child in attrs}
             d = node.__dict__
             if old is not None:
-                changed = [k for k in d if not k.startswith("_nnx_") and
-                           (k not in new_attrs or d[k] is not new_attrs[k])]
+                changed = [
+                    k
+                    for k in d
+                    if not k.startswith("_nnx_")
+                    and (k not in new_attrs or d[k] is not new_attrs[k])
+                ]
                 changed += [k for k in new_attrs if k not in d]
                 for k in [k for k in d if not k.startswith("_nnx_") and k not in new_attrs]:
                     del d[k]
@@ -421,8 +447,9 @@ def build(
         if old is not None and node._nnx_observed:
             from nnx_graph import _epoch
 
-            if set(items) != set(node) or any(items[k] is not dict.__getitem__(node, k)
-                                              for k in items):
+            if set(items) != set(node) or any(
+                items[k] is not dict.__getitem__(node, k) for k in items
+            ):
                 _epoch.bump()
         dict.clear(node)
         dict.update(node, items)

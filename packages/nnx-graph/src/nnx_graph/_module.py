@@ -91,8 +91,9 @@ class Module(Pytree):
             setattr(self, name, variable_type(reduce_fn(init_fn(), value)))
         return True
 
-    def perturb(self, name: str, value: tp.Any,
-                variable_type: type[Variable[tp.Any]] | str = Perturbation) -> tp.Any:
+    def perturb(
+        self, name: str, value: tp.Any, variable_type: type[Variable[tp.Any]] | str = Perturbation
+    ) -> tp.Any:
         """Add a zero-valued ``Perturbation`` named ``name`` to ``value``: taking the
         gradient w.r.t. it gives the gradient w.r.t. this intermediate value.
 
@@ -124,8 +125,9 @@ class Module(Pytree):
             if isinstance(child, Module):
                 yield key, child
 
-    def set_attributes(self, *filters: tp.Any, raise_if_not_found: bool = True,
-                       **attributes: tp.Any) -> None:
+    def set_attributes(
+        self, *filters: tp.Any, raise_if_not_found: bool = True, **attributes: tp.Any
+    ) -> None:
         """Set attributes on this Module and every sub-Module that has them
         (optionally only Modules matching ``filters``).
 
@@ -172,8 +174,10 @@ class Module(Pytree):
             >>> net = Net(); net.train(); net.deterministic
             False
         """
-        self.set_attributes(raise_if_not_found=False, **{
-            "deterministic": False, "use_running_average": False, **attributes})
+        self.set_attributes(
+            raise_if_not_found=False,
+            **{"deterministic": False, "use_running_average": False, **attributes},
+        )
 
     def eval(self, **attributes: tp.Any) -> None:
         """Evaluation mode: ``deterministic=True`` and ``use_running_average=True``
@@ -188,8 +192,10 @@ class Module(Pytree):
             >>> net = Net(); net.eval(); net.use_running_average
             True
         """
-        self.set_attributes(raise_if_not_found=False, **{
-            "deterministic": True, "use_running_average": True, **attributes})
+        self.set_attributes(
+            raise_if_not_found=False,
+            **{"deterministic": True, "use_running_average": True, **attributes},
+        )
 
 
 def iter_modules(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[Path, Module]]:
@@ -213,8 +219,7 @@ def iter_modules(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tupl
             yield path, value
 
 
-def iter_children(node: tp.Any, /, *, graph: bool | None = None
-                  ) -> Iterator[tuple[tp.Any, tp.Any]]:
+def iter_children(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[tp.Any, tp.Any]]:
     """``(key, child)`` for the immediate children of ``node`` that are graph nodes
     (Modules, nnx.List/nnx.Dict, ...) or Variables, in traversal order. Unlike
     :func:`iter_graph` it does not recurse, and an object held twice is yielded
@@ -250,8 +255,15 @@ def iter_children(node: tp.Any, /, *, graph: bool | None = None
             yield key, child
 
 
-def view(node: A, /, *, only: tp.Any = ..., raise_if_not_found: bool = True,
-         graph: tp.Any = None, **attributes: tp.Any) -> A:
+def view(
+    node: A,
+    /,
+    *,
+    only: tp.Any = ...,
+    raise_if_not_found: bool = True,
+    graph: tp.Any = None,
+    **attributes: tp.Any,
+) -> A:
     """A new object graph sharing ``node``'s Variables, with ``attributes`` set on
     the (sub-)Modules that have them. ``node`` itself is unchanged.
 
@@ -300,15 +312,19 @@ def view_info(node: tp.Any, /, *, only: tp.Any = ..., graph: bool | None = None)
         if type(module) in seen or not predicate(path, module):
             continue
         seen.add(type(module))
-        flags = [f"{k}={v!r}" for k, v in sorted(vars(module).items())
-                 if not k.startswith("_") and (isinstance(v, bool) or v is None)]
+        flags = [
+            f"{k}={v!r}"
+            for k, v in sorted(vars(module).items())
+            if not k.startswith("_") and (isinstance(v, bool) or v is None)
+        ]
         if flags:
             lines.append(f"{type(module).__name__}: {', '.join(flags)}")
     return "\n".join(lines)
 
 
-def capture(fn: tp.Any, *var_types: tp.Any, init: tp.Any = None,
-            method_outputs: tp.Any = None) -> tp.Any:
+def capture(
+    fn: tp.Any, *var_types: tp.Any, init: tp.Any = None, method_outputs: tp.Any = None
+) -> tp.Any:
     """Wrap ``fn`` so it also returns the Variables of ``var_types`` (e.g. values
     stored with :meth:`Module.sow` / :meth:`Module.perturb`) that the call left on
     its Module, popped into States: ``(output, state)`` for one type,
@@ -347,8 +363,9 @@ def capture(fn: tp.Any, *var_types: tp.Any, init: tp.Any = None,
             "method_outputs=None. Fix: call self.sow(...) on the outputs you want to keep."
         )
     bound = getattr(fn, "__self__", None)
-    owner: Module | None = fn if isinstance(fn, Module) else (
-        bound if isinstance(bound, Module) else None)
+    owner: Module | None = (
+        fn if isinstance(fn, Module) else (bound if isinstance(bound, Module) else None)
+    )
 
     def place_initial_values(target: tp.Any) -> None:
         for path, value in to_flat_state(init):

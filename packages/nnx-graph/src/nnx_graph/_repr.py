@@ -89,16 +89,20 @@ def node_repr(node: tp.Any) -> str:
             return
         if isinstance(value, (List, Dict)):
             opener, closer = ("List([", "])") if isinstance(value, List) else ("Dict({", "})")
-            keyed = (enumerate(value) if isinstance(value, List)
-                     else ((k, dict.__getitem__(value, k)) for k in value))
+            keyed = (
+                enumerate(value)
+                if isinstance(value, List)
+                else ((k, dict.__getitem__(value, k)) for k in value)
+            )
             entries = list(keyed)
             if not entries:
                 lines.append(f"{pad}{prefix}{opener}{closer},")
                 return
             lines.append(f"{pad}{prefix}{opener}")
             for key, child in entries:
-                render(child, (*path, key), depth + 1,
-                       "" if isinstance(value, List) else f"{key!r}: ")
+                render(
+                    child, (*path, key), depth + 1, "" if isinstance(value, List) else f"{key!r}: "
+                )
             lines.append(f"{pad}{closer},")
             return
         if type(value) in (tuple, list, dict) and _holds_nodes(value):
@@ -107,8 +111,9 @@ def node_repr(node: tp.Any) -> str:
             lines.append(f"{pad}{prefix}{opener}")
             pairs = value.items() if isinstance(value, dict) else enumerate(value)
             for key, child in pairs:
-                render(child, (*path, key), depth + 1,
-                       f"{key!r}: " if isinstance(value, dict) else "")
+                render(
+                    child, (*path, key), depth + 1, f"{key!r}: " if isinstance(value, dict) else ""
+                )
             lines.append(f"{pad}{closer},")
             return
         lines.append(f"{pad}{prefix}{_value_repr(value)},")

@@ -58,8 +58,9 @@ class RngCount(RngState):
 def _to_key(seed: SeedLike, stream: str) -> jax.Array:
     if isinstance(seed, RngStream):
         return seed()
-    if isinstance(seed, int) or (hasattr(seed, "dtype") and jnp.issubdtype(seed.dtype, jnp.integer)
-                                 and jnp.ndim(seed) == 0):
+    if isinstance(seed, int) or (
+        hasattr(seed, "dtype") and jnp.issubdtype(seed.dtype, jnp.integer) and jnp.ndim(seed) == 0
+    ):
         return jax.random.key(seed)
     if hasattr(seed, "dtype") and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
         return seed
@@ -121,17 +122,39 @@ class RngStream(Pytree):
         return functools.partial(_sample, sampler, self)
 
 
-def _sample(sampler: tp.Callable[..., jax.Array], stream: RngStream, *args: tp.Any,
-            **kwargs: tp.Any) -> jax.Array:
+def _sample(
+    sampler: tp.Callable[..., jax.Array], stream: RngStream, *args: tp.Any, **kwargs: tp.Any
+) -> jax.Array:
     return sampler(stream(), *args, **kwargs)
 
 
-_SAMPLERS = frozenset({
-    "bernoulli", "beta", "categorical", "cauchy", "choice", "dirichlet", "exponential",
-    "gamma", "gumbel", "laplace", "logistic", "multivariate_normal", "normal",
-    "permutation", "poisson", "randint", "truncated_normal", "uniform", "bits",
-    "orthogonal", "rademacher", "t", "loggamma",
-})
+_SAMPLERS = frozenset(
+    {
+        "bernoulli",
+        "beta",
+        "categorical",
+        "cauchy",
+        "choice",
+        "dirichlet",
+        "exponential",
+        "gamma",
+        "gumbel",
+        "laplace",
+        "logistic",
+        "multivariate_normal",
+        "normal",
+        "permutation",
+        "poisson",
+        "randint",
+        "truncated_normal",
+        "uniform",
+        "bits",
+        "orthogonal",
+        "rademacher",
+        "t",
+        "loggamma",
+    }
+)
 
 
 class Rngs(Pytree):
@@ -292,8 +315,9 @@ class SplitRngs:
         self.restore()
 
 
-def _split_streams(node: tp.Any, splits: int | tuple[int, ...], only: tp.Any,
-                   squeeze: bool) -> SplitRngs:
+def _split_streams(
+    node: tp.Any, splits: int | tuple[int, ...], only: tp.Any, squeeze: bool
+) -> SplitRngs:
     backups = []
     for _, stream in _streams_in(node, only):
         # Draw first, back up after: restoring keeps the stream advanced, so the next
@@ -309,13 +333,21 @@ def _split_streams(node: tp.Any, splits: int | tuple[int, ...], only: tp.Any,
 
 
 @tp.overload
-def split_rngs(*, splits: int | tuple[int, ...], only: tp.Any = ..., squeeze: bool = False
-               ) -> tp.Callable[[F], F]: ...
+def split_rngs(
+    *, splits: int | tuple[int, ...], only: tp.Any = ..., squeeze: bool = False
+) -> tp.Callable[[F], F]: ...
 @tp.overload
-def split_rngs(node: tp.Any, /, *, splits: int | tuple[int, ...], only: tp.Any = ...,
-               squeeze: bool = False) -> SplitRngs: ...
-def split_rngs(node: tp.Any = None, /, *, splits: int | tuple[int, ...], only: tp.Any = ...,
-               squeeze: bool = False) -> tp.Any:
+def split_rngs(
+    node: tp.Any, /, *, splits: int | tuple[int, ...], only: tp.Any = ..., squeeze: bool = False
+) -> SplitRngs: ...
+def split_rngs(
+    node: tp.Any = None,
+    /,
+    *,
+    splits: int | tuple[int, ...],
+    only: tp.Any = ...,
+    squeeze: bool = False,
+) -> tp.Any:
     """Give RNG streams a leading axis of ``splits`` keys, for ``vmap``/``scan``.
 
     As a decorator, splits the streams found in the decorated function's arguments
@@ -388,8 +420,10 @@ def with_rngs(node: tp.Any, /, *, split: tp.Any = None, fork: tp.Any = None) -> 
         ...     print(rngs.default.key.shape)
         (3,)
     """
-    handle = _split_streams(node, split, ..., False) if split is not None else fork_rngs(
-        node, split=fork
+    handle = (
+        _split_streams(node, split, ..., False)
+        if split is not None
+        else fork_rngs(node, split=fork)
     )
     try:
         yield node

@@ -103,7 +103,9 @@ class FlatState(Sequence[tuple[PathParts, tp.Any]]):
 
 
 def _split_pairs(
-    pairs: list[tuple[PathParts, tp.Any]], filters: tp.Sequence[tp.Any], *,
+    pairs: list[tuple[PathParts, tp.Any]],
+    filters: tp.Sequence[tp.Any],
+    *,
     exhaustive: bool = True,
 ) -> list[list[tuple[PathParts, tp.Any]]]:
     """Partition ``pairs`` by ``filters``: each goes to the first filter it matches.
@@ -149,8 +151,9 @@ class State(MutableMapping[Key, tp.Any]):
 
     __slots__ = ("_mapping",)
 
-    def __init__(self, mapping: Mapping[Key, tp.Any] | tp.Iterable[tuple[Key, tp.Any]] = (),
-                 /) -> None:
+    def __init__(
+        self, mapping: Mapping[Key, tp.Any] | tp.Iterable[tuple[Key, tp.Any]] = (), /
+    ) -> None:
         items = mapping.items() if isinstance(mapping, Mapping) else mapping
         data: dict[Key, tp.Any] = {}
         for key, value in items:
@@ -224,8 +227,9 @@ class State(MutableMapping[Key, tp.Any]):
         return to_flat_state(self)
 
     @classmethod
-    def from_flat_path(cls, flat: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathParts, tp.Any]
-                       ) -> State:
+    def from_flat_path(
+        cls, flat: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathParts, tp.Any]
+    ) -> State:
         """Build a nested State from ``(path, leaf)`` pairs or a ``{path: leaf}`` mapping."""
         return from_flat_state(flat, cls=cls)
 
@@ -252,14 +256,19 @@ class State(MutableMapping[Key, tp.Any]):
         return merge_state(state, *states)
 
     # --------------------------------------------------------------- pure dicts
-    def to_pure_dict(self, extract_fn: tp.Callable[[PathParts, tp.Any], tp.Any] | None = None
-                     ) -> dict[Key, tp.Any]:
+    def to_pure_dict(
+        self, extract_fn: tp.Callable[[PathParts, tp.Any], tp.Any] | None = None
+    ) -> dict[Key, tp.Any]:
         """Nested plain dicts with the raw values (integer keys kept as ints)."""
         return to_pure_dict(self, extract_fn)
 
-    def replace_by_pure_dict(self, pure_dict: Mapping[tp.Any, tp.Any],
-                             replace_fn: tp.Callable[[tp.Any, tp.Any], tp.Any] | None = None,
-                             *, allow_missing: bool = True) -> None:
+    def replace_by_pure_dict(
+        self,
+        pure_dict: Mapping[tp.Any, tp.Any],
+        replace_fn: tp.Callable[[tp.Any, tp.Any], tp.Any] | None = None,
+        *,
+        allow_missing: bool = True,
+    ) -> None:
         """Replace the values in place from a pure dict (e.g. a loaded checkpoint)."""
         replace_by_pure_dict(self, pure_dict, replace_fn, allow_missing=allow_missing)
 
@@ -313,8 +322,11 @@ def to_flat_state(state: Mapping[Key, tp.Any]) -> FlatState:
     return FlatState(_iter_flat(state, ()), sort=False)
 
 
-def from_flat_state(flat: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathParts, tp.Any],
-                    *, cls: type[State] = State) -> State:
+def from_flat_state(
+    flat: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathParts, tp.Any],
+    *,
+    cls: type[State] = State,
+) -> State:
     """Build a nested State from ``(path, leaf)`` pairs.
 
     Example::
@@ -333,7 +345,7 @@ def from_flat_state(flat: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathPa
             if not isinstance(node, dict):
                 raise GraphStructureError(
                     f"{format_path(path, 'state')}: expected "
-                    f"{format_path(path[:depth + 1], 'state')} to be a nested State, found a "
+                    f"{format_path(path[: depth + 1], 'state')} to be a nested State, found a "
                     f"leaf ({type(node).__name__}) there as well. Fix: do not mix States of "
                     "different structures (a path cannot be both a leaf and a prefix)."
                 )
@@ -411,9 +423,9 @@ def _raw(value: tp.Any) -> tp.Any:
     return value.get_value() if isinstance(value, Variable) else value
 
 
-def to_pure_dict(state: Mapping[Key, tp.Any],
-                 extract_fn: tp.Callable[[PathParts, tp.Any], tp.Any] | None = None
-                 ) -> dict[Key, tp.Any]:
+def to_pure_dict(
+    state: Mapping[Key, tp.Any], extract_fn: tp.Callable[[PathParts, tp.Any], tp.Any] | None = None
+) -> dict[Key, tp.Any]:
     """Nested plain ``dict``s of raw values: the format checkpoint libraries store.
 
     Example::
@@ -446,9 +458,13 @@ def _match_key(mapping: Mapping[tp.Any, tp.Any], key: Key) -> tp.Any:
 _MISSING = object()
 
 
-def replace_by_pure_dict(state: State, pure_dict: Mapping[tp.Any, tp.Any],
-                         replace_fn: tp.Callable[[tp.Any, tp.Any], tp.Any] | None = None,
-                         *, allow_missing: bool = True) -> None:
+def replace_by_pure_dict(
+    state: State,
+    pure_dict: Mapping[tp.Any, tp.Any],
+    replace_fn: tp.Callable[[tp.Any, tp.Any], tp.Any] | None = None,
+    *,
+    allow_missing: bool = True,
+) -> None:
     """Replace ``state``'s values in place with those of a pure dict.
 
     Integer keys that a checkpoint format turned into strings (``"0"``) are matched

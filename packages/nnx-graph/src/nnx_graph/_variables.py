@@ -647,9 +647,7 @@ def register_variable_name(
     _TYPE_TO_NAME[typ] = name
 
 
-def variable_name_from_type(
-    typ: type[Variable[tp.Any]], /, *, allow_register: bool = False
-) -> str:
+def variable_name_from_type(typ: type[Variable[tp.Any]], /, *, allow_register: bool = False) -> str:
     """The collection name of a Variable type (``Param`` -> ``'params'``).
 
     Unregistered types use their class name.
