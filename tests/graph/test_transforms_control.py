@@ -123,7 +123,7 @@ def test_loop_carry_dtype_and_shape_mismatch_are_named():
     with pytest.raises(
         TypeError,
         match=r"nnx\.fori_loop: the loop carry must keep its shapes "
-        r"and dtypes; init_val\[1\]: float32\[\] going in, "
+        r"and dtypes from step to step; init_val\[1\]: float32\[\] going in, "
         r"int32\[\] coming out",
     ):
         nnx.fori_loop(

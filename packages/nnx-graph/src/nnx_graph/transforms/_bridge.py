@@ -2,9 +2,10 @@
 
 A transformed call goes through four steps:
 
-1. ``extract``: find the graph nodes (Modules, Variables, containers) in the call's
-   arguments and flatten them *together* (so references shared between arguments
-   stay shared) into a GraphDef and an ordered list of leaves.
+1. ``split_tree`` and ``Bridge(roots)``: find the graph nodes (Modules,
+   Variables, containers) in the call's arguments and flatten them *together* (so
+   references shared between arguments stay shared) into a GraphDef and an ordered
+   list of leaves.
 2. ``Bridge.enter`` (inside the JAX transform): rebuild fresh objects from the
    GraphDef and the traced leaf values, and put them back into the arguments.
 3. ``Bridge.exit`` (inside): flatten the objects again, together with any graph

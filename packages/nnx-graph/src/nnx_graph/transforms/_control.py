@@ -10,12 +10,10 @@ from __future__ import annotations
 import typing as tp
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from nnx_graph._errors import GraphStructureError
 from nnx_graph.transforms._bridge import fill_tree, split_tree
-from nnx_graph.transforms._lift import Lifted
+from nnx_graph.transforms._lift import Lifted, carry_type_error, describe_aval
 
 __all__ = ["cond", "fori_loop", "switch", "while_loop"]
 
@@ -125,8 +123,8 @@ class _Loop:
             new_dyn = jax.tree.leaves(new_tree)
             values, dyn = carry
             self.avals = (
-                [*map(_aval, dyn), *map(_aval, values)],
-                [*map(_aval, new_dyn), *map(_aval, new_values)],
+                [*map(describe_aval, dyn), *map(describe_aval, values)],
+                [*map(describe_aval, new_dyn), *map(describe_aval, new_values)],
             )
             return (new_values, new_dyn)
 
@@ -137,31 +135,17 @@ class _Loop:
         try:
             values, dyn = loop((lifted.values(), lifted.dyn))
         except TypeError as error:
-            inputs, outputs = self.avals
             names = [
                 *lifted.dyn_names(),
                 *(lifted.describe_leaf(i) for i in range(len(lifted.bridge.leaves))),
             ]
-            mismatched = [
-                f"{name}: {a} going in, {b} coming out"
-                for name, a, b in zip(names, inputs, outputs)
-                if a != b
-            ]
-            if not mismatched:
+            diagnosis = carry_type_error(f"nnx.{self.name}", "the loop carry", names, *self.avals)
+            if diagnosis is None:
                 raise
-            raise TypeError(
-                f"nnx.{self.name}: the loop carry must keep its shapes and dtypes; "
-                + "; ".join(mismatched[:4])
-                + ". Fix: return values of the same shape and "
-                "dtype (e.g. cast with .astype(x.dtype))."
-            ) from error
+            raise diagnosis from error
         lifted.bridge.apply_changes(dict(enumerate(values)))
         ((val,), _) = fill_tree(jax.tree.unflatten(lifted.treedef, list(dyn)), lifted.nodes)
         return val
-
-
-def _aval(x: tp.Any) -> str:
-    return f"{jnp.result_type(x).name}{list(np.shape(x))}"
 
 
 def while_loop(

@@ -13,11 +13,13 @@ import inspect
 import typing as tp
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from nnx_graph._errors import GraphStructureError
 from nnx_graph.transforms._bridge import Bridge, Exit, arg_names, fill_tree, split_tree, tree_names
 
-__all__ = ["Lifted", "bind_positional", "positions_of_nodes"]
+__all__ = ["Lifted", "bind_positional", "carry_type_error", "describe_aval", "positions_of_nodes"]
 
 
 class Lifted:
@@ -122,10 +124,32 @@ def positions_of_nodes(args: tp.Sequence[tp.Any]) -> list[int]:
     return positions
 
 
-def leaf_arg_positions(lifted: Lifted, args: tp.Sequence[tp.Any]) -> list[int]:
-    """For every graph leaf, the positional argument its node came from."""
-    node_pos = positions_of_nodes(args)
-    return [node_pos[p[0]] for p in lifted.bridge.paths]
+def describe_aval(x: tp.Any) -> str:
+    """``float32[2,3]``: the shape and dtype a loop carry must keep."""
+    return f"{jnp.result_type(x).name}{list(np.shape(x))}"
+
+
+def carry_type_error(
+    where: str,
+    what: str,
+    names: tp.Sequence[str],
+    inputs: tp.Sequence[str],
+    outputs: tp.Sequence[str],
+) -> TypeError | None:
+    """A readable error for a loop carry whose shapes/dtypes (``describe_aval``)
+    changed, naming each changed entry; None when none did."""
+    mismatched = [
+        f"{name}: {a} going in, {b} coming out"
+        for name, a, b in zip(names, inputs, outputs)
+        if a != b
+    ]
+    if not mismatched:
+        return None
+    return TypeError(
+        f"{where}: {what} must keep its shapes and dtypes from step to step; "
+        + "; ".join(mismatched[:4])
+        + ". Fix: return values of the same shape and dtype (e.g. cast with .astype(x.dtype))."
+    )
 
 
 def bind_positional(

@@ -20,17 +20,19 @@ from nnx_graph._errors import GraphStructureError
 from nnx_graph._sharding import PARTITION_NAME, add_axis, remove_axis
 from nnx_graph.transforms._axes import Carry, StateAxes, check_state_axes_used, leaf_axes
 from nnx_graph.transforms._bridge import fill_tree, split_tree
-from nnx_graph.transforms._lift import Lifted, bind_positional, positions_of_nodes
+from nnx_graph.transforms._lift import (
+    Lifted,
+    bind_positional,
+    carry_type_error,
+    describe_aval,
+    positions_of_nodes,
+)
 
 __all__ = ["scan"]
 
 
 def _move(x: tp.Any, src: int, dst: int) -> tp.Any:
     return x if src == dst else jnp.moveaxis(x, src, dst)
-
-
-def _aval(x: tp.Any) -> str:
-    return f"{jnp.result_type(x).name}{list(np.shape(x))}"
 
 
 def _same_structure(a: tp.Any, b: tp.Any) -> bool:
@@ -185,8 +187,8 @@ class _Scan:
             )
         self.carry_tree = carry_tree
         self.carry_avals = (
-            [*map(_aval, c_dyn), *map(_aval, c_graph)],
-            [*map(_aval, new_c_dyn), *(_aval(new_values[i]) for i in self.looped)],
+            [*map(describe_aval, c_dyn), *map(describe_aval, c_graph)],
+            [*map(describe_aval, new_c_dyn), *(describe_aval(new_values[i]) for i in self.looped)],
         )
         ys_tree, ys_nodes = split_tree(ys)
         if ys_nodes:
@@ -215,25 +217,12 @@ class _Scan:
         return (carry[0] if len(carry) == 1 else None), ys
 
     def carry_error(self) -> TypeError | None:
-        inputs, outputs = self.carry_avals
         dyn_names = self.lifted.dyn_names()
         names = [
             *(dyn_names[i] for i in self.dyn_carry),
             *(self.lifted.describe_leaf(i) for i in self.looped),
         ]
-        mismatched = [
-            f"{name}: {a} going in, {b} coming out"
-            for name, a, b in zip(names, inputs, outputs)
-            if a != b
-        ]
-        if not mismatched:
-            return None
-        return TypeError(
-            "nnx.scan: the carry must keep its shapes and dtypes from step to step; "
-            + "; ".join(mismatched[:4])
-            + ". Fix: return values of the same shape and dtype "
-            "(e.g. cast with .astype(x.dtype))."
-        )
+        return carry_type_error("nnx.scan", "the carry", names, *self.carry_avals)
 
     # ------------------------------------------------------------- outside
     def run(
