@@ -276,6 +276,12 @@ def test_broadcast_state_updated_per_example_is_named():
     assert float(block.count.value) == 0.0 and not hasattr(block, "extra")
 
 
+def test_users_own_out_axes_error_is_not_blamed_on_state():
+    with pytest.raises(ValueError, match="got axis spec None but output was batched") as info:
+        nnx.vmap(lambda x: x * 2, out_axes=None)(jnp.ones(3))
+    assert "broadcast" not in str(info.value)
+
+
 def test_stateaxes_filter_matching_nothing():
     block = Block(3, rngs=nnx.Rngs(0))
     with pytest.raises(

@@ -231,18 +231,21 @@ class _Call:
         return bridge.apply_structure(info, leaves, out_tree)
 
     def _diagnose(self, error: ValueError, axis_size: int | None) -> ValueError | None:
-        text = str(error)
-        if "out_axes" in text or "batched" in text:
+        if "out_axes" in str(error):
+            # broadcast state updated per example, unless nothing broadcast changed:
+            # then it is about the function's own output and out_axes
             return self._broadcast_error()
         return self._size_error(axis_size)
 
-    def _broadcast_error(self) -> ValueError:
+    def _broadcast_error(self) -> ValueError | None:
         names = [self.lifted.describe_leaf(i) for i in self.changed if self.axes[i] is None]
         names += [n for n, a in zip(self.new_names, self.new_axes) if a is None]
+        if not names:
+            return None
         listed = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
         return ValueError(
             f"nnx.{self.name}: state passed with axis None (broadcast) was set to a value that "
-            f"differs per example: {listed or 'a broadcast Variable'}. Expected broadcast "
+            f"differs per example: {listed}. Expected broadcast "
             "state to get the same value for every example. Fix: give it an axis, e.g. "
             "in_axes=nnx.StateAxes({nnx.BatchStat: 0, ...: None}), or do not update it "
             "inside the mapped function."
