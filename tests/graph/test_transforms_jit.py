@@ -705,6 +705,8 @@ def test_module_passed_as_static_argument():
         nnx.jit(fn, static_argnums=1)(model, model)
     with pytest.raises(TypeError, match=r"argument 'other' is declared static"):
         nnx.jit(fn, static_argnames="other")(model, other=model)
+    with pytest.raises(TypeError, match=r"static but received a tuple holding a Linear"):
+        nnx.jit(fn, static_argnums=1)(model, (1, model))
 
 
 def test_tracer_leaked_into_a_global_module_is_named():

@@ -46,6 +46,7 @@ from nnx_graph.transforms._bridge import (
     fill_tree,
     holes_of,
     is_hole,
+    is_node,
     split_tree,
     tree_names,
 )
@@ -731,12 +732,18 @@ class JitWrapped:
         return tree_names(tree, dyn_params)[0]
 
     def _check_static(self, where: str, value: tp.Any) -> None:
-        if isinstance(value, NODE_TYPES):
+        found = (
+            value
+            if isinstance(value, NODE_TYPES)
+            else next((x for x in jax.tree.leaves(value, is_leaf=is_node) if is_node(x)), None)
+        )
+        if found is not None:
+            inside = "" if found is value else f"{type(value).__name__} holding a "
             raise TypeError(
                 f"nnx.jit({self._name}): {where} is declared static but received a "
-                f"{type(value).__name__} (a graph node with state). Expected a hashable "
-                "Python value. Fix: remove it from static_argnums/static_argnames; Modules "
-                "and Variables are handled by nnx.jit automatically."
+                f"{inside}{type(found).__name__} (a graph node with state). Expected a "
+                "hashable Python value. Fix: remove it from static_argnums/static_argnames; "
+                "Modules and Variables are handled by nnx.jit automatically."
             )
         try:
             hash(value)
