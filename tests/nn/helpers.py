@@ -4,6 +4,7 @@ every primitive (and its transpose) eagerly."""
 
 from __future__ import annotations
 
+import functools
 import typing as tp
 
 import jax
@@ -63,14 +64,23 @@ def np_init(scale: float = 1.0, seed: int = 0) -> tp.Callable[..., jax.Array]:
 
 def jit_call(model: tp.Any, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
     """``model(*args, **kwargs)`` compiled as one program (through split/merge), with
-    the model's state updates written back."""
+    the model's state updates written back. Non-array keyword arguments (flags such
+    as ``decode=True``) are static. Calls with the same structure and shapes reuse
+    the compiled program."""
     graphdef, state = nnx_graph.split(model)
-
-    @jax.jit
-    def run(state: tp.Any, args: tp.Any, kwargs: tp.Any) -> tp.Any:
-        module = nnx_graph.merge(graphdef, state, copy=True)
-        return module(*args, **kwargs), nnx_graph.state(module)
-
-    out, new_state = run(state, args, kwargs)
+    static = tuple(sorted((k, v) for k, v in kwargs.items() if not _is_array(v)))
+    dynamic = {k: v for k, v in kwargs.items() if _is_array(v)}
+    out, new_state = _run(graphdef, static, state, args, dynamic)
     nnx_graph.update(model, new_state)
     return out
+
+
+def _is_array(x: tp.Any) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _run(graphdef: tp.Any, static: tp.Any, state: tp.Any, args: tp.Any, dynamic: tp.Any) -> tp.Any:
+    module = nnx_graph.merge(graphdef, state, copy=True)
+    out = module(*args, **dict(static), **dynamic)
+    return out, nnx_graph.state(module)

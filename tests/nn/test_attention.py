@@ -11,7 +11,7 @@ import pytest
 import nnx_graph
 import nnx_nn
 
-from .helpers import assert_close, np_init, param_grads, ref_grads
+from .helpers import assert_close, jit_call, np_init, param_grads, ref_grads
 
 NP = np_init()
 
@@ -20,6 +20,10 @@ Q = RNG.normal(size=(2, 5, 4, 3)).astype(np.float32)  # (batch, q_len, heads, de
 K = RNG.normal(size=(2, 6, 4, 3)).astype(np.float32)
 V = RNG.normal(size=(2, 6, 4, 3)).astype(np.float32)
 X = RNG.normal(size=(2, 5, 8)).astype(np.float32)
+
+# The functions compiled as a whole (cheaper than compiling each primitive eagerly).
+attention = jax.jit(nnx_nn.dot_product_attention, static_argnames=("is_causal",))
+attention_weights = jax.jit(nnx_nn.dot_product_attention_weights, static_argnames=("is_causal",))
 
 
 def reference_attention(
@@ -44,16 +48,14 @@ def reference_attention(
 
 def test_dot_product_attention_plain_masked_biased() -> None:
     out, _ = reference_attention(Q, K, V)
-    assert_close(nnx_nn.dot_product_attention(Q, K, V), out, rtol=1e-4, atol=1e-5)
+    assert_close(attention(Q, K, V), out, rtol=1e-4, atol=1e-5)
     mask = RNG.uniform(size=(2, 1, 5, 6)) > 0.3
     mask[..., 0] = True
     bias = RNG.normal(size=(1, 4, 5, 6)).astype(np.float32)
     out, weights = reference_attention(Q, K, V, mask, bias)
+    assert_close(attention(Q, K, V, bias=bias, mask=mask), out, rtol=1e-4, atol=1e-5)
     assert_close(
-        nnx_nn.dot_product_attention(Q, K, V, bias=bias, mask=mask), out, rtol=1e-4, atol=1e-5
-    )
-    assert_close(
-        nnx_nn.dot_product_attention_weights(Q, K, bias=bias, mask=mask),
+        attention_weights(Q, K, bias=bias, mask=mask),
         weights,
         rtol=1e-4,
         atol=1e-6,
@@ -64,16 +66,14 @@ def test_causal_grouped_query_and_extra_batch_axes() -> None:
     causal = np.tril(np.ones((5, 5), bool))
     k, v = K[:, :5, :2], V[:, :5, :2]  # 2 kv heads serve 4 query heads
     out, weights = reference_attention(Q, k, v, causal)
-    assert_close(nnx_nn.dot_product_attention(Q, k, v, is_causal=True), out, rtol=1e-4, atol=1e-5)
-    assert_close(
-        nnx_nn.dot_product_attention_weights(Q, k, is_causal=True), weights, rtol=1e-4, atol=1e-6
-    )
+    assert_close(attention(Q, k, v, is_causal=True), out, rtol=1e-4, atol=1e-5)
+    assert_close(attention_weights(Q, k, is_causal=True), weights, rtol=1e-4, atol=1e-6)
     # The slow path (sowing weights) agrees with the fused one.
     module = nnx_graph.Module()
     slow = nnx_nn.dot_product_attention(Q, k, v, is_causal=True, module=module)
     assert_close(slow, out, rtol=1e-4, atol=1e-5)
     assert module.attention_weights.value[0].shape == (2, 4, 5, 5)
-    five_d = nnx_nn.dot_product_attention(Q[None], K[None], V[None])
+    five_d = attention(Q[None], K[None], V[None])
     assert_close(five_d[0], reference_attention(Q, K, V)[0], rtol=1e-4, atol=1e-5)
 
 
@@ -134,31 +134,32 @@ def test_multihead_self_and_cross_attention_with_mask() -> None:
     mask = RNG.uniform(size=(2, 1, 5, 6)) > 0.3
     mask[..., 0] = True
     assert_close(
-        mha(X, context, mask=mask), mha_reference(mha, X, context, mask), rtol=1e-4, atol=1e-5
+        jit_call(mha, X, context, mask=mask),
+        mha_reference(mha, X, context, mask),
+        rtol=1e-4,
+        atol=1e-5,
     )
-    self_attn = nnx_nn.MultiHeadAttention(2, 8, kernel_init=NP, rngs=nnx_graph.Rngs(1))
-    assert_close(self_attn(X), mha_reference(self_attn, X, X), rtol=1e-4, atol=1e-5)
-
-    grads = param_grads(self_attn, lambda m: jnp.sum(m(X) ** 2))
+    grads = param_grads(mha, lambda m: jnp.sum(m(X, context) ** 2))
 
     def reference(wq: jax.Array, wk: jax.Array, wv: jax.Array, wo: jax.Array) -> jax.Array:
-        q, k, v = (jnp.einsum("bti,ihd->bthd", X, w) for w in (wq, wk, wv))
+        q = jnp.einsum("bti,ihd->bthd", X, wq) + mha.query.bias.value
+        k = jnp.einsum("bti,ihd->bthd", context, wk) + mha.key.bias.value
+        v = jnp.einsum("bti,ihd->bthd", context, wv) + mha.value.bias.value
         ctx = jax.nn.dot_product_attention(q, k, v)
-        return jnp.sum(jnp.einsum("bthd,hdo->bto", ctx, wo) ** 2)
+        return jnp.sum((jnp.einsum("bthd,hdo->bto", ctx, wo) + mha.out.bias.value) ** 2)
 
-    expected = ref_grads(
-        reference, *(getattr(self_attn, n).kernel.value for n in ("query", "key", "value", "out"))
-    )
-    for name, g in zip(("query", "key", "value", "out"), expected):
+    names = ("query", "key", "value", "out")
+    expected = ref_grads(reference, *(getattr(mha, n).kernel.value for n in names))
+    for name, g in zip(names, expected):
         assert_close(grads[(name, "kernel")], g, rtol=1e-3, atol=1e-4)
 
 
 def test_multihead_decode_matches_causal_attention() -> None:
     mha = nnx_nn.MultiHeadAttention(4, 8, num_kv_heads=2, kernel_init=NP, rngs=nnx_graph.Rngs(0))
-    full = np.asarray(mha(X, is_causal=True))
+    full = np.asarray(jit_call(mha, X, is_causal=True))
     mha.init_cache(X.shape)
     assert mha.cached_key.shape == (2, 5, 2, 2)
-    steps = [np.asarray(mha(X[:, i : i + 1], decode=True)) for i in range(5)]
+    steps = [np.asarray(jit_call(mha, X[:, i : i + 1], decode=True)) for i in range(5)]
     assert_close(np.concatenate(steps, axis=1), full, rtol=1e-4, atol=1e-5)
     assert int(mha.cache_index.value) == 5
 
@@ -178,7 +179,7 @@ def test_multihead_decode_under_jit_with_split_merge() -> None:
         y, state = step(state, X[:, i : i + 1])
         outs.append(np.asarray(y))
     mha.decode = False
-    expected = np.asarray(mha(X, mask=nnx_nn.make_causal_mask(jnp.ones((2, 5)))))
+    expected = np.asarray(jit_call(mha, X, mask=nnx_nn.make_causal_mask(jnp.ones((2, 5)))))
     assert_close(np.concatenate(outs, axis=1), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -201,7 +202,7 @@ def test_multihead_mixed_precision(dtype: jnp.dtype) -> None:
     mha = nnx_nn.MultiHeadAttention(
         2, 8, dtype=dtype, kernel_init=np_init(0.3), rngs=nnx_graph.Rngs(0)
     )
-    y = mha(X)
+    y = jit_call(mha, X)
     assert y.dtype == dtype and mha.query.kernel.dtype == jnp.float32
     full = nnx_nn.MultiHeadAttention(2, 8, kernel_init=np_init(0.3), rngs=nnx_graph.Rngs(0))
     assert_close(y, full(X), rtol=0.1, atol=0.1)

@@ -125,11 +125,12 @@ def test_rnn_matches_a_python_loop_including_gradients() -> None:
     assert_close(ys, loop_ys, rtol=1e-4, atol=1e-5)
     assert_close(carry[1], loop_carry[1], rtol=1e-4, atol=1e-5)  # type: ignore[index]
 
-    grads = param_grads(rnn, lambda m: jnp.sum(m(XS)[1] ** 2))
+    short = XS[:, :3]  # gradients on a shorter sequence: the unrolled loop compiles faster
+    grads = param_grads(rnn, lambda m: jnp.sum(m(short)[1] ** 2))
     loop_grads = param_grads(
         rnn.cell,
         lambda cell: jnp.sum(
-            python_loop(cell, jnp.asarray(XS), cell.initialize_carry(X.shape))[1] ** 2
+            python_loop(cell, jnp.asarray(short), cell.initialize_carry(X.shape))[1] ** 2
         ),
     )
     assert set(grads) == {("cell", *path) for path in loop_grads}

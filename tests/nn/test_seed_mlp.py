@@ -1,7 +1,8 @@
 """The seed document's third program (MLP with nnx.Dropout, nnx.BatchNorm and
 nnx.gelu, then LoRA surgery on both linears and a forward pass), with its typos
-fixed, written against ``import nnx``; plus the same surgery with the library's own
-nnx.LoRA layer."""
+fixed (see examples/seed_03_surgery_and_training.py for the list), written against
+``import nnx``. The library's own LoRA layers are tested in
+test_lora_pooling_sequential.py."""
 
 from __future__ import annotations
 
@@ -79,28 +80,3 @@ def test_seed_program_three() -> None:
     )
     if hasattr(nnx, "display"):
         nnx.display(model)
-
-
-class LibraryMLP(nnx.Module):
-    def __init__(self, fin: int, hidden: int, fout: int, rngs: nnx.Rngs):
-        self.linear1 = nnx.Linear(fin, hidden, rngs=rngs)
-        self.dropout = nnx.Dropout(rate=0.1, rngs=rngs)
-        self.bn = nnx.BatchNorm(hidden, rngs=rngs)
-        self.linear2 = nnx.Linear(hidden, fout, rngs=rngs)
-
-    def __call__(self, x: jax.Array):
-        return self.linear2(nnx.gelu(self.dropout(self.bn(self.linear1(x)))))
-
-
-def test_seed_surgery_with_library_lora() -> None:
-    rngs = nnx.Rngs(params=0, dropout=1)
-    model = LibraryMLP(2, 32, 5, rngs=rngs)
-    model.eval()
-    before = np.asarray(model(jnp.ones((3, 2))))
-    model.linear1 = nnx.LoRA(2, 4, 32, base_module=model.linear1, rngs=rngs)
-    model.linear2 = nnx.LoRA(32, 4, 5, base_module=model.linear2, rngs=rngs)
-    np.testing.assert_allclose(np.asarray(model(jnp.ones((3, 2)))), before, rtol=1e-6)
-    _, adapters, _ = nnx.split(model, nnx.LoRAParam, ...)
-    assert len(nnx.to_flat_state(adapters)) == 4
-    model.train()
-    assert model(x=jnp.ones((3, 2))).shape == (3, 5)
