@@ -52,13 +52,15 @@ from nnx_nn._attention import (
     make_attention_mask,
     make_causal_mask,
 )
+from nnx_nn._batch_norm import BatchNorm
 from nnx_nn._conv import Conv, ConvTranspose
 from nnx_nn._dropout import Dropout
+from nnx_nn._embed import Embed
 from nnx_nn._errors import InputShapeError, LayerConfigError, LayerInputError
-from nnx_nn._linear import Einsum, Embed, Linear, LinearGeneral
+from nnx_nn._linear import Einsum, Linear, LinearGeneral
 from nnx_nn._lora import LoRA, LoRALinear, LoRAParam
 from nnx_nn._multihead import MultiHeadAttention
-from nnx_nn._normalization import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
+from nnx_nn._normalization import GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from nnx_nn._pooling import avg_pool, max_pool, min_pool, pool
 from nnx_nn._recurrent import GRUCell, LSTMCell, OptimizedLSTMCell, RNNCellBase, SimpleCell
 from nnx_nn._rnn import RNN, Bidirectional

@@ -19,8 +19,8 @@ from nnx_nn._attention import combine_masks as combine_masks
 from nnx_nn._conv import canonicalize_padding as canonicalize_padding
 from nnx_nn._dtypes import canonicalize_dtype as canonicalize_dtype
 from nnx_nn._dtypes import promote_dtype as promote_dtype
+from nnx_nn._embed import default_embed_init as default_embed_init
 from nnx_nn._linear import default_bias_init as default_bias_init
-from nnx_nn._linear import default_embed_init as default_embed_init
 from nnx_nn._linear import default_kernel_init as default_kernel_init
 from nnx_nn._normalization import compute_stats as compute_stats
 from nnx_nn._normalization import normalize as normalize
