@@ -225,6 +225,17 @@ def test_conv_transpose_valid_same_and_causal() -> None:
     diff = np.abs(np.asarray(causal(bumped)) - np.asarray(y_causal)).max(axis=(0, 2))
     assert diff[:8].max() == 0.0 and diff[8:].max() > 0.0
 
+    grads = param_grads(causal, lambda m: jnp.sum(m(X1) ** 2))
+
+    def reference(kernel: jax.Array) -> jax.Array:
+        y = jax.lax.conv_transpose(
+            X1, kernel, (2,), [(2, 1)], dimension_numbers=("NWC", "WIO", "NWC")
+        )
+        return jnp.sum(y**2)
+
+    (gk,) = ref_grads(reference, causal.kernel.value)
+    assert_close(grads[("kernel",)], gk, rtol=1e-4, atol=1e-4)
+
     same = nnx_nn.ConvTranspose(4, 3, 3, strides=2, kernel_init=NP, rngs=nnx_graph.Rngs(0))
     assert same(X1).shape == (2, 14, 3)
 

@@ -111,6 +111,10 @@ def test_groupnorm_by_groups_and_by_group_size() -> None:
     expected = standardize(grouped, (1, 3), 1e-6).reshape(X.shape)
     expected = expected * np.asarray(gn.scale.value) + np.asarray(gn.bias.value)
     assert_close(gn(X), expected, rtol=1e-4, atol=1e-4)
+    grads = param_grads(gn, lambda m: jnp.sum(m(X) * X))
+    xhat = standardize(grouped, (1, 3), 1e-6).reshape(X.shape)
+    assert_close(grads[("scale",)], (xhat * X).sum((0, 1)), rtol=1e-3, atol=1e-3)
+    assert_close(grads[("bias",)], X.sum((0, 1)), rtol=1e-4, atol=1e-4)
     by_size = nnx_nn.GroupNorm(6, num_groups=None, group_size=2, rngs=nnx_graph.Rngs(0))
     assert by_size.num_groups == 3
     assert_close(
@@ -121,6 +125,10 @@ def test_groupnorm_by_groups_and_by_group_size() -> None:
 def test_instancenorm() -> None:
     norm = nnx_nn.InstanceNorm(6, rngs=nnx_graph.Rngs(0))
     assert_close(norm(X), standardize(X, (1,), 1e-6), rtol=1e-4, atol=1e-4)
+    grads = param_grads(norm, lambda m: jnp.sum(m(X) * X))
+    assert_close(
+        grads[("scale",)], (standardize(X, (1,), 1e-6) * X).sum((0, 1)), rtol=1e-3, atol=1e-3
+    )
     per_position = nnx_nn.InstanceNorm(5, feature_axes=1, rngs=nnx_graph.Rngs(0))
     assert_close(per_position(X), standardize(X, (2,), 1e-6), rtol=1e-4, atol=1e-4)
 
