@@ -552,3 +552,20 @@ def test_signatures_match_flax() -> None:
             if param.default is inspect.Parameter.empty or callable(param.default):
                 continue
             assert mine.default == param.default, (name, param.name, mine.default, param.default)
+
+
+def test_method_signatures_match_flax() -> None:
+    import inspect
+
+    for name in nnx_nn.__all__:
+        ours, theirs = getattr(nnx_nn, name, None), getattr(fnnx, name, None)
+        if not isinstance(ours, type) or not isinstance(theirs, type) or name == "LoRAParam":
+            continue
+        for method in ("__call__", "attend", "init_cache", "initialize_carry"):
+            if method not in vars(theirs):
+                continue
+            p_ours = inspect.signature(getattr(ours, method)).parameters
+            p_theirs = inspect.signature(getattr(theirs, method)).parameters
+            assert list(p_ours) == list(p_theirs), (name, method, list(p_ours), list(p_theirs))
+            for param in p_theirs.values():
+                assert p_ours[param.name].kind == param.kind, (name, method, param.name)
