@@ -1,0 +1,115 @@
+"""Deliberate differences between nnx and flax.nnx 0.12.8: the one commented table.
+
+Every place where nnx knowingly does not follow Flax NNX 0.12.8 is one entry of
+``DIFFERENCES`` below. The README's migration section lists exactly these entries.
+A difference is allowed only where Flax
+
+* silently loses data or gives a wrong result,
+* needs Linen (``flax.linen``), or
+* raises where nnx already does something correct and useful (plain lists of
+  Modules, the seed-era API).
+
+Table format (append an entry with a small, surgical edit; keep the table short)::
+
+    Difference(
+        path="update",  # dotted name relative to ``flax.nnx``: a module
+        # ("bridge"), a name ("update"), a member
+        # ("Optimizer.update") or a parameter
+        # ("split_rngs(graph)"). A module path also covers
+        # everything below it ("bridge" covers "bridge.X").
+        aspect="behaviour",  # what differs (one of ASPECTS):
+        #   "name"      - the name is absent from nnx;
+        #   "kind"      - same name, other kind (class/function/...);
+        #   "signature" - parameters differ (name, kind, default);
+        #   "members"   - a class lacks/changes public members;
+        #   "behaviour" - same API, other runtime behaviour.
+        reason="...",  # one sentence: which allowed category and why.
+        readme="...",  # the user-facing line for the README migration section.
+    )
+
+``tests/oracle/test_api_surface.py`` skips any check whose (path, aspect) is listed
+here (see ``is_deliberate``); behaviour entries are documentation for the tests that
+exercise them and for the README.
+"""
+
+from __future__ import annotations
+
+import typing as tp
+
+ASPECTS = ("name", "kind", "signature", "members", "behaviour")
+
+
+class Difference(tp.NamedTuple):
+    """One deliberate difference from flax.nnx 0.12.8 (see the module docstring)."""
+
+    path: str
+    aspect: str
+    reason: str
+    readme: str
+
+
+DIFFERENCES: tuple[Difference, ...] = (
+    # ----------------------------------------------------------- needs Linen
+    Difference(
+        path="bridge",
+        aspect="name",
+        reason="needs Linen: nnx.bridge converts between flax.linen and NNX modules.",
+        readme="`nnx.bridge` (Linen interop) is not provided: nnx does not depend on Flax.",
+    ),
+    Difference(
+        path="wrappers",
+        aspect="name",
+        reason="needs Linen: nnx.wrappers wraps flax.linen modules.",
+        readme="`nnx.wrappers` (Linen wrappers) is not provided: nnx does not depend on Flax.",
+    ),
+    # ---------------------------------------- Flax raises, nnx does something useful
+    Difference(
+        path="Module.__setattr__",
+        aspect="behaviour",
+        reason=(
+            "Flax raises on a plain list/dict holding Modules or arrays; nnx stores it "
+            "as nnx.List/nnx.Dict so the contents are tracked (seed-era programs)."
+        ),
+        readme=(
+            "Plain Python lists/dicts holding Modules or arrays may be assigned to "
+            "attributes (Flax 0.12 raises); they are stored as `nnx.List`/`nnx.Dict`."
+        ),
+    ),
+    Difference(
+        path="Variable",
+        aspect="behaviour",
+        reason=(
+            "seed-era API: `.value`, in-place arithmetic on Variables and "
+            "`optimizer.update(grads)` keep working next to Flax 0.12's API."
+        ),
+        readme=(
+            "The earlier API (`.value`, `variable += 1`, `optimizer.update(grads)`) "
+            "works next to Flax 0.12's."
+        ),
+    ),
+)
+
+
+def _covers(entry_path: str, path: str) -> bool:
+    if entry_path == path:
+        return True
+    # A module/class entry covers everything below it.
+    return path.startswith(entry_path + ".") or path.startswith(entry_path + "(")
+
+
+def is_deliberate(path: str, aspect: str) -> bool:
+    """Whether the check ``aspect`` of ``path`` (relative to flax.nnx) is a listed difference.
+
+    A ``"name"`` entry for a module covers every aspect of everything under it.
+    """
+    for d in DIFFERENCES:
+        if not _covers(d.path, path):
+            continue
+        if d.aspect == aspect or (d.aspect == "name" and d.path != path):
+            return True
+    return False
+
+
+def lookup(path: str) -> list[Difference]:
+    """All entries that cover ``path``."""
+    return [d for d in DIFFERENCES if _covers(d.path, path)]
