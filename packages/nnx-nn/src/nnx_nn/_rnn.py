@@ -28,9 +28,35 @@ from nnx_nn._errors import (
 from nnx_nn._recurrent import RNNCellBase
 from nnx_nn._typing import Array
 
-__all__ = ["RNN", "Bidirectional", "flip_sequences"]
+__all__ = ["RNN", "Bidirectional", "RNNBase", "flip_sequences"]
 
 Carry = tp.Any
+
+
+class RNNBase(tp.Protocol):
+    """The call interface shared by :class:`RNN` and :class:`Bidirectional` (a
+    typing protocol: anything with this ``__call__`` can be used where an RNN is
+    expected).
+
+    Example::
+
+        >>> import nnx_graph, nnx_nn
+        >>> from nnx_nn.recurrent import RNNBase
+        >>> rnn: RNNBase = nnx_nn.RNN(nnx_nn.GRUCell(2, 3, rngs=nnx_graph.Rngs(0)))
+    """
+
+    def __call__(
+        self,
+        inputs: Array,
+        *,
+        initial_carry: Carry | None = None,
+        rngs: nnx_graph.Rngs | nnx_graph.RngStream | None = None,
+        seq_lengths: Array | None = None,
+        return_carry: bool | None = None,
+        time_major: bool | None = None,
+        reverse: bool | None = None,
+        keep_order: bool | None = None,
+    ) -> tp.Any: ...
 
 
 def flip_sequences(

@@ -10,6 +10,9 @@ import jax
 __all__ = [
     "Array",
     "Axes",
+    "ConvGeneralDilatedT",
+    "DotGeneralT",
+    "EinsumT",
     "Dtype",
     "Initializer",
     "PaddingLike",
@@ -30,3 +33,9 @@ Initializer = Callable[..., tp.Any]
 """``init(key, shape, dtype) -> Array`` (the ``jax.nn.initializers`` protocol)."""
 PromoteDtypeFn = Callable[..., tp.Any]
 """``promote(arrays: tuple, *, dtype=None, inexact=True) -> tuple`` of cast arrays."""
+DotGeneralT = Callable[..., jax.Array]
+"""A ``jax.lax.dot_general``-like function (``dot_general=`` of the layers)."""
+ConvGeneralDilatedT = Callable[..., jax.Array]
+"""A ``jax.lax.conv_general_dilated``-like function (``conv_general_dilated=``)."""
+EinsumT = Callable[..., jax.Array]
+"""A ``jnp.einsum``-like function (``einsum_op=`` of ``Einsum``)."""

@@ -14,7 +14,15 @@ Example::
 
 from nnx_nn import *  # noqa: F403
 from nnx_nn import __all__ as _layer_names
+from nnx_nn import activations as activations
+from nnx_nn import attention as attention
+from nnx_nn import dtypes as dtypes
 from nnx_nn import initializers as initializers
+from nnx_nn import linear as linear
+from nnx_nn import lora as lora
+from nnx_nn import normalization as normalization
+from nnx_nn import recurrent as recurrent
+from nnx_nn import stochastic as stochastic
 from nnx_nn._attention import combine_masks as combine_masks
 from nnx_nn._conv import canonicalize_padding as canonicalize_padding
 from nnx_nn._dtypes import canonicalize_dtype as canonicalize_dtype
@@ -29,6 +37,14 @@ from nnx_nn._rnn import flip_sequences as flip_sequences
 
 __all__ = [
     *[name for name in _layer_names if name != "__version__"],
+    "activations",
+    "attention",
+    "dtypes",
+    "linear",
+    "lora",
+    "normalization",
+    "recurrent",
+    "stochastic",
     "canonicalize_dtype",
     "canonicalize_padding",
     "compute_stats",
