@@ -1,8 +1,12 @@
 """Developer and CI sessions for the nnx monorepo.
 
-    nox -l                                   # list sessions
-    nox -s tests-cpu typecheck lint wheels   # what CI runs (.ci/run)
-    nox -s demo                              # the end-to-end demo
+    nox -l                       # list sessions
+    nox -s tests-cpu             # the suite on every supported Python (3.11, 3.12, 3.13)
+    nox -s tests-cpu-3.13        # ... on one of them
+    nox -s tests-lowest          # the suite on the lowest versions the floors allow
+    nox -s demo                  # the end-to-end demo
+
+What CI runs (.ci/run) is `CI_SESSIONS` below; keep README.md in sync.
 
 Local packages are always installed by path in ONE install call, so the resolver never
 looks them up on an index (PyPI has an unrelated `nnx` 0.0.8; never require a bare
@@ -14,8 +18,10 @@ from __future__ import annotations
 import glob
 import os
 import pathlib
+import re
 import shutil
 import subprocess
+import tomllib
 
 import nox
 
@@ -24,9 +30,21 @@ nox.options.reuse_venv = "yes"
 # A session whose Python is missing must fail, not skip and leave a green run. (With the
 # uv backend, uv downloads a missing interpreter first.)
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["tests-cpu", "typecheck", "lint", "wheels"]
 
-PYTHON = "3.11"
+# Every supported Python; `tests-cpu` is parametrised over them (tests-cpu-3.11, ...).
+PYTHONS = ["3.11", "3.12", "3.13"]
+# The Python of every other session, and of `tests-lowest`: the oldest supported one.
+PYTHON = PYTHONS[0]
+# What CI runs, in this order (.ci/run and README.md name the same list).
+CI_SESSIONS = [
+    "tests-cpu-3.11",
+    "tests-cpu-3.13",
+    "tests-lowest",
+    "typecheck",
+    "lint",
+    "wheels",
+    "docs",
+]
 ROOT = pathlib.Path(__file__).parent.resolve()
 
 # Distribution name -> import name, in dependency order (nnx-graph first).
@@ -58,11 +76,52 @@ MULTIDEVICE_XLA_FLAGS = "--xla_force_host_platform_device_count=8"
 LINT_PATHS = ["packages", "src", "tests", "benchmarks", "examples", "noxfile.py"]
 
 
-def _editable_local_packages() -> list[str]:
+def _expose_pyenv_interpreters() -> None:
+    """Make pyenv's `python3.X` shims work for every version in `PYTHONS`.
+
+    pyenv puts shims on PATH for every installed version, but a shim only runs the
+    versions selected by `PYENV_VERSION` (or `.python-version` / the global setting);
+    the others fail ("command not found ... exists in these Python versions"). When
+    pyenv is present, keep the selected versions first (so `python3` does not change;
+    a pyenv shim running nox has already exported `PYENV_VERSION`) and append the
+    newest installed patch release of each Python in `PYTHONS`. Without pyenv nothing
+    changes: nox looks for `python3.X` on PATH (with uv, uv looks for it too and tries
+    to download it) and a missing interpreter is an error, never a skip.
+    """
+    pyenv = shutil.which("pyenv")
+    if pyenv is None:
+        return
+    try:
+        selected = subprocess.run(
+            [pyenv, "version-name"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+        installed = subprocess.run(
+            [pyenv, "versions", "--bare", "--skip-aliases"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return
+    versions = [v for v in selected.split(":") if v and v != "system"]
+    for minor in PYTHONS:
+        patches = [v for v in installed if re.fullmatch(rf"{re.escape(minor)}\.\d+", v)]
+        if patches and not any(re.fullmatch(rf"{re.escape(minor)}\.\d+", v) for v in versions):
+            versions.append(max(patches, key=lambda v: int(v.rsplit(".", 1)[1])))
+    if versions:
+        os.environ["PYENV_VERSION"] = ":".join(versions)
+
+
+_expose_pyenv_interpreters()
+
+
+def _editable_local_packages(extras: dict[str, str] | None = None) -> list[str]:
     """`-e <path>` for every member and the meta-package, for one install call."""
     args: list[str] = []
     for name in MEMBERS:
-        args += ["-e", f"packages/{name}"]
+        extra = f"[{extras[name]}]" if extras and name in extras else ""
+        args += ["-e", f"packages/{name}{extra}"]
     return [*args, "-e", "."]
 
 
@@ -84,24 +143,20 @@ def _gpu_visible() -> bool:
     return result.returncode == 0 and "GPU" in result.stdout
 
 
-def _run_tests(session: nox.Session, build: str) -> None:
-    if build == "cuda12":
-        if not _gpu_visible():
-            reason = "no NVIDIA GPU visible (`nvidia-smi -L` found none)"
-            if os.environ.get("NNX_REQUIRE_GPU") == "1":
-                session.error(f"NNX_REQUIRE_GPU=1 but {reason}")
-            session.skip(f"{reason}; set NNX_REQUIRE_GPU=1 to make this an error")
-        jax_requirement = "jax[cuda12]"
-        deselect = "not multidevice"
-    else:
-        jax_requirement = "jax"
-        deselect = "not multidevice and not gpu"
-
-    _install_local(session, jax_requirement, *TEST_DEPS)
-
+def _pytest(session: nox.Session, build: str) -> None:
+    """Run the suite in two pytest processes (single-device, then `multidevice`)."""
     # Exit code 5 means "no tests collected": fine while a marker selects nothing.
     common = ["--ignore=tests/oracle", *session.posargs]
-    session.run("pytest", "tests", "-q", "-m", deselect, *common, success_codes=[0, 5])
+    if build == "cuda12":
+        deselect = "not multidevice"
+        # The general suite checks float32 results with CPU-sized tolerances; on recent
+        # NVIDIA GPUs XLA may compute float32 dots in TF32 by default. The `gpu` tests
+        # set the precision they test themselves.
+        env = {"JAX_DEFAULT_MATMUL_PRECISION": "highest"}
+    else:
+        deselect = "not multidevice and not gpu"
+        env = {}
+    session.run("pytest", "tests", "-q", "-m", deselect, *common, env=env, success_codes=[0, 5])
     # Separate process: XLA_FLAGS must be set before jax is imported. The simulated
     # devices are host (CPU) devices, so pin the platform even in the CUDA build.
     session.run(
@@ -116,16 +171,108 @@ def _run_tests(session: nox.Session, build: str) -> None:
     )
 
 
-@nox.session(name="tests-cpu", python=PYTHON, tags=["tests"])
+def _print_versions(session: nox.Session) -> None:
+    names = ["jax", "jaxlib", "numpy", *DEPENDENCY_FLOORS_CHECKED]
+    code = (
+        "import importlib.metadata as md, platform; "
+        "print('python', platform.python_version()); "
+        f"[print(n, md.version(n)) for n in {names!r}]"
+    )
+    session.run("python", "-c", code, silent=False)
+
+
+@nox.session(name="tests-cpu", python=PYTHONS, tags=["tests"])
 def tests_cpu(session: nox.Session) -> None:
     """Test suite on the CPU build of JAX (gpu-marked tests deselected)."""
-    _run_tests(session, "cpu")
+    _install_local(session, "jax", *TEST_DEPS)
+    _print_versions(session)
+    _pytest(session, "cpu")
 
 
 @nox.session(name="tests-cuda12", python=PYTHON, tags=["tests"])
 def tests_cuda12(session: nox.Session) -> None:
-    """Test suite on jax[cuda12]; skipped without a GPU unless NNX_REQUIRE_GPU=1."""
-    _run_tests(session, "cuda12")
+    """Test suite on jax[cuda12] with the `gpu` tests; skips without a GPU.
+
+    Set NNX_REQUIRE_GPU=1 to make a missing GPU an error instead of a skip.
+    """
+    if not _gpu_visible():
+        reason = "no NVIDIA GPU visible (`nvidia-smi -L` found none)"
+        if os.environ.get("NNX_REQUIRE_GPU") == "1":
+            session.error(f"NNX_REQUIRE_GPU=1 but {reason}")
+        session.skip(f"{reason}; set NNX_REQUIRE_GPU=1 to make this an error")
+    _install_local(session, "jax[cuda12]", *TEST_DEPS)
+    _print_versions(session)
+    # Fail (not skip) the `gpu` tests if JAX cannot use the GPU, e.g. a CUDA mismatch.
+    session.env["NNX_REQUIRE_GPU"] = "1"
+    _pytest(session, "cuda12")
+
+
+# The runtime dependencies whose declared floors `tests-lowest` installs and checks.
+DEPENDENCY_FLOORS_CHECKED = ["optax", "treescope", "orbax-checkpoint", "safetensors"]
+
+
+@nox.session(name="tests-lowest", python=PYTHON, tags=["tests"])
+def tests_lowest(session: nox.Session) -> None:
+    """Test suite with every declared dependency at the lowest version its floor allows.
+
+    The test tools come first at their newest versions; then every local package is
+    installed with `uv pip install --resolution lowest-direct`, which picks the lowest
+    version each package's own `dependencies` (and the `checkpoint` extra) allow. The
+    installed versions are then checked against the floors, so a floor that cannot be
+    installed, or a tool that drags a dependency upwards, fails the session.
+    """
+    if session.venv_backend != "uv":
+        session.error("tests-lowest needs the uv backend: pip install 'nox[uv]'")
+    tools = [dep for dep in TEST_DEPS if dep not in DEPENDENCY_FLOORS_CHECKED]
+    session.install(*tools)
+    session.install(
+        "--resolution",
+        "lowest-direct",
+        "--reinstall-package",
+        "jax",
+        "--reinstall-package",
+        "jaxlib",
+        *[arg for name in DEPENDENCY_FLOORS_CHECKED for arg in ("--reinstall-package", name)],
+        *_editable_local_packages(extras={"nnx-optim": "checkpoint"}),
+    )
+    _check_floors_installed(session)
+    _print_versions(session)
+    _pytest(session, "cpu")
+
+
+def _declared_floors() -> dict[str, str]:
+    """`{name: floor}` for every `name>=floor` in a member's dependencies or extras."""
+    floors: dict[str, str] = {}
+    for pyproject in sorted(ROOT.glob("packages/*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        requirements = list(project.get("dependencies", []))
+        for extra in project.get("optional-dependencies", {}).values():
+            requirements += extra
+        for requirement in requirements:
+            match = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[.*\])?\s*>=\s*([0-9.]+)(,.*)?", requirement)
+            if match is None or match.group(1).startswith("nnx"):
+                continue
+            name, floor = match.group(1), match.group(3)
+            if floors.setdefault(name, floor) != floor:
+                raise RuntimeError(f"{pyproject}: {name} floor {floor} != {floors[name]} elsewhere")
+    return floors
+
+
+def _check_floors_installed(session: nox.Session) -> None:
+    floors = _declared_floors()
+    code = "import importlib.metadata as md, sys; [print(n, md.version(n)) for n in sys.argv[1:]]"
+    output = session.run("python", "-c", code, *floors, silent=True)
+    installed = dict(line.split() for line in str(output).splitlines() if line.strip())
+    wrong = []
+    for name, floor in floors.items():
+        ok = installed.get(name) == floor
+        session.log(
+            f"{name}>={floor}: installed {installed.get(name)}{'' if ok else '  <-- NOT THE FLOOR'}"
+        )
+        if not ok:
+            wrong.append(name)
+    if wrong:
+        session.error(f"installed versions differ from the declared floors: {wrong}")
 
 
 @nox.session(python=PYTHON)
@@ -252,3 +399,9 @@ def oracle(session: nox.Session) -> None:
         session.skip("tests/oracle does not exist yet")
     _install_local(session, "jax", "flax", *TEST_DEPS)
     session.run("pytest", "tests/oracle", "-q", "-m", "oracle", *session.posargs)
+
+
+# Plain `nox` runs what CI runs. (`docs` is only listed once its session is defined, so
+# `nox -l` works meanwhile; `.ci/run` names every CI session explicitly and fails if one
+# is missing.)
+nox.options.sessions = [name for name in CI_SESSIONS if name.split("-3.")[0] in nox.registry.get()]
