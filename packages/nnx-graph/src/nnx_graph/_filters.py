@@ -15,6 +15,7 @@ import types
 import typing as tp
 
 from nnx_graph._errors import FilterError
+from nnx_graph._variables import Variable, variable_name_from_type
 
 __all__ = [
     "All",
@@ -237,8 +238,6 @@ class _WithCollectionName:
     def __call__(self, path: Path, value: tp.Any) -> bool:
         if getattr(value, "tag", None) == self.name:
             return True
-        from nnx_graph._variables import Variable, variable_name_from_type
-
         return isinstance(value, Variable) and variable_name_from_type(type(value)) == self.name
 
 

@@ -8,63 +8,58 @@ Everything here is built on the two primitives in ``_graphdef.py``: one traversa
 
 from __future__ import annotations
 
-import builtins
-import contextlib
-import dataclasses
-import threading
 import typing as tp
 from collections.abc import Iterator, Mapping
 
 import jax
+import numpy as np
 
 from nnx_graph._errors import GraphStructureError, format_path
-from nnx_graph._filters import to_predicate
-from nnx_graph._graphdef import CONTAINER, LEAF, NODE, VAR, GraphDef, Slot, build, flatten_graph
+from nnx_graph._filters import Filter, to_predicate
+from nnx_graph._graphdef import (
+    CONTAINER,
+    LEAF,
+    NODE,
+    REF,
+    STATIC,
+    VAR,
+    GraphDef,
+    Slot,
+    build,
+    flatten_graph,
+    walk,
+)
 from nnx_graph._pytree import Dict, List, Pytree, has_data, is_graph_node
 from nnx_graph._state import (
     FlatState,
     State,
+    _split_pairs,
+    flat_dict,
     from_flat_state,
     map_state,
     restore_int_path,
-    split_state,
-    to_flat_state,
 )
 from nnx_graph._variables import Variable
 
 __all__ = [
     "GraphState",
-    "NodeStates",
     "PureState",
-    "UpdateContext",
-    "as_pure",
-    "call",
+    "check_pytree",
     "clone",
-    "current_update_context",
     "find_duplicates",
     "flatten",
-    "from_tree",
     "graphdef",
     "iter_graph",
     "map",
     "merge",
     "pop",
-    "prefix",
-    "pure",
     "recursive_map",
-    "set_graph_mode",
-    "set_graph_updates",
     "set_metadata",
     "split",
     "state",
-    "to_tree",
     "unflatten",
-    "unpack",
     "update",
-    "update_context",
     "variables",
-    "vars_as",
-    "with_vars",
 ]
 
 A = tp.TypeVar("A")
@@ -73,26 +68,36 @@ GraphState = State
 PureState = State
 
 
-def _leaf_value(leaf: tp.Any) -> tp.Any:
-    return leaf._raw_value if isinstance(leaf, Slot) else leaf
-
-
-def _pairs(node: tp.Any) -> tuple[GraphDef, list[tuple[Path, tp.Any]]]:
+def _pairs(node: tp.Any) -> tuple[GraphDef[tp.Any], list[tuple[Path, tp.Any]]]:
     flat = flatten_graph(node)
     paths = flat.graphdef.leaf_paths
-    return flat.graphdef, [(p, _leaf_value(v)) for p, v in zip(paths, flat.leaves)]
+    return flat.graphdef, [
+        (p, v._raw_value if v.__class__ is Slot else v) for p, v in zip(paths, flat.leaves)
+    ]
 
 
 def _check_node(node: tp.Any, fn: str) -> None:
-    if not (is_graph_node(node) or isinstance(node, (tuple, list, dict))):
+    if not (
+        is_graph_node(node) or isinstance(node, (tuple, list, dict)) or isinstance(node, Variable)
+    ):
         raise TypeError(
-            f"nnx.{fn} expected a graph node (a Module, Pytree, nnx.List/Dict, or a "
-            f"tuple/list/dict of them), found {type(node).__name__}: {node!r:.80}. "
+            f"nnx.{fn} expected a graph node (a Module, Pytree, nnx.List/Dict, a Variable, "
+            f"or a tuple/list/dict of them), found {type(node).__name__}: {node!r:.80}. "
             f"Fix: pass the Module itself."
         )
 
 
-def split(node: tp.Any, *filters: tp.Any, graph: bool | None = None) -> tuple[tp.Any, ...]:
+@tp.overload
+def split(node: A, /, *, graph: bool | None = None) -> tuple[GraphDef[A], State]: ...
+@tp.overload
+def split(
+    node: A, first: Filter, /, *, graph: bool | None = None
+) -> tuple[GraphDef[A], State]: ...
+@tp.overload
+def split(
+    node: A, first: Filter, second: Filter, /, *filters: Filter, graph: bool | None = None
+) -> tuple[tp.Any, ...]: ...
+def split(node: tp.Any, /, *filters: Filter, graph: bool | None = None) -> tuple[tp.Any, ...]:
     """Split an object graph into its static :class:`GraphDef` and one
     :class:`State` per filter (default: one State with everything).
 
@@ -113,10 +118,8 @@ def split(node: tp.Any, *filters: tp.Any, graph: bool | None = None) -> tuple[tp
     gdef, pairs = _pairs(node)
     if not filters:
         return gdef, from_flat_state(pairs)
-    if not pairs:
-        return (gdef, *(State() for _ in filters))
-    states = split_state(from_flat_state(pairs), *filters)
-    return (gdef, *(states if len(filters) > 1 else (states,)))
+    groups = _split_pairs(pairs, filters) if pairs else [[] for _ in filters]
+    return (gdef, *(from_flat_state(g) for g in groups))
 
 
 def _flat_lookup(states: tp.Sequence[tp.Any]) -> dict[Path, tp.Any]:
@@ -125,7 +128,7 @@ def _flat_lookup(states: tp.Sequence[tp.Any]) -> dict[Path, tp.Any]:
         if isinstance(s, FlatState):
             items: tp.Iterable[tuple[Path, tp.Any]] = s
         elif isinstance(s, Mapping):
-            items = to_flat_state(s)
+            items = flat_dict(s).items()
         else:
             raise TypeError(
                 f"Expected a State (or a mapping / FlatState), found {type(s).__name__}. "
@@ -173,6 +176,21 @@ def _match_leaves(
     return leaves, missing, extra
 
 
+def shape_error(what: str, found: tp.Sequence[tuple[Path, tp.Any, tp.Any]]) -> GraphStructureError:
+    """The error for values whose shape differs from the one the target holds."""
+    lines = [
+        f"  {format_path(p, 'model')}: expected shape {tuple(old)}, found shape {tuple(new)}"
+        for p, old, new in found[:20]
+    ]
+    if len(found) > 20:
+        lines.append(f"  ... and {len(found) - 20} more")
+    return GraphStructureError(
+        f"{what}: {len(found)} value(s) do not have the shape of the Variable or array they "
+        "replace:\n" + "\n".join(lines) + "\nFix: take the State from a model built with "
+        "the same sizes (or rebuild the model with the new sizes). Nothing was changed."
+    )
+
+
 def _mismatch_error(
     what: str,
     missing: list[Path],
@@ -211,13 +229,13 @@ def _mismatch_error(
 
 
 def merge(
-    graphdef: GraphDef,
+    graphdef: GraphDef[A],
     state: tp.Any,
     /,
     *states: tp.Any,
     copy: bool = False,
     recreate_variables: bool = True,
-) -> tp.Any:
+) -> A:
     """Rebuild an object graph from a GraphDef and States (the inverse of ``split``).
 
     The States' Variables become the new object's Variables (``copy=True`` copies
@@ -245,10 +263,18 @@ def merge(
     if copy:
         leaves = [v.copy() if isinstance(v, Variable) else v for v in leaves]
     root, _ = build(graphdef, leaves, reuse_variables=True)
-    return root
+    return tp.cast(A, root)
 
 
-def state(node: tp.Any, *filters: tp.Any, graph: bool | None = None) -> tp.Any:
+@tp.overload
+def state(node: tp.Any, /, *, graph: bool | None = None) -> State: ...
+@tp.overload
+def state(node: tp.Any, first: Filter, /, *, graph: bool | None = None) -> State: ...
+@tp.overload
+def state(
+    node: tp.Any, first: Filter, second: Filter, /, *filters: Filter, graph: bool | None = None
+) -> tuple[State, ...]: ...
+def state(node: tp.Any, /, *filters: Filter, graph: bool | None = None) -> tp.Any:
     """The State of an object graph (one State per filter when filters are given).
 
     Example::
@@ -262,18 +288,16 @@ def state(node: tp.Any, *filters: tp.Any, graph: bool | None = None) -> tp.Any:
     """
     _check_node(node, "state")
     _, pairs = _pairs(node)
-    s = from_flat_state(pairs)
     if not filters:
-        return s
-    from nnx_graph._state import filter_state
-
-    return filter_state(s, *filters)
+        return from_flat_state(pairs)
+    states = tuple(from_flat_state(g) for g in _split_pairs(pairs, filters, exhaustive=False))
+    return states[0] if len(states) == 1 else states
 
 
 variables = state
 
 
-def graphdef(node: tp.Any, /, *, graph: bool | None = None) -> GraphDef:
+def graphdef(node: A, /, *, graph: bool | None = None) -> GraphDef[A]:
     """The GraphDef of an object graph.
 
     Example::
@@ -286,14 +310,15 @@ def graphdef(node: tp.Any, /, *, graph: bool | None = None) -> GraphDef:
         'M'
     """
     _check_node(node, "graphdef")
-    return flatten_graph(node).graphdef
+    return tp.cast("GraphDef[A]", flatten_graph(node).graphdef)
 
 
 def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
     """Write the values (and metadata) of ``states`` into ``node``'s Variables.
 
-    States may cover part of the graph; every path in them must exist in ``node``.
-    Nothing is modified when a path does not match.
+    States may cover part of the graph; every path in them must exist in ``node``,
+    and a value must have the shape of the one it replaces (when both have a
+    shape). Nothing is modified when a path or a shape does not match.
 
     Example::
 
@@ -311,6 +336,7 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
     incoming = _flat_lookup((state, *states))
     writes: list[tuple[tp.Any, tp.Any]] = []
     extra: list[Path] = []
+    wrong_shape: list[tuple[Path, tp.Any, tp.Any]] = []
     for path, value in incoming.items():
         target = targets.get(path)
         if target is None:
@@ -319,7 +345,14 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
                 extra.append(path)
                 continue
             target = targets[alias]
+        new = value._raw_value if isinstance(value, Variable) else value
+        old_shape = getattr(target._raw_value, "shape", None)
+        new_shape = getattr(new, "shape", None)
+        if old_shape is not None and new_shape is not None and old_shape != new_shape:
+            wrong_shape.append((path, old_shape, new_shape))
         writes.append((target, value))
+    if wrong_shape:
+        raise shape_error("nnx.update", wrong_shape)
     if extra:
         raise _mismatch_error(
             "nnx.update",
@@ -378,28 +411,6 @@ def clone(
     return tp.cast(A, root)
 
 
-def _walk(
-    record: tuple[tp.Any, ...],
-    path: Path,
-    nodes: list[tp.Any],
-    leaves: Iterator[tp.Any],
-    out: list[tuple[Path, tp.Any]],
-) -> None:
-    tag = record[0]
-    if tag == VAR:
-        next(leaves)
-        out.append((path, nodes[record[2]]))
-    elif tag == LEAF:
-        out.append((path, _leaf_value(next(leaves))))
-    elif tag == NODE:
-        for key, child in record[4]:
-            _walk(child, (*path, key), nodes, leaves, out)
-        out.append((path, nodes[record[2]]))
-    elif tag == CONTAINER:
-        for key, child in zip(record[2], record[3]):
-            _walk(child, (*path, key), nodes, leaves, out)
-
-
 def iter_graph(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[Path, tp.Any]]:
     """Yield ``(path, value)`` for every node, Variable and array leaf, children
     before their parent, each shared object once.
@@ -414,8 +425,18 @@ def iter_graph(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[
         [(('w',), 'Param'), ((), 'M')]
     """
     flat = flatten_graph(node)
+    nodes = flat.nodes
+    leaves = iter(flat.leaves)
     out: list[tuple[Path, tp.Any]] = []
-    _walk(flat.graphdef._record, (), flat.nodes, iter(flat.leaves), out)
+    for visit in walk(flat.graphdef, closing=True):
+        tag = visit.record[0]
+        if tag == VAR:
+            next(leaves)
+            out.append((visit.path, nodes[visit.record[2]]))
+        elif tag == LEAF:
+            out.append((visit.path, next(leaves)._raw_value))
+        elif tag == NODE and visit.closing:
+            out.append((visit.path, nodes[visit.record[2]]))
     yield from out
 
 
@@ -432,35 +453,18 @@ def find_duplicates(node: tp.Any, /, *, only: tp.Any = ...) -> list[list[Path]]:
         [[('a',), ('b',)]]
     """
     predicate = to_predicate(only)
-    seen: dict[int, tuple[tp.Any, list[Path]]] = {}
-
-    def go(value: tp.Any, path: Path) -> None:
-        if isinstance(value, Variable) or is_graph_node(value):
-            entry = seen.get(id(value))
-            if entry is not None:
-                entry[1].append(path)
-                return
-            seen[id(value)] = (value, [path])
-            if isinstance(value, Variable):
-                return
-        if isinstance(value, Pytree):
-            for name, child in value._nnx_attributes():
-                if value._nnx_is_data_attr(name, child):
-                    go(child, (*path, name))
-        elif isinstance(value, (list, tuple)):
-            for i, child in enumerate(value):
-                if has_data(child):
-                    go(child, (*path, i))
-        elif isinstance(value, dict):
-            from nnx_graph._state import sorted_keys
-
-            for k in sorted_keys(value):
-                if has_data(value[k]):
-                    go(value[k], (*path, k))
-
-    go(node, ())
+    flat = flatten_graph(node)
+    groups: dict[int, list[Path]] = {}
+    for visit in walk(flat.graphdef):
+        tag = visit.record[0]
+        if tag == NODE or tag == VAR:
+            groups[visit.record[2]] = [visit.path]
+        elif tag == REF:
+            groups[visit.record[1]].append(visit.path)
     return [
-        paths for value, paths in seen.values() if len(paths) > 1 and predicate(paths[0], value)
+        paths
+        for i, paths in groups.items()
+        if len(paths) > 1 and predicate(paths[0], flat.nodes[i])
     ]
 
 
@@ -544,59 +548,55 @@ def recursive_map(
         >>> nnx.recursive_map(double, M()).w.value.tolist()
         [1.0, 1.0]
     """
-    memo: dict[int, tp.Any] = {}
-
-    def go(value: tp.Any, path: Path) -> tp.Any:
-        key = id(value)
-        if key in memo:
-            return memo[key]
-        if isinstance(value, Variable):
-            result = f(path, value)
-            memo[key] = result
-            return result
-        if isinstance(value, Pytree):
-            new = object.__new__(type(value))
-            memo[key] = new
-            for name, child in value._nnx_attributes():
-                new.__dict__[name] = (
-                    go(child, (*path, name)) if value._nnx_is_data_attr(name, child) else child
+    flat = flatten_graph(node)
+    leaves = iter(flat.leaves)
+    done: dict[int, tp.Any] = {}  # node index -> its mapped object
+    values: list[tp.Any] = []  # children waiting for their parent
+    for visit in walk(flat.graphdef, closing=True):
+        record = visit.record
+        tag = record[0]
+        if tag == VAR:
+            next(leaves)
+            done[record[2]] = f(visit.path, flat.nodes[record[2]])
+            values.append(done[record[2]])
+        elif tag == REF:
+            values.append(done[record[1]])
+        elif tag == LEAF:
+            values.append(f(visit.path, next(leaves)._raw_value))
+        elif tag == STATIC:
+            values.append(record[1].value)
+        elif not visit.closing:
+            if tag == NODE:
+                old = flat.nodes[record[2]]
+                done[record[2]] = (
+                    object.__new__(type(old)) if isinstance(old, Pytree) else type(old)()
                 )
-            if value._nnx_explicit:
-                new.__dict__["_nnx_explicit"] = dict(value._nnx_explicit)
-            result = f(path, new)
-            memo[key] = result
-            return result
-        if isinstance(value, List):
-            new_list: List[tp.Any] = List()
-            memo[key] = new_list
-            list.extend(
-                new_list, [go(c, (*path, i)) if has_data(c) else c for i, c in enumerate(value)]
-            )
-            result = f(path, new_list)
-            memo[key] = result
-            return result
-        if isinstance(value, Dict):
-            new_dict: Dict[tp.Any] = Dict()
-            memo[key] = new_dict
-            for k, c in value.items():
-                dict.__setitem__(new_dict, k, go(c, (*path, k)) if has_data(c) else c)
-            result = f(path, new_dict)
-            memo[key] = result
-            return result
-        if isinstance(value, (list, tuple)) and has_data(value):
-            items = [go(c, (*path, i)) if has_data(c) else c for i, c in enumerate(value)]
-            if hasattr(value, "_fields"):
-                return type(value)(*items)
-            return type(value)(items)
-        if isinstance(value, dict) and has_data(value):
-            return type(value)(
-                {k: go(c, (*path, k)) if has_data(c) else c for k, c in value.items()}
-            )
-        if has_data(value):
-            return f(path, value)
-        return value
-
-    return go(node, ())
+        else:
+            keys = [k for k, _ in record[4]] if tag == NODE else list(record[2])
+            children = values[len(values) - len(keys) :]
+            del values[len(values) - len(keys) :]
+            if tag == CONTAINER:
+                typ = record[1]
+                if issubclass(typ, dict):
+                    values.append(typ(zip(keys, children)))
+                elif hasattr(typ, "_fields"):
+                    values.append(typ(*children))
+                else:
+                    values.append(typ(children))
+                continue
+            new = done[record[2]]
+            if isinstance(new, Pytree):
+                new.__dict__.update(zip(keys, children))
+                if record[3] is not None:
+                    new.__dict__["_nnx_explicit"] = dict(record[3].value)
+            elif isinstance(new, List):
+                list.extend(new, children)
+            else:
+                for k, c in zip(keys, children):
+                    dict.__setitem__(new, k, c)
+            done[record[2]] = f(visit.path, new)
+            values.append(done[record[2]])
+    return values[0]
 
 
 def map(
@@ -698,324 +698,28 @@ def set_metadata(node: tp.Any, /, *, only: tp.Any = Variable, **metadata: tp.Any
             value.set_metadata(**metadata)
 
 
-def pure(tree: A, /) -> A:
-    """Replace every Variable in a pytree (e.g. a State) with its raw value.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> s = nnx.pure(nnx.State({"w": nnx.Param(jnp.zeros(2))}))
-        >>> type(s["w"]).__name__
-        'ArrayImpl'
-    """
-    return tp.cast(
-        A,
-        jax.tree.map(
-            lambda x: x.get_value() if isinstance(x, Variable) else x,
-            tree,
-            is_leaf=lambda x: isinstance(x, Variable),
-        ),
-    )
-
-
-as_pure = pure
-
-
-def unpack(tree: A, /) -> A:
-    """Compatibility: same as :func:`pure`."""
-    return pure(tree)
-
-
-def vars_as(tree: A, /, **flags: tp.Any) -> A:
-    """Compatibility: Flax's hijax mode flags (``mutable=False``, ...) do not apply to
-    this library's single Variable kind; returns ``tree`` unchanged.
-
-    Example::
-
-        >>> import nnx_graph as nnx
-        >>> nnx.vars_as({"a": 1}, mutable=False)
-        {'a': 1}
-    """
-    return tree
-
-
-def with_vars(tree: A, /, **flags: tp.Any) -> A:
-    """Compatibility: see :func:`vars_as`; returns ``tree`` unchanged."""
-    return tree
-
-
-# ----------------------------------------------------------------- functional call
-class _CallableProxy:
-    def __init__(self, graphdef: GraphDef, st: State, path: tuple[str, ...] = ()) -> None:
-        self._graphdef, self._state, self._path = graphdef, st, path
-
-    def __getattr__(self, name: str) -> _CallableProxy:
-        return _CallableProxy(self._graphdef, self._state, (*self._path, name))
-
-    def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tuple[tp.Any, tuple[GraphDef, State]]:
-        node = merge(self._graphdef, self._state, copy=True)
-        method = node
-        for name in self._path:
-            method = getattr(method, name)
-        out = method(*args, **kwargs)
-        return out, split(node)
-
-
-def call(graphdef_state: tuple[GraphDef, tp.Any], /) -> tp.Any:
-    """Functional call: ``out, (graphdef, state) = nnx.call((graphdef, state)).method(x)``.
-    The inputs are not modified; the new state is returned.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class Counter(nnx.Module):
-        ...     def __init__(self):
-        ...         self.n = nnx.Variable(jnp.array(0))
-        ...     def __call__(self):
-        ...         self.n += 1
-        ...         return self.n.value
-        >>> out, (g, s) = nnx.call(nnx.split(Counter()))()
-        >>> int(out), int(s["n"].value)
-        (1, 1)
-    """
-    gdef, st = graphdef_state
-    return _CallableProxy(gdef, st)
-
-
-# ----------------------------------------------------------------- to_tree / from_tree
-@dataclasses.dataclass(frozen=True)
-class _SharedNode:
-    """Placeholder for a graph node that appears earlier in the same tree."""
-
-    position: int
-
-
-jax.tree_util.register_pytree_node(
-    _SharedNode, lambda n: ((), n.position), lambda pos, _: _SharedNode(pos)
-)
-
-
-class NodeStates:
-    """A pytree standing for one or more graph nodes: a GraphDef (static) and its
-    States (children). Produced by :func:`to_tree`.
-
-    Example::
-
-        >>> import jax, jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.Param(jnp.zeros(2))
-        >>> tree = nnx.to_tree([M()])
-        >>> len(jax.tree.leaves(tree))
-        1
-    """
-
-    def __init__(
-        self, graphdef: GraphDef, states: tuple[State, ...], metadata: tp.Any = None, count: int = 1
-    ) -> None:
-        self.graphdef, self.states, self.metadata, self.count = graphdef, states, metadata, count
-
-    @property
-    def state(self) -> State:
-        return self.states[0]
-
-    @classmethod
-    def from_split(
-        cls, graphdef: GraphDef, state: State, /, *states: State, metadata: tp.Any = None
-    ) -> NodeStates:
-        return cls(graphdef, (state, *states), metadata)
-
-    def __repr__(self) -> str:
-        return f"NodeStates(count={self.count}, states={self.states!r})"
-
-
-jax.tree_util.register_pytree_node(
-    NodeStates,
-    lambda n: (n.states, (n.graphdef, n.metadata, n.count)),
-    lambda aux, states: NodeStates(aux[0], tuple(states), aux[1], aux[2]),
-)
-
-
-def to_tree(tree: tp.Any, /, *, prefix: tp.Any = ..., split_fn: tp.Any = None) -> tp.Any:
-    """Replace the graph nodes inside a pytree with :class:`NodeStates` so the
-    result is a plain pytree. Sharing between the nodes is preserved: all nodes are
-    split together, stored at the first node's position.
+def check_pytree(node: tp.Any) -> None:
+    """Raise if a Pytree holds data in an attribute explicitly marked static.
 
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
         >>> class M(nnx.Module):
         ...     def __init__(self):
-        ...         self.w = nnx.Param(jnp.zeros(2))
-        >>> m = M(); back = nnx.from_tree(nnx.to_tree((m, m)))
-        >>> back[0] is back[1]
+        ...         self.w = nnx.static(nnx.Param(jnp.ones(1)))
+        >>> try:
+        ...     nnx.check_pytree(M())
+        ... except ValueError as e:
+        ...     print("static" in str(e))
         True
     """
-    leaves, treedef = jax.tree.flatten(tree, is_leaf=is_graph_node)
-    positions = [i for i, leaf in enumerate(leaves) if is_graph_node(leaf)]
-    if not positions:
-        return tree
-    nodes = tuple(leaves[i] for i in positions)
-    filters = prefix if isinstance(prefix, tuple) and prefix is not ... else ()
-    gdef, *states = split(nodes, *filters) if filters else split(nodes)
-    new_leaves = list(leaves)
-    new_leaves[positions[0]] = NodeStates(gdef, tuple(states), None, len(nodes))
-    for k, i in enumerate(positions[1:], start=1):
-        new_leaves[i] = _SharedNode(k)
-    return jax.tree.unflatten(treedef, new_leaves)
-
-
-def from_tree(tree: tp.Any, /) -> tp.Any:
-    """Inverse of :func:`to_tree`."""
-    leaves, treedef = jax.tree.flatten(
-        tree, is_leaf=lambda x: isinstance(x, (NodeStates, _SharedNode))
-    )
-    nodes: tuple[tp.Any, ...] = ()
-    out = []
-    for leaf in leaves:
-        if isinstance(leaf, NodeStates):
-            nodes = merge(leaf.graphdef, *leaf.states)
-            out.append(nodes[0])
-        elif isinstance(leaf, _SharedNode):
-            out.append(nodes[leaf.position])
-        else:
-            out.append(leaf)
-    return jax.tree.unflatten(treedef, out)
-
-
-def prefix(
-    node: tp.Any, filter_map: Mapping[tp.Any, tp.Any], /, *, graph: bool | None = None
-) -> State:
-    """A State with the same paths as ``nnx.state(node)`` whose leaves are the value
-    of the first filter in ``filter_map`` matching each Variable: a convenient way
-    to build per-Variable axes or shardings.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.Param(jnp.zeros(2)); self.s = nnx.BatchStat(jnp.zeros(2))
-        >>> nnx.prefix(M(), {nnx.Param: 0, ...: None}).to_pure_dict()
-        {'s': None, 'w': 0}
-    """
-    _, pairs = _pairs(node)
-    predicates = [(to_predicate(f), v) for f, v in filter_map.items()]
-    out = []
-    for path, leaf in pairs:
-        for predicate, value in predicates:
-            if predicate(path, leaf):
-                out.append((path, value))
-                break
-        else:
-            raise GraphStructureError(
-                f"nnx.prefix: {format_path(path)} ({type(leaf).__name__}) matches none of the "
-                f"filters {list(filter_map)}. Fix: add `...: default` as the last entry."
-            )
-    return from_flat_state(out)
-
-
-# ----------------------------------------------------------------- compat switches
-_MODE = threading.local()
-
-
-def set_graph_mode(enabled: bool, /) -> contextlib.AbstractContextManager[None]:
-    """Compatibility: Flax can switch transforms between graph and tree mode. This
-    library's transforms always keep full graph semantics at tree-mode cost, so the
-    setting is recorded and has no other effect. Usable as a context manager.
-
-    Example::
-
-        >>> import nnx_graph as nnx
-        >>> with nnx.set_graph_mode(False):
-        ...     pass
-    """
-    previous = getattr(_MODE, "graph", True)
-    _MODE.graph = bool(enabled)
-
-    @contextlib.contextmanager
-    def restore() -> Iterator[None]:
-        try:
-            yield
-        finally:
-            _MODE.graph = previous
-
-    return restore()
-
-
-def set_graph_updates(enabled: bool, /) -> contextlib.AbstractContextManager[None]:
-    """Compatibility: see :func:`set_graph_mode`; updates always propagate here."""
-    previous = getattr(_MODE, "updates", True)
-    _MODE.updates = bool(enabled)
-
-    @contextlib.contextmanager
-    def restore() -> Iterator[None]:
-        try:
-            yield
-        finally:
-            _MODE.updates = previous
-
-    return restore()
-
-
-class UpdateContext:
-    """Compatibility helper for hand-written transforms: ``split`` outside,
-    ``merge`` inside, then ``update`` the original objects with the result.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class C(nnx.Module):
-        ...     def __init__(self):
-        ...         self.n = nnx.Variable(jnp.array(0))
-        >>> c = C()
-        >>> with nnx.update_context("demo") as ctx:
-        ...     gdef, st = ctx.split(c)
-        ...     inner = ctx.merge(gdef, st)
-        ...     inner.n.value = jnp.array(5)
-        ...     ctx.update(c, nnx.state(inner))
-        >>> int(c.n.value)
-        5
-    """
-
-    def __init__(self, tag: tp.Hashable) -> None:
-        self.tag = tag
-
-    def split(self, node: tp.Any, *filters: tp.Any) -> tuple[tp.Any, ...]:
-        return split(node, *filters)
-
-    def merge(self, graphdef: GraphDef, state: tp.Any, *states: tp.Any) -> tp.Any:
-        return merge(graphdef, state, *states, copy=True)
-
-    def update(self, node: tp.Any, state: tp.Any, *states: tp.Any) -> None:
-        update(node, state, *states)
-
-    def __enter__(self) -> UpdateContext:
-        stack = _contexts().setdefault(self.tag, [])
-        stack.append(self)
-        return self
-
-    def __exit__(self, *exc: tp.Any) -> None:
-        _contexts()[self.tag].pop()
-
-
-def _contexts() -> builtins.dict[tp.Hashable, list[UpdateContext]]:
-    if not hasattr(_MODE, "contexts"):
-        _MODE.contexts = {}
-    return tp.cast(builtins.dict[tp.Hashable, list[UpdateContext]], _MODE.contexts)
-
-
-def update_context(tag: tp.Hashable) -> UpdateContext:
-    """Create an :class:`UpdateContext` (use with ``with``)."""
-    return UpdateContext(tag)
-
-
-def current_update_context(tag: tp.Hashable) -> UpdateContext:
-    """The innermost active :class:`UpdateContext` with this tag."""
-    stack = _contexts().get(tag)
-    if not stack:
-        raise ValueError(
-            f"No update context with tag {tag!r} is active. Fix: call this inside "
-            f"`with nnx.update_context({tag!r}):`."
-        )
-    return stack[-1]
+    for path, value in iter_graph(node):
+        if isinstance(value, Pytree):
+            for name, attr in value._nnx_attributes():
+                if value._nnx_kind(name) is False and has_data(attr):
+                    raise ValueError(
+                        f"{format_path((*path, name))} is marked static but holds data "
+                        f"({type(attr).__name__}). Expected static attributes to hold no "
+                        "Variables or arrays. Fix: assign it with nnx.data(...) or drop "
+                        "nnx.static(...)."
+                    )

@@ -1,19 +1,11 @@
-"""GraphDef and the two primitive traversals: ``flatten`` (object graph -> GraphDef
-+ ordered leaves) and ``build`` (GraphDef + leaves -> object graph).
-
-Encoding.  A GraphDef wraps a nested tuple, so it is immutable, hashable and
-compares by structure.  Node records:
-
-* ``(NODE, type, index, explicit, attrs)``: a graph node (Pytree, List, Dict) with
-  identity; ``attrs`` is a tuple of ``(key, record)`` in traversal order.
-* ``(VAR, type, index, metadata)``: a Variable; its value is the next leaf.
-* ``(REF, index)``: a node or Variable already seen (shared reference or cycle).
-* ``(LEAF,)``: a raw array (or explicitly-data value) stored directly on a node.
-* ``(STATIC, frozen)``: a static value.
-* ``(CONTAINER, type, keys, children)``: a plain tuple/list/dict (no identity).
+"""The object-graph traversal: ``flatten_graph`` (objects -> GraphDef + ordered
+leaves) and the readers built on the GraphDef walker (``node_repr``).
 
 Traversal is deterministic: attribute names and dict keys are visited sorted.
 Leaves are produced in traversal order; ``GraphDef.leaf_paths`` gives their paths.
+The records, the walker and the builder live in ``_records.py`` and are
+re-exported here. Both traversals are iterative (an explicit stack), so a chain
+of 10,000 nested Modules works.
 """
 
 from __future__ import annotations
@@ -22,110 +14,87 @@ import typing as tp
 from collections import OrderedDict
 
 import jax
-import numpy as np
 
 from nnx_graph._errors import GraphStructureError, TraceLeakError, format_path
 from nnx_graph._hashing import Frozen
-from nnx_graph._pytree import Dict, List, Pytree, has_data, is_data
+from nnx_graph._pytree import (
+    KIND_ARRAY,
+    KIND_CONTAINER,
+    KIND_NODE,
+    KIND_VARIABLE,
+    Dict,
+    List,
+    Pytree,
+    has_data,
+    kind_of,
+)
+from nnx_graph._records import (
+    ARRAY_DEF,
+    CONTAINER,
+    LEAF,
+    NODE,
+    REF,
+    STATIC,
+    VAR,
+    ArrayDef,
+    ContainerDef,
+    GraphDef,
+    NodeDef,
+    Record,
+    RefDef,
+    StaticDef,
+    VariableDef,
+    Visit,
+    build,
+    graphdef_repr,
+    walk,
+)
 from nnx_graph._state import sorted_keys
-from nnx_graph._variables import Variable, _leaked_tracer
+from nnx_graph._variables import Variable, leaked_tracer, metadata_key, value_repr, variable_repr
 
-__all__ = ["GraphDef", "Slot", "build", "flatten_graph"]
-
-NODE, VAR, REF, LEAF, STATIC, CONTAINER = range(6)
+__all__ = [
+    "CONTAINER",
+    "LEAF",
+    "NODE",
+    "REF",
+    "STATIC",
+    "VAR",
+    "ArrayDef",
+    "ContainerDef",
+    "Flattened",
+    "GraphDef",
+    "NodeDef",
+    "Record",
+    "RefDef",
+    "Slot",
+    "StaticDef",
+    "VariableDef",
+    "Visit",
+    "build",
+    "flatten_graph",
+    "freeze_static",
+    "graphdef_repr",
+    "node_repr",
+    "walk",
+]
 
 Path = tuple[tp.Any, ...]
+_new = tuple.__new__
+_STATIC_CACHE: dict[tuple[type, tp.Any], StaticDef] = {}
+_SIMPLE = frozenset({int, str, float, bool, type(None), bytes})
 
 
-class GraphDef:
-    """The static structure of an object graph: node types, attribute names, static
-    values, Variable types and metadata, and where references are shared.
-
-    Immutable and hashable; equal for equal structures. Obtained from
-    :func:`nnx.split` / :func:`nnx.graphdef`.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.Param(jnp.ones(2))
-        >>> g1, _ = nnx.split(M()); g2, _ = nnx.split(M())
-        >>> g1 == g2, hash(g1) == hash(g2)
-        (True, True)
-    """
-
-    __slots__ = ("_record", "_hash", "_leaf_paths", "num_leaves", "num_nodes")
-
-    def __init__(self, record: tuple[tp.Any, ...], num_leaves: int, num_nodes: int) -> None:
-        self._record = record
-        self._hash = hash(record)
-        self._leaf_paths: tuple[Path, ...] | None = None
-        self.num_leaves = num_leaves
-        self.num_nodes = num_nodes
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, GraphDef)
-            and self._hash == other._hash
-            and self._record == other._record
-        )
-
-    @property
-    def leaf_paths(self) -> tuple[Path, ...]:
-        """The path of every leaf, in leaf order."""
-        if self._leaf_paths is None:
-            paths: list[Path] = []
-            _collect_leaf_paths(self._record, (), paths)
-            self._leaf_paths = tuple(paths)
-        return self._leaf_paths
-
-    @property
-    def type(self) -> type:
-        """The type of the root node."""
-        return tp.cast(type, self._record[1])
-
-    def merge(self, state: tp.Any, /, *states: tp.Any) -> tp.Any:
-        """``nnx.merge(self, state, *states)``."""
-        from nnx_graph._graph import merge
-
-        return merge(self, state, *states)
-
-    def apply(self, state: tp.Any, *states: tp.Any) -> tp.Any:
-        """Compatibility functional call: ``graphdef.apply(state)(x)`` returns
-        ``(out, (graphdef, state))``."""
-        from nnx_graph._graph import call
-        from nnx_graph._state import merge_state
-
-        return call((self, merge_state(state, *states)))
-
-    def __repr__(self) -> str:
-        from nnx_graph._repr import graphdef_repr
-
-        return graphdef_repr(self)
-
-    def __getstate__(self) -> tuple[tp.Any, ...]:
-        return (self._record, self.num_leaves, self.num_nodes)
-
-    def __setstate__(self, state: tuple[tp.Any, ...]) -> None:
-        self._record, self.num_leaves, self.num_nodes = state
-        self._hash = hash(self._record)
-        self._leaf_paths = None
-
-
-def _collect_leaf_paths(record: tuple[tp.Any, ...], path: Path, out: list[Path]) -> None:
-    tag = record[0]
-    if tag in (VAR, LEAF):
-        out.append(path)
-    elif tag == NODE:
-        for key, child in record[4]:
-            _collect_leaf_paths(child, (*path, key), out)
-    elif tag == CONTAINER:
-        for key, child in zip(record[2], record[3]):
-            _collect_leaf_paths(child, (*path, key), out)
+def freeze_static(value: tp.Any) -> StaticDef:
+    """The StaticDef of a static value (shared for small immutable scalars)."""
+    if type(value) in _SIMPLE:
+        key = (type(value), value)
+        record = _STATIC_CACHE.get(key)
+        if record is None:
+            if len(_STATIC_CACHE) > 4096:
+                _STATIC_CACHE.clear()
+            record = _STATIC_CACHE[key] = _new(StaticDef, (STATIC, Frozen(value)))
+        return record
+    return _new(StaticDef, (STATIC, Frozen(value)))
 
 
 # --------------------------------------------------------------------- slots
@@ -194,77 +163,151 @@ def _replace_in(container: tp.Any, subpath: Path, new: tp.Any) -> tp.Any:
 
 # --------------------------------------------------------------------- flatten
 class Flattened(tp.NamedTuple):
-    graphdef: GraphDef
+    graphdef: GraphDef[tp.Any]
     leaves: list[tp.Any]  # Variables and Slots, in leaf order
     nodes: list[tp.Any]  # every node/Variable by index
 
 
-def flatten_graph(root: tp.Any, *, check_leaks: bool = True) -> Flattened:
-    """Traverse ``root`` (a graph node, or a tuple/list/dict holding some) once."""
+class _Frame:
+    """A node or container being traversed: its items and the records so far."""
+
+    __slots__ = (
+        "kind", "obj", "index", "key", "keys", "items", "pos", "out", "owner", "attr", "sub"
+    )
+
+    def __init__(
+        self,
+        kind: int,
+        obj: tp.Any,
+        index: int,
+        key: tp.Any,
+        items: list[tuple[tp.Any, tp.Any, int]],
+        owner: tp.Any,
+        attr: tp.Any,
+        sub: Path,
+    ) -> None:
+        self.kind = kind  # NODE or CONTAINER
+        self.obj = obj
+        self.index = index
+        self.key = key  # the key under which the parent holds this value
+        self.items = items  # (key, value, mode): mode 0 static, 1 visit, 2 forced leaf
+        self.pos = 0
+        self.out: list[tp.Any] = []
+        self.owner = owner  # the graph node holding array leaves found below
+        self.attr = attr
+        self.sub = sub
+        self.keys: tuple[tp.Any, ...] = ()  # a container's keys
+
+
+def _node_items(node: tp.Any) -> list[tuple[tp.Any, tp.Any, int]]:
+    """The attributes (or entries) of a graph node in traversal order, classified."""
+    items: list[tuple[tp.Any, tp.Any, int]] = []
+    if isinstance(node, Pytree):
+        d = node.__dict__
+        explicit = node._nnx_explicit
+        class_kinds = type(node)._nnx_class_kinds
+        for name in sorted(d):
+            if name[:5] == "_nnx_":
+                continue
+            value = d[name]
+            # declared kind (nnx.data/static on assignment, or on the class) wins
+            kind = explicit.get(name)
+            if kind is None:
+                kind = class_kinds.get(name)
+            if kind is None:
+                if not has_data(value):
+                    items.append((name, value, 0))
+                    continue
+                if type(value) in (list, dict):
+                    # a plain container that acquired data after assignment:
+                    # convert it so that later mutation is tracked
+                    value = List(value) if type(value) is list else Dict(value)
+                    d[name] = value
+                items.append((name, value, 1))
+            else:
+                items.append((name, value, 2 if kind else 0))
+    elif isinstance(node, List):
+        items = [(k, v, 1 if has_data(v) else 0) for k, v in enumerate(node)]
+    else:
+        get = dict.__getitem__
+        for k in sorted_keys(node):
+            v = get(node, k)
+            items.append((k, v, 1 if has_data(v) else 0))
+    return items
+
+
+def _container_items(value: tp.Any) -> tuple[tuple[tp.Any, ...], list[tuple[tp.Any, tp.Any, int]]]:
+    if isinstance(value, dict):
+        # an OrderedDict's order is part of its value; plain dicts are sorted
+        keys = tuple(value) if type(value) is OrderedDict else tuple(sorted_keys(value))
+        pairs = [(k, value[k]) for k in keys]
+    else:
+        keys = tuple(range(len(value)))
+        pairs = list(zip(keys, value))
+    return keys, [(k, v, 1 if has_data(v) else 0) for k, v in pairs]
+
+
+_REBUILDABLE = (tuple, list, dict, OrderedDict)
+
+
+def flatten_graph(root: tp.Any, *, check_leaks: bool = True, observe: bool = True) -> Flattened:
+    """Traverse ``root`` (a graph node, or a tuple/list/dict holding some) once,
+    iteratively. ``observe=False`` leaves the objects' observed flags alone (for
+    read-only consumers such as ``repr``)."""
     index: dict[int, int] = {}
     nodes: list[tp.Any] = []
     leaves: list[tp.Any] = []
+    leaf_paths: list[Path] = []
+    stack: list[_Frame] = []
+    keys_path: list[tp.Any] = []  # keys from the root to the top frame
 
-    def visit_value(
-        value: tp.Any, path: Path, owner: tp.Any, key: tp.Any, sub: Path, force_leaf: bool = False
-    ) -> tuple[tp.Any, ...]:
-        if isinstance(value, Variable):
+    def enter(value: tp.Any, key: tp.Any, owner: tp.Any, attr: tp.Any, sub: Path, mode: int) -> tp.Any:
+        """The record of ``value``, or None after pushing a frame for it."""
+        kind = kind_of(value)
+        if kind == KIND_VARIABLE:
             i = index.get(id(value))
             if i is not None:
-                return (REF, i)
+                return _new(RefDef, (REF, i))
             i = len(nodes)
             index[id(value)] = i
             nodes.append(value)
-            object.__setattr__(value, "_nnx_observed", True)
-            if (
-                check_leaks
-                and isinstance(value._raw_value, jax.core.Tracer)
-                and _leaked_tracer(value._raw_value)
-            ):
-                raise TraceLeakError(
-                    f"{format_path(path)} ({type(value).__name__}) holds a JAX tracer from "
-                    "a trace that has finished: a value computed inside a JAX transform "
-                    "was stored on an object that outlived it.\nExpected: a concrete "
-                    "array.\nFix: pass the object into the transform as an argument "
-                    "(nnx.jit, nnx.grad, ... carry updates back), or return the value "
-                    "and assign it outside."
-                )
+            if observe:
+                object.__setattr__(value, "_nnx_observed", True)
+            if check_leaks and isinstance(value._raw_value, jax.core.Tracer):
+                _check_leak(value, (*keys_path, key))
             leaves.append(value)
-            return (VAR, type(value), i, Frozen(value._var_metadata))
-        if isinstance(value, (Pytree, List, Dict)):
+            leaf_paths.append((*keys_path, key) if stack else ())
+            return _new(VariableDef, (VAR, type(value), i, metadata_key(value)))
+        if kind == KIND_NODE:
             i = index.get(id(value))
             if i is not None:
-                return (REF, i)
+                return _new(RefDef, (REF, i))
             i = len(nodes)
             index[id(value)] = i
             nodes.append(value)
-            value._nnx_observed = True
-            return visit_node(value, path, i)
-        if isinstance(value, (jax.Array, np.ndarray)) or is_data(value):
-            leaves.append(Slot(owner, key, sub))
-            return (LEAF,)
-        if (
-            type(value) in (tuple, list, dict, OrderedDict)
-            or (isinstance(value, tuple) and hasattr(value, "_fields"))
-        ) and has_data(value):
-            if isinstance(value, dict):
-                # an OrderedDict's order is part of its value; plain dicts are sorted
-                keys = tuple(value) if type(value) is OrderedDict else tuple(sorted_keys(value))
-                items = [(k, value[k]) for k in keys]
-            else:
-                keys = tuple(range(len(value)))
-                items = list(zip(keys, value))
-            children = tuple(
-                visit_value(v, (*path, k), owner, key, (*sub, k))
-                if has_data(v)
-                else (STATIC, Frozen(v))
-                for k, v in items
-            )
-            return (CONTAINER, type(value), keys, children)
-        if force_leaf:
-            leaves.append(Slot(owner, key, sub))
-            return (LEAF,)
-        if isinstance(value, (list, tuple, dict)) and has_data(value):
+            if observe:
+                object.__setattr__(value, "_nnx_observed", True)
+            stack.append(_Frame(NODE, value, i, key, _node_items(value), value, None, ()))
+            return None
+        if kind == KIND_ARRAY:
+            leaves.append(Slot(owner, attr, sub))
+            leaf_paths.append((*keys_path, key) if stack else ())
+            return ARRAY_DEF
+        if kind == KIND_CONTAINER and (
+            type(value) in _REBUILDABLE or (isinstance(value, tuple) and hasattr(value, "_fields"))
+        ):
+            if has_data(value):
+                keys, items = _container_items(value)
+                frame = _Frame(CONTAINER, value, -1, key, items, owner, attr, sub)
+                frame.keys = keys
+                stack.append(frame)
+                return None
+        if mode == 2:
+            leaves.append(Slot(owner, attr, sub))
+            leaf_paths.append((*keys_path, key) if stack else ())
+            return ARRAY_DEF
+        if kind == KIND_CONTAINER and has_data(value):
+            path = (*keys_path, key) if stack else ()
             raise GraphStructureError(
                 f"{format_path(path)} is a {type(value).__name__} holding Variables, arrays "
                 "or Modules. Expected a list, tuple, dict, OrderedDict, NamedTuple, nnx.List "
@@ -272,188 +315,150 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True) -> Flattened:
                 f"GraphDef). Fix: assign nnx.Dict(value) / nnx.List(value) (or a plain "
                 "dict/list) instead."
             )
-        return (STATIC, Frozen(value))
-
-    def visit_node(node: tp.Any, path: Path, i: int) -> tuple[tp.Any, ...]:
-        attrs: list[tuple[tp.Any, tp.Any]] = []
-        if isinstance(node, Pytree):
-            d = node.__dict__
-            explicit = node._nnx_explicit
-            class_kinds = type(node)._nnx_class_kinds
-            for name in sorted(d):
-                if name.startswith("_nnx_"):
-                    continue
-                value = d[name]
-                # declared kind (nnx.data/static on assignment, or on the class) wins
-                kind = explicit.get(name)
-                if kind is None:
-                    kind = class_kinds.get(name)
-                if kind is None:
-                    if not has_data(value):
-                        attrs.append((name, (STATIC, Frozen(value))))
-                        continue
-                    if type(value) in (list, dict):
-                        # a plain container that acquired data after assignment:
-                        # convert it so that later mutation is tracked
-                        value = List(value) if type(value) is list else Dict(value)
-                        d[name] = value
-                elif not kind:
-                    attrs.append((name, (STATIC, Frozen(value))))
-                    continue
-                attrs.append(
-                    (
-                        name,
-                        visit_value(value, (*path, name), node, name, (), force_leaf=kind is True),
-                    )
-                )
-            frozen_explicit = Frozen(explicit) if explicit else None
-            return (NODE, type(node), i, frozen_explicit, tuple(attrs))
-        if isinstance(node, List):
-            for k, value in enumerate(node):
-                attrs.append(
-                    (
-                        k,
-                        visit_value(value, (*path, k), node, k, ())
-                        if has_data(value)
-                        else (STATIC, Frozen(value)),
-                    )
-                )
-        else:
-            for k in sorted_keys(node):
-                value = dict.__getitem__(node, k)
-                attrs.append(
-                    (
-                        k,
-                        visit_value(value, (*path, k), node, k, ())
-                        if has_data(value)
-                        else (STATIC, Frozen(value)),
-                    )
-                )
-        return (NODE, type(node), i, None, tuple(attrs))
+        return freeze_static(value)
 
     # Raw arrays inside a root-level tuple/list/dict have no graph node to live on;
     # a one-entry holder dict gives their Slots a place to read (and write) them.
-    record = visit_value(root, (), {None: root}, None, ())
-    return Flattened(GraphDef(record, len(leaves), len(nodes)), leaves, nodes)
+    result = enter(root, None, {None: root}, None, (), 1)
+    while stack:
+        frame = stack[-1]
+        if frame.pos < len(frame.items):
+            key, value, mode = frame.items[frame.pos]
+            frame.pos += 1
+            if mode == 0:
+                record: tp.Any = freeze_static(value)
+            else:
+                if frame.kind == NODE:
+                    record = enter(value, key, frame.obj, key, (), mode)
+                else:
+                    record = enter(value, key, frame.owner, frame.attr, (*frame.sub, key), mode)
+                if record is None:  # a frame was pushed for value
+                    keys_path.append(key)
+                    continue
+            frame.out.append((key, record) if frame.kind == NODE else record)
+            continue
+        stack.pop()
+        obj = frame.obj
+        if frame.kind == NODE:
+            explicit = obj._nnx_explicit if isinstance(obj, Pytree) else None
+            frozen = Frozen(explicit) if explicit else None
+            record = _new(NodeDef, (NODE, type(obj), frame.index, frozen, tuple(frame.out)))
+        else:
+            record = _new(ContainerDef, (CONTAINER, type(obj), frame.keys, tuple(frame.out)))
+        if stack:
+            keys_path.pop()
+            parent = stack[-1]
+            parent.out.append((frame.key, record) if parent.kind == NODE else record)
+        else:
+            result = record
+    graphdef: GraphDef[tp.Any] = GraphDef(result, len(leaves), len(nodes), tuple(leaf_paths))
+    return Flattened(graphdef, leaves, nodes)
 
 
-# --------------------------------------------------------------------- build
-def build(
-    graphdef: GraphDef,
-    leaves: tp.Sequence[tp.Any],
-    *,
-    reuse_variables: bool = False,
-    existing: tp.Mapping[int, tp.Any] | None = None,
-) -> tuple[tp.Any, list[tp.Any]]:
-    """Create the object graph described by ``graphdef`` with ``leaves`` in leaf
-    order. Returns ``(root, nodes_by_index)``.
+def _check_leak(var: Variable[tp.Any], path: Path) -> None:
+    if leaked_tracer(var._raw_value):
+        raise TraceLeakError(
+            f"{format_path(path)} ({type(var).__name__}) holds a JAX tracer from "
+            "a trace that has finished: a value computed inside a JAX transform "
+            "was stored on an object that outlived it.\nExpected: a concrete "
+            "array.\nFix: pass the object into the transform as an argument "
+            "(nnx.jit, nnx.grad, ... carry updates back), or return the value "
+            "and assign it outside."
+        )
 
-    ``reuse_variables``: when a leaf is a Variable, use that object itself.
-    ``existing``: map of node index -> object to update in place instead of
-    creating (used to carry structural changes back out of transforms).
-    """
-    nodes: list[tp.Any] = [None] * graphdef.num_nodes
-    position = [0]
-    existing = existing or {}
 
-    def take() -> tp.Any:
-        value = leaves[position[0]]
-        position[0] += 1
-        return value
+# --------------------------------------------------------------------- repr
+_BRACKETS: dict[type, tuple[str, str]] = {tuple: ("(", ")"), list: ("[", "]"), dict: ("{", "}")}
 
-    def make(record: tuple[tp.Any, ...]) -> tp.Any:
-        tag = record[0]
-        if tag == VAR:
-            _, typ, i, meta = record
-            leaf = take()
-            old = existing.get(i)
-            if old is not None:
-                value = leaf._raw_value if isinstance(leaf, Variable) else leaf
-                object.__setattr__(old, "_raw_value", value)
-                if old._var_metadata != meta.value:
-                    old.set_metadata(dict(meta.value))
-                nodes[i] = old
-                return old
-            if reuse_variables and isinstance(leaf, Variable):
-                nodes[i] = leaf
-                return leaf
-            var = object.__new__(typ)
-            object.__setattr__(
-                var, "_raw_value", leaf._raw_value if isinstance(leaf, Variable) else leaf
-            )
-            object.__setattr__(var, "_var_metadata", dict(meta.value))
-            object.__setattr__(var, "_nnx_observed", False)
-            nodes[i] = var
-            return var
-        if tag == REF:
-            return nodes[record[1]]
-        if tag == LEAF:
-            leaf = take()
-            return leaf._raw_value if isinstance(leaf, Variable) else leaf
-        if tag == STATIC:
-            return record[1].value
-        if tag == CONTAINER:
-            _, typ, keys, children = record
-            values = [make(c) for c in children]
-            if typ is dict or issubclass(typ, dict):
-                return typ(zip(keys, values))
-            if hasattr(typ, "_fields"):
-                return typ(*values)
-            return typ(values)
-        # NODE
-        _, typ, i, explicit, attrs = record
-        old = existing.get(i)
+
+def _entry_prefix(parent: tp.Any, key: tp.Any) -> str:
+    """How an entry is introduced inside its parent record's rendering."""
+    if parent is None:
+        return ""
+    if parent[0] == NODE:
+        typ = parent[1]
         if issubclass(typ, Pytree):
-            node = old if old is not None else object.__new__(typ)
-            nodes[i] = node
-            new_attrs = {key: make(child) for key, child in attrs}
-            d = node.__dict__
-            if old is not None:
-                changed = [
-                    k
-                    for k in d
-                    if not k.startswith("_nnx_")
-                    and (k not in new_attrs or d[k] is not new_attrs[k])
-                ]
-                changed += [k for k in new_attrs if k not in d]
-                for k in [k for k in d if not k.startswith("_nnx_") and k not in new_attrs]:
-                    del d[k]
-                if changed and node._nnx_observed:
-                    from nnx_graph import _epoch
+            return f"{key}="
+        return "" if issubclass(typ, List) else f"{key!r}: "
+    return f"{key!r}: " if issubclass(parent[1], dict) else ""
 
-                    _epoch.bump()
-            d.update(new_attrs)
-            if explicit is not None:
-                d["_nnx_explicit"] = dict(explicit.value)
-            return node
-        if issubclass(typ, List):
-            node = old if old is not None else List.__new__(typ)
-            if old is None:
-                node._nnx_observed = False
-            nodes[i] = node
-            values = [make(child) for _, child in attrs]
-            if old is not None and node._nnx_observed:
-                from nnx_graph import _epoch
 
-                if len(values) != len(node) or any(a is not b for a, b in zip(values, node)):
-                    _epoch.bump()
-            list.__init__(node, values)
-            return node
-        node = old if old is not None else Dict.__new__(typ)
-        if old is None:
-            node._nnx_observed = False
-        nodes[i] = node
-        items = {key: make(child) for key, child in attrs}
-        if old is not None and node._nnx_observed:
-            from nnx_graph import _epoch
+def _opener(record: tp.Any) -> tuple[str, str]:
+    typ = record[1]
+    if record[0] == NODE:
+        if issubclass(typ, Pytree):
+            return f"{typ.__name__}(", ")"
+        return ("List([", "])") if issubclass(typ, List) else ("Dict({", "})")
+    for base, brackets in _BRACKETS.items():
+        if issubclass(typ, base):
+            return brackets
+    return f"{typ.__name__}(", ")"  # pragma: no cover
 
-            if set(items) != set(node) or any(
-                items[k] is not dict.__getitem__(node, k) for k in items
-            ):
-                _epoch.bump()
-        dict.clear(node)
-        dict.update(node, items)
-        return node
 
-    root = make(graphdef._record)
-    return root, nodes
+def node_repr(node: tp.Any) -> str:
+    """The multi-line ``repr`` of a graph node: attributes one per line, Variables
+    and arrays summarised, a shared object shown once and then as ``<shared: ...>``."""
+    flat = flatten_graph(node, check_leaks=False, observe=False)
+    leaves = iter(flat.leaves)
+    lines: list[str] = []
+    open_records: list[tp.Any] = []  # NodeDef/ContainerDef records being rendered
+    links: list[tp.Any] = [None]  # linked path of each open record: (parent link, key)
+    first_seen: dict[int, tp.Any] = {}  # node index -> linked path of its first visit
+    skip = 0
+    for visit in walk(flat.graphdef, closing=True, paths=False):
+        if skip:
+            skip -= 1
+            continue
+        record = visit.record
+        tag = record[0]
+        pad = "  " * len(open_records)
+        if visit.closing:
+            opened = open_records.pop()
+            links.pop()
+            lines.append(f"{'  ' * len(open_records)}{_opener(opened)[1]},")
+            continue
+        parent = open_records[-1] if open_records else None
+        key = visit.sub[-1] if visit.sub and parent is not None and parent[0] == CONTAINER else visit.attr
+        head = pad + _entry_prefix(parent, key)
+        link = (links[-1], key) if parent is not None else None
+        if tag == REF:
+            lines.append(f"{head}<shared: {format_path(_unlink(first_seen[record[1]]), 'self')}>,")
+        elif tag == VAR:
+            first_seen[record[2]] = link
+            lines.append(f"{head}{variable_repr(next(leaves))},")
+        elif tag == LEAF:
+            lines.append(f"{head}{value_repr(next(leaves)._raw_value)},")
+        elif tag == STATIC:
+            lines.append(f"{head}{value_repr(record[1].value)},")
+        elif tag == CONTAINER and all(c[0] in (LEAF, STATIC) for c in record[3]):
+            items = [
+                value_repr(next(leaves)._raw_value) if c[0] == LEAF else value_repr(c[1].value)
+                for c in record[3]
+            ]
+            opener, closer = _opener(record)
+            if opener == "{":
+                items = [f"{k!r}: {t}" for k, t in zip(record[2], items)]
+            comma = "," if opener == "(" and len(items) == 1 else ""
+            lines.append(f"{head}{opener}{', '.join(items)}{comma}{closer},")
+            skip = len(record[3]) + 1
+        else:
+            if tag == NODE:
+                first_seen[record[2]] = link
+            opener, closer = _opener(record)
+            if tag == NODE and not record[4]:
+                lines.append(f"{head}{opener}{closer},")
+                skip = 1
+                continue
+            lines.append(f"{head}{opener}")
+            open_records.append(record)
+            links.append(link)
+    text = "\n".join(lines)
+    return text[:-1] if text.endswith(",") else text
+
+
+def _unlink(link: tp.Any) -> Path:
+    keys: list[tp.Any] = []
+    while link is not None:
+        link, key = link
+        keys.append(key)
+    return tuple(reversed(keys))

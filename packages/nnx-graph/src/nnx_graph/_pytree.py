@@ -21,6 +21,8 @@ import jax
 import numpy as np
 
 from nnx_graph import _epoch
+from nnx_graph._hashing import hashable
+from nnx_graph._state import sorted_keys
 from nnx_graph._variables import Variable
 
 __all__ = [
@@ -30,7 +32,6 @@ __all__ = [
     "Object",
     "Pytree",
     "Static",
-    "check_pytree",
     "data",
     "dataclass",
     "has_data",
@@ -43,8 +44,36 @@ __all__ = [
 A = tp.TypeVar("A")
 T = tp.TypeVar("T")
 
-_DATA_TYPES: tuple[type, ...] = (Variable, jax.Array, np.ndarray)
 _EXTRA_DATA_TYPES: set[type] = set()
+
+# What a value is, decided once per type (isinstance against ABCs such as jax.Array
+# is slow and the traversals ask for every attribute).
+KIND_OTHER, KIND_VARIABLE, KIND_NODE, KIND_ARRAY, KIND_CONTAINER = range(5)
+_KINDS: dict[type, int] = {}
+
+
+def _classify(typ: type) -> int:
+    if issubclass(typ, Variable):
+        return KIND_VARIABLE
+    if issubclass(typ, (Pytree, List, Dict)):
+        return KIND_NODE
+    if issubclass(typ, (jax.Array, np.ndarray, jax.core.Tracer)) or (
+        _EXTRA_DATA_TYPES and issubclass(typ, tuple(_EXTRA_DATA_TYPES))
+    ):
+        return KIND_ARRAY
+    if issubclass(typ, (list, tuple, dict)):
+        return KIND_CONTAINER
+    return KIND_OTHER
+
+
+def kind_of(value: object) -> int:
+    """``KIND_VARIABLE`` / ``KIND_NODE`` / ``KIND_ARRAY`` (a data leaf) /
+    ``KIND_CONTAINER`` (a list, tuple or dict, maybe holding data) / ``KIND_OTHER``."""
+    typ = type(value)
+    kind = _KINDS.get(typ)
+    if kind is None:
+        kind = _KINDS[typ] = _classify(typ)
+    return kind
 
 
 def register_data_type(typ: type, /) -> None:
@@ -60,6 +89,7 @@ def register_data_type(typ: type, /) -> None:
         True
     """
     _EXTRA_DATA_TYPES.add(typ)
+    _KINDS.clear()
 
 
 class _Marker:
@@ -153,11 +183,8 @@ def is_data(value: object) -> bool:
         >>> nnx.is_data(jnp.ones(1)), nnx.is_data(3)
         (True, False)
     """
-    return (
-        isinstance(value, _DATA_TYPES)
-        or is_graph_node(value)
-        or (bool(_EXTRA_DATA_TYPES) and isinstance(value, tuple(_EXTRA_DATA_TYPES)))
-    )
+    kind = kind_of(value)
+    return kind != KIND_OTHER and kind != KIND_CONTAINER
 
 
 def has_data(value: object) -> bool:
@@ -169,13 +196,13 @@ def has_data(value: object) -> bool:
         >>> nnx.has_data((1, [jnp.ones(1)])), nnx.has_data((1, "a"))
         (True, False)
     """
-    if is_data(value):
+    kind = kind_of(value)
+    if kind == KIND_OTHER:
+        return False
+    if kind != KIND_CONTAINER:
         return True
-    if isinstance(value, (list, tuple)):
-        return any(has_data(v) for v in value)
-    if isinstance(value, dict):
-        return any(has_data(v) for v in value.values())
-    return False
+    values = value.values() if isinstance(value, dict) else value
+    return any(has_data(v) for v in values)  # type: ignore[attr-defined]
 
 
 def _convert_container(value: tp.Any) -> tp.Any:
@@ -292,9 +319,14 @@ class Pytree:
         return [(k, d[k]) for k in sorted(d) if not k.startswith("_nnx_")]
 
     def __repr__(self) -> str:
-        from nnx_graph._repr import node_repr
+        return _node_repr(self)
 
-        return node_repr(self)
+
+def _node_repr(node: tp.Any) -> str:
+    # the graph repr walks the GraphDef, which sits one layer above this module
+    from nnx_graph._graphdef import node_repr
+
+    return node_repr(node)
 
 
 Object = Pytree
@@ -302,8 +334,6 @@ Object = Pytree
 
 
 def _pytree_split(node: Pytree) -> tuple[list[str], list[tp.Any], tuple[tp.Any, ...]]:
-    from nnx_graph._hashing import hashable
-
     keys: list[str] = []
     children: list[tp.Any] = []
     statics: list[tuple[str, tp.Any]] = []
@@ -437,9 +467,7 @@ class List(list[A]):
         return super().__imul__(n)
 
     def __repr__(self) -> str:
-        from nnx_graph._repr import node_repr
-
-        return node_repr(self)
+        return _node_repr(self)
 
     def __reduce__(self) -> tp.Any:
         # items after construction (not as an argument): copy/pickle register the
@@ -526,17 +554,13 @@ class Dict(dict[tp.Any, A]):
         del self[name]
 
     def __repr__(self) -> str:
-        from nnx_graph._repr import node_repr
-
-        return node_repr(self)
+        return _node_repr(self)
 
     def __reduce__(self) -> tp.Any:
         return (type(self), (), None, None, iter(dict.items(self)))
 
 
 def _list_flatten(node: List[tp.Any]) -> tuple[list[tp.Any], _ListAux]:
-    from nnx_graph._hashing import hashable
-
     mask = tuple(has_data(v) for v in node)
     children = [v for v, m in zip(node, mask) if m]
     statics = tuple(hashable(v) if not m else None for v, m in zip(node, mask))
@@ -577,8 +601,6 @@ jax.tree_util.register_pytree_with_keys(
 
 
 def _dict_flatten(node: Dict[tp.Any]) -> tuple[list[tp.Any], tuple[tp.Any, ...]]:
-    from nnx_graph._state import sorted_keys
-
     keys = tuple(sorted_keys(node))
     return [dict.__getitem__(node, k) for k in keys], keys
 
@@ -640,34 +662,3 @@ def dataclass(cls: type[T] | None = None, /, **kwargs: tp.Any) -> tp.Any:
         return tp.cast("type[T]", out)
 
     return wrap if cls is None else wrap(cls)
-
-
-def check_pytree(node: tp.Any) -> None:
-    """Raise if a Pytree holds data in an attribute explicitly marked static.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.static(nnx.Param(jnp.ones(1)))
-        >>> try:
-        ...     nnx.check_pytree(M())
-        ... except ValueError as e:
-        ...     print("static" in str(e))
-        True
-    """
-    from nnx_graph._graph import iter_graph
-
-    for path, value in iter_graph(node):
-        if isinstance(value, Pytree):
-            for name, attr in value._nnx_attributes():
-                if value._nnx_kind(name) is False and has_data(attr):
-                    from nnx_graph._errors import format_path
-
-                    raise ValueError(
-                        f"{format_path((*path, name))} is marked static but holds data "
-                        f"({type(attr).__name__}). Expected static attributes to hold no "
-                        "Variables or arrays. Fix: assign it with nnx.data(...) or drop "
-                        "nnx.static(...)."
-                    )

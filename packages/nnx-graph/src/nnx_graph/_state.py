@@ -14,6 +14,7 @@ import numpy as np
 
 from nnx_graph._errors import GraphStructureError, format_path
 from nnx_graph._filters import filters_to_predicates
+from nnx_graph._variables import Variable, value_repr, variable_repr
 
 __all__ = [
     "FlatState",
@@ -217,8 +218,6 @@ class State(MutableMapping[Key, tp.Any]):
         return merge_state(self, other)
 
     def __repr__(self) -> str:
-        from nnx_graph._repr import state_repr
-
         return state_repr(self)
 
     # --------------------------------------------------------------- flat
@@ -299,15 +298,20 @@ jax.tree_util.register_pytree_with_keys(
 def _iter_flat(
     mapping: Mapping[Key, tp.Any], prefix: PathParts
 ) -> Iterator[tuple[PathParts, tp.Any]]:
-    for key in sorted_keys(mapping):
-        value = mapping[key]
-        path = (*prefix, key)
-        if isinstance(value, Mapping):
-            if len(value) == 0:
-                continue
-            yield from _iter_flat(value, path)
+    """Leaves in path-sorted order, iteratively (States may be deeply nested)."""
+    stack: list[Iterator[tuple[PathParts, tp.Any]]] = [
+        iter([((*prefix, k), mapping[k]) for k in sorted_keys(mapping)])
+    ]
+    while stack:
+        for path, value in stack[-1]:
+            if not isinstance(value, Variable) and isinstance(value, Mapping):
+                if len(value) != 0:
+                    stack.append(iter([((*path, k), value[k]) for k in sorted_keys(value)]))
+                    break
+            else:
+                yield path, value
         else:
-            yield path, value
+            stack.pop()
 
 
 def to_flat_state(state: Mapping[Key, tp.Any]) -> FlatState:
@@ -320,6 +324,9 @@ def to_flat_state(state: Mapping[Key, tp.Any]) -> FlatState:
         (('a',),)
     """
     return FlatState(_iter_flat(state, ()), sort=False)
+
+
+_set_mapping = tp.cast(tp.Any, State.__dict__["_mapping"]).__set__
 
 
 def from_flat_state(
@@ -338,20 +345,51 @@ def from_flat_state(
     """
     items = flat.items() if isinstance(flat, Mapping) else flat
     root: dict[Key, tp.Any] = {}
+    new = object.__new__
     for path, value in items:
         node = root
-        for depth, key in enumerate(path[:-1]):
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
+        for depth in range(len(path) - 1):
+            key = path[depth]
+            child = node.get(key)
+            if child is None:
+                child = new(State)
+                _set_mapping(child, {})
+                node[key] = child
+            elif not isinstance(child, State):
                 raise GraphStructureError(
                     f"{format_path(path, 'state')}: expected "
-                    f"{format_path(path[: depth + 1], 'state')} to be a nested State, found a "
-                    f"leaf ({type(node).__name__}) there as well. Fix: do not mix States of "
-                    "different structures (a path cannot be both a leaf and a prefix)."
+                    f"{format_path(path[: depth + 1], 'state')} to be a nested State, found "
+                    f"a leaf ({type(child).__name__}) there as well. Fix: do not mix States "
+                    "of different structures (a path cannot be both a leaf and a prefix)."
                 )
+            node = child._mapping
         if path:
+            if (
+                not isinstance(value, Variable)
+                and isinstance(value, Mapping)
+                and not isinstance(value, State)
+            ):
+                value = State(value)
             node[path[-1]] = value
-    return cls(root)
+    out = new(cls)
+    _set_mapping(out, root)
+    return out
+
+
+def flat_dict(state: Mapping[Key, tp.Any]) -> dict[PathParts, tp.Any]:
+    """``{path: leaf}`` for every leaf of a nested State, unsorted, iteratively."""
+    out: dict[PathParts, tp.Any] = {}
+    stack: list[tuple[PathParts, Mapping[Key, tp.Any]]] = [((), state)]
+    while stack:
+        prefix, mapping = stack.pop()
+        if isinstance(mapping, State):
+            mapping = mapping._mapping
+        for key, value in mapping.items():
+            if isinstance(value, Variable) or not isinstance(value, Mapping):
+                out[(*prefix, key)] = value
+            elif value:
+                stack.append(((*prefix, key), value))
+    return out
 
 
 def filter_state(state: Mapping[Key, tp.Any], first: tp.Any, /, *filters: tp.Any) -> tp.Any:
@@ -418,8 +456,6 @@ def map_state(f: tp.Callable[[PathParts, tp.Any], tp.Any], state: Mapping[Key, t
 
 
 def _raw(value: tp.Any) -> tp.Any:
-    from nnx_graph._variables import Variable
-
     return value.get_value() if isinstance(value, Variable) else value
 
 
@@ -480,8 +516,6 @@ def replace_by_pure_dict(
         >>> s["w"].value.tolist()
         [1.0, 1.0]
     """
-    from nnx_graph._variables import Variable
-
     flat = to_flat_state(state)
     matched: set[tuple[tp.Any, ...]] = set()  # pure-dict paths (as spelled there) used
     updates: list[tuple[PathParts, tp.Any]] = []
@@ -569,3 +603,26 @@ def restore_int_paths(pure_dict: Mapping[tp.Any, tp.Any]) -> dict[Key, tp.Any]:
         new_key = int(key) if isinstance(key, str) and key.isdigit() else key
         out[new_key] = restore_int_paths(value) if isinstance(value, Mapping) else value
     return out
+
+
+def state_repr(state: Mapping[Key, tp.Any]) -> str:
+    """One entry per line, nested States indented."""
+    lines: list[str] = []
+    stack: list[tuple[Iterator[tuple[Key, tp.Any]], int]] = [(iter(state.items()), 1)]
+    while stack:
+        items, depth = stack[-1]
+        pad = "  " * depth
+        for key, value in items:
+            if isinstance(value, Mapping):
+                lines.append(f"{pad}{key!r}: {{")
+                stack.append((iter(value.items()), depth + 1))
+                break
+            text = variable_repr(value) if isinstance(value, Variable) else value_repr(value)
+            lines.append(f"{pad}{key!r}: {text},")
+        else:
+            stack.pop()
+            if stack:
+                lines.append(f"{'  ' * (depth - 1)}}},")
+    if not lines:
+        return "State({})"
+    return "State({\n" + "\n".join(lines) + "\n})"

@@ -8,6 +8,7 @@ graph API thread in and out of JAX; everything else on a Module is structure.
 
 from __future__ import annotations
 
+import copy as _copy
 import dataclasses
 import operator
 import typing as tp
@@ -17,6 +18,12 @@ import numpy as np
 
 from nnx_graph import _epoch
 from nnx_graph._errors import TraceLeakError
+from nnx_graph._hashing import Frozen, hashable
+
+try:  # private JAX API (the running trace); without it leak checks are skipped
+    from jax._src import core as _jax_core
+except ImportError:  # pragma: no cover
+    _jax_core = None  # type: ignore[assignment]
 
 __all__ = [
     "BatchStat",
@@ -37,17 +44,15 @@ __all__ = [
 A = tp.TypeVar("A")
 V = tp.TypeVar("V", bound="Variable[tp.Any]")
 
-_SLOTS = frozenset({"_raw_value", "_var_metadata", "_nnx_observed"})
+_SLOTS = frozenset({"_raw_value", "_var_metadata", "_nnx_observed", "_nnx_frozen"})
 
 
-def _leaked_tracer(value: object) -> bool:
+def leaked_tracer(value: object) -> bool:
     """True when ``value`` is a tracer whose trace is no longer running."""
-    if not isinstance(value, jax.core.Tracer):
+    if not isinstance(value, jax.core.Tracer) or _jax_core is None:
         return False
     try:
-        from jax._src import core as jax_core
-
-        current = jax_core.trace_ctx.trace
+        current = _jax_core.trace_ctx.trace
         owner = value._trace
         while current is not None:
             if current is owner:
@@ -56,6 +61,9 @@ def _leaked_tracer(value: object) -> bool:
         return True
     except Exception:  # pragma: no cover - private JAX API moved; be permissive
         return False
+
+
+_leaked_tracer = leaked_tracer  # older name, still read by the transforms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,11 +125,12 @@ class Variable(tp.Generic[A]):
         (1, 'steps')
     """
 
-    __slots__ = ("_raw_value", "_var_metadata", "_nnx_observed", "__weakref__")
+    __slots__ = ("_raw_value", "_var_metadata", "_nnx_observed", "_nnx_frozen", "__weakref__")
 
     _raw_value: A
     _var_metadata: dict[str, tp.Any]
     _nnx_observed: bool
+    _nnx_frozen: Frozen | None  # cached hashable view of the metadata (see metadata_key)
 
     def __init__(self, value: A | VariableMetadata[A], **metadata: tp.Any) -> None:
         if isinstance(value, VariableMetadata):
@@ -133,9 +142,7 @@ class Variable(tp.Generic[A]):
         # eager_sharding / is_hijax / has_ref are accepted for compatibility.
         for compat in ("is_hijax", "has_ref", "is_mutable"):
             metadata.pop(compat, None)
-        object.__setattr__(self, "_raw_value", value)
-        object.__setattr__(self, "_var_metadata", metadata)
-        object.__setattr__(self, "_nnx_observed", False)
+        _init_slots(self, value, metadata)
         if metadata.get("eager_sharding") or _sharding_hook.eager:
             _sharding_hook.apply(self)
 
@@ -166,7 +173,7 @@ class Variable(tp.Generic[A]):
     def get_value(self, index: tp.Any = None) -> A:
         """Return the value (or ``value[index]`` when an index is given)."""
         value = self._raw_value
-        if isinstance(value, jax.core.Tracer) and _leaked_tracer(value):
+        if isinstance(value, jax.core.Tracer) and leaked_tracer(value):
             raise TraceLeakError(
                 f"{self._describe()} holds a JAX tracer from a trace that has finished "
                 "(a value computed inside jax.jit/grad/vmap was stored on an object "
@@ -239,6 +246,7 @@ class Variable(tp.Generic[A]):
                 "v.set_metadata(name=value)."
             )
         self._var_metadata.update(metadata)
+        object.__setattr__(self, "_nnx_frozen", None)
         if self._nnx_observed:
             _epoch.bump()
 
@@ -276,12 +284,14 @@ class Variable(tp.Generic[A]):
             object.__setattr__(self, name, value)
             return
         self._var_metadata[name] = value
+        object.__setattr__(self, "_nnx_frozen", None)
         if self._nnx_observed:
             _epoch.bump()
 
     def __delattr__(self, name: str) -> None:
         if name in self._var_metadata:
             del self._var_metadata[name]
+            object.__setattr__(self, "_nnx_frozen", None)
             if self._nnx_observed:
                 _epoch.bump()
         else:
@@ -304,11 +314,9 @@ class Variable(tp.Generic[A]):
             >>> type(q).__name__, q.tag, float(q.value.sum())
             ('Param', 'a', 2.0)
         """
-        new = object.__new__(type(self))
-        object.__setattr__(new, "_raw_value", self._raw_value if value is ... else value)
-        object.__setattr__(new, "_var_metadata", {**self._var_metadata, **metadata})
-        object.__setattr__(new, "_nnx_observed", False)
-        return new
+        return new_variable(
+            type(self), self._raw_value if value is ... else value, {**self._var_metadata, **metadata}
+        )
 
     def copy(self: V) -> V:
         """A new Variable with the same value and a copy of the metadata."""
@@ -396,18 +404,16 @@ class Variable(tp.Generic[A]):
         return f"{type(self).__name__}({type(value).__name__})"
 
     def __repr__(self) -> str:
-        from nnx_graph._repr import variable_repr
-
         return variable_repr(self)
 
     def __deepcopy__(self: V, memo: dict[int, tp.Any]) -> V:
-        import copy
-
         new = object.__new__(type(self))
         memo[id(self)] = new
-        object.__setattr__(new, "_raw_value", copy.deepcopy(self._raw_value, memo))
-        object.__setattr__(new, "_var_metadata", copy.deepcopy(self._var_metadata, memo))
-        object.__setattr__(new, "_nnx_observed", False)
+        _init_slots(
+            new,
+            _copy.deepcopy(self._raw_value, memo),
+            _copy.deepcopy(self._var_metadata, memo),
+        )
         return new
 
     def __copy__(self: V) -> V:
@@ -417,9 +423,93 @@ class Variable(tp.Generic[A]):
         return {"value": self._raw_value, "metadata": self._var_metadata}
 
     def __setstate__(self, state: dict[str, tp.Any]) -> None:
-        object.__setattr__(self, "_raw_value", state["value"])
-        object.__setattr__(self, "_var_metadata", dict(state["metadata"]))
-        object.__setattr__(self, "_nnx_observed", False)
+        _init_slots(self, state["value"], dict(state["metadata"]))
+
+
+# the slot descriptors' setters: faster than object.__setattr__ on the hot paths
+_set_raw = tp.cast(tp.Any, Variable.__dict__["_raw_value"]).__set__
+_set_metadata = tp.cast(tp.Any, Variable.__dict__["_var_metadata"]).__set__
+_set_observed = tp.cast(tp.Any, Variable.__dict__["_nnx_observed"]).__set__
+_set_frozen = tp.cast(tp.Any, Variable.__dict__["_nnx_frozen"]).__set__
+
+
+def _init_slots(var: Variable[tp.Any], value: tp.Any, metadata: dict[str, tp.Any]) -> None:
+    _set_raw(var, value)
+    _set_metadata(var, metadata)
+    _set_observed(var, False)
+    _set_frozen(var, None)
+
+
+def new_variable(typ: type[V], value: tp.Any, metadata: dict[str, tp.Any]) -> V:
+    """A Variable of type ``typ`` holding ``value`` with ``metadata`` (the dict is
+    used as is), made without calling ``__init__`` (no sharding hook, no value
+    unwrapping): how the graph builder, copies and unpickling create Variables."""
+    var = object.__new__(typ)
+    _set_raw(var, value)
+    _set_metadata(var, metadata)
+    _set_observed(var, False)
+    _set_frozen(var, None)
+    return var
+
+
+_EMPTY_METADATA_KEY = Frozen({})
+
+
+def metadata_key(var: Variable[tp.Any]) -> Frozen:
+    """A hashable view of ``var``'s metadata, as GraphDefs store it.
+
+    Cached on the Variable while its metadata is unchanged; metadata holding
+    mutable values (lists, dicts) is frozen afresh on every call, so in-place
+    changes to them are seen."""
+    key = var._nnx_frozen
+    if key is not None:
+        return key
+    metadata = var._var_metadata
+    if not metadata:
+        key = _EMPTY_METADATA_KEY
+    else:
+        key = Frozen(dict(metadata))
+        if any(hashable(v) is not v for v in metadata.values()):
+            return key
+    _set_frozen(var, key)
+    return key
+
+
+# ---------------------------------------------------------------------- repr
+def array_summary(value: tp.Any) -> str | None:
+    """``Array(shape=(2, 3), dtype=float32)`` (or the scalar) for array-likes, else None."""
+    if isinstance(value, type):  # e.g. a filter such as nnx.Param stored on a module
+        return None
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        return None
+    kind = "Array" if not isinstance(value, np.ndarray) else "ndarray"
+    if tuple(shape) == () and not str(dtype).startswith("key"):
+        try:
+            return f"{kind}({np.asarray(value).item()!r}, dtype={dtype})"
+        except Exception:
+            pass
+    return f"{kind}(shape={tuple(shape)}, dtype={dtype})"
+
+
+def value_repr(value: tp.Any) -> str:
+    """A short one-line repr: arrays summarised, long text cut at 80 characters."""
+    summary = array_summary(value)
+    if summary is not None:
+        return summary
+    if isinstance(value, tuple) and any(array_summary(v) for v in value):
+        inner = ", ".join(value_repr(v) for v in value)
+        return f"({inner}{',' if len(value) == 1 else ''})"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def variable_repr(var: Variable[tp.Any]) -> str:
+    """``Param(value=Array(shape=(2,), dtype=float32), tag='a')``."""
+    parts = [f"value={value_repr(var._raw_value)}"]
+    parts += [f"{k}={v!r}" for k, v in sorted(var._var_metadata.items())]
+    return f"{type(var).__name__}({', '.join(parts)})"
 
 
 def _binary(name: str, op: tp.Callable[[tp.Any, tp.Any], tp.Any]) -> None:
@@ -521,8 +611,6 @@ class _MetadataAux:
     __slots__ = ("metadata", "_key")
 
     def __init__(self, metadata: dict[str, tp.Any]) -> None:
-        from nnx_graph._hashing import hashable
-
         self.metadata = metadata
         self._key = hashable(tuple(sorted(metadata.items())))
 
@@ -535,12 +623,8 @@ class _MetadataAux:
 
 def _register_pytree(cls: type[Variable[tp.Any]]) -> None:
     def unflatten(aux: _MetadataAux, children: tp.Iterable[tp.Any]) -> Variable[tp.Any]:
-        new = object.__new__(cls)
         (value,) = children
-        object.__setattr__(new, "_raw_value", value)
-        object.__setattr__(new, "_var_metadata", dict(aux.metadata))
-        object.__setattr__(new, "_nnx_observed", False)
-        return new
+        return new_variable(cls, value, dict(aux.metadata))
 
     jax.tree_util.register_pytree_with_keys(cls, _flatten_with_keys, unflatten, _flatten)
 

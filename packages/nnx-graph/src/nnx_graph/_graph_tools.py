@@ -1,0 +1,369 @@
+"""The graph API's compatibility and tree helpers: ``pure``/``unpack``, the
+functional ``call``, ``to_tree``/``from_tree``, ``prefix``, the graph-mode switches
+and ``UpdateContext``. All are built on ``split``/``merge``/``update``."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import dataclasses
+import threading
+import typing as tp
+from collections.abc import Iterator, Mapping
+
+import jax
+
+from nnx_graph._errors import GraphStructureError, format_path
+from nnx_graph._filters import to_predicate
+from nnx_graph._graph import _pairs, merge, split, update
+from nnx_graph._pytree import is_graph_node
+from nnx_graph._records import GraphDef
+from nnx_graph._state import State, from_flat_state, merge_state
+from nnx_graph._variables import Variable
+
+__all__ = [
+    "NodeStates",
+    "merge",
+    "merge_state",
+    "UpdateContext",
+    "as_pure",
+    "call",
+    "current_update_context",
+    "from_tree",
+    "prefix",
+    "pure",
+    "set_graph_mode",
+    "set_graph_updates",
+    "to_tree",
+    "unpack",
+    "update_context",
+    "vars_as",
+    "with_vars",
+]
+
+A = tp.TypeVar("A")
+
+
+def pure(tree: A, /) -> A:
+    """Replace every Variable in a pytree (e.g. a State) with its raw value.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> s = nnx.pure(nnx.State({"w": nnx.Param(jnp.zeros(2))}))
+        >>> type(s["w"]).__name__
+        'ArrayImpl'
+    """
+    return tp.cast(
+        A,
+        jax.tree.map(
+            lambda x: x.get_value() if isinstance(x, Variable) else x,
+            tree,
+            is_leaf=lambda x: isinstance(x, Variable),
+        ),
+    )
+
+
+as_pure = pure
+
+
+def unpack(tree: A, /) -> A:
+    """Compatibility: same as :func:`pure`."""
+    return pure(tree)
+
+
+def vars_as(tree: A, /, **flags: tp.Any) -> A:
+    """Compatibility: Flax's hijax mode flags (``mutable=False``, ...) do not apply to
+    this library's single Variable kind; returns ``tree`` unchanged.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> nnx.vars_as({"a": 1}, mutable=False)
+        {'a': 1}
+    """
+    return tree
+
+
+def with_vars(tree: A, /, **flags: tp.Any) -> A:
+    """Compatibility: see :func:`vars_as`; returns ``tree`` unchanged."""
+    return tree
+
+
+# ----------------------------------------------------------------- functional call
+class _CallableProxy:
+    def __init__(self, graphdef: GraphDef, st: State, path: tuple[str, ...] = ()) -> None:
+        self._graphdef, self._state, self._path = graphdef, st, path
+
+    def __getattr__(self, name: str) -> _CallableProxy:
+        return _CallableProxy(self._graphdef, self._state, (*self._path, name))
+
+    def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tuple[tp.Any, tuple[GraphDef, State]]:
+        node = merge(self._graphdef, self._state, copy=True)
+        method = node
+        for name in self._path:
+            method = getattr(method, name)
+        out = method(*args, **kwargs)
+        return out, split(node)
+
+
+def call(graphdef_state: tuple[GraphDef, tp.Any], /) -> tp.Any:
+    """Functional call: ``out, (graphdef, state) = nnx.call((graphdef, state)).method(x)``.
+    The inputs are not modified; the new state is returned.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class Counter(nnx.Module):
+        ...     def __init__(self):
+        ...         self.n = nnx.Variable(jnp.array(0))
+        ...     def __call__(self):
+        ...         self.n += 1
+        ...         return self.n.value
+        >>> out, (g, s) = nnx.call(nnx.split(Counter()))()
+        >>> int(out), int(s["n"].value)
+        (1, 1)
+    """
+    gdef, st = graphdef_state
+    return _CallableProxy(gdef, st)
+
+
+# ----------------------------------------------------------------- to_tree / from_tree
+@dataclasses.dataclass(frozen=True)
+class _SharedNode:
+    """Placeholder for a graph node that appears earlier in the same tree."""
+
+    position: int
+
+
+jax.tree_util.register_pytree_node(
+    _SharedNode, lambda n: ((), n.position), lambda pos, _: _SharedNode(pos)
+)
+
+
+class NodeStates:
+    """A pytree standing for one or more graph nodes: a GraphDef (static) and its
+    States (children). Produced by :func:`to_tree`.
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.w = nnx.Param(jnp.zeros(2))
+        >>> tree = nnx.to_tree([M()])
+        >>> len(jax.tree.leaves(tree))
+        1
+    """
+
+    def __init__(
+        self, graphdef: GraphDef, states: tuple[State, ...], metadata: tp.Any = None, count: int = 1
+    ) -> None:
+        self.graphdef, self.states, self.metadata, self.count = graphdef, states, metadata, count
+
+    @property
+    def state(self) -> State:
+        return self.states[0]
+
+    @classmethod
+    def from_split(
+        cls, graphdef: GraphDef, state: State, /, *states: State, metadata: tp.Any = None
+    ) -> NodeStates:
+        return cls(graphdef, (state, *states), metadata)
+
+    def __repr__(self) -> str:
+        return f"NodeStates(count={self.count}, states={self.states!r})"
+
+
+jax.tree_util.register_pytree_node(
+    NodeStates,
+    lambda n: (n.states, (n.graphdef, n.metadata, n.count)),
+    lambda aux, states: NodeStates(aux[0], tuple(states), aux[1], aux[2]),
+)
+
+
+def to_tree(tree: tp.Any, /, *, prefix: tp.Any = ..., split_fn: tp.Any = None) -> tp.Any:
+    """Replace the graph nodes inside a pytree with :class:`NodeStates` so the
+    result is a plain pytree. Sharing between the nodes is preserved: all nodes are
+    split together, stored at the first node's position.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.w = nnx.Param(jnp.zeros(2))
+        >>> m = M(); back = nnx.from_tree(nnx.to_tree((m, m)))
+        >>> back[0] is back[1]
+        True
+    """
+    leaves, treedef = jax.tree.flatten(tree, is_leaf=is_graph_node)
+    positions = [i for i, leaf in enumerate(leaves) if is_graph_node(leaf)]
+    if not positions:
+        return tree
+    nodes = tuple(leaves[i] for i in positions)
+    filters = prefix if isinstance(prefix, tuple) and prefix is not ... else ()
+    gdef, *states = split(nodes, *filters) if filters else split(nodes)
+    new_leaves = list(leaves)
+    new_leaves[positions[0]] = NodeStates(gdef, tuple(states), None, len(nodes))
+    for k, i in enumerate(positions[1:], start=1):
+        new_leaves[i] = _SharedNode(k)
+    return jax.tree.unflatten(treedef, new_leaves)
+
+
+def from_tree(tree: tp.Any, /) -> tp.Any:
+    """Inverse of :func:`to_tree`."""
+    leaves, treedef = jax.tree.flatten(
+        tree, is_leaf=lambda x: isinstance(x, (NodeStates, _SharedNode))
+    )
+    nodes: tuple[tp.Any, ...] = ()
+    out = []
+    for leaf in leaves:
+        if isinstance(leaf, NodeStates):
+            nodes = merge(leaf.graphdef, *leaf.states)
+            out.append(nodes[0])
+        elif isinstance(leaf, _SharedNode):
+            out.append(nodes[leaf.position])
+        else:
+            out.append(leaf)
+    return jax.tree.unflatten(treedef, out)
+
+
+def prefix(
+    node: tp.Any, filter_map: Mapping[tp.Any, tp.Any], /, *, graph: bool | None = None
+) -> State:
+    """A State with the same paths as ``nnx.state(node)`` whose leaves are the value
+    of the first filter in ``filter_map`` matching each Variable: a convenient way
+    to build per-Variable axes or shardings.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.w = nnx.Param(jnp.zeros(2)); self.s = nnx.BatchStat(jnp.zeros(2))
+        >>> nnx.prefix(M(), {nnx.Param: 0, ...: None}).to_pure_dict()
+        {'s': None, 'w': 0}
+    """
+    _, pairs = _pairs(node)
+    predicates = [(to_predicate(f), v) for f, v in filter_map.items()]
+    out = []
+    for path, leaf in pairs:
+        for predicate, value in predicates:
+            if predicate(path, leaf):
+                out.append((path, value))
+                break
+        else:
+            raise GraphStructureError(
+                f"nnx.prefix: {format_path(path)} ({type(leaf).__name__}) matches none of the "
+                f"filters {list(filter_map)}. Fix: add `...: default` as the last entry."
+            )
+    return from_flat_state(out)
+
+
+# ----------------------------------------------------------------- compat switches
+_MODE = threading.local()
+
+
+def _switch(name: str, enabled: bool) -> contextlib.AbstractContextManager[None]:
+    """Record a thread-local flag now; the returned context manager restores it."""
+    previous = getattr(_MODE, name, True)
+    setattr(_MODE, name, bool(enabled))
+
+    @contextlib.contextmanager
+    def restore() -> Iterator[None]:
+        try:
+            yield
+        finally:
+            setattr(_MODE, name, previous)
+
+    return restore()
+
+
+def set_graph_mode(enabled: bool, /) -> contextlib.AbstractContextManager[None]:
+    """Compatibility: Flax can switch transforms between graph and tree mode. This
+    library's transforms always keep full graph semantics at tree-mode cost, so the
+    setting is recorded and has no other effect. Usable as a context manager.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> with nnx.set_graph_mode(False):
+        ...     pass
+    """
+    return _switch("graph", enabled)
+
+
+def set_graph_updates(enabled: bool, /) -> contextlib.AbstractContextManager[None]:
+    """Compatibility: see :func:`set_graph_mode`; updates always propagate here.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> with nnx.set_graph_updates(False):
+        ...     pass
+    """
+    return _switch("updates", enabled)
+
+
+class UpdateContext:
+    """Compatibility helper for hand-written transforms: ``split`` outside,
+    ``merge`` inside, then ``update`` the original objects with the result.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class C(nnx.Module):
+        ...     def __init__(self):
+        ...         self.n = nnx.Variable(jnp.array(0))
+        >>> c = C()
+        >>> with nnx.update_context("demo") as ctx:
+        ...     gdef, st = ctx.split(c)
+        ...     inner = ctx.merge(gdef, st)
+        ...     inner.n.value = jnp.array(5)
+        ...     ctx.update(c, nnx.state(inner))
+        >>> int(c.n.value)
+        5
+    """
+
+    def __init__(self, tag: tp.Hashable) -> None:
+        self.tag = tag
+
+    def split(self, node: tp.Any, *filters: tp.Any) -> tuple[tp.Any, ...]:
+        return split(node, *filters)
+
+    def merge(self, graphdef: GraphDef, state: tp.Any, *states: tp.Any) -> tp.Any:
+        return merge(graphdef, state, *states, copy=True)
+
+    def update(self, node: tp.Any, state: tp.Any, *states: tp.Any) -> None:
+        update(node, state, *states)
+
+    def __enter__(self) -> UpdateContext:
+        stack = _contexts().setdefault(self.tag, [])
+        stack.append(self)
+        return self
+
+    def __exit__(self, *exc: tp.Any) -> None:
+        _contexts()[self.tag].pop()
+
+
+def _contexts() -> builtins.dict[tp.Hashable, list[UpdateContext]]:
+    if not hasattr(_MODE, "contexts"):
+        _MODE.contexts = {}
+    return tp.cast(builtins.dict[tp.Hashable, list[UpdateContext]], _MODE.contexts)
+
+
+def update_context(tag: tp.Hashable) -> UpdateContext:
+    """Create an :class:`UpdateContext` (use with ``with``)."""
+    return UpdateContext(tag)
+
+
+def current_update_context(tag: tp.Hashable) -> UpdateContext:
+    """The innermost active :class:`UpdateContext` with this tag."""
+    stack = _contexts().get(tag)
+    if not stack:
+        raise ValueError(
+            f"No update context with tag {tag!r} is active. Fix: call this inside "
+            f"`with nnx.update_context({tag!r}):`."
+        )
+    return stack[-1]

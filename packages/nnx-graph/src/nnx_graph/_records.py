@@ -1,0 +1,476 @@
+"""GraphDef: the static structure of an object graph, as typed records, and the
+one walker every consumer reads it with.
+
+Records (small NamedTuples: immutable, hashable, compared by value, so a GraphDef
+can key a compilation cache). Field 0 is the record's tag:
+
+* :class:`NodeDef` ``(NODE, type, index, explicit, attrs)``: a graph node (Pytree,
+  List, Dict) with identity; ``attrs`` is a tuple of ``(key, record)`` in traversal
+  order; ``explicit`` the attributes declared data/static (or None).
+* :class:`VariableDef` ``(VAR, type, index, metadata)``: a Variable; its value is
+  the next leaf.
+* :class:`RefDef` ``(REF, index)``: a node or Variable already seen (shared
+  reference or cycle).
+* :class:`ArrayDef` ``(LEAF,)``: a raw array (or explicitly-data value) stored
+  directly on a node; its value is the next leaf.
+* :class:`StaticDef` ``(STATIC, value)``: a static value (a ``Frozen``).
+* :class:`ContainerDef` ``(CONTAINER, type, keys, children)``: a plain tuple /
+  list / dict / NamedTuple holding data (no identity).
+
+Read records with :func:`walk`, never by recursion: it is iterative, so graphs
+nested thousands of levels deep work. The builder (:func:`build`) runs a plan the
+walker compiles once per GraphDef.
+"""
+
+from __future__ import annotations
+
+import typing as tp
+from collections.abc import Iterator
+
+from nnx_graph import _epoch
+from nnx_graph._hashing import Frozen
+from nnx_graph._pytree import Dict, List, Pytree
+from nnx_graph._variables import Variable, new_variable, value_repr
+
+__all__ = [
+    "ArrayDef",
+    "ContainerDef",
+    "GraphDef",
+    "NodeDef",
+    "RefDef",
+    "StaticDef",
+    "VariableDef",
+    "Visit",
+    "build",
+    "walk",
+]
+
+NODE, VAR, REF, LEAF, STATIC, CONTAINER = range(6)
+
+M = tp.TypeVar("M")
+Path = tuple[tp.Any, ...]
+
+
+class NodeDef(tp.NamedTuple):
+    """A graph node: its type, node index, declared attribute kinds, attributes."""
+
+    tag: int
+    type: type
+    index: int
+    explicit: Frozen | None
+    attrs: tuple[tuple[tp.Any, Record], ...]
+
+
+class VariableDef(tp.NamedTuple):
+    """A Variable: its type, node index and metadata; its value is the next leaf."""
+
+    tag: int
+    type: type
+    index: int
+    metadata: Frozen
+
+
+class RefDef(tp.NamedTuple):
+    """A second (or later) reference to the node or Variable with this index."""
+
+    tag: int
+    index: int
+
+
+class ArrayDef(tp.NamedTuple):
+    """An array stored directly on a node; its value is the next leaf."""
+
+    tag: int
+
+
+class StaticDef(tp.NamedTuple):
+    """A static value, wrapped so that it hashes."""
+
+    tag: int
+    value: Frozen
+
+
+class ContainerDef(tp.NamedTuple):
+    """A plain tuple/list/dict/NamedTuple holding data: its type, keys, children."""
+
+    tag: int
+    type: type
+    keys: tuple[tp.Any, ...]
+    children: tuple[Record, ...]
+
+
+Record = NodeDef | VariableDef | RefDef | ArrayDef | StaticDef | ContainerDef
+ARRAY_DEF = ArrayDef(LEAF)
+
+
+class Visit(tp.NamedTuple):
+    """One step of :func:`walk`.
+
+    ``path``: the keys from the root (``()`` when ``paths=False``). ``owner``: the
+    index of the graph node whose attribute holds the value (-1 at the top), and
+    ``attr``/``sub`` that attribute and the keys inside plain containers below it.
+    ``closing``: the visit after a NodeDef's or ContainerDef's children."""
+
+    record: Record
+    path: Path
+    owner: int
+    attr: tp.Any
+    sub: Path
+    closing: bool
+
+
+def walk(
+    graphdef: GraphDef[tp.Any] | Record, *, closing: bool = False, paths: bool = True
+) -> Iterator[Visit]:
+    """Every record of a GraphDef in traversal (leaf) order, iteratively.
+
+    With ``closing=True`` a NodeDef/ContainerDef is visited a second time after
+    its children. ``paths=False`` skips building the path tuples.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> from nnx_graph._graphdef import VAR, walk
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.w = nnx.Param(jnp.ones(2))
+        >>> [v.path for v in walk(nnx.graphdef(M())) if v.record.tag == VAR]
+        [('w',)]
+    """
+    root = graphdef._record if isinstance(graphdef, GraphDef) else graphdef
+    stack: list[tuple[tp.Any, ...]] = [(root, (), -1, None, (), False)]
+    push = stack.append
+    while stack:
+        item = stack.pop()
+        record, path, owner, attr, sub, close = item
+        yield Visit(*item)
+        if close:
+            continue
+        tag = record[0]
+        if tag == NODE:
+            if closing:
+                push((record, path, owner, attr, sub, True))
+            i = record[2]
+            for key, child in reversed(record[4]):
+                push((child, (*path, key) if paths else (), i, key, (), False))
+        elif tag == CONTAINER:
+            if closing:
+                push((record, path, owner, attr, sub, True))
+            for key, child in zip(reversed(record[2]), reversed(record[3])):
+                push((child, (*path, key) if paths else (), owner, attr, (*sub, key), False))
+
+
+def _deep_equal(a: tp.Any, b: tp.Any) -> bool:
+    """``a == b`` for nested tuples, without recursion (for very deep GraphDefs)."""
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        if isinstance(x, tuple) and isinstance(y, tuple) and type(x) is type(y):
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x, y))
+        elif x != y:
+            return False
+    return True
+
+
+class GraphDef(tp.Generic[M]):
+    """The static structure of an object graph: node types, attribute names, static
+    values, Variable types and metadata, and where references are shared.
+
+    Immutable and hashable; equal for equal structures. Obtained from
+    :func:`nnx.split` / :func:`nnx.graphdef`; ``GraphDef[Model]`` in annotations.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.w = nnx.Param(jnp.ones(2))
+        >>> g1, _ = nnx.split(M()); g2, _ = nnx.split(M())
+        >>> g1 == g2, hash(g1) == hash(g2)
+        (True, True)
+    """
+
+    __slots__ = ("_record", "_hash", "_leaf_paths", "_plan", "num_leaves", "num_nodes")
+
+    def __init__(
+        self,
+        record: Record,
+        num_leaves: int,
+        num_nodes: int,
+        leaf_paths: tuple[Path, ...] | None = None,
+    ) -> None:
+        self._record = record
+        self._hash = hash(record)
+        self._leaf_paths = leaf_paths
+        self._plan: list[tuple[tp.Any, ...]] | None = None
+        self.num_leaves = num_leaves
+        self.num_nodes = num_nodes
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GraphDef) or self._hash != other._hash:
+            return False
+        try:
+            return bool(self._record == other._record)
+        except RecursionError:
+            return _deep_equal(self._record, other._record)
+
+    @property
+    def record(self) -> Record:
+        """The root record."""
+        return self._record
+
+    @property
+    def leaf_paths(self) -> tuple[Path, ...]:
+        """The path of every leaf, in leaf order."""
+        if self._leaf_paths is None:
+            self._leaf_paths = tuple(
+                v.path for v in walk(self._record) if v.record[0] in (VAR, LEAF)
+            )
+        return self._leaf_paths
+
+    @property
+    def type(self) -> type[M]:
+        """The type of the root node."""
+        return tp.cast("type[M]", self._record[1])
+
+    def merge(self, state: tp.Any, /, *states: tp.Any) -> M:
+        """``nnx.merge(self, state, *states)``."""
+        return tp.cast(M, _graph_api().merge(self, state, *states))
+
+    def apply(self, state: tp.Any, *states: tp.Any) -> tp.Any:
+        """Compatibility functional call: ``graphdef.apply(state)(x)`` returns
+        ``(out, (graphdef, state))``."""
+        api = _graph_api()
+        return api.call((self, api.merge_state(state, *states)))
+
+    def __repr__(self) -> str:
+        return graphdef_repr(self)
+
+    def __getstate__(self) -> tuple[tp.Any, ...]:
+        return (self._record, self.num_leaves, self.num_nodes)
+
+    def __setstate__(self, state: tuple[tp.Any, ...]) -> None:
+        self._record, self.num_leaves, self.num_nodes = state
+        self._hash = hash(self._record)
+        self._leaf_paths = None
+        self._plan = None
+
+
+def _graph_api() -> tp.Any:
+    # GraphDef.merge/apply call the graph API, which is built on this module
+    from nnx_graph import _graph_tools
+
+    return _graph_tools
+
+
+def graphdef_repr(graphdef: GraphDef[tp.Any], limit: int = 400) -> str:
+    """``GraphDef(Counter(count=BatchStat, w=Param))``, cut at ``limit`` characters."""
+    parts: list[str] = []
+    size = 0
+    first: list[bool] = []  # per open node/container: no entry written yet
+    for visit in walk(graphdef, closing=True, paths=False):
+        record = visit.record
+        tag = record[0]
+        if visit.closing:
+            first.pop()
+            parts.append(")")
+            continue
+        prefix = ""
+        if first:
+            key = visit.sub[-1] if visit.sub else visit.attr
+            prefix = f"{'' if first[-1] else ', '}{key}="
+            first[-1] = False
+        if tag == NODE or tag == CONTAINER:
+            text = f"{record[1].__name__}("
+            first.append(True)
+        elif tag == VAR:
+            text = str(record[1].__name__)
+        elif tag == REF:
+            text = f"<ref {record[1]}>"
+        elif tag == LEAF:
+            text = "Array"
+        else:
+            text = value_repr(record[1].value)
+        parts.append(prefix + text)
+        size += len(parts[-1])
+        if size > limit:
+            break
+    text = "".join(parts)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"GraphDef({text})"
+
+
+# --------------------------------------------------------------------- build
+_OPEN, _CLOSE_NODE, _CLOSE_CONTAINER = 10, 11, 12
+
+
+def _compile_plan(graphdef: GraphDef[tp.Any]) -> list[tuple[tp.Any, ...]]:
+    """The builder's instructions, in walk order: values are pushed on a stack and
+    each closing step pops its children."""
+    plan: list[tuple[tp.Any, ...]] = []
+    for visit in walk(graphdef, closing=True, paths=False):
+        r = visit.record
+        tag = r[0]
+        if tag == NODE:
+            if visit.closing:
+                explicit = dict(r[3].value) if r[3] is not None else None
+                keys = tuple(k for k, _ in r[4])
+                plan.append((_CLOSE_NODE, r[1], r[2], keys, explicit))
+            else:
+                plan.append((_OPEN, r[1], r[2]))
+        elif tag == CONTAINER:
+            if visit.closing:
+                typ = r[1]
+                kind = 0 if issubclass(typ, dict) else 1 if hasattr(typ, "_fields") else 2
+                plan.append((_CLOSE_CONTAINER, typ, r[2], kind))
+        elif tag == VAR:
+            plan.append((VAR, r[1], r[2], r[3].value))
+        elif tag == STATIC:
+            plan.append((STATIC, r[1].value))
+        else:
+            plan.append(r)
+    return plan
+
+
+def build(
+    graphdef: GraphDef[tp.Any],
+    leaves: tp.Sequence[tp.Any],
+    *,
+    reuse_variables: bool = False,
+    existing: tp.Mapping[int, tp.Any] | None = None,
+) -> tuple[tp.Any, list[tp.Any]]:
+    """Create the object graph described by ``graphdef`` with ``leaves`` in leaf
+    order. Returns ``(root, nodes_by_index)``.
+
+    ``reuse_variables``: when a leaf is a Variable, use that object itself.
+    ``existing``: map of node index -> object to update in place instead of
+    creating (used to carry structural changes back out of transforms).
+    """
+    plan = graphdef._plan
+    if plan is None:
+        plan = graphdef._plan = _compile_plan(graphdef)
+    nodes: list[tp.Any] = [None] * graphdef.num_nodes
+    old_nodes = existing or {}
+    values: list[tp.Any] = []
+    push = values.append
+    pos = 0
+    for op in plan:
+        tag = op[0]
+        if tag == VAR:
+            leaf = leaves[pos]
+            pos += 1
+            i = op[2]
+            old = old_nodes.get(i) if existing else None
+            if old is not None:
+                old._raw_value = leaf._raw_value if isinstance(leaf, Variable) else leaf
+                if old._var_metadata != op[3]:
+                    old.set_metadata(dict(op[3]))
+                var = old
+            elif reuse_variables and isinstance(leaf, Variable):
+                var = leaf
+            else:
+                raw = leaf._raw_value if isinstance(leaf, Variable) else leaf
+                var = new_variable(op[1], raw, dict(op[3]))
+            nodes[i] = var
+            push(var)
+        elif tag == _OPEN:
+            typ, i = op[1], op[2]
+            old = old_nodes.get(i) if existing else None
+            if old is not None:
+                nodes[i] = old
+            elif issubclass(typ, Pytree):
+                nodes[i] = object.__new__(typ)
+            else:
+                node = (List if issubclass(typ, List) else Dict).__new__(typ)
+                node._nnx_observed = False
+                nodes[i] = node
+        elif tag == _CLOSE_NODE:
+            keys = op[3]
+            n = len(keys)
+            children = values[len(values) - n :] if n else []
+            if n:
+                del values[-n:]
+            node = nodes[op[2]]
+            fill = _fill_existing if existing and op[2] in old_nodes else _fill_new
+            fill(node, op[1], keys, children, op[4])
+            push(node)
+        elif tag == _CLOSE_CONTAINER:
+            keys, kind = op[2], op[3]
+            n = len(keys)
+            children = values[len(values) - n :] if n else []
+            if n:
+                del values[-n:]
+            typ = op[1]
+            if kind == 0:
+                push(typ(zip(keys, children)))
+            elif kind == 1:
+                push(typ(*children))
+            else:
+                push(typ(children))
+        elif tag == REF:
+            push(nodes[op[1]])
+        elif tag == LEAF:
+            leaf = leaves[pos]
+            pos += 1
+            push(leaf._raw_value if isinstance(leaf, Variable) else leaf)
+        else:  # STATIC
+            push(op[1])
+    return values[0], nodes
+
+
+def _fill_new(
+    node: tp.Any, typ: type, keys: tuple[tp.Any, ...], children: list[tp.Any], explicit: tp.Any
+) -> None:
+    if issubclass(typ, Pytree):
+        d = node.__dict__
+        d.update(zip(keys, children))
+        if explicit is not None:
+            d["_nnx_explicit"] = dict(explicit)
+    elif issubclass(typ, List):
+        list.extend(node, children)
+    else:
+        dict.update(node, zip(keys, children))
+
+
+def _fill_existing(
+    node: tp.Any, typ: type, keys: tuple[tp.Any, ...], children: list[tp.Any], explicit: tp.Any
+) -> None:
+    """Update an existing node in place; bump the epoch when its structure changed."""
+    if issubclass(typ, Pytree):
+        d = node.__dict__
+        new_attrs = dict(zip(keys, children))
+        changed = [
+            k
+            for k in d
+            if not k.startswith("_nnx_") and (k not in new_attrs or d[k] is not new_attrs[k])
+        ]
+        changed += [k for k in new_attrs if k not in d]
+        for k in [k for k in d if not k.startswith("_nnx_") and k not in new_attrs]:
+            del d[k]
+        if changed and node._nnx_observed:
+            _epoch.bump()
+        d.update(new_attrs)
+        if explicit is not None:
+            d["_nnx_explicit"] = dict(explicit)
+    elif issubclass(typ, List):
+        if node._nnx_observed and (
+            len(children) != len(node) or any(a is not b for a, b in zip(children, node))
+        ):
+            _epoch.bump()
+        list.__init__(node, children)
+    else:
+        items = dict(zip(keys, children))
+        if node._nnx_observed and (
+            set(items) != set(node) or any(items[k] is not dict.__getitem__(node, k) for k in items)
+        ):
+            _epoch.bump()
+        dict.clear(node)
+        dict.update(node, items)
