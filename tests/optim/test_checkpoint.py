@@ -4,6 +4,7 @@ sharded restore, and the errors for checkpoints that do not match."""
 from __future__ import annotations
 
 import pathlib
+import re
 import typing as tp
 
 import jax
@@ -189,9 +190,10 @@ def test_mismatch_with_several_targets(tmp_path: pathlib.Path) -> None:
     with pytest.raises(CheckpointMismatchError) as info:
         nnx_optim.restore_checkpoint(tmp_path / "ckpt", other_model, lora_only)
     message = str(info.value)
-    # Adam state for the non-LoRA parameters is in the checkpoint only
-    assert "targets[1].opt_state[0][1].linear1.linear.w: found in the checkpoint" in message
-    assert "targets[1].opt_state[0][2].bn.scale: found in the checkpoint" in message
+    # Adam state for the non-LoRA parameters is in the checkpoint only (the
+    # opt_state path in between depends on optax's state layout)
+    assert re.search(r"targets\[1\]\.opt_state\S*\.linear1\.linear\.w: found in the checkpoint", message)
+    assert re.search(r"targets\[1\]\.opt_state\S*\.bn\.scale: found in the checkpoint", message)
 
 
 # ----------------------------------------------------------------------------- safetensors

@@ -13,23 +13,46 @@ Two formats:
   weight hubs use.
 
 Both check the checkpoint against the target before touching it and name every
-missing, unexpected or mis-shaped entry.  orbax and safetensors are optional
+missing, unexpected or mis-shaped entry.  Saves are atomic (a crash leaves the old
+or the new checkpoint, never none; see ``_checkpoint_atomic``), every array's
+CRC-32 is recorded and checked on restore, and damaged folders or files raise
+:class:`CheckpointError` saying what is wrong.  orbax and safetensors are optional
 dependencies (``pip install "nnx-optim[checkpoint]"``) imported on first use.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import typing as tp
+import warnings
 from collections.abc import Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-import nnx_graph
+from nnx_optim import _checkpoint_atomic as atomic
+from nnx_optim import _checkpoint_integrity as integrity
+from nnx_optim._checkpoint_tree import (
+    CheckpointError,
+    CheckpointMismatchError,
+    Path,
+    PathLike,
+    Targets,
+    check_collisions,
+    compare,
+    expected_form,
+    format_path,
+    loaded_form,
+    raise_mismatch,
+    raw,
+    shape_dtype_struct,
+    stored_form,
+    target_sharding,
+)
 
 __all__ = [
+    "CheckpointError",
     "CheckpointMismatchError",
     "load_safetensors",
     "restore_checkpoint",
@@ -37,249 +60,33 @@ __all__ = [
     "save_safetensors",
 ]
 
-Path = tuple[tp.Any, ...]
-PathLike = tp.Union[str, "os.PathLike[str]"]
 Filter = tp.Any
 A = tp.TypeVar("A")
-
-
-class CheckpointMismatchError(nnx_graph.GraphStructureError):
-    """A checkpoint's entries do not match the objects it is restored into.
-
-    The message has one line per offending path (missing from the checkpoint, only
-    in the checkpoint, other shape or dtype) and a fix.
-
-    Example::
-
-        >>> import tempfile, jax.numpy as jnp, nnx_graph as nnx, nnx_optim
-        >>> class Model(nnx.Module):
-        ...     def __init__(self, names):
-        ...         for name in names:
-        ...             setattr(self, name, nnx.Param(jnp.zeros(2)))
-        >>> file = tempfile.mkdtemp() + "/weights.safetensors"
-        >>> nnx_optim.save_safetensors(file, Model(["a", "b"]))
-        >>> try:
-        ...     nnx_optim.load_safetensors(file, Model(["a", "c"]))
-        ... except nnx_optim.CheckpointMismatchError as error:
-        ...     for line in str(error).splitlines()[1:3]:
-        ...         print(line)
-          - 'c': missing from the file ...; expected shape (2,) float32 (...)
-          - 'b': found in the file ... (shape (2,) float32) but not in the target
-    """
-
-
-# ----------------------------------------------------------------------------- leaves
-class _Targets:
-    """The leaves of the objects being saved or restored, by path.
-
-    One graph node contributes its own paths; several objects are indexed by
-    position (``(0, ...)``, ``(1, ...)``).  Graph nodes passed together are
-    traversed together, so a model shared by an optimizer is stored once.
-    """
-
-    def __init__(self, objects: tuple[tp.Any, ...], only: Filter = ...) -> None:
-        if not objects:
-            raise TypeError("Expected at least one object (a model, an optimizer or a State).")
-        self.objects = objects
-        self.only = only
-        if len(objects) == 1:
-            self.parts: list[tuple[Path, tp.Any]] = [((), objects[0])]
-        elif not any(isinstance(o, Mapping) for o in objects):
-            self.parts = [((), tuple(objects))]
-        else:
-            self.parts = [((i,), o) for i, o in enumerate(objects)]
-        self.flat: dict[Path, tp.Any] = {}
-        for prefix, obj in self.parts:
-            for path, leaf in _flat(obj, only):
-                self.flat[(*prefix, *path)] = leaf
-
-    def root_name(self) -> str:
-        return "target" if len(self.objects) == 1 else "targets"
-
-    def write(self, values: dict[Path, tp.Any]) -> None:
-        for prefix, obj in self.parts:
-            n = len(prefix)
-            mine = {p[n:]: v for p, v in values.items() if p[:n] == prefix}
-            if isinstance(obj, Mapping):
-                for path, value in mine.items():
-                    _set_in_mapping(obj, path, value)
-            else:
-                nnx_graph.update(obj, nnx_graph.from_flat_state(list(mine.items())))
-
-
-def _flat(obj: tp.Any, only: Filter) -> list[tuple[Path, tp.Any]]:
-    if isinstance(obj, Mapping):
-        state = nnx_graph.filter_state(obj, only)
-    elif isinstance(obj, (nnx_graph.Pytree, nnx_graph.List, nnx_graph.Dict, tuple, list)):
-        state = nnx_graph.state(obj, only)
-    else:
-        raise TypeError(
-            f"Expected a Module, an Optimizer (any graph node) or a State, found "
-            f"{type(obj).__name__}. Fix: pass the objects themselves, e.g. "
-            "save_checkpoint(path, model, optimizer)."
-        )
-    return list(state.flat_state())
-
-
-def _set_in_mapping(mapping: tp.Any, path: Path, value: tp.Any) -> None:
-    node = mapping
-    for key in path[:-1]:
-        node = node[key]
-    leaf = node[path[-1]]
-    if isinstance(leaf, nnx_graph.Variable):
-        leaf.raw_value = value
-    else:
-        node[path[-1]] = value
-
-
-def _raw(leaf: tp.Any) -> tp.Any:
-    return leaf.raw_value if isinstance(leaf, nnx_graph.Variable) else leaf
-
-
-def _is_key(value: tp.Any) -> bool:
-    dtype = getattr(value, "dtype", None)
-    return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
-
-
-def _stored_form(value: tp.Any, where: str) -> tp.Any:
-    """The array written to disk for one leaf (typed PRNG keys as their key data)."""
-    if isinstance(value, jax.ShapeDtypeStruct):
-        raise ValueError(
-            f"{where} is abstract (a ShapeDtypeStruct), there is nothing to save.\n"
-            "Fix: save the concrete objects; abstract ones (nnx.eval_shape) are "
-            "restore targets."
-        )
-    if _is_key(value):
-        return jax.random.key_data(value)
-    if isinstance(value, (jax.Array, np.ndarray)):
-        return value
-    if isinstance(value, (bool, int, float, complex, np.generic)):
-        return np.asarray(value)
-    raise TypeError(
-        f"{where} holds a {type(value).__name__}, which a checkpoint cannot store.\n"
-        "Fix: keep only arrays in Variables, or exclude this one."
-    )
-
-
-def _expected(value: tp.Any) -> tuple[tuple[int, ...], np.dtype[tp.Any]]:
-    """Shape and dtype a leaf has on disk."""
-    if _is_key(value):
-        data = jax.eval_shape(jax.random.key_data, value)
-        return tuple(data.shape), np.dtype(data.dtype)
-    if isinstance(value, (bool, int, float, complex)):
-        value = np.asarray(value)
-    return tuple(np.shape(value)), np.dtype(value.dtype)
-
-
-# jax's constructors are not annotated; typed handles for mypy --strict
-_partition_spec = tp.cast(tp.Callable[..., jax.sharding.PartitionSpec], jax.sharding.PartitionSpec)
-_shape_dtype_struct = tp.cast(tp.Callable[..., jax.ShapeDtypeStruct], jax.ShapeDtypeStruct)
-
-
-def _sharding(value: tp.Any) -> jax.sharding.Sharding:
-    """Where a restored leaf should live: the target's sharding when it has one."""
-    sharding = getattr(value, "sharding", None)
-    if _is_key(value):
-        if isinstance(value, jax.Array):
-            return jax.random.key_data(value).sharding
-        if isinstance(sharding, jax.sharding.NamedSharding):
-            extra = len(_expected(value)[0]) - len(value.shape)
-            spec = (*sharding.spec, *[None] * (len(value.shape) - len(sharding.spec)))
-            return jax.sharding.NamedSharding(
-                sharding.mesh, _partition_spec(*spec, *[None] * extra)
-            )
-        sharding = None
-    if isinstance(sharding, jax.sharding.Sharding):
-        return sharding
-    return jax.sharding.SingleDeviceSharding(jax.devices()[0])
-
-
-def _loaded_form(target: tp.Any, stored: tp.Any) -> tp.Any:
-    """Turn an array read from disk into the kind of value the target leaf holds."""
-    if _is_key(target):
-        impl = (
-            jax.random.key_impl(target)
-            if isinstance(target, jax.Array)
-            else target.dtype._impl  # the PRNG implementation of an abstract key
-        )
-        return jax.random.wrap_key_data(stored, impl=impl)
-    if isinstance(target, np.ndarray):
-        return np.asarray(stored)
-    if isinstance(target, (bool, int, float, complex)):
-        return type(target)(np.asarray(stored).item())
-    return stored
-
-
-# ----------------------------------------------------------------------------- messages
-def format_path(path: Path, root: str) -> str:
-    """``(1, 'opt_state', 0, 'mu')`` -> ``targets[1].opt_state[0].mu``."""
-    out = root
-    for part in path:
-        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
-            out += f"[{part}]"
-        elif isinstance(part, str) and part.isidentifier():
-            out += f".{part}"
-        else:
-            out += f"[{part!r}]"
-    return out
-
-
-def _describe(shape: tp.Sequence[int], dtype: tp.Any) -> str:
-    return f"shape {tuple(shape)} {np.dtype(dtype).name}"
-
-
-def _compare(
-    expected: dict[Path, tuple[tuple[int, ...], np.dtype[tp.Any]]],
-    found: dict[Path, tuple[tuple[int, ...], np.dtype[tp.Any]]],
-    render: tp.Callable[[Path], str],
-    source: str,
-) -> list[str]:
-    """One line per offending path: missing, unexpected, wrong shape or dtype."""
-    problems = []
-    for path, (shape, dtype) in expected.items():
-        if path not in found:
-            problems.append(
-                f"{render(path)}: missing from the {source}; expected "
-                f"{_describe(shape, dtype)} (the target has it, the saved objects did not)"
-            )
-            continue
-        found_shape, found_dtype = found[path]
-        if tuple(found_shape) != tuple(shape) or np.dtype(found_dtype) != np.dtype(dtype):
-            problems.append(
-                f"{render(path)}: expected {_describe(shape, dtype)} (from the target), "
-                f"found {_describe(found_shape, found_dtype)} in the {source}"
-            )
-    for path, (shape, dtype) in found.items():
-        if path not in expected:
-            problems.append(
-                f"{render(path)}: found in the {source} ({_describe(shape, dtype)}) but "
-                "not in the target"
-            )
-    return problems
-
-
-def _raise_mismatch(what: str, problems: list[str], fix: str) -> tp.NoReturn:
-    shown = problems[:50]
-    more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-    raise CheckpointMismatchError(
-        f"{what} does not match the target ({len(problems)} problem"
-        f"{'s' if len(problems) != 1 else ''}):\n  - "
-        + "\n  - ".join(shown)
-        + more
-        + f"\nFix: {fix}"
-    )
-
 
 _ORBAX_FIX = (
     "restore into objects built exactly like the saved ones (same classes, constructor "
     "arguments, model surgery, optimizer and wrt, passed in the same order), e.g. "
     "`abstract = nnx.eval_shape(lambda: make_model_and_optimizer())`."
 )
+_KEY_FIX = (
+    "give the entries distinct names (a container must not hold both 0 and '0', and a "
+    "key with a '.' must not spell the path of another entry)."
+)
+
+
+def _warn(notes: list[str]) -> None:
+    for note in notes:
+        warnings.warn(f"nnx checkpoint: {note}", UserWarning, stacklevel=3)
 
 
 # ----------------------------------------------------------------------------- orbax
 def _str_path(path: Path) -> tuple[str, ...]:
     return tuple(str(k) for k in path)
+
+
+def _orbax_name(path: Path) -> str:
+    """The name orbax stores a leaf under (its keys joined by '.')."""
+    return ".".join(_str_path(path))
 
 
 def _nest(flat: Mapping[tuple[str, ...], tp.Any]) -> dict[str, tp.Any]:
@@ -320,10 +127,22 @@ def save_checkpoint(path: PathLike, *objects: tp.Any, overwrite: bool = False) -
     together are traversed together, so a model that the optimizer references is
     stored once and stays shared after :func:`restore_checkpoint`.
 
+    The save is atomic: the checkpoint is written beside ``path``
+    (``path.nnx-tmp-...``) and swapped in when complete, so a crash at any moment
+    leaves the previous checkpoint or the new one, never none. Leftovers of an
+    interrupted save are finished or removed by the next save to ``path``. The
+    CRC-32 of every array is recorded in the checkpoint's metadata and checked by
+    :func:`restore_checkpoint`.
+
     Arguments:
         path: a directory that does not exist yet (or ``overwrite=True``).
         *objects: graph nodes and/or States.
-        overwrite: replace an existing checkpoint.
+        overwrite: replace an existing checkpoint (atomically).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        CheckpointError: two entries would be stored under the same name (say the
+            keys ``0`` and ``"0"`` of one ``nnx.Dict``); nothing is written then.
 
     Example::
 
@@ -332,37 +151,124 @@ def save_checkpoint(path: PathLike, *objects: tp.Any, overwrite: bool = False) -
         ...     def __init__(self, value):
         ...         self.w = nnx.Param(jnp.full(2, value))
         >>> model = Model(1.0)
-        >>> optimizer = nnx_optim.Optimizer(model, optax.adam(1e-3))
+        >>> optimizer = nnx_optim.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
         >>> directory = tempfile.mkdtemp() + "/ckpt"
         >>> nnx_optim.save_checkpoint(directory, model, optimizer)
         >>> new_model = Model(0.0)
-        >>> new_optimizer = nnx_optim.Optimizer(new_model, optax.adam(1e-3))
+        >>> new_optimizer = nnx_optim.Optimizer(new_model, optax.adam(1e-3), wrt=nnx.Param)
         >>> _ = nnx_optim.restore_checkpoint(directory, new_model, new_optimizer)
-        >>> new_model.w.value.tolist(), new_optimizer.model is new_model
-        ([1.0, 1.0], True)
+        >>> new_model.w.value.tolist()
+        [1.0, 1.0]
     """
     directory = os.path.abspath(os.fspath(path))
+    targets = Targets(objects)
+    root = targets.root_name()
+    check_collisions(
+        targets.flat, _orbax_name, root, f"save_checkpoint: cannot save to {directory}", _KEY_FIX
+    )
+    flat = {
+        _str_path(p): stored_form(raw(leaf), format_path(p, root))
+        for p, leaf in targets.flat.items()
+    }
+    ocp = _orbax()
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    _warn(atomic.recover(directory, repair=True).notes)
     if os.path.exists(directory) and not overwrite:
         raise FileExistsError(
             f"save_checkpoint: {directory} already exists. Fix: choose a new directory "
             "(e.g. one per step) or pass overwrite=True."
         )
-    targets = _Targets(objects)
-    root = targets.root_name()
-    flat = {
-        _str_path(p): _stored_form(_raw(leaf), format_path(p, root))
-        for p, leaf in targets.flat.items()
-    }
-    ocp = _orbax()
-    checkpointer = ocp.StandardCheckpointer()
+    record = integrity.checksum_record(
+        integrity.checksums({".".join(k): v for k, v in flat.items()})
+    )
+    staging = atomic.staging_path(directory)
     try:
-        checkpointer.save(directory, _nest(flat), force=overwrite)
-        checkpointer.wait_until_finished()
+        checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+        try:
+            checkpointer.save(
+                staging,
+                args=ocp.args.StandardSave(_nest(flat)),
+                custom_metadata={integrity.METADATA_KEY: record},
+            )
+        finally:
+            checkpointer.close()
+        atomic.phase("staged")
+        atomic.swap_in(staging, directory)
+    except BaseException:
+        prefix = os.path.basename(staging)
+        for entry in os.listdir(parent):
+            if entry.startswith(prefix):
+                atomic.trash(os.path.join(parent, entry))
+        raise
+    finally:
+        atomic.done_staging(staging)
+
+
+def _source_for_restore(directory: str) -> str:
+    """The folder to read for ``directory``, after looking for the traces of an
+    interrupted save; explains (warning or error) what it found."""
+    name = os.path.basename(directory)
+    if atomic.ORBAX_TMP in name or atomic.TRASH in name:
+        raise CheckpointError(
+            f"{directory} is a half-written temporary folder left by an interrupted save, "
+            "not a checkpoint (orbax renames it to its final name only once complete).\n"
+            "Fix: restore the checkpoint it was meant to become or replace (the same name "
+            "without this suffix), or an earlier one; then delete this folder.",
+            directory=directory,
+        )
+    recovery = atomic.recover(directory, repair=False)
+    if recovery.source is None:
+        if recovery.incomplete:
+            listed = ", ".join(item.describe() for item in recovery.incomplete)
+            raise CheckpointError(
+                f"There is no checkpoint at {directory}: only what an interrupted first "
+                f"save left beside it, which cannot be restored: {listed}.\nFix: restore an "
+                "earlier checkpoint, or save again (save_checkpoint removes these).",
+                directory=directory,
+            )
+        raise FileNotFoundError(
+            f"restore_checkpoint: no checkpoint directory at {directory}. Fix: pass the "
+            "directory given to save_checkpoint."
+        )
+    _warn(recovery.notes)
+    if not os.path.isdir(recovery.source):
+        raise CheckpointError(
+            f"{recovery.source} is a file, not a checkpoint folder. Fix: pass the "
+            "directory given to save_checkpoint (load_safetensors reads files).",
+            directory=recovery.source,
+        )
+    return recovery.source
+
+
+def _unreadable(ocp: tp.Any, source: str, abstract: dict[tuple[str, ...], tp.Any]) -> list[str]:
+    """The arrays that cannot be read, restoring them one by one (only after the
+    whole restore failed, to name each damaged path)."""
+    checkpointer = ocp.Checkpointer(ocp.PyTreeCheckpointHandler())
+    bad = []
+    try:
+        for path, struct in abstract.items():
+            item = _nest({path: struct})
+            args = _nest(
+                {
+                    path: ocp.ArrayRestoreArgs(
+                        sharding=struct.sharding, global_shape=struct.shape, dtype=struct.dtype
+                    )
+                }
+            )
+            try:
+                checkpointer.restore(
+                    source,
+                    args=ocp.args.PyTreeRestore(item=item, restore_args=args, partial_restore=True),
+                )
+            except Exception as error:  # any failure means unreadable
+                bad.append((path, integrity.first_line(error)))
     finally:
         checkpointer.close()
+    return [f"{'.'.join(path)}: {reason}" for path, reason in bad]
 
 
-def restore_checkpoint(path: PathLike, *targets: tp.Any) -> tp.Any:
+def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) -> tp.Any:
     """Load a checkpoint written by :func:`save_checkpoint` into ``targets``.
 
     The targets must have the saved structure: the same objects, in the same
@@ -371,17 +277,29 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any) -> tp.Any:
     sharding (a ``jax.Array``'s or a ``ShapeDtypeStruct``'s), else on the first
     device. Values, dtypes and the optimizer step come back bit for bit.
 
+    Every array is checked against the CRC-32 recorded when it was saved
+    (checkpoints without checksums, from plain orbax or older nnx, load
+    unchecked). If an interrupted save left no checkpoint at ``path`` but a
+    complete one beside it, that one is restored, with a warning saying so.
+
     Arguments:
         path: the checkpoint directory.
         *targets: the objects to fill, as passed to :func:`save_checkpoint`.
+        verify: check the checksums (costs one CRC-32 pass over the restored bytes;
+            see the nnx-optim README for numbers). ``False`` skips it.
 
     Returns:
         The target (or a tuple of the targets), now holding the saved values.
 
     Raises:
         CheckpointMismatchError: listing every path that is missing from the
-            checkpoint, only in the checkpoint, or of another shape or dtype;
-            nothing is modified then.
+            checkpoint, only in the checkpoint, or of another shape or dtype.
+        CheckpointError: the folder is empty, half-written or damaged (missing or
+            truncated ``_METADATA`` or manifest, unreadable array data, or arrays
+            whose checksum differs), naming what and where.
+        FileNotFoundError: there is no checkpoint at or beside ``path``.
+
+        Nothing is modified when an error is raised.
 
     Example::
 
@@ -398,39 +316,79 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any) -> tp.Any:
           - target.w: expected shape (3,) float32 (from the target), found shape (2,) ...
     """
     directory = os.path.abspath(os.fspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(
-            f"restore_checkpoint: no checkpoint directory at {directory}. Fix: pass the "
-            "directory given to save_checkpoint."
-        )
-    collected = _Targets(targets)
+    collected = Targets(targets)
     root = collected.root_name()
+    check_collisions(
+        collected.flat, _orbax_name, root, f"restore_checkpoint: cannot fill {root}", _KEY_FIX
+    )
+    source = _source_for_restore(directory)
+    recorded, notes = integrity.diagnose_orbax(source, verify)
+    _warn(notes)
     ocp = _orbax()
-    checkpointer = ocp.StandardCheckpointer()
+    checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
     try:
-        metadata = checkpointer.metadata(directory).item_metadata
+        metadata = checkpointer.metadata(source).item_metadata
         tree = getattr(metadata, "tree", metadata)
+        if not isinstance(tree, Mapping):
+            raise CheckpointError(
+                f"orbax could not read the list of arrays (_METADATA) of the checkpoint at "
+                f"{source}; it is damaged.\nFix: restore an earlier checkpoint.",
+                directory=source,
+            )
         found = {p: (tuple(m.shape), np.dtype(m.dtype)) for p, m in _flatten_nested(tree).items()}
         by_str = {_str_path(p): p for p in collected.flat}
-        expected = {_str_path(p): _expected(_raw(leaf)) for p, leaf in collected.flat.items()}
-        problems = _compare(
+        expected = {_str_path(p): expected_form(raw(leaf)) for p, leaf in collected.flat.items()}
+        problems = compare(
             expected, found, lambda p: format_path(by_str.get(p, p), root), "checkpoint"
         )
         if problems:
-            _raise_mismatch(f"The checkpoint at {directory}", problems, _ORBAX_FIX)
+            raise_mismatch(f"The checkpoint at {source}", problems, _ORBAX_FIX)
         abstract = {
-            _str_path(p): _shape_dtype_struct(
+            _str_path(p): shape_dtype_struct(
                 expected[_str_path(p)][0],
                 expected[_str_path(p)][1],
-                sharding=_sharding(_raw(leaf)),
+                sharding=target_sharding(raw(leaf)),
             )
             for p, leaf in collected.flat.items()
         }
-        restored = _flatten_nested(checkpointer.restore(directory, _nest(abstract)))
+        try:
+            restored = _flatten_nested(
+                checkpointer.restore(source, args=ocp.args.StandardRestore(_nest(abstract)))
+            )
+        except Exception as error:
+            manifest = integrity.explain_read_failure(source, error)
+            if manifest is not None:
+                raise CheckpointError(
+                    f"{manifest}\nFix: restore an earlier checkpoint; this one cannot be read.",
+                    directory=source,
+                ) from error
+            bad = _unreadable(ocp, source, abstract)
+            detail = "\n  - ".join(bad) if bad else integrity.first_line(error)
+            raise CheckpointError(
+                f"Could not read {len(bad) or 'some'} of the {len(abstract)} arrays of the "
+                f"checkpoint at {source}: their data files are missing, truncated or "
+                f"damaged:\n  - {detail}\nFix: restore an earlier checkpoint; this one "
+                "cannot be read.",
+                directory=source,
+                paths=[b.split(": ")[0] for b in bad],
+            ) from error
     finally:
         checkpointer.close()
+    if recorded:
+        by_name = {_orbax_name(p): p for p in collected.flat}
+        damaged = integrity.damaged(
+            {".".join(k): v for k, v in restored.items()},
+            recorded,
+            lambda name: (
+                f"{format_path(by_name[name], root)} (stored as {name!r})"
+                if name in by_name
+                else repr(name)
+            ),
+        )
+        if damaged:
+            integrity.raise_damaged(f"The checkpoint at {source}", damaged, "array data")
     collected.write(
-        {p: _loaded_form(_raw(leaf), restored[_str_path(p)]) for p, leaf in collected.flat.items()}
+        {p: loaded_form(raw(leaf), restored[_str_path(p)]) for p, leaf in collected.flat.items()}
     )
     return targets[0] if len(targets) == 1 else targets
 
@@ -440,7 +398,7 @@ def _tensor_name(path: Path) -> str:
     parts = [str(k) for k in path]
     bad = [k for k in parts if "." in k]
     if bad:
-        raise ValueError(
+        raise CheckpointError(
             f"Cannot name {format_path(path, 'model')} in a safetensors file: the key "
             f"{bad[0]!r} contains '.', the separator. Fix: rename the attribute or key."
         )
@@ -458,15 +416,41 @@ def _safetensors() -> tp.Any:
     return st
 
 
+def _file_leftovers(file: str, *, remove: bool) -> list[str]:
+    """Temporary files of interrupted :func:`save_safetensors` calls beside ``file``
+    (all incomplete: the file itself is only ever replaced whole)."""
+    leftovers = atomic.find_leftovers(file)
+    if not leftovers:
+        return []
+    names = ", ".join(os.path.basename(item.path) for item in leftovers)
+    if remove:
+        for item in leftovers:
+            atomic.trash(item.path)
+        return [f"removed leftovers of an interrupted save_safetensors beside {file}: {names}"]
+    return [
+        f"ignored leftovers of an interrupted save_safetensors beside {file}: {names} (the "
+        "next save_safetensors to this file deletes them; or delete them yourself)"
+    ]
+
+
 def save_safetensors(path: PathLike, model: tp.Any, *, only: Filter = ...) -> None:
     """Write the Variables of ``model`` matching ``only`` to one safetensors file,
     named by their dotted paths (``"layers.0.kernel"``).
+
+    The file is written beside ``path`` and renamed onto it when complete, so a
+    crash leaves the old file or the new one. The CRC-32 of every tensor goes in
+    the header's ``__metadata__`` (key ``"nnx_checksums"``), checked by
+    :func:`load_safetensors`; other readers ignore it.
 
     Arguments:
         path: the file to write.
         model: a Module (or any graph node, or a State).
         only: filter of the Variables to store (default: all state; use
             ``nnx.Param`` for weights only).
+
+    Raises:
+        CheckpointError: a key contains ``'.'``, or two entries would get the same
+            name (the keys ``0`` and ``"0"`` of one ``nnx.Dict``).
 
     Example::
 
@@ -479,27 +463,59 @@ def save_safetensors(path: PathLike, model: tp.Any, *, only: Filter = ...) -> No
         >>> nnx_optim.load_safetensors(file, Model(0.0)).layers[0].value.tolist()
         [3.0, 3.0]
     """
-    targets = _Targets((model,), only)
+    targets = Targets((model,), only)
+    check_collisions(
+        targets.flat, _tensor_name, "model", f"save_safetensors: cannot save to {path}", _KEY_FIX
+    )
     tensors = {
-        _tensor_name(p): np.asarray(_stored_form(_raw(leaf), format_path(p, "model")))
+        _tensor_name(p): np.asarray(stored_form(raw(leaf), format_path(p, "model")))
         for p, leaf in targets.flat.items()
     }
-    _safetensors().save_file(tensors, os.fspath(path))
+    record = integrity.checksum_record(integrity.checksums(tensors))
+    metadata = {integrity.METADATA_KEY: json.dumps(record, separators=(",", ":"))}
+    st = _safetensors()
+    file = os.path.abspath(os.fspath(path))
+    _warn(_file_leftovers(file, remove=True))
+    staging = atomic.staging_path(file)
+    try:
+        st.save_file(tensors, staging, metadata=metadata)
+        with open(staging, "rb+") as handle:
+            os.fsync(handle.fileno())
+        atomic.phase("staged")
+        os.replace(staging, file)
+        atomic.fsync_directory(os.path.dirname(file))
+    except BaseException:
+        if os.path.lexists(staging):
+            os.remove(staging)
+        raise
+    finally:
+        atomic.done_staging(staging)
 
 
-def load_safetensors(path: PathLike, model: A, *, only: Filter = ...) -> A:
+def load_safetensors(path: PathLike, model: A, *, only: Filter = ..., verify: bool = True) -> A:
     """Read a safetensors file (from :func:`save_safetensors`, or any file with the
     same dotted names) into the Variables of ``model`` matching ``only``.
 
     ``model`` may be abstract (``nnx.eval_shape``): arrays are placed with each
-    Variable's sharding when it has one.
+    Variable's sharding when it has one. Tensors are checked against the CRC-32
+    recorded by :func:`save_safetensors` (files from other tools load unchecked).
+
+    Arguments:
+        path: the file to read.
+        model: the Module (or graph node, or State) to fill.
+        only: filter of the Variables to fill (as given to ``save_safetensors``).
+        verify: check the checksums; ``False`` skips it.
 
     Returns:
         ``model``, now holding the loaded values.
 
     Raises:
         CheckpointMismatchError: listing every missing, unexpected or mis-shaped
-            tensor; nothing is modified then.
+            tensor.
+        CheckpointError: the file is truncated or damaged (header, sizes, or a
+            tensor whose checksum differs), naming each damaged tensor.
+
+        Nothing is modified when an error is raised.
 
     Example::
 
@@ -514,25 +530,51 @@ def load_safetensors(path: PathLike, model: A, *, only: Filter = ...) -> A:
         >>> float(model.kernel.value.sum())
         4.0
     """
-    tensors = _safetensors().load_file(os.fspath(path))
-    targets = _Targets((model,), only)
+    file = os.path.abspath(os.fspath(path))
+    targets = Targets((model,), only)
+    check_collisions(
+        targets.flat, _tensor_name, "model", f"load_safetensors: cannot fill {file}", _KEY_FIX
+    )
+    if not os.path.isfile(file):
+        raise FileNotFoundError(
+            f"load_safetensors: no file at {file}. Fix: pass the file given to save_safetensors."
+        )
+    _warn(_file_leftovers(file, remove=False))
+    header_metadata = integrity.check_safetensors_file(file)
+    try:
+        tensors = _safetensors().load_file(file)
+    except Exception as error:
+        raise CheckpointError(
+            f"The safetensors file {file} is damaged: {error}.\nFix: load an earlier copy "
+            "of the file (or save it again).",
+            directory=file,
+        ) from error
     names = {_tensor_name(p): p for p in targets.flat}
-    expected = {(n,): _expected(_raw(targets.flat[p])) for n, p in names.items()}
+    expected = {(n,): expected_form(raw(targets.flat[p])) for n, p in names.items()}
     found = {(n,): (tuple(t.shape), np.dtype(t.dtype)) for n, t in tensors.items()}
-    problems = _compare(expected, found, lambda p: repr(p[0]), f"file {os.fspath(path)}")
+    problems = compare(expected, found, lambda p: repr(p[0]), f"file {file}")
     if problems:
-        _raise_mismatch(
-            f"The safetensors file {os.fspath(path)}",
+        raise_mismatch(
+            f"The safetensors file {file}",
             problems,
             "load into a model built like the saved one (same classes, constructor "
             "arguments and surgery), and pass the same `only=` filter used to save.",
         )
+    if verify and integrity.METADATA_KEY in header_metadata:
+        recorded = integrity.parse_record(header_metadata[integrity.METADATA_KEY], file)
+        damaged = integrity.damaged(
+            tensors,
+            recorded,
+            lambda n: f"{n!r} ({format_path(names[n], 'model')})" if n in names else repr(n),
+        )
+        if damaged:
+            integrity.raise_damaged(f"The safetensors file {file}", damaged, "file")
     values = {}
     for name, p in names.items():
-        target = _raw(targets.flat[p])
+        target = raw(targets.flat[p])
         array = tensors[name]
         if not isinstance(target, np.ndarray):
-            array = jax.device_put(array, _sharding(target))
-        values[p] = _loaded_form(target, array)
+            array = jax.device_put(array, target_sharding(target))
+        values[p] = loaded_form(target, array)
     targets.write(values)
     return model
