@@ -21,6 +21,7 @@ Example::
 from nnx_optim import metrics
 from nnx_optim.__about__ import __version__
 from nnx_optim._checkpoint import (
+    CheckpointError,
     CheckpointMismatchError,
     load_safetensors,
     restore_checkpoint,
@@ -44,6 +45,7 @@ __all__ = [
     "EMA",
     "metrics",
     # checkpoints
+    "CheckpointError",
     "CheckpointMismatchError",
     "load_safetensors",
     "restore_checkpoint",
