@@ -3,6 +3,8 @@
 ``import nnx`` gives the flat namespace re-exported from the four packages:
 ``nnx_graph`` (Variables, Modules, Rngs, graph API, transforms, sharding),
 ``nnx_nn`` (layers), ``nnx_optim`` (Optimizer, metrics) and ``nnx_viz`` (display).
+Flax's module paths exist too (``nnx.graphlib``, ``nnx.nn.attention``,
+``nnx.training.metrics``, ``nnx.compat``, ...), each a real module.
 
 Example::
 
@@ -14,22 +16,80 @@ Example::
     ...         self.count += 1
     >>> c = Counter(); c(); int(c.count.value)
     1
+    >>> from nnx.nn.attention import combine_masks
 """
 
 from nnx.__about__ import __version__  # isort: skip
 from nnx_graph import *  # noqa: F403
 from nnx_graph import __all__ as _graph_all
+from nnx_graph.graphlib import iter_module_children as iter_module_children
+from nnx_graph.variablelib import A as A
 from nnx_nn import *  # noqa: F403
 from nnx_nn import __all__ as _nn_all
-from nnx_nn import initializers as initializers
-from nnx_nn import nn as nn
 from nnx_optim import *  # noqa: F403
 from nnx_optim import __all__ as _optim_all
-from nnx_optim import metrics as metrics
-from nnx_viz import *  # noqa: F403
-from nnx_viz import __all__ as _viz_all
+from nnx_optim.metrics import Metric as Metric
+from nnx_optim.metrics import MultiMetric as MultiMetric
+from nnx_viz import display as display
+from nnx_viz import register_treescope_handlers as register_treescope_handlers
+from nnx_viz import render_html as render_html
+from nnx_viz import render_text as render_text
+from nnx_viz import save_html as save_html
+from nnx_viz import tabulate as tabulate
+
+# isort: split
+# Flax's module paths. `import nnx.X as X` (not `from nnx import X`) so that the real
+# submodule replaces a same-named attribute the star imports brought in (nnx_optim's
+# `metrics` module).
+import nnx.compat as compat  # noqa: F401
+import nnx.filterlib as filterlib  # noqa: F401
+import nnx.graph as graph  # noqa: F401
+import nnx.graphlib as graphlib  # noqa: F401
+import nnx.helpers as helpers  # noqa: F401
+import nnx.metrics as metrics  # type: ignore[no-redef]  # noqa: F401
+import nnx.module as module  # noqa: F401
+import nnx.nn as nn  # noqa: F401
+import nnx.nn.initializers as initializers  # type: ignore[no-redef]  # noqa: F401
+import nnx.object as object  # noqa: F401
+import nnx.optimizer as optimizer  # noqa: F401
+import nnx.pytreelib as pytreelib  # noqa: F401
+import nnx.rnglib as rnglib  # noqa: F401
+import nnx.spmd as spmd  # noqa: F401
+import nnx.statelib as statelib  # noqa: F401
+import nnx.summary as summary  # noqa: F401
+import nnx.training as training  # noqa: F401
+import nnx.transforms as transforms  # noqa: F401
+import nnx.traversals as traversals  # noqa: F401
+import nnx.variablelib as variablelib  # noqa: F401
+import nnx.visualization as visualization  # noqa: F401
+
+_MODULES = [
+    "compat",
+    "filterlib",
+    "graph",
+    "graphlib",
+    "helpers",
+    "initializers",
+    "metrics",
+    "module",
+    "nn",
+    "object",
+    "optimizer",
+    "pytreelib",
+    "rnglib",
+    "spmd",
+    "statelib",
+    "summary",
+    "training",
+    "transforms",
+    "traversals",
+    "variablelib",
+    "visualization",
+]
+_VIZ = ["display", "register_treescope_handlers", "render_html", "render_text", "save_html"]
+_EXTRA = ["A", "Metric", "MultiMetric", "iter_module_children", "tabulate"]
 
 __all__ = [
-    *sorted({*_graph_all, *_nn_all, *_optim_all, *_viz_all} - {"__version__"}),
+    *sorted({*_graph_all, *_nn_all, *_optim_all, *_VIZ, *_EXTRA, *_MODULES} - {"__version__"}),
     "__version__",
 ]

@@ -1,0 +1,127 @@
+"""The object-graph API under Flax's module path (``flax.nnx.graphlib``/``nnx.graph``).
+
+Every name here is the same object as ``nnx_graph.<name>``; this module only gives
+code written against ``flax.nnx.graphlib`` (or ``flax.nnx.graph``) a place to import
+from.
+
+Example::
+
+    >>> import jax.numpy as jnp, nnx_graph
+    >>> from nnx_graph import graphlib
+    >>> class Box(nnx_graph.Module):
+    ...     def __init__(self):
+    ...         self.w = nnx_graph.Param(jnp.ones(2))
+    >>> graphdef, state = graphlib.split(Box())
+    >>> graphlib.merge(graphdef, state).w.value.tolist()
+    [1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import typing as tp
+from collections.abc import Iterator
+
+from nnx_graph import (
+    GraphDef,
+    GraphState,
+    Module,
+    State,
+    Static,
+    UpdateContext,
+    Variable,
+    as_pure,
+    cached_partial,
+    call,
+    clone,
+    current_update_context,
+    find_duplicates,
+    flatten,
+    graphdef,
+    iter_children,
+    iter_graph,
+    map,
+    merge,
+    pop,
+    pure,
+    recursive_map,
+    set_graph_mode,
+    set_graph_updates,
+    set_metadata,
+    split,
+    state,
+    unflatten,
+    unpack,
+    update,
+    update_context,
+    variables,
+    vars_as,
+    with_vars,
+)
+from nnx_graph._pytree import is_graph_node
+
+A = tp.TypeVar("A")
+
+
+def iter_module_children(
+    node: tp.Any, /, *, graph: bool | None = None
+) -> Iterator[tuple[tp.Any, Module]]:
+    """``(key, child)`` for the immediate children of ``node`` that are Modules.
+
+    Like :func:`iter_children`, without the Variables and non-Module graph nodes.
+    ``graph`` is accepted for Flax compatibility.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph
+        >>> from nnx_graph.graphlib import iter_module_children
+        >>> class Inner(nnx_graph.Module): pass
+        >>> class Outer(nnx_graph.Module):
+        ...     def __init__(self):
+        ...         self.inner = Inner()
+        ...         self.w = nnx_graph.Param(jnp.ones(1))
+        >>> [(k, type(m).__name__) for k, m in iter_module_children(Outer())]
+        [('inner', 'Inner')]
+    """
+    for key, child in iter_children(node, graph=graph):
+        if isinstance(child, Module):
+            yield key, child
+
+
+__all__ = [
+    "A",
+    "GraphDef",
+    "GraphState",
+    "State",
+    "Static",
+    "UpdateContext",
+    "Variable",
+    "as_pure",
+    "cached_partial",
+    "call",
+    "clone",
+    "current_update_context",
+    "find_duplicates",
+    "flatten",
+    "graphdef",
+    "is_graph_node",
+    "iter_children",
+    "iter_graph",
+    "iter_module_children",
+    "map",
+    "merge",
+    "pop",
+    "pure",
+    "recursive_map",
+    "set_graph_mode",
+    "set_graph_updates",
+    "set_metadata",
+    "split",
+    "state",
+    "unflatten",
+    "unpack",
+    "update",
+    "update_context",
+    "variables",
+    "vars_as",
+    "with_vars",
+]

@@ -1,0 +1,14 @@
+"""``nnx.summary``: Flax's ``flax.nnx.summary`` path (``tabulate``), backed by
+:mod:`nnx_viz`.
+
+Example::
+
+    >>> import nnx
+    >>> from nnx.summary import tabulate
+    >>> tabulate is nnx.tabulate
+    True
+"""
+
+from nnx_viz import tabulate as tabulate
+
+__all__ = ["tabulate"]
