@@ -433,6 +433,7 @@ class Result:
     params_checked: int = 0
     params_failed: int = 0
     nnx_module: str | None = None
+    nnx_id: int | None = None
 
 
 def check(path: str) -> Result:
@@ -450,7 +451,9 @@ def check(path: str) -> Result:
         res.status = "missing"
         res.problems.append(f"nnx.{path} does not exist")
         return res
-    res.nnx_module = getattr(nobj, "__module__", None) or getattr(nobj, "__name__", None)
+    target = nobj.func if isinstance(nobj, functools.partial) else nobj
+    res.nnx_module = getattr(target, "__module__", None) or getattr(target, "__name__", None)
+    res.nnx_id = id(target)
     problems = res.problems
     nkind = _kind(nobj)
     if kind == "typing":
@@ -631,8 +634,18 @@ def owner_of(res: Result) -> str:
 
 def gaps_markdown(results: list[Result]) -> str:
     bad = [r for r in results if r.status in {"missing", "differing"}]
-    groups: dict[str, list[Result]] = {}
+    # The same nnx object reached by several paths (nnx.Linear, nnx.nn.linear.Linear)
+    # with the same problems is listed once, with its other paths.
+    first: dict[tuple[object, ...], Result] = {}
+    also: dict[str, list[str]] = {}
     for r in bad:
+        key = (r.nnx_id if r.nnx_id is not None else r.path, *r.problems)
+        if r.status == "differing" and key in first:
+            also.setdefault(first[key].path, []).append(r.path)
+            continue
+        first[key] = r
+    groups: dict[str, list[Result]] = {}
+    for r in first.values():
         groups.setdefault(owner_of(r), []).append(r)
     lines = [
         "# API gaps against flax.nnx 0.12.8",
@@ -648,9 +661,10 @@ def gaps_markdown(results: list[Result]) -> str:
     ]
     for owner in sorted(groups):
         rs = groups[owner]
-        lines += [f"## {owner} — {len(rs)}", ""]
+        lines += [f"## {owner} — {len(rs)} distinct", ""]
         for r in rs:
-            lines.append(f"- `nnx.{r.path}` ({r.kind}, {r.status})")
+            others = "".join(f", `nnx.{p}`" for p in also.get(r.path, []))
+            lines.append(f"- `nnx.{r.path}`{others} ({r.kind}, {r.status})")
             for p in r.problems:
                 lines.append(f"  - {p}")
         lines.append("")
