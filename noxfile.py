@@ -68,6 +68,8 @@ TEST_DEPS = [
     "matplotlib",
     "tqdm",
     "playwright",
+    "nbclient",
+    "ipykernel",
 ]
 
 # Simulated devices for the `multidevice` tests; XLA reads this before jax imports.

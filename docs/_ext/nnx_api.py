@@ -211,7 +211,9 @@ class NnxApiDirective(SphinxDirective):
         lines += _module_lines(module, package, _canonical(), 0)
         container = nodes.section()
         container.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(lines, source=f"<nnx-api {package}>"), container)
+        nested_parse_with_titles(
+            self.state, StringList(lines, source=f"<nnx-api {package}>"), container
+        )
         return list(container.children)
 
 

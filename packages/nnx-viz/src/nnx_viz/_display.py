@@ -62,7 +62,12 @@ def display(*objects: tp.Any, arrays: ArrayMode = "summary") -> None:
         ipython_display = importlib.import_module("IPython.display")
         for obj in objects:
             html = render_html(obj, arrays=arrays, compressed=True)
-            ipython_display.display(ipython_display.HTML(html))
+            shown = ipython_display.HTML(html)
+            # The text rendering rides along as the text/plain fallback (consoles,
+            # notebook-to-text conversion) instead of "<...HTML object>".
+            bundle = {"text/html": html, "text/plain": render_text(obj)}
+            shown._repr_mimebundle_ = lambda include=None, exclude=None, b=bundle: b
+            ipython_display.display(shown)
         return
     for obj in objects:
         print(render_text(obj, arrays=arrays))
