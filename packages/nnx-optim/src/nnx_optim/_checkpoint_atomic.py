@@ -41,8 +41,8 @@ OLD = ".nnx-old-"
 TRASH = ".nnx-trash-"
 ORBAX_TMP = ".orbax-checkpoint-tmp"
 
-# Test hooks: called with the name of each phase of a save ("staged",
-# "exchanged", "moved-aside", "swapped", "trashed"); and a switch to use the
+# Test hooks: called with the name of each phase of a save ("cleaned",
+# "staged", "exchanged", "moved-aside", "swapped", "trashed"); and a switch to use the
 # two-rename swap even where renameat2 exists.
 phase_hook: tp.Callable[[str], None] | None = None
 use_exchange = True
@@ -135,7 +135,7 @@ def find_leftovers(final: str) -> list[Leftover]:
     return out
 
 
-def trash(path: str) -> None:
+def trash(path: str, phase_name: str = "cleaned") -> None:
     """Delete a file or folder, renaming it to a ``.nnx-trash-`` name first so
     that a crash halfway never leaves a partial folder under a complete name."""
     if not os.path.lexists(path):
@@ -144,7 +144,7 @@ def trash(path: str) -> None:
     base = base.split(ORBAX_TMP)[0]
     target = f"{base}{TRASH}{new_suffix()}"
     os.rename(path, target)
-    phase("trashed")
+    phase(phase_name)
     if os.path.isdir(target) and not os.path.islink(target):
         shutil.rmtree(target, ignore_errors=True)
     else:
@@ -259,12 +259,12 @@ def swap_in(staging: str, final: str) -> None:
         os.rename(staging, final)
     elif use_exchange and _renameat2_exchange(staging, final):
         phase("exchanged")
-        trash(staging)  # now the previous checkpoint
+        trash(staging, "trashed")  # now the previous checkpoint
     else:
         old = f"{final}{OLD}{new_suffix()}"
         os.rename(final, old)
         phase("moved-aside")
         os.rename(staging, final)
         phase("swapped")
-        trash(old)
+        trash(old, "trashed")
     fsync_directory(parent)
