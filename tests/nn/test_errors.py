@@ -129,10 +129,9 @@ def test_containers_prefix_the_path_of_the_failing_child() -> None:
         (
             lambda: nnx_nn.Dropout(1.5),
             r"Dropout\(rate=1\.5\): rate must be a probability in "
-            r"\[0, 1\), found 1\.5.*Fix: e\.g\. Dropout\(0\.1\)",
+            r"\[0, 1\], found 1\.5.*Fix: e\.g\. Dropout\(0\.1\)",
         ),
-        (lambda: nnx_nn.Dropout(-0.1), r"rate must be a probability in \[0, 1\)"),
-        (lambda: nnx_nn.Dropout(1.0), r"rate must be a probability in \[0, 1\)"),
+        (lambda: nnx_nn.Dropout(-0.1), r"rate must be a probability in \[0, 1\]"),
         (lambda: nnx_nn.BatchNorm(4, momentum=2.0, rngs=RNGS), r"momentum must be in \[0, 1\]"),
         (
             lambda: nnx_nn.GroupNorm(6, rngs=RNGS),
@@ -232,7 +231,10 @@ def test_other_input_errors() -> None:
         r"model\.train\(\) or model\.eval\(\)",
     ):
         nnx_nn.Dropout(0.5, deterministic=None)(X)
-    with pytest.raises(nnx_nn.LayerInputError, match=r"has no rngs and none was passed"):
+    with pytest.raises(
+        nnx_nn.LayerInputError,
+        match=r"`deterministic` is False, but no `rngs` argument was provided to Dropout",
+    ):
         nnx_nn.Dropout(0.5)(X)
     mha = nnx_nn.MultiHeadAttention(2, 8, kernel_init=NP, rngs=RNGS)
     with pytest.raises(

@@ -133,6 +133,23 @@ class BatchNorm(nnx_graph.Module):
         self.use_fast_variance = use_fast_variance
         self.promote_dtype = promote_dtype
 
+    def set_view(self, use_running_average: bool | None = None) -> None:
+        """Switch the mode in place; used by ``nnx.view`` (and ``train``/``eval``).
+
+        Args:
+            use_running_average: if True, normalize with the stored averages instead
+                of the batch statistics (``None``: unchanged).
+
+        Example::
+
+            >>> import nnx_graph, nnx_nn
+            >>> bn = nnx_nn.BatchNorm(3, rngs=nnx_graph.Rngs(0))
+            >>> bn.set_view(use_running_average=True); bn.use_running_average
+            True
+        """
+        if use_running_average is not None:
+            self.use_running_average = use_running_average
+
     def __call__(
         self, x: Array, use_running_average: bool | None = None, *, mask: Array | None = None
     ) -> Array:

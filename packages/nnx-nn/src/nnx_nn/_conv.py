@@ -17,7 +17,13 @@ from jax import lax
 
 import nnx_graph
 from nnx_nn._dtypes import promote_dtype as default_promote_dtype
-from nnx_nn._errors import InputShapeError, LayerConfigError, check_positive_int, describe
+from nnx_nn._errors import (
+    InputShapeError,
+    LayerConfigError,
+    check_positive_int,
+    describe,
+    params_key,
+)
 from nnx_nn._linear import contraction_kwargs, default_bias_init, default_kernel_init
 from nnx_nn._typing import Array, Dtype, Initializer, PaddingLike, PrecisionLike, PromoteDtypeFn
 
@@ -238,12 +244,12 @@ class Conv(nnx_graph.Module):
 
         self.kernel_shape = kernel_shape
         self.kernel = nnx_graph.Param(
-            kernel_init(rngs.params(), kernel_shape, param_dtype), **kernel_metadata
+            kernel_init(params_key(rngs, self), kernel_shape, param_dtype), **kernel_metadata
         )
         self.bias: nnx_graph.Param[Array] | None
         if use_bias:
             self.bias = nnx_graph.Param(
-                bias_init(rngs.params(), (out_features,), param_dtype), **bias_metadata
+                bias_init(params_key(rngs, self), (out_features,), param_dtype), **bias_metadata
             )
         else:
             self.bias = None
@@ -414,12 +420,12 @@ class ConvTranspose(nnx_graph.Module):
         self.preferred_element_type = preferred_element_type
         self.kernel_shape = kernel_shape
         self.kernel = nnx_graph.Param(
-            kernel_init(rngs.params(), kernel_shape, param_dtype), **kernel_metadata
+            kernel_init(params_key(rngs, self), kernel_shape, param_dtype), **kernel_metadata
         )
         self.bias: nnx_graph.Param[Array] | None
         if use_bias:
             self.bias = nnx_graph.Param(
-                bias_init(rngs.params(), (out_features,), param_dtype), **bias_metadata
+                bias_init(params_key(rngs, self), (out_features,), param_dtype), **bias_metadata
             )
         else:
             self.bias = None

@@ -11,7 +11,13 @@ import jax.numpy as jnp
 from jax import lax
 
 import nnx_graph
-from nnx_nn._errors import LayerConfigError, LayerInputError, describe, missing_mode_error
+from nnx_nn._errors import (
+    LayerConfigError,
+    LayerInputError,
+    RngsArgumentError,
+    describe,
+    missing_mode_error,
+)
 from nnx_nn._typing import Array
 
 __all__ = ["Dropout", "dropout_key"]
@@ -29,7 +35,7 @@ def dropout_key(rngs: RngsLike, stream: str) -> jax.Array:
     if isinstance(rngs, jax.Array):
         return rngs
     raise TypeError(
-        f"Expected rngs to be an nnx.Rngs, an RngStream or a JAX key, found "
+        f"rngs must be a Rngs, RngStream or jax.Array (a key), found "
         f"{type(rngs).__name__}. Fix: pass rngs=nnx.Rngs(dropout=0) (or a key)."
     )
 
@@ -47,7 +53,8 @@ class Dropout(nnx_graph.Module):
     stream, falling back to ``default``.
 
     Args:
-        rate: the probability of dropping an element, in ``[0, 1)``.
+        rate: the probability of dropping an element, in ``[0, 1]`` (``1`` drops
+            everything: the output is all zeros).
         broadcast_dims: axes that share one mask value (e.g. ``(1,)`` drops whole
             time steps of ``(batch, time, features)``).
         deterministic: initial mode (default ``False``: dropout is active).
@@ -84,9 +91,9 @@ class Dropout(nnx_graph.Module):
         rng_collection: str = "dropout",
         rngs: nnx_graph.Rngs | nnx_graph.RngStream | None = None,
     ) -> None:
-        if not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
+        if not isinstance(rate, numbers.Real) or not 0.0 <= rate <= 1.0:
             raise LayerConfigError(
-                f"Dropout(rate={rate!r}): rate must be a probability in [0, 1), found "
+                f"Dropout(rate={rate!r}): rate must be a probability in [0, 1], found "
                 f"{rate!r}. It is the fraction of inputs dropped (not kept). Fix: e.g. "
                 "Dropout(0.1)."
             )
@@ -102,9 +109,9 @@ class Dropout(nnx_graph.Module):
         elif rngs is None:
             self.rngs = None
         else:
-            raise LayerConfigError(
-                f"Dropout(rate={rate!r}): rngs must be an nnx.Rngs, an RngStream or None, "
-                f"found {type(rngs).__name__}. Fix: Dropout(rate, rngs=nnx.Rngs(dropout=0))."
+            raise RngsArgumentError(
+                f"Dropout(rate={rate!r}): rngs must be a Rngs, RngStream or None, found "
+                f"{type(rngs).__name__}. Fix: Dropout(rate, rngs=nnx.Rngs(dropout=0))."
             )
 
     def __call__(
@@ -121,13 +128,16 @@ class Dropout(nnx_graph.Module):
             raise missing_mode_error(self, "deterministic")
         if deterministic or self.rate == 0.0:
             return inputs
+        if self.rate == 1.0:  # everything dropped; no key needed
+            return jnp.zeros_like(jnp.asarray(inputs))
         source = rngs if rngs is not None else self.rngs
         if source is None:
             raise LayerInputError(
                 describe(self),
-                "deterministic is False but the layer has no rngs and none was passed to "
-                "the call. Fix: build it with Dropout(rate, rngs=rngs) or call it with "
-                "rngs=..., or switch to evaluation with model.eval().",
+                "`deterministic` is False, but no `rngs` argument was provided to Dropout "
+                "(neither to the call nor to the constructor), so there is no key for the "
+                "mask. Fix: build it with Dropout(rate, rngs=nnx.Rngs(dropout=0)), call it "
+                "with rngs=..., or switch to evaluation with model.eval().",
             )
         key = dropout_key(source, self.rng_collection)
         inputs = jnp.asarray(inputs)
@@ -138,3 +148,19 @@ class Dropout(nnx_graph.Module):
         keep = jax.random.bernoulli(key, p=keep_prob, shape=tuple(mask_shape))
         keep = jnp.broadcast_to(keep, inputs.shape)
         return lax.select(keep, inputs / keep_prob, jnp.zeros_like(inputs))
+
+    def set_view(self, deterministic: bool | None = None) -> None:
+        """Switch the mode in place; used by ``nnx.view`` (and ``train``/``eval``).
+
+        Args:
+            deterministic: if True, disables dropout masking (``None``: unchanged).
+
+        Example::
+
+            >>> import nnx_nn
+            >>> drop = nnx_nn.Dropout(0.5)
+            >>> drop.set_view(deterministic=True); drop.deterministic
+            True
+        """
+        if deterministic is not None:
+            self.deterministic = deterministic

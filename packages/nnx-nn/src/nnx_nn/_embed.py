@@ -12,7 +12,13 @@ import jax.numpy as jnp
 import nnx_graph
 from nnx_nn import initializers
 from nnx_nn._dtypes import promote_dtype as default_promote_dtype
-from nnx_nn._errors import LayerInputError, check_axis_size, check_positive_int, describe
+from nnx_nn._errors import (
+    LayerInputError,
+    check_axis_size,
+    check_positive_int,
+    describe,
+    params_key,
+)
 from nnx_nn._linear import contraction_kwargs
 from nnx_nn._typing import Array, Dtype, Initializer, PromoteDtypeFn
 
@@ -72,7 +78,7 @@ class Embed(nnx_graph.Module):
             features=features,
         )
         self.embedding = nnx_graph.Param(
-            embedding_init(rngs.params(), (num_embeddings, features), param_dtype),
+            embedding_init(params_key(rngs, self), (num_embeddings, features), param_dtype),
             **embedding_metadata,
         )
         self.num_embeddings = num_embeddings

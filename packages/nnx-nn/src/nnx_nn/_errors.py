@@ -20,20 +20,25 @@ import contextlib
 import typing as tp
 from collections.abc import Iterator
 
+import jax
 import numpy as np
 
+import nnx_graph
 from nnx_graph._errors import format_path
 
 __all__ = [
     "InputShapeError",
     "LayerConfigError",
     "LayerInputError",
+    "RngsArgumentError",
     "check_axis_size",
     "check_in_choices",
     "check_positive_int",
     "child_path",
     "describe",
     "missing_mode_error",
+    "params_key",
+    "rng_stream",
 ]
 
 
@@ -61,6 +66,47 @@ class LayerInputError(ValueError):
 
 class InputShapeError(LayerInputError):
     """An input does not have the shape the layer expects."""
+
+
+class RngsArgumentError(TypeError, AttributeError):
+    """A layer that draws random keys got something other than an ``nnx.Rngs``
+    (``None``, a seed, a raw key).
+
+    It is a ``TypeError`` (a wrong argument type) and also an ``AttributeError``,
+    the type Flax NNX raises in that case, so ``except AttributeError`` still works.
+    """
+
+
+def _found(value: tp.Any) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"the int {value!r}"
+    return f"a {type(value).__name__}"
+
+
+def rng_stream(rngs: tp.Any, stream: str, layer: object) -> nnx_graph.RngStream:
+    """``rngs.<stream>`` (the ``params``, ``dropout`` or ``carry`` stream), or a
+    :class:`RngsArgumentError` naming ``layer`` when ``rngs`` is not an ``nnx.Rngs``."""
+    if isinstance(rngs, nnx_graph.Rngs):
+        return tp.cast(nnx_graph.RngStream, getattr(rngs, stream))
+    name = layer if isinstance(layer, str) else type(layer).__name__
+    if isinstance(rngs, (int, np.integer)) and not isinstance(rngs, bool):
+        fix = f"rngs=nnx.Rngs({rngs})"
+    elif isinstance(rngs, jax.Array):
+        fix = "rngs=nnx.Rngs(key) (an Rngs can be seeded with a key)"
+    else:
+        fix = "rngs=nnx.Rngs(0)"
+    raise RngsArgumentError(
+        f"{name}: rngs must be an nnx.Rngs to draw the {stream!r} keys that "
+        f"initialise the layer, found {_found(rngs)}. Fix: pass {fix}, e.g. "
+        f"{name}(..., rngs=nnx.Rngs(0))."
+    )
+
+
+def params_key(rngs: tp.Any, layer: object) -> jax.Array:
+    """A fresh key from ``rngs.params`` (see :func:`rng_stream`)."""
+    return rng_stream(rngs, "params", layer)()
 
 
 @contextlib.contextmanager
@@ -125,7 +171,8 @@ def missing_mode_error(layer: object, flag: str) -> LayerInputError:
     left ``None`` both on the layer and in the call."""
     return LayerInputError(
         describe(layer),
-        f"{flag} is None on the layer and was not passed to the call, so the layer cannot "
+        f"No `{flag}` argument was provided to {type(layer).__name__}: {flag} is None "
+        "on the layer and was not passed to the call, so the layer cannot "
         f"tell training from evaluation. Fix: call model.train() or model.eval(), or pass "
         f"{flag}=True/False to the constructor or to the call.",
     )

@@ -25,6 +25,7 @@ from nnx_nn._errors import (
     check_axis_size,
     check_positive_int,
     describe,
+    params_key,
 )
 from nnx_nn._typing import Array, Dtype, Initializer, PrecisionLike, PromoteDtypeFn, Shape
 
@@ -119,13 +120,13 @@ class Linear(nnx_graph.Module):
             out_features=out_features,
         )
         self.kernel = nnx_graph.Param(
-            kernel_init(rngs.params(), (in_features, out_features), param_dtype),
+            kernel_init(params_key(rngs, self), (in_features, out_features), param_dtype),
             **kernel_metadata,
         )
         self.bias: nnx_graph.Param[Array] | None
         if use_bias:
             self.bias = nnx_graph.Param(
-                bias_init(rngs.params(), (out_features,), param_dtype), **bias_metadata
+                bias_init(params_key(rngs, self), (out_features,), param_dtype), **bias_metadata
             )
         else:
             self.bias = None
@@ -266,7 +267,9 @@ class LinearGeneral(nnx_graph.Module):
             int(np.prod(self.out_features)),
         )
         self.kernel = nnx_graph.Param(
-            _reshaped_init(kernel_init, rngs.params(), flat_kernel, kernel_shape, param_dtype),
+            _reshaped_init(
+                kernel_init, params_key(rngs, self), flat_kernel, kernel_shape, param_dtype
+            ),
             **kernel_metadata,
         )
         self.bias: nnx_graph.Param[Array] | None
@@ -274,7 +277,11 @@ class LinearGeneral(nnx_graph.Module):
             bias_shape = (*batch_shape, *self.out_features)
             self.bias = nnx_graph.Param(
                 _reshaped_init(
-                    bias_init, rngs.params(), (int(np.prod(bias_shape)),), bias_shape, param_dtype
+                    bias_init,
+                    params_key(rngs, self),
+                    (int(np.prod(bias_shape)),),
+                    bias_shape,
+                    param_dtype,
                 ),
                 **bias_metadata,
             )
@@ -419,12 +426,12 @@ class Einsum(nnx_graph.Module):
         einsum_str = einsum_str.replace(" ", "")
         self._check_einsum_str(einsum_str, tuple(kernel_shape))
         self.kernel = nnx_graph.Param(
-            kernel_init(rngs.params(), tuple(kernel_shape), param_dtype), **kernel_metadata
+            kernel_init(params_key(rngs, self), tuple(kernel_shape), param_dtype), **kernel_metadata
         )
         self.bias: nnx_graph.Param[Array] | None
         if bias_shape is not None:
             self.bias = nnx_graph.Param(
-                bias_init(rngs.params(), tuple(bias_shape), param_dtype), **bias_metadata
+                bias_init(params_key(rngs, self), tuple(bias_shape), param_dtype), **bias_metadata
             )
         else:
             self.bias = None

@@ -11,7 +11,13 @@ import jax.numpy as jnp
 import nnx_graph
 from nnx_nn import initializers
 from nnx_nn._dtypes import promote_dtype as default_promote_dtype
-from nnx_nn._errors import LayerConfigError, check_axis_size, check_positive_int, child_path
+from nnx_nn._errors import (
+    LayerConfigError,
+    check_axis_size,
+    check_positive_int,
+    child_path,
+    params_key,
+)
 from nnx_nn._linear import Linear
 from nnx_nn._typing import Array, Dtype, Initializer, PromoteDtypeFn
 
@@ -111,10 +117,12 @@ class LoRA(nnx_graph.Module):
         self.base_module = base_module
         self.promote_dtype = promote_dtype
         self.lora_a = lora_param_type(
-            a_initializer(rngs.params(), (in_features, lora_rank), param_dtype), **a_metadata
+            a_initializer(params_key(rngs, self), (in_features, lora_rank), param_dtype),
+            **a_metadata,
         )
         self.lora_b = lora_param_type(
-            b_initializer(rngs.params(), (lora_rank, out_features), param_dtype), **b_metadata
+            b_initializer(params_key(rngs, self), (lora_rank, out_features), param_dtype),
+            **b_metadata,
         )
 
     def __call__(self, x: Array, **kwargs: tp.Any) -> Array:

@@ -24,6 +24,7 @@ from nnx_nn._errors import (
     child_path,
     describe,
     missing_mode_error,
+    rng_stream,
 )
 from nnx_nn._linear import LinearGeneral, default_kernel_init
 from nnx_nn._normalization import LayerNorm
@@ -147,6 +148,7 @@ class MultiHeadAttention(nnx_graph.Module):
         self.in_kv_features = in_kv_features if in_kv_features is not None else in_features
         self.num_kv_heads = num_kv_heads if num_kv_heads is not None else num_heads
         self._check_config(dropout_rate)
+        rng_stream(rngs, "params", self)
 
         self.dtype = dtype
         self.param_dtype = param_dtype
@@ -222,7 +224,7 @@ class MultiHeadAttention(nnx_graph.Module):
             bias_metadata=out_bias_metadata or bias_metadata,
         )
         self.rngs: nnx_graph.RngStream | None = (
-            rngs.dropout.fork() if keep_rngs and dropout_rate > 0 else None
+            rng_stream(rngs, "dropout", self).fork() if keep_rngs and dropout_rate > 0 else None
         )
         self.cached_key: nnx_graph.Cache[Array] | None = None
         self.cached_value: nnx_graph.Cache[Array] | None = None
@@ -402,3 +404,37 @@ class MultiHeadAttention(nnx_graph.Module):
         self.cached_key = nnx_graph.Cache(jnp.zeros(shape, dtype))
         self.cached_value = nnx_graph.Cache(jnp.zeros(shape, dtype))
         self.cache_index = nnx_graph.Cache(jnp.array(0, dtype=jnp.int32))
+
+    def set_view(
+        self,
+        deterministic: bool | None = None,
+        decode: bool | None = None,
+        batch_size: int | Shape | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        """Switch modes in place; used by ``nnx.view`` (and ``train``/``eval``).
+
+        Args:
+            deterministic: if True, no attention dropout (``None``: unchanged).
+            decode: if True, calls run one step of autoregressive decoding against
+                the cache (``None``: unchanged).
+            batch_size: with ``max_length`` and decoding on, the batch size (an int
+                or a tuple of batch dimensions) of a fresh decode cache.
+            max_length: with ``batch_size``, the length of that cache. Giving both
+                creates the cache (as :meth:`init_cache` would, in float32).
+
+        Example::
+
+            >>> import nnx_graph, nnx_nn
+            >>> mha = nnx_nn.MultiHeadAttention(2, 4, decode=False, rngs=nnx_graph.Rngs(0))
+            >>> mha.set_view(decode=True, batch_size=3, max_length=8)
+            >>> mha.decode, mha.cached_key.shape
+            (True, (3, 8, 2, 2))
+        """
+        if deterministic is not None:
+            self.deterministic = deterministic
+        if decode is not None:
+            self.decode = decode
+        if self.decode and batch_size is not None and max_length is not None:
+            batch = (batch_size,) if isinstance(batch_size, int) else tuple(batch_size)
+            self.init_cache((*batch, max_length, self.in_features))

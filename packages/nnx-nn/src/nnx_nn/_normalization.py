@@ -24,6 +24,7 @@ from nnx_nn._errors import (
     LayerConfigError,
     check_positive_int,
     describe,
+    params_key,
 )
 from nnx_nn._typing import Array, Axes, Dtype, Initializer, PromoteDtypeFn
 
@@ -140,12 +141,14 @@ def create_scale_and_bias(
     """Create ``module.scale`` and ``module.bias`` (or ``None``), scale first."""
     if use_scale:
         module.scale = nnx_graph.Param(
-            scale_init(rngs.params(), shape, param_dtype), **scale_metadata
+            scale_init(params_key(rngs, module), shape, param_dtype), **scale_metadata
         )
     else:
         module.scale = None
     if use_bias:
-        module.bias = nnx_graph.Param(bias_init(rngs.params(), shape, param_dtype), **bias_metadata)
+        module.bias = nnx_graph.Param(
+            bias_init(params_key(rngs, module), shape, param_dtype), **bias_metadata
+        )
     else:
         module.bias = None
 
@@ -327,7 +330,7 @@ class RMSNorm(nnx_graph.Module):
         self.scale: nnx_graph.Param[Array] | None
         if use_scale:
             self.scale = nnx_graph.Param(
-                scale_init(rngs.params(), (num_features,), param_dtype), **scale_metadata
+                scale_init(params_key(rngs, self), (num_features,), param_dtype), **scale_metadata
             )
         else:
             self.scale = None

@@ -24,6 +24,7 @@ from nnx_nn._errors import (
     check_axis_size,
     check_positive_int,
     describe,
+    rng_stream,
 )
 from nnx_nn._linear import Linear
 from nnx_nn._typing import Array, Dtype, Initializer, PromoteDtypeFn, Shape
@@ -125,6 +126,7 @@ class _GatedCell(RNNCellBase):
             in_features=in_features,
             hidden_features=hidden_features,
         )
+        rng_stream(rngs, "params", self)
         self.in_features = in_features
         self.hidden_features = hidden_features
         self.dtype = dtype
@@ -137,7 +139,7 @@ class _GatedCell(RNNCellBase):
                 DeprecationWarning,
                 stacklevel=3,
             )
-            self.rngs = rngs.carry.fork()
+            self.rngs = rng_stream(rngs, "carry", self).fork()
         else:
             self.rngs = None
         if carry_init is not None:

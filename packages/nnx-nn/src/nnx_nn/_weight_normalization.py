@@ -21,7 +21,7 @@ import nnx_graph
 from nnx_nn import initializers
 from nnx_nn._dtypes import canonicalize_dtype
 from nnx_nn._dtypes import promote_dtype as default_promote_dtype
-from nnx_nn._errors import LayerConfigError, child_path
+from nnx_nn._errors import LayerConfigError, child_path, params_key
 from nnx_nn._normalization import canonicalize_axes
 from nnx_nn._typing import Array, Axes, Dtype, Initializer, PromoteDtypeFn
 
@@ -118,7 +118,7 @@ class SpectralNorm(nnx_graph.Module):
             matrix = self._as_matrix(path, param.get_value())
             if matrix is None:
                 continue
-            key = rngs.params()
+            key = params_key(rngs, self)
             stats[(*path, "u")] = nnx_graph.BatchStat(
                 initializers.normal()(key, (1, matrix.shape[-1]), param_dtype)
             )
@@ -243,7 +243,9 @@ class WeightNorm(nnx_graph.Module):
             for path, param in _flat_variables(layer_instance, selected):
                 axes = canonicalize_axes(param.ndim, self.feature_axes)
                 shape = tuple(param.shape[a] for a in axes)
-                scales[path] = nnx_graph.Param(scale_init(rngs.params(), shape, param_dtype))
+                scales[path] = nnx_graph.Param(
+                    scale_init(params_key(rngs, self), shape, param_dtype)
+                )
         self.scales = nnx_graph.data(scales)
 
     def __call__(self, x: Array, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
