@@ -277,6 +277,10 @@ def test_first_save_killed(launcher: Launcher, tmp_path: pathlib.Path) -> None:
         assert f"There is no checkpoint at {path}" in message
         assert "interrupted first save" in message and "half-written" in message
         assert "Fix: restore an earlier checkpoint, or save again" in message
+        # the half-written folder itself is not a checkpoint either, and says so
+        half = path.parent / leftovers(path)[0]
+        with pytest.raises(nnx_optim.CheckpointError, match="half-written temporary folder"):
+            restored("orbax", half)
     else:  # killed before orbax created its folder
         with pytest.raises(FileNotFoundError, match="no checkpoint directory"):
             restored("orbax", path)

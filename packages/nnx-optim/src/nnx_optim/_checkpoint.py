@@ -241,7 +241,9 @@ def _source_for_restore(directory: str) -> str:
     return recovery.source
 
 
-def _unreadable(ocp: tp.Any, source: str, abstract: dict[tuple[str, ...], tp.Any]) -> list[str]:
+def _unreadable(
+    ocp: tp.Any, source: str, abstract: dict[tuple[str, ...], tp.Any]
+) -> list[tuple[tuple[str, ...], str]]:
     """The arrays that cannot be read, restoring them one by one (only after the
     whole restore failed, to name each damaged path)."""
     checkpointer = ocp.Checkpointer(ocp.PyTreeCheckpointHandler())
@@ -265,7 +267,33 @@ def _unreadable(ocp: tp.Any, source: str, abstract: dict[tuple[str, ...], tp.Any
                 bad.append((path, integrity.first_line(error)))
     finally:
         checkpointer.close()
-    return [f"{'.'.join(path)}: {reason}" for path, reason in bad]
+    return bad
+
+
+def _orbax_tree(ocp: tp.Any, source: str) -> Mapping[str, tp.Any]:
+    """The saved arrays' metadata (shape, dtype), or a CheckpointError saying why
+    it cannot be read."""
+    from etils import epath
+
+    try:
+        metadata = ocp.StandardCheckpointHandler().metadata(epath.Path(source))
+    except Exception as error:
+        reason = integrity.explain_read_failure(source, error) or (
+            f"orbax could not read the metadata of the arrays of the checkpoint at {source}: "
+            + integrity.first_line(error)
+        )
+        raise CheckpointError(
+            f"{reason}\nFix: restore an earlier checkpoint; this one cannot be read.",
+            directory=source,
+        ) from error
+    tree = getattr(metadata, "tree", metadata)
+    if not isinstance(tree, Mapping):
+        raise CheckpointError(
+            f"orbax found no list of arrays in the checkpoint at {source} (found "
+            f"{type(tree).__name__}); it is damaged.\nFix: restore an earlier checkpoint.",
+            directory=source,
+        )
+    return tree
 
 
 def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) -> tp.Any:
@@ -327,14 +355,7 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) ->
     ocp = _orbax()
     checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
     try:
-        metadata = checkpointer.metadata(source).item_metadata
-        tree = getattr(metadata, "tree", metadata)
-        if not isinstance(tree, Mapping):
-            raise CheckpointError(
-                f"orbax could not read the list of arrays (_METADATA) of the checkpoint at "
-                f"{source}; it is damaged.\nFix: restore an earlier checkpoint.",
-                directory=source,
-            )
+        tree = _orbax_tree(ocp, source)
         found = {p: (tuple(m.shape), np.dtype(m.dtype)) for p, m in _flatten_nested(tree).items()}
         by_str = {_str_path(p): p for p in collected.flat}
         expected = {_str_path(p): expected_form(raw(leaf)) for p, leaf in collected.flat.items()}
@@ -362,7 +383,10 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) ->
                     f"{manifest}\nFix: restore an earlier checkpoint; this one cannot be read.",
                     directory=source,
                 ) from error
-            bad = _unreadable(ocp, source, abstract)
+            bad = [
+                f"{format_path(by_str[p], root)} (stored as {'.'.join(p)!r}): {reason}"
+                for p, reason in _unreadable(ocp, source, abstract)
+            ]
             detail = "\n  - ".join(bad) if bad else integrity.first_line(error)
             raise CheckpointError(
                 f"Could not read {len(bad) or 'some'} of the {len(abstract)} arrays of the "
@@ -370,7 +394,7 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) ->
                 f"damaged:\n  - {detail}\nFix: restore an earlier checkpoint; this one "
                 "cannot be read.",
                 directory=source,
-                paths=[b.split(": ")[0] for b in bad],
+                paths=[b.split(" (stored as")[0] for b in bad],
             ) from error
     finally:
         checkpointer.close()

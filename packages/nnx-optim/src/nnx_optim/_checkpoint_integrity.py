@@ -113,7 +113,7 @@ def raise_damaged(where: str, problems: list[str], source: str) -> tp.NoReturn:
         "copy error, or an edit). Fix: restore an earlier checkpoint; pass verify=False "
         "only to load the damaged values anyway.",
         directory=where,
-        paths=[p.split(": ")[0] for p in problems],
+        paths=[p.split(f": {ALGORITHM} ")[0] for p in problems],
     )
 
 
@@ -212,7 +212,7 @@ def diagnose_orbax(directory: str, verify: bool) -> tuple[dict[str, str] | None,
 def explain_read_failure(directory: str, error: BaseException) -> str | None:
     """A sentence about a damaged manifest, if the error from reading says so."""
     text = f"{error} {error.__cause__ or ''}"
-    if "manifest" in text and ("decod" in text.lower() or "DATA_LOSS" in text):
+    if "Error decoding manifest" in text:
         return (
             f"The checkpoint's manifest {os.path.join(directory, 'manifest.ocdbt')} is "
             "truncated or damaged (it is the index of the array data): " + first_line(error)
