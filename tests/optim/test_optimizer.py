@@ -207,7 +207,7 @@ def test_wrt_callable_and_path_filters() -> None:
     optimizer = Optimizer(
         model, optax.sgd(0.1), wrt=nnx.All(nnx.Param, nnx.PathContains("linear2"))
     )
-    optimizer.update(loss_grads(model))
+    optimizer.update(model, loss_grads(model))
     after = params_of(model)
     for path in before:
         assert np.array_equal(before[path], after[path]) != ("linear2" in path)
@@ -305,7 +305,7 @@ def test_extra_args_reach_tx_update(make_tx: tp.Callable[[], tp.Any]) -> None:
         value, grads = nnx.value_and_grad(_quadratic_loss)(model)
         optimizer.update(model, grads, value=value, grad=grads, value_fn=value_fn)
 
-    optimizer = Optimizer(model, tx)
+    optimizer = Optimizer(model, tx, wrt=nnx.Param)  # Flax 0.12's form
     initial = float(_quadratic_loss(model))
     for _ in range(4):
         step(model, optimizer)

@@ -12,8 +12,8 @@ Example::
     ...     def __init__(self):
     ...         self.w = nnx.Param(jnp.zeros(2))
     >>> model = Model()
-    >>> optimizer = nnx_optim.Optimizer(model, optax.sgd(0.5))
-    >>> _ = optimizer.update(nnx.State({"w": jnp.ones(2)}))
+    >>> optimizer = nnx_optim.Optimizer(model, optax.sgd(0.5), wrt=nnx.Param)
+    >>> _ = optimizer.update(model, nnx.State({"w": jnp.ones(2)}))
     >>> model.w.value.tolist(), int(optimizer.step.value)
     ([-0.5, -0.5], 1)
 """
@@ -29,14 +29,16 @@ from nnx_optim._checkpoint import (
     save_safetensors,
 )
 from nnx_optim._ema import EMA
-from nnx_optim._opt_state import OptArray, OptState, OptVariable
-from nnx_optim._optimizer import ModelAndOptimizer, Optimizer
+from nnx_optim._opt_state import OptArray, OptNamedTuple, OptState, OptVariable
+from nnx_optim._optimizer import GradientShapeError, ModelAndOptimizer, Optimizer
 from nnx_optim._train_state import TrainState
 
 __all__ = [
     # optimizer
+    "GradientShapeError",
     "ModelAndOptimizer",
     "OptArray",
+    "OptNamedTuple",
     "OptState",
     "OptVariable",
     "Optimizer",

@@ -12,7 +12,11 @@ the optimizer stores its state in a *graph form*:
   ``OptVariable`` (keeping its metadata, e.g. sharding), so the state flows
   through transforms and checkpoints like any other Variable;
 * every ``State`` becomes a plain ``dict``; the paths where a State stood are
-  recorded (its *layout*) so the optax form can be rebuilt exactly.
+  recorded (its *layout*) so the optax form can be rebuilt exactly;
+* every NamedTuple holding state (``ScaleByAdamState``, ...) becomes an
+  :class:`OptNamedTuple` graph node whose attributes are the fields, so the state's
+  paths use optax's field names (``opt_state[0].mu``, as in Flax) rather than
+  positions.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import nnx_graph
 
 __all__ = [
     "OptArray",
+    "OptNamedTuple",
     "OptState",
     "OptVariable",
     "StateLayout",
@@ -85,6 +90,67 @@ class OptVariable(OptState[A]):
     __slots__ = ()
 
 
+class OptNamedTuple(nnx_graph.Pytree):
+    """A NamedTuple of optax state (``ScaleByAdamState``, ...) as a graph node.
+
+    Its fields are attributes, so state paths read ``('opt_state', 0, 'mu', ...)``
+    with optax's field names, and ``jax.tree_util`` key paths use
+    ``GetAttrKey(field)`` exactly as for the NamedTuple itself.  It reads like the
+    NamedTuple: ``state.mu``, ``state[1]``, iteration, ``len``, ``_fields`` and
+    :meth:`_asdict`; :meth:`to_namedtuple` rebuilds the original type.
+
+    Example::
+
+        >>> import jax.numpy as jnp, optax, nnx_graph as nnx, nnx_optim
+        >>> class Model(nnx.Module):
+        ...     def __init__(self):
+        ...         self.w = nnx.Param(jnp.zeros(2))
+        >>> optimizer = nnx_optim.Optimizer(Model(), optax.adam(1e-3), wrt=nnx.Param)
+        >>> adam_state = optimizer.opt_state[0]
+        >>> type(adam_state).__name__, adam_state.namedtuple_type.__name__
+        ('OptNamedTuple', 'ScaleByAdamState')
+        >>> adam_state._fields, type(adam_state.mu["w"]).__name__
+        (('count', 'mu', 'nu'), 'OptVariable')
+    """
+
+    def __init__(self, namedtuple_type: type[tuple[tp.Any, ...]], fields: Mapping[str, tp.Any]):
+        self._namedtuple_type = namedtuple_type  # static: part of the GraphDef
+        for name in namedtuple_type._fields:  # type: ignore[attr-defined]
+            setattr(self, name, fields[name])
+
+    @property
+    def namedtuple_type(self) -> type[tuple[tp.Any, ...]]:
+        """The NamedTuple class this node stands for."""
+        return self._namedtuple_type
+
+    @property
+    def _fields(self) -> tuple[str, ...]:
+        return tuple(self._namedtuple_type._fields)  # type: ignore[attr-defined]
+
+    def _asdict(self) -> dict[str, tp.Any]:
+        return {name: getattr(self, name) for name in self._fields}
+
+    def to_namedtuple(self) -> tuple[tp.Any, ...]:
+        """The NamedTuple with the same field values (Variables kept as they are)."""
+        return self._namedtuple_type(*(getattr(self, name) for name in self._fields))
+
+    def __getitem__(self, index: tp.Any) -> tp.Any:
+        if isinstance(index, str):
+            return getattr(self, index)
+        values = tuple(getattr(self, name) for name in self._fields)
+        return values[index]
+
+    def __iter__(self) -> Iterator[tp.Any]:
+        return (getattr(self, name) for name in self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{self._namedtuple_type.__name__}({inner})"
+
+
 def _is_variable(x: object) -> bool:
     return isinstance(x, nnx_graph.Variable)
 
@@ -141,7 +207,10 @@ def to_graph_form(tree: tp.Any) -> tuple[tp.Any, StateLayout]:
         if isinstance(x, Mapping):
             return {k: go(v, (*path, k), in_state) for k, v in x.items()}
         if _is_namedtuple(x):
-            return type(x)(*(go(v, (*path, i), in_state) for i, v in enumerate(x)))
+            fields = {f: go(v, (*path, f), in_state) for f, v in zip(x._fields, x)}
+            if not nnx_graph.has_data(tuple(fields.values())):
+                return type(x)(*fields.values())  # e.g. EmptyState(): static, by value
+            return OptNamedTuple(type(x), fields)
         if isinstance(x, (tuple, list)):
             return type(x)(go(v, (*path, i), in_state) for i, v in enumerate(x))
         children = jax.tree_util.tree_leaves(x, is_leaf=lambda y: y is not x)
@@ -166,6 +235,8 @@ def to_optax_form(tree: tp.Any, layout: StateLayout) -> tp.Any:
     def go(x: tp.Any, path: Path, in_state: bool) -> tp.Any:
         if isinstance(x, nnx_graph.Variable):
             return x.raw_value
+        if isinstance(x, OptNamedTuple):
+            return x.namedtuple_type(*(go(getattr(x, f), (*path, f), in_state) for f in x._fields))
         if isinstance(x, Mapping):
             in_state = in_state or path in layout
             items = {k: go(v, (*path, k), in_state) for k, v in x.items()}
@@ -192,6 +263,11 @@ def assign_opt_state(target: tp.Any, new: tp.Any) -> None:
                 raise _changed_structure(path, t, n)
             for key, value in t.items():
                 go(value, n[key], (*path, key))
+        elif isinstance(t, OptNamedTuple):
+            if not _is_namedtuple(n) or tuple(n._fields) != t._fields:
+                raise _changed_structure(path, t.to_namedtuple(), n)
+            for name, value in zip(n._fields, n):
+                go(getattr(t, name), value, (*path, name))
         elif isinstance(t, (tuple, list)):
             if not isinstance(n, (tuple, list)) or len(t) != len(n):
                 raise _changed_structure(path, t, n)
@@ -220,7 +296,8 @@ def mapping_leaf_paths(tree: tp.Any, path: Path = ()) -> Iterator[Path]:
 
 
 def subtree(tree: tp.Any, path: Path) -> tp.Any:
-    """``tree[path[0]][path[1]]...`` through mappings and sequences."""
+    """``tree[path[0]][path[1]]...`` through mappings, sequences and
+    :class:`OptNamedTuple` fields."""
     for key in path:
-        tree = tree[key]
+        tree = getattr(tree, key) if isinstance(tree, OptNamedTuple) else tree[key]
     return tree

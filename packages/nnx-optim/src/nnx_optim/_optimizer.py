@@ -1,10 +1,11 @@
-"""``Optimizer``: an optax transformation plus its state, held next to the model.
+"""``Optimizer``: an optax transformation plus its state.
 
-The optimizer is a graph node (``nnx_graph.Pytree``) whose data are the model it
-trains (a shared reference, not a copy), the optax state as ``OptState`` Variables
-and a step counter.  Because the model is one of its attributes, ``nnx.jit``,
-``split``/``merge`` and checkpoints see the model's Variables once, and the
-optimizer keeps pointing at the caller's model after any of them.
+The optimizer is a graph node (``nnx_graph.Pytree``, hence also a JAX pytree)
+whose data are a step counter and the optax state as ``OptState`` Variables, laid
+out as in Flax NNX 0.12 (``step``, ``opt_state`` with optax's field names).  Built
+the seed-era way (no ``wrt``) or as ``ModelAndOptimizer`` it also holds the model it
+trains (a shared reference, not a copy), so ``update(grads)`` finds it, and
+``nnx.jit``, ``split``/``merge`` and checkpoints see the model's Variables once.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from nnx_optim._opt_state import (
 if tp.TYPE_CHECKING:
     import optax
 
-__all__ = ["ModelAndOptimizer", "Optimizer"]
+__all__ = ["MISSING", "GradientShapeError", "ModelAndOptimizer", "Optimizer"]
 
 M = tp.TypeVar("M")
 Path = tuple[tp.Any, ...]
@@ -100,29 +101,47 @@ def _raw(x: tp.Any) -> tp.Any:
     return x.raw_value if isinstance(x, nnx_graph.Variable) else x
 
 
+class _Missing:
+    """The type of :data:`MISSING`."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: tp.Any = _Missing()
+"""Default of ``Optimizer(wrt=...)``: not given, i.e. the seed-era form."""
+
+
 class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
-    """Trains the Variables of ``model`` selected by ``wrt`` with an optax
+    """Trains the Variables of a model selected by ``wrt`` with an optax
     transformation.
 
-    The optimizer holds a reference to ``model``, so after
-    ``optimizer = Optimizer(model, tx)`` both ``optimizer.update(grads)`` (the
-    model it holds) and ``optimizer.update(model, grads)`` (Flax >= 0.11) update
-    ``model`` in place, eagerly or inside ``nnx.jit``.
+    Two forms, told apart by whether ``wrt`` is given:
+
+    * ``Optimizer(model, tx, wrt=nnx.Param)`` -- Flax 0.12's form. The optimizer's
+      state is only ``step`` and ``opt_state`` (optax's own field names: ``count``,
+      ``mu``, ``nu``, ...), exactly Flax's layout, so ``nnx.state(optimizer)``
+      checkpoints move between Flax and nnx. Call ``update(model, grads)``.
+    * ``Optimizer(model, tx)`` -- the seed-era form (Flax raises here): trains
+      ``nnx.Param`` and also holds ``model`` (a shared reference, so its state has a
+      ``model`` subtree, as Flax's :class:`ModelAndOptimizer`), and both
+      ``update(grads)`` and ``update(model, grads)`` work, eagerly or in ``nnx.jit``.
 
     Arguments:
         model: the Module (or any graph node) to train.
         tx: an ``optax.GradientTransformation`` (``GradientTransformationExtraArgs``
             too: extra keyword arguments of :meth:`update` reach ``tx.update``).
-        wrt: a filter selecting the Variables to train (default ``Param``); the
-            gradients passed to :meth:`update` must cover exactly those.
+        wrt: a filter selecting the Variables to train. Gradients for other
+            Variables are ignored by :meth:`update`.
+        graph: accepted for Flax compatibility; graph semantics always apply.
 
     Attributes:
-        model: the model given at construction.
         step: an :class:`OptState` Variable counting updates (``uint32``).
-        opt_state: the optax state; every array is an ``OptArray`` /
-            ``OptVariable``, so it is state that transforms and checkpoints carry.
+        opt_state: the optax state; arrays are ``OptArray``/``OptVariable``
+            Variables and NamedTuples are :class:`OptNamedTuple` nodes.
         tx: the optax transformation.
         wrt: the filter.
+        model: the model (seed-era form and :class:`ModelAndOptimizer` only).
 
     Example::
 
@@ -131,11 +150,12 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
         ...     def __init__(self):
         ...         self.w = nnx.Param(jnp.ones(3))
         >>> model = Model()
-        >>> optimizer = nnx_optim.Optimizer(model, optax.sgd(0.25))
-        >>> grads = nnx.State({"w": jnp.ones(3)})
-        >>> _ = optimizer.update(grads)
-        >>> model.w.value.tolist(), int(optimizer.step.value)
-        ([0.75, 0.75, 0.75], 1)
+        >>> optimizer = nnx_optim.Optimizer(model, optax.adam(0.1), wrt=nnx.Param)
+        >>> sorted(nnx.state(optimizer).flat_state().paths)[:2]
+        [('opt_state', 0, 'count'), ('opt_state', 0, 'mu', 'w')]
+        >>> _ = optimizer.update(model, nnx.State({"w": jnp.ones(3)}))
+        >>> int(optimizer.step.value)
+        1
     """
 
     def __init__(
@@ -143,11 +163,13 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
         model: M,
         tx: optax.GradientTransformation,
         *,
-        wrt: Filter = nnx_graph.Param,
+        wrt: Filter = MISSING,
         graph: bool | None = None,
     ) -> None:
-        # `graph` is accepted for Flax compatibility: graph semantics always apply.
         del graph
+        holds_model = isinstance(wrt, _Missing)
+        if holds_model:
+            wrt = nnx_graph.Param
         if not _is_graph_node(model) and not isinstance(model, (tuple, list, dict)):
             raise TypeError(
                 f"Optimizer expected a Module (or another graph node) as `model`, found "
@@ -159,7 +181,8 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
                 f"{type(tx).__name__}.\nFix: pass e.g. optax.adam(1e-3) (note the lower "
                 "case: optax.Adam does not exist)."
             )
-        self.model = model
+        if holds_model:
+            self.model = model
         self.tx = tx
         self.wrt = wrt
         self.step = OptState(jnp.array(0, dtype=jnp.uint32))
@@ -172,22 +195,29 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
         return safe_repr(self)
 
     # ------------------------------------------------------------------ update
-    def update(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-        """Apply one optimisation step: ``update(grads)`` or ``update(model, grads)``.
+    def update(
+        self, model: tp.Any = MISSING, grads: tp.Any = MISSING, /, **kwargs: tp.Any
+    ) -> tp.Any:
+        """Apply one optimisation step: ``update(model, grads)`` (or ``update(grads)``
+        when the optimizer holds its model: the seed-era form).
 
         Arguments:
-            model: optional; the model to update (default: the one given at
-                construction, which is the same object in the usual case).
+            model: the model to update (the one the optimizer was built for, or a
+                copy of it, e.g. inside ``nnx.jit``).
             grads: the gradients, as returned by ``nnx.grad`` (a State of
-                Variables or of arrays, paths relative to the model). Entries for
-                Variables outside ``wrt`` are ignored; every Variable in ``wrt``
-                needs one.
+                Variables or of arrays, or a pure dict; paths relative to the model).
+                Entries for Variables outside ``wrt`` are ignored; every Variable in
+                ``wrt`` needs one, with the Variable's shape.
             **kwargs: passed on to ``tx.update`` (e.g. ``value``, ``grad`` and
                 ``value_fn`` for ``optax.scale_by_zoom_linesearch``); Variables in
                 them are replaced by their values.
 
         Returns:
             The optax updates that were added to the parameters, a State of arrays.
+
+        Raises:
+            GradientShapeError: (a ``ValueError``) a gradient's shape differs from
+                its Variable's, e.g. grads of another model; names every path.
 
         Example::
 
@@ -196,13 +226,14 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
             ...     def __init__(self):
             ...         self.w = nnx.Param(jnp.zeros(2))
             >>> model = Model()
-            >>> optimizer = nnx_optim.Optimizer(model, optax.sgd(1.0))
+            >>> optimizer = nnx_optim.Optimizer(model, optax.sgd(1.0), wrt=nnx.Param)
             >>> updates = optimizer.update(model, nnx.State({"w": jnp.ones(2)}))
             >>> updates["w"].tolist(), model.w.value.tolist()
             ([-1.0, -1.0], [-1.0, -1.0])
         """
         import optax
 
+        args = tuple(a for a in (model, grads) if not isinstance(a, _Missing))
         model, grads = self._parse_update_arguments(args, kwargs)
         params = list(nnx_graph.state(model, self.wrt).flat_state())
         param_arrays = nnx_graph.from_flat_state([(p, v.raw_value) for p, v in params])
@@ -226,27 +257,38 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
     def _parse_update_arguments(
         self, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]
     ) -> tuple[tp.Any, tp.Any]:
+        held = self.__dict__.get("model")
         if "grads" in kwargs:
             if len(args) > 1:
                 raise TypeError("Optimizer.update got `grads` both by position and keyword.")
             grads = kwargs.pop("grads")
-            model = kwargs.pop("model", args[0] if args else self.model)
+            model = kwargs.pop("model", args[0] if args else held)
         elif len(args) == 2:
             model, grads = args
         elif len(args) == 1:
             (grads,) = args
-            model = kwargs.pop("model", self.model)
-            if _is_graph_node(grads) and "model" not in kwargs:
+            model = kwargs.pop("model", held)
+            if _is_graph_node(grads) and model is held:
                 raise TypeError(
-                    f"Optimizer.update got a {type(grads).__name__} and no gradients.\n"
-                    "Expected: optimizer.update(grads) or optimizer.update(model, grads), "
-                    "with grads from nnx.grad.\nFix: grads = nnx.grad(loss_fn)(model); "
-                    "optimizer.update(model, grads)."
+                    f"Optimizer.update got a {type(grads).__name__} and no gradients "
+                    "(Missing required argument `grads`).\n"
+                    "Expected: optimizer.update(model, grads), with grads from nnx.grad."
+                    "\nFix: grads = nnx.grad(loss_fn)(model); optimizer.update(model, grads)."
                 )
         else:
             raise TypeError(
-                f"Optimizer.update takes (grads) or (model, grads); found {len(args)} "
-                "positional arguments.\nFix: optimizer.update(model, grads)."
+                f"Optimizer.update takes (model, grads) (or (grads) when the optimizer "
+                f"holds its model); found {len(args)} positional arguments.\n"
+                "Fix: optimizer.update(model, grads)."
+            )
+        if model is None:
+            raise TypeError(
+                "Missing required argument `grads`: Optimizer.update needs (model, grads) "
+                f"for an Optimizer created with wrt= (wrt={filter_repr(self.wrt)}); it "
+                "does not hold the model (Flax 0.12's layout: only step and opt_state).\n"
+                "Fix: optimizer.update(model, grads); or create it as "
+                "nnx.ModelAndOptimizer(model, tx, wrt=...) (or nnx.Optimizer(model, tx) "
+                "without wrt) to call optimizer.update(grads)."
             )
         if not (_is_graph_node(model) or isinstance(model, (tuple, list, dict))):
             raise TypeError(
@@ -283,10 +325,9 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
 
 
 class ModelAndOptimizer(Optimizer[M]):
-    """An :class:`Optimizer` whose ``update(grads)`` always trains ``self.model``.
-
-    This is Flax 0.11's name for the seed-era behaviour; :class:`Optimizer` here
-    already holds the model, so the two differ only in :meth:`update`'s signature.
+    """An :class:`Optimizer` that holds its model: ``update(grads)`` trains
+    ``self.model`` (Flax's name for the seed-era behaviour). Its state has the
+    ``model`` subtree next to ``step`` and ``opt_state``.
 
     Example::
 
@@ -294,17 +335,32 @@ class ModelAndOptimizer(Optimizer[M]):
         >>> class Model(nnx.Module):
         ...     def __init__(self):
         ...         self.w = nnx.Param(jnp.zeros(2))
-        >>> state = nnx_optim.ModelAndOptimizer(Model(), optax.sgd(1.0))
+        >>> state = nnx_optim.ModelAndOptimizer(Model(), optax.sgd(1.0), wrt=nnx.Param)
         >>> _ = state.update(nnx.State({"w": jnp.ones(2)}))
-        >>> state.model.w.value.tolist()
-        [-1.0, -1.0]
+        >>> state.model.w.value.tolist(), sorted(nnx.state(state))
+        ([-1.0, -1.0], ['model', 'opt_state', 'step'])
     """
 
-    def update(self, grads: tp.Any, /, **kwargs: tp.Any) -> tp.Any:
+    def __init__(
+        self,
+        model: M,
+        tx: optax.GradientTransformation,
+        *,
+        wrt: Filter = nnx_graph.Param,
+    ) -> None:
+        super().__init__(model, tx, wrt=wrt)
+        self.model = model
+
+    def update(self, grads: tp.Any, /, **kwargs: tp.Any) -> tp.Any:  # type: ignore[override]
         """Apply one step to ``self.model``; see :meth:`Optimizer.update`."""
         if "model" in kwargs:
             return super().update(grads, **kwargs)
         return super().update(self.model, grads, **kwargs)
+
+
+class GradientShapeError(ValueError):
+    """Gradients whose shapes differ from the Variables they are for (e.g. grads of
+    a differently-shaped model); the message names every such path."""
 
 
 def _select_grads(params: list[tuple[Path, tp.Any]], grads: tp.Any, wrt: Filter) -> tp.Any:
@@ -333,4 +389,23 @@ def _select_grads(params: list[tuple[Path, tp.Any]], grads: tp.Any, wrt: Filter)
             "`nnx.grad(loss_fn, argnums=nnx.DiffState(0, wrt))`, or create the "
             "Optimizer with the `wrt` used by nnx.grad."
         )
-    return nnx_graph.from_flat_state([(p, _raw(lookup[p])) for p, _ in params])
+    selected = [(p, _raw(lookup[p])) for p, _ in params]
+    wrong = [
+        (p, tuple(jnp.shape(v.raw_value)), tuple(jnp.shape(g)))
+        for (p, v), (_, g) in zip(params, selected)
+        if hasattr(g, "shape") and tuple(jnp.shape(g)) != tuple(jnp.shape(v.raw_value))
+    ]
+    if wrong:
+        shown = "\n".join(
+            f"  - {format_path(p)}: expected shape {want}, found {got}"
+            for p, want, got in wrong[:20]
+        )
+        more = f"\n  ... and {len(wrong) - 20} more" if len(wrong) > 20 else ""
+        raise GradientShapeError(
+            f"Optimizer.update: {len(wrong)} gradient(s) do not have the shape of the "
+            f"Variable they update (incompatible shapes):\n{shown}{more}\nExpected: "
+            "gradients of this model, e.g. from nnx.grad(loss_fn)(model).\nFix: "
+            "differentiate the model the optimizer was created for (grads of another "
+            "or a differently-shaped model cannot be applied)."
+        )
+    return nnx_graph.from_flat_state(selected)
