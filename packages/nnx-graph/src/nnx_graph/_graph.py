@@ -12,24 +12,23 @@ import typing as tp
 from collections.abc import Iterator, Mapping
 
 import jax
-import numpy as np
 
 from nnx_graph._errors import GraphStructureError, format_path
 from nnx_graph._filters import Filter, to_predicate
 from nnx_graph._graphdef import (
-    CONTAINER,
-    LEAF,
-    NODE,
-    REF,
-    STATIC,
-    VAR,
+    ArrayDef,
+    ContainerDef,
     GraphDef,
+    NodeDef,
+    RefDef,
     Slot,
+    StaticDef,
+    VariableDef,
     build,
     flatten_graph,
     walk,
 )
-from nnx_graph._pytree import Dict, List, Pytree, has_data, is_graph_node
+from nnx_graph._pytree import List, Pytree, has_data, is_graph_node
 from nnx_graph._state import (
     FlatState,
     State,
@@ -77,9 +76,7 @@ def _pairs(node: tp.Any) -> tuple[GraphDef[tp.Any], list[tuple[Path, tp.Any]]]:
 
 
 def _check_node(node: tp.Any, fn: str) -> None:
-    if not (
-        is_graph_node(node) or isinstance(node, (tuple, list, dict)) or isinstance(node, Variable)
-    ):
+    if not (is_graph_node(node) or isinstance(node, (tuple, list, dict, Variable))):
         raise TypeError(
             f"nnx.{fn} expected a graph node (a Module, Pytree, nnx.List/Dict, a Variable, "
             f"or a tuple/list/dict of them), found {type(node).__name__}: {node!r:.80}. "
@@ -90,9 +87,7 @@ def _check_node(node: tp.Any, fn: str) -> None:
 @tp.overload
 def split(node: A, /, *, graph: bool | None = None) -> tuple[GraphDef[A], State]: ...
 @tp.overload
-def split(
-    node: A, first: Filter, /, *, graph: bool | None = None
-) -> tuple[GraphDef[A], State]: ...
+def split(node: A, first: Filter, /, *, graph: bool | None = None) -> tuple[GraphDef[A], State]: ...
 @tp.overload
 def split(
     node: A, first: Filter, second: Filter, /, *filters: Filter, graph: bool | None = None
@@ -429,14 +424,14 @@ def iter_graph(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[
     leaves = iter(flat.leaves)
     out: list[tuple[Path, tp.Any]] = []
     for visit in walk(flat.graphdef, closing=True):
-        tag = visit.record[0]
-        if tag == VAR:
+        record = visit.record
+        if isinstance(record, VariableDef):
             next(leaves)
-            out.append((visit.path, nodes[visit.record[2]]))
-        elif tag == LEAF:
+            out.append((visit.path, nodes[record.node_index]))
+        elif isinstance(record, ArrayDef):
             out.append((visit.path, next(leaves)._raw_value))
-        elif tag == NODE and visit.closing:
-            out.append((visit.path, nodes[visit.record[2]]))
+        elif isinstance(record, NodeDef) and visit.closing:
+            out.append((visit.path, nodes[record.node_index]))
     yield from out
 
 
@@ -456,11 +451,11 @@ def find_duplicates(node: tp.Any, /, *, only: tp.Any = ...) -> list[list[Path]]:
     flat = flatten_graph(node)
     groups: dict[int, list[Path]] = {}
     for visit in walk(flat.graphdef):
-        tag = visit.record[0]
-        if tag == NODE or tag == VAR:
-            groups[visit.record[2]] = [visit.path]
-        elif tag == REF:
-            groups[visit.record[1]].append(visit.path)
+        record = visit.record
+        if isinstance(record, (NodeDef, VariableDef)):
+            groups[record.node_index] = [visit.path]
+        elif isinstance(record, RefDef):
+            groups[record.node_index].append(visit.path)
     return [
         paths
         for i, paths in groups.items()
@@ -554,48 +549,50 @@ def recursive_map(
     values: list[tp.Any] = []  # children waiting for their parent
     for visit in walk(flat.graphdef, closing=True):
         record = visit.record
-        tag = record[0]
-        if tag == VAR:
+        if isinstance(record, VariableDef):
             next(leaves)
-            done[record[2]] = f(visit.path, flat.nodes[record[2]])
-            values.append(done[record[2]])
-        elif tag == REF:
-            values.append(done[record[1]])
-        elif tag == LEAF:
+            i = record.node_index
+            done[i] = f(visit.path, flat.nodes[i])
+            values.append(done[i])
+        elif isinstance(record, RefDef):
+            values.append(done[record.node_index])
+        elif isinstance(record, ArrayDef):
             values.append(f(visit.path, next(leaves)._raw_value))
-        elif tag == STATIC:
-            values.append(record[1].value)
+        elif isinstance(record, StaticDef):
+            values.append(record.value.value)
         elif not visit.closing:
-            if tag == NODE:
-                old = flat.nodes[record[2]]
-                done[record[2]] = (
+            if isinstance(record, NodeDef):
+                old = flat.nodes[record.node_index]
+                done[record.node_index] = (
                     object.__new__(type(old)) if isinstance(old, Pytree) else type(old)()
                 )
+        elif isinstance(record, ContainerDef):
+            n = len(record.keys)
+            children = values[len(values) - n :]
+            del values[len(values) - n :]
+            typ: tp.Any = record.type
+            if issubclass(typ, dict):
+                values.append(typ(zip(record.keys, children)))
+            elif hasattr(typ, "_fields"):
+                values.append(typ(*children))
+            else:
+                values.append(typ(children))
         else:
-            keys = [k for k, _ in record[4]] if tag == NODE else list(record[2])
+            keys = [k for k, _ in record.attrs]
             children = values[len(values) - len(keys) :]
             del values[len(values) - len(keys) :]
-            if tag == CONTAINER:
-                typ = record[1]
-                if issubclass(typ, dict):
-                    values.append(typ(zip(keys, children)))
-                elif hasattr(typ, "_fields"):
-                    values.append(typ(*children))
-                else:
-                    values.append(typ(children))
-                continue
-            new = done[record[2]]
+            new = done[record.node_index]
             if isinstance(new, Pytree):
                 new.__dict__.update(zip(keys, children))
-                if record[3] is not None:
-                    new.__dict__["_nnx_explicit"] = dict(record[3].value)
+                if record.explicit is not None:
+                    new.__dict__["_nnx_explicit"] = dict(record.explicit.value)
             elif isinstance(new, List):
                 list.extend(new, children)
             else:
                 for k, c in zip(keys, children):
                     dict.__setitem__(new, k, c)
-            done[record[2]] = f(visit.path, new)
-            values.append(done[record[2]])
+            done[record.node_index] = f(visit.path, new)
+            values.append(done[record.node_index])
     return values[0]
 
 
@@ -620,12 +617,12 @@ def map(
         [1.0, 1.0]
     """
     gdef, st = split(node)
-    return tp.cast(A, merge(gdef, map_state(f, st)))
+    return merge(gdef, map_state(f, st))
 
 
 def flatten(
     node: tp.Any, /, *, with_paths: bool = True, graph: bool | None = None
-) -> tuple[GraphDef, tp.Any]:
+) -> tuple[GraphDef[tp.Any], tp.Any]:
     """``(graphdef, leaves)``: a :class:`FlatState` of ``(path, leaf)`` pairs, or a
     plain list of leaves with ``with_paths=False``.
 
@@ -646,7 +643,7 @@ def flatten(
 
 
 def unflatten(
-    graphdef: GraphDef,
+    graphdef: GraphDef[tp.Any],
     leaves: tp.Any,
     /,
     *,

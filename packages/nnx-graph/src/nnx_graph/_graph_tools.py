@@ -92,13 +92,13 @@ def with_vars(tree: A, /, **flags: tp.Any) -> A:
 
 # ----------------------------------------------------------------- functional call
 class _CallableProxy:
-    def __init__(self, graphdef: GraphDef, st: State, path: tuple[str, ...] = ()) -> None:
+    def __init__(self, graphdef: GraphDef[tp.Any], st: State, path: tuple[str, ...] = ()) -> None:
         self._graphdef, self._state, self._path = graphdef, st, path
 
     def __getattr__(self, name: str) -> _CallableProxy:
         return _CallableProxy(self._graphdef, self._state, (*self._path, name))
 
-    def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tuple[tp.Any, tuple[GraphDef, State]]:
+    def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tuple[tp.Any, tuple[GraphDef[tp.Any], State]]:
         node = merge(self._graphdef, self._state, copy=True)
         method = node
         for name in self._path:
@@ -107,7 +107,7 @@ class _CallableProxy:
         return out, split(node)
 
 
-def call(graphdef_state: tuple[GraphDef, tp.Any], /) -> tp.Any:
+def call(graphdef_state: tuple[GraphDef[tp.Any], tp.Any], /) -> tp.Any:
     """Functional call: ``out, (graphdef, state) = nnx.call((graphdef, state)).method(x)``.
     The inputs are not modified; the new state is returned.
 
@@ -157,7 +157,7 @@ class NodeStates:
     """
 
     def __init__(
-        self, graphdef: GraphDef, states: tuple[State, ...], metadata: tp.Any = None, count: int = 1
+        self, graphdef: GraphDef[tp.Any], states: tuple[State, ...], metadata: tp.Any = None, count: int = 1
     ) -> None:
         self.graphdef, self.states, self.metadata, self.count = graphdef, states, metadata, count
 
@@ -167,7 +167,7 @@ class NodeStates:
 
     @classmethod
     def from_split(
-        cls, graphdef: GraphDef, state: State, /, *states: State, metadata: tp.Any = None
+        cls, graphdef: GraphDef[tp.Any], state: State, /, *states: State, metadata: tp.Any = None
     ) -> NodeStates:
         return cls(graphdef, (state, *states), metadata)
 
@@ -332,7 +332,7 @@ class UpdateContext:
     def split(self, node: tp.Any, *filters: tp.Any) -> tuple[tp.Any, ...]:
         return split(node, *filters)
 
-    def merge(self, graphdef: GraphDef, state: tp.Any, *states: tp.Any) -> tp.Any:
+    def merge(self, graphdef: GraphDef[tp.Any], state: tp.Any, *states: tp.Any) -> tp.Any:
         return merge(graphdef, state, *states, copy=True)
 
     def update(self, node: tp.Any, state: tp.Any, *states: tp.Any) -> None:

@@ -50,7 +50,14 @@ from nnx_graph._records import (
     walk,
 )
 from nnx_graph._state import sorted_keys
-from nnx_graph._variables import Variable, leaked_tracer, metadata_key, value_repr, variable_repr
+from nnx_graph._variables import (
+    Variable,
+    _set_observed,
+    leaked_tracer,
+    metadata_key,
+    value_repr,
+    variable_repr,
+)
 
 __all__ = [
     "CONTAINER",
@@ -172,7 +179,17 @@ class _Frame:
     """A node or container being traversed: its items and the records so far."""
 
     __slots__ = (
-        "kind", "obj", "index", "key", "keys", "items", "pos", "out", "owner", "attr", "sub"
+        "kind",
+        "obj",
+        "index",
+        "key",
+        "keys",
+        "items",
+        "pos",
+        "out",
+        "owner",
+        "attr",
+        "sub",
     )
 
     def __init__(
@@ -261,7 +278,9 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True, observe: bool = Tru
     stack: list[_Frame] = []
     keys_path: list[tp.Any] = []  # keys from the root to the top frame
 
-    def enter(value: tp.Any, key: tp.Any, owner: tp.Any, attr: tp.Any, sub: Path, mode: int) -> tp.Any:
+    def enter(
+        value: tp.Any, key: tp.Any, owner: tp.Any, attr: tp.Any, sub: Path, mode: int
+    ) -> tp.Any:
         """The record of ``value``, or None after pushing a frame for it."""
         kind = kind_of(value)
         if kind == KIND_VARIABLE:
@@ -271,8 +290,8 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True, observe: bool = Tru
             i = len(nodes)
             index[id(value)] = i
             nodes.append(value)
-            if observe:
-                object.__setattr__(value, "_nnx_observed", True)
+            if observe and not value._nnx_observed:
+                _set_observed(value, True)
             if check_leaks and isinstance(value._raw_value, jax.core.Tracer):
                 _check_leak(value, (*keys_path, key))
             leaves.append(value)
@@ -285,7 +304,7 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True, observe: bool = Tru
             i = len(nodes)
             index[id(value)] = i
             nodes.append(value)
-            if observe:
+            if observe and not value._nnx_observed:
                 object.__setattr__(value, "_nnx_observed", True)
             stack.append(_Frame(NODE, value, i, key, _node_items(value), value, None, ()))
             return None
@@ -293,15 +312,19 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True, observe: bool = Tru
             leaves.append(Slot(owner, attr, sub))
             leaf_paths.append((*keys_path, key) if stack else ())
             return ARRAY_DEF
-        if kind == KIND_CONTAINER and (
-            type(value) in _REBUILDABLE or (isinstance(value, tuple) and hasattr(value, "_fields"))
+        if (
+            kind == KIND_CONTAINER
+            and (
+                type(value) in _REBUILDABLE
+                or (isinstance(value, tuple) and hasattr(value, "_fields"))
+            )
+            and has_data(value)
         ):
-            if has_data(value):
-                keys, items = _container_items(value)
-                frame = _Frame(CONTAINER, value, -1, key, items, owner, attr, sub)
-                frame.keys = keys
-                stack.append(frame)
-                return None
+            keys, items = _container_items(value)
+            frame = _Frame(CONTAINER, value, -1, key, items, owner, attr, sub)
+            frame.keys = keys
+            stack.append(frame)
+            return None
         if mode == 2:
             leaves.append(Slot(owner, attr, sub))
             leaf_paths.append((*keys_path, key) if stack else ())
@@ -371,21 +394,21 @@ def _check_leak(var: Variable[tp.Any], path: Path) -> None:
 _BRACKETS: dict[type, tuple[str, str]] = {tuple: ("(", ")"), list: ("[", "]"), dict: ("{", "}")}
 
 
-def _entry_prefix(parent: tp.Any, key: tp.Any) -> str:
+def _entry_prefix(parent: NodeDef | ContainerDef | None, key: tp.Any) -> str:
     """How an entry is introduced inside its parent record's rendering."""
     if parent is None:
         return ""
-    if parent[0] == NODE:
-        typ = parent[1]
+    typ = parent.type
+    if isinstance(parent, NodeDef):
         if issubclass(typ, Pytree):
             return f"{key}="
         return "" if issubclass(typ, List) else f"{key!r}: "
-    return f"{key!r}: " if issubclass(parent[1], dict) else ""
+    return f"{key!r}: " if issubclass(typ, dict) else ""
 
 
-def _opener(record: tp.Any) -> tuple[str, str]:
-    typ = record[1]
-    if record[0] == NODE:
+def _brackets(record: NodeDef | ContainerDef) -> tuple[str, str]:
+    typ = record.type
+    if isinstance(record, NodeDef):
         if issubclass(typ, Pytree):
             return f"{typ.__name__}(", ")"
         return ("List([", "])") if issubclass(typ, List) else ("Dict({", "})")
@@ -401,7 +424,7 @@ def node_repr(node: tp.Any) -> str:
     flat = flatten_graph(node, check_leaks=False, observe=False)
     leaves = iter(flat.leaves)
     lines: list[str] = []
-    open_records: list[tp.Any] = []  # NodeDef/ContainerDef records being rendered
+    open_records: list[NodeDef | ContainerDef] = []  # records being rendered
     links: list[tp.Any] = [None]  # linked path of each open record: (parent link, key)
     first_seen: dict[int, tp.Any] = {}  # node index -> linked path of its first visit
     skip = 0
@@ -410,45 +433,49 @@ def node_repr(node: tp.Any) -> str:
             skip -= 1
             continue
         record = visit.record
-        tag = record[0]
-        pad = "  " * len(open_records)
         if visit.closing:
             opened = open_records.pop()
             links.pop()
-            lines.append(f"{'  ' * len(open_records)}{_opener(opened)[1]},")
+            lines.append(f"{'  ' * len(open_records)}{_brackets(opened)[1]},")
             continue
         parent = open_records[-1] if open_records else None
-        key = visit.sub[-1] if visit.sub and parent is not None and parent[0] == CONTAINER else visit.attr
-        head = pad + _entry_prefix(parent, key)
+        in_container = isinstance(parent, ContainerDef)
+        key = visit.sub[-1] if visit.sub and in_container else visit.attr
+        head = "  " * len(open_records) + _entry_prefix(parent, key)
         link = (links[-1], key) if parent is not None else None
-        if tag == REF:
-            lines.append(f"{head}<shared: {format_path(_unlink(first_seen[record[1]]), 'self')}>,")
-        elif tag == VAR:
-            first_seen[record[2]] = link
+        if isinstance(record, RefDef):
+            where = format_path(_unlink(first_seen[record.node_index]), "self")
+            lines.append(f"{head}<shared: {where}>,")
+        elif isinstance(record, VariableDef):
+            first_seen[record.node_index] = link
             lines.append(f"{head}{variable_repr(next(leaves))},")
-        elif tag == LEAF:
+        elif isinstance(record, ArrayDef):
             lines.append(f"{head}{value_repr(next(leaves)._raw_value)},")
-        elif tag == STATIC:
-            lines.append(f"{head}{value_repr(record[1].value)},")
-        elif tag == CONTAINER and all(c[0] in (LEAF, STATIC) for c in record[3]):
+        elif isinstance(record, StaticDef):
+            lines.append(f"{head}{value_repr(record.value.value)},")
+        elif isinstance(record, ContainerDef) and all(
+            isinstance(c, (ArrayDef, StaticDef)) for c in record.children
+        ):
             items = [
-                value_repr(next(leaves)._raw_value) if c[0] == LEAF else value_repr(c[1].value)
-                for c in record[3]
+                value_repr(c.value.value)
+                if isinstance(c, StaticDef)
+                else value_repr(next(leaves)._raw_value)
+                for c in record.children
             ]
-            opener, closer = _opener(record)
+            opener, closer = _brackets(record)
             if opener == "{":
-                items = [f"{k!r}: {t}" for k, t in zip(record[2], items)]
+                items = [f"{k!r}: {t}" for k, t in zip(record.keys, items)]
             comma = "," if opener == "(" and len(items) == 1 else ""
             lines.append(f"{head}{opener}{', '.join(items)}{comma}{closer},")
-            skip = len(record[3]) + 1
+            skip = len(record.children) + 1
         else:
-            if tag == NODE:
-                first_seen[record[2]] = link
-            opener, closer = _opener(record)
-            if tag == NODE and not record[4]:
-                lines.append(f"{head}{opener}{closer},")
-                skip = 1
-                continue
+            opener, closer = _brackets(record)
+            if isinstance(record, NodeDef):
+                first_seen[record.node_index] = link
+                if not record.attrs:
+                    lines.append(f"{head}{opener}{closer},")
+                    skip = 1
+                    continue
             lines.append(f"{head}{opener}")
             open_records.append(record)
             links.append(link)

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import jax.numpy as jnp
 
 from nnx_graph._filters import to_predicate
-from nnx_graph._pytree import Pytree
+from nnx_graph._graph import iter_graph, merge, pop, split
+from nnx_graph._pytree import Dict, List, Pytree, is_graph_node
+from nnx_graph._state import sorted_keys, to_flat_state
 from nnx_graph._variables import Perturbation, Variable, variable_type_from_name
 
 __all__ = [
@@ -212,8 +214,6 @@ def iter_modules(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tupl
         >>> [p for p, _ in nnx.iter_modules(B())]
         [('a',), ()]
     """
-    from nnx_graph._graph import iter_graph
-
     for path, value in iter_graph(node):
         if isinstance(value, Module):
             yield path, value
@@ -235,9 +235,6 @@ def iter_children(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tup
         >>> [(k, type(v).__name__) for k, v in nnx.iter_children(B())]
         [('a', 'A'), ('w', 'Param')]
     """
-    from nnx_graph._pytree import Dict, List, is_graph_node
-    from nnx_graph._state import sorted_keys
-
     items: tp.Iterable[tuple[tp.Any, tp.Any]]
     if isinstance(node, Pytree):
         items = [(k, v) for k, v in node._nnx_attributes() if node._nnx_is_data_attr(k, v)]
@@ -277,8 +274,6 @@ def view(
         >>> d.deterministic, e.deterministic
         (False, True)
     """
-    from nnx_graph._graph import merge, split
-
     new = merge(*split(node))
     filters = () if only is ... else (only,)
     if isinstance(new, Module):
@@ -286,7 +281,7 @@ def view(
     else:
         for _, module in iter_modules(new):
             module.set_attributes(*filters, raise_if_not_found=False, **attributes)
-    return tp.cast(A, new)
+    return new
 
 
 with_attributes = view
@@ -350,10 +345,6 @@ def capture(
         >>> inter["h"].value[0].tolist(), hasattr(m, "h")
         ([2.0, 2.0], False)
     """
-    from nnx_graph._graph import pop
-    from nnx_graph._pytree import is_graph_node
-    from nnx_graph._state import to_flat_state
-
     if isinstance(fn, type) and issubclass(fn, Variable):
         chosen = (fn, *var_types)
         return lambda actual: capture(actual, *chosen, init=init, method_outputs=method_outputs)

@@ -56,7 +56,7 @@ class NodeDef(tp.NamedTuple):
 
     tag: int
     type: type
-    index: int
+    node_index: int
     explicit: Frozen | None
     attrs: tuple[tuple[tp.Any, Record], ...]
 
@@ -66,7 +66,7 @@ class VariableDef(tp.NamedTuple):
 
     tag: int
     type: type
-    index: int
+    node_index: int
     metadata: Frozen
 
 
@@ -74,7 +74,7 @@ class RefDef(tp.NamedTuple):
     """A second (or later) reference to the node or Variable with this index."""
 
     tag: int
-    index: int
+    node_index: int
 
 
 class ArrayDef(tp.NamedTuple):
@@ -140,6 +140,7 @@ def walk(
     root = graphdef._record if isinstance(graphdef, GraphDef) else graphdef
     stack: list[tuple[tp.Any, ...]] = [(root, (), -1, None, (), False)]
     push = stack.append
+    record: tp.Any  # positional reads: this loop is on the hot path of every consumer
     while stack:
         item = stack.pop()
         record, path, owner, attr, sub, close = item
@@ -231,14 +232,14 @@ class GraphDef(tp.Generic[M]):
         """The path of every leaf, in leaf order."""
         if self._leaf_paths is None:
             self._leaf_paths = tuple(
-                v.path for v in walk(self._record) if v.record[0] in (VAR, LEAF)
+                v.path for v in walk(self._record) if isinstance(v.record, (VariableDef, ArrayDef))
             )
         return self._leaf_paths
 
     @property
     def type(self) -> type[M]:
         """The type of the root node."""
-        return tp.cast("type[M]", self._record[1])
+        return tp.cast("type[M]", tp.cast(tp.Any, self._record).type)
 
     def merge(self, state: tp.Any, /, *states: tp.Any) -> M:
         """``nnx.merge(self, state, *states)``."""
@@ -277,7 +278,6 @@ def graphdef_repr(graphdef: GraphDef[tp.Any], limit: int = 400) -> str:
     first: list[bool] = []  # per open node/container: no entry written yet
     for visit in walk(graphdef, closing=True, paths=False):
         record = visit.record
-        tag = record[0]
         if visit.closing:
             first.pop()
             parts.append(")")
@@ -287,17 +287,17 @@ def graphdef_repr(graphdef: GraphDef[tp.Any], limit: int = 400) -> str:
             key = visit.sub[-1] if visit.sub else visit.attr
             prefix = f"{'' if first[-1] else ', '}{key}="
             first[-1] = False
-        if tag == NODE or tag == CONTAINER:
-            text = f"{record[1].__name__}("
+        if isinstance(record, (NodeDef, ContainerDef)):
+            text = f"{record.type.__name__}("
             first.append(True)
-        elif tag == VAR:
-            text = str(record[1].__name__)
-        elif tag == REF:
-            text = f"<ref {record[1]}>"
-        elif tag == LEAF:
+        elif isinstance(record, VariableDef):
+            text = record.type.__name__
+        elif isinstance(record, RefDef):
+            text = f"<ref {record.node_index}>"
+        elif isinstance(record, ArrayDef):
             text = "Array"
         else:
-            text = value_repr(record[1].value)
+            text = value_repr(record.value.value)
         parts.append(prefix + text)
         size += len(parts[-1])
         if size > limit:
@@ -318,25 +318,26 @@ def _compile_plan(graphdef: GraphDef[tp.Any]) -> list[tuple[tp.Any, ...]]:
     plan: list[tuple[tp.Any, ...]] = []
     for visit in walk(graphdef, closing=True, paths=False):
         r = visit.record
-        tag = r[0]
-        if tag == NODE:
+        if isinstance(r, NodeDef):
+            typ = r.type
+            kind = 0 if issubclass(typ, Pytree) else 1 if issubclass(typ, List) else 2
             if visit.closing:
-                explicit = dict(r[3].value) if r[3] is not None else None
-                keys = tuple(k for k, _ in r[4])
-                plan.append((_CLOSE_NODE, r[1], r[2], keys, explicit))
+                explicit = dict(r.explicit.value) if r.explicit is not None else None
+                keys = tuple(k for k, _ in r.attrs)
+                plan.append((_CLOSE_NODE, typ, r.node_index, keys, explicit, kind))
             else:
-                plan.append((_OPEN, r[1], r[2]))
-        elif tag == CONTAINER:
+                plan.append((_OPEN, typ, r.node_index, kind))
+        elif isinstance(r, ContainerDef):
             if visit.closing:
-                typ = r[1]
+                typ = r.type
                 kind = 0 if issubclass(typ, dict) else 1 if hasattr(typ, "_fields") else 2
-                plan.append((_CLOSE_CONTAINER, typ, r[2], kind))
-        elif tag == VAR:
-            plan.append((VAR, r[1], r[2], r[3].value))
-        elif tag == STATIC:
-            plan.append((STATIC, r[1].value))
+                plan.append((_CLOSE_CONTAINER, typ, r.keys, kind))
+        elif isinstance(r, VariableDef):
+            plan.append((VAR, r.type, r.node_index, r.metadata.value))
+        elif isinstance(r, StaticDef):
+            plan.append((STATIC, r.value.value))
         else:
-            plan.append(r)
+            plan.append(tuple(r))
     return plan
 
 
@@ -386,21 +387,32 @@ def build(
             old = old_nodes.get(i) if existing else None
             if old is not None:
                 nodes[i] = old
-            elif issubclass(typ, Pytree):
+            elif op[3] == 0:
                 nodes[i] = object.__new__(typ)
             else:
-                node = (List if issubclass(typ, List) else Dict).__new__(typ)
+                node = (List if op[3] == 1 else Dict).__new__(typ)
                 node._nnx_observed = False
                 nodes[i] = node
         elif tag == _CLOSE_NODE:
             keys = op[3]
             n = len(keys)
-            children = values[len(values) - n :] if n else []
-            if n:
-                del values[-n:]
             node = nodes[op[2]]
-            fill = _fill_existing if existing and op[2] in old_nodes else _fill_new
-            fill(node, op[1], keys, children, op[4])
+            if n:
+                children = values[-n:]
+                del values[-n:]
+            else:
+                children = []
+            if existing and op[2] in old_nodes:
+                _fill_existing(node, op[1], keys, children, op[4])
+            elif op[5] == 0:
+                d = node.__dict__
+                d.update(zip(keys, children))
+                if op[4] is not None:
+                    d["_nnx_explicit"] = dict(op[4])
+            elif op[5] == 1:
+                list.extend(node, children)
+            else:
+                dict.update(node, zip(keys, children))
             push(node)
         elif tag == _CLOSE_CONTAINER:
             keys, kind = op[2], op[3]
@@ -424,20 +436,6 @@ def build(
         else:  # STATIC
             push(op[1])
     return values[0], nodes
-
-
-def _fill_new(
-    node: tp.Any, typ: type, keys: tuple[tp.Any, ...], children: list[tp.Any], explicit: tp.Any
-) -> None:
-    if issubclass(typ, Pytree):
-        d = node.__dict__
-        d.update(zip(keys, children))
-        if explicit is not None:
-            d["_nnx_explicit"] = dict(explicit)
-    elif issubclass(typ, List):
-        list.extend(node, children)
-    else:
-        dict.update(node, zip(keys, children))
 
 
 def _fill_existing(

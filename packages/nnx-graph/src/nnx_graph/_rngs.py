@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from nnx_graph._errors import RngStreamError
 from nnx_graph._filters import to_predicate
+from nnx_graph._graph import iter_graph
 from nnx_graph._pytree import Pytree
 from nnx_graph._variables import Variable
 
@@ -259,8 +260,6 @@ class Rngs(Pytree):
 
 # ------------------------------------------------------------------ graph helpers
 def _streams_in(node: tp.Any, only: tp.Any) -> list[tuple[tuple[tp.Any, ...], RngStream]]:
-    from nnx_graph._graph import iter_graph
-
     predicate = to_predicate(only)
     return [
         (path, value)

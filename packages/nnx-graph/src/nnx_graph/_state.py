@@ -385,7 +385,10 @@ def flat_dict(state: Mapping[Key, tp.Any]) -> dict[PathParts, tp.Any]:
         if isinstance(mapping, State):
             mapping = mapping._mapping
         for key, value in mapping.items():
-            if isinstance(value, Variable) or not isinstance(value, Mapping):
+            if value.__class__ is State:
+                if value._mapping:
+                    stack.append(((*prefix, key), value._mapping))
+            elif isinstance(value, Variable) or not isinstance(value, Mapping):
                 out[(*prefix, key)] = value
             elif value:
                 stack.append(((*prefix, key), value))

@@ -315,7 +315,9 @@ class Variable(tp.Generic[A]):
             ('Param', 'a', 2.0)
         """
         return new_variable(
-            type(self), self._raw_value if value is ... else value, {**self._var_metadata, **metadata}
+            type(self),
+            self._raw_value if value is ... else value,
+            {**self._var_metadata, **metadata},
         )
 
     def copy(self: V) -> V:
