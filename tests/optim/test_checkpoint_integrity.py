@@ -249,7 +249,7 @@ def test_damaged_safetensors_files(tmp_path: pathlib.Path) -> None:
         assert values(target) == values(Model(1))
     length = int.from_bytes(original[:8], "little")
     file.write_bytes(original[:8] + b"{" * length + original[8 + length :])
-    with pytest.raises(CheckpointError, match="header of the safetensors file .* is damaged"):
+    with pytest.raises(CheckpointError, match=r"header of the safetensors file .* is damaged"):
         nnx_optim.load_safetensors(file, Model(1))
 
 

@@ -25,14 +25,13 @@ from __future__ import annotations
 import json
 import os
 import typing as tp
-import warnings
-from collections.abc import Mapping
 
 import jax
 import numpy as np
 
 from nnx_optim import _checkpoint_atomic as atomic
 from nnx_optim import _checkpoint_integrity as integrity
+from nnx_optim import _checkpoint_orbax as orbax_io
 from nnx_optim._checkpoint_tree import (
     CheckpointError,
     CheckpointMismatchError,
@@ -74,51 +73,7 @@ _KEY_FIX = (
 )
 
 
-def _warn(notes: list[str]) -> None:
-    for note in notes:
-        warnings.warn(f"nnx checkpoint: {note}", UserWarning, stacklevel=3)
-
-
 # ----------------------------------------------------------------------------- orbax
-def _str_path(path: Path) -> tuple[str, ...]:
-    return tuple(str(k) for k in path)
-
-
-def _orbax_name(path: Path) -> str:
-    """The name orbax stores a leaf under (its keys joined by '.')."""
-    return ".".join(_str_path(path))
-
-
-def _nest(flat: Mapping[tuple[str, ...], tp.Any]) -> dict[str, tp.Any]:
-    root: dict[str, tp.Any] = {}
-    for path, value in flat.items():
-        node = root
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return root
-
-
-def _flatten_nested(tree: tp.Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], tp.Any]:
-    if isinstance(tree, Mapping):
-        out: dict[tuple[str, ...], tp.Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten_nested(value, (*prefix, str(key))))
-        return out
-    return {prefix: tree}
-
-
-def _orbax() -> tp.Any:
-    try:
-        import orbax.checkpoint as ocp
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "save_checkpoint/restore_checkpoint need orbax-checkpoint. Fix: "
-            'pip install "nnx-optim[checkpoint]" (or pip install orbax-checkpoint).'
-        ) from error
-    return ocp
-
-
 def save_checkpoint(path: PathLike, *objects: tp.Any, overwrite: bool = False) -> None:
     """Save the State of ``objects`` (Modules, Optimizers, metrics, States) to the
     directory ``path`` with orbax-checkpoint.
@@ -164,16 +119,20 @@ def save_checkpoint(path: PathLike, *objects: tp.Any, overwrite: bool = False) -
     targets = Targets(objects)
     root = targets.root_name()
     check_collisions(
-        targets.flat, _orbax_name, root, f"save_checkpoint: cannot save to {directory}", _KEY_FIX
+        targets.flat,
+        orbax_io.orbax_name,
+        root,
+        f"save_checkpoint: cannot save to {directory}",
+        _KEY_FIX,
     )
     flat = {
-        _str_path(p): stored_form(raw(leaf), format_path(p, root))
+        orbax_io.str_path(p): stored_form(raw(leaf), format_path(p, root))
         for p, leaf in targets.flat.items()
     }
-    ocp = _orbax()
+    ocp = orbax_io.orbax()
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
-    _warn(atomic.recover(directory, repair=True).notes)
+    atomic.warn(atomic.recover(directory, repair=True).notes)
     if os.path.exists(directory) and not overwrite:
         raise FileExistsError(
             f"save_checkpoint: {directory} already exists. Fix: choose a new directory "
@@ -188,7 +147,7 @@ def save_checkpoint(path: PathLike, *objects: tp.Any, overwrite: bool = False) -
         try:
             checkpointer.save(
                 staging,
-                args=ocp.args.StandardSave(_nest(flat)),
+                args=ocp.args.StandardSave(orbax_io.nest(flat)),
                 custom_metadata={integrity.METADATA_KEY: record},
             )
         finally:
@@ -203,97 +162,6 @@ def save_checkpoint(path: PathLike, *objects: tp.Any, overwrite: bool = False) -
         raise
     finally:
         atomic.done_staging(staging)
-
-
-def _source_for_restore(directory: str) -> str:
-    """The folder to read for ``directory``, after looking for the traces of an
-    interrupted save; explains (warning or error) what it found."""
-    name = os.path.basename(directory)
-    if atomic.ORBAX_TMP in name or atomic.TRASH in name:
-        raise CheckpointError(
-            f"{directory} is a half-written temporary folder left by an interrupted save, "
-            "not a checkpoint (orbax renames it to its final name only once complete).\n"
-            "Fix: restore the checkpoint it was meant to become or replace (the same name "
-            "without this suffix), or an earlier one; then delete this folder.",
-            directory=directory,
-        )
-    recovery = atomic.recover(directory, repair=False)
-    if recovery.source is None:
-        if recovery.incomplete:
-            listed = ", ".join(item.describe() for item in recovery.incomplete)
-            raise CheckpointError(
-                f"There is no checkpoint at {directory}: only what an interrupted first "
-                f"save left beside it, which cannot be restored: {listed}.\nFix: restore an "
-                "earlier checkpoint, or save again (save_checkpoint removes these).",
-                directory=directory,
-            )
-        raise FileNotFoundError(
-            f"restore_checkpoint: no checkpoint directory at {directory}. Fix: pass the "
-            "directory given to save_checkpoint."
-        )
-    _warn(recovery.notes)
-    if not os.path.isdir(recovery.source):
-        raise CheckpointError(
-            f"{recovery.source} is a file, not a checkpoint folder. Fix: pass the "
-            "directory given to save_checkpoint (load_safetensors reads files).",
-            directory=recovery.source,
-        )
-    return recovery.source
-
-
-def _unreadable(
-    ocp: tp.Any, source: str, abstract: dict[tuple[str, ...], tp.Any]
-) -> list[tuple[tuple[str, ...], str]]:
-    """The arrays that cannot be read, restoring them one by one (only after the
-    whole restore failed, to name each damaged path)."""
-    checkpointer = ocp.Checkpointer(ocp.PyTreeCheckpointHandler())
-    bad = []
-    try:
-        for path, struct in abstract.items():
-            item = _nest({path: struct})
-            args = _nest(
-                {
-                    path: ocp.ArrayRestoreArgs(
-                        sharding=struct.sharding, global_shape=struct.shape, dtype=struct.dtype
-                    )
-                }
-            )
-            try:
-                checkpointer.restore(
-                    source,
-                    args=ocp.args.PyTreeRestore(item=item, restore_args=args, partial_restore=True),
-                )
-            except Exception as error:  # any failure means unreadable
-                bad.append((path, integrity.first_line(error)))
-    finally:
-        checkpointer.close()
-    return bad
-
-
-def _orbax_tree(ocp: tp.Any, source: str) -> Mapping[str, tp.Any]:
-    """The saved arrays' metadata (shape, dtype), or a CheckpointError saying why
-    it cannot be read."""
-    from etils import epath
-
-    try:
-        metadata = ocp.StandardCheckpointHandler().metadata(epath.Path(source))
-    except Exception as error:
-        reason = integrity.explain_read_failure(source, error) or (
-            f"orbax could not read the metadata of the arrays of the checkpoint at {source}: "
-            + integrity.first_line(error)
-        )
-        raise CheckpointError(
-            f"{reason}\nFix: restore an earlier checkpoint; this one cannot be read.",
-            directory=source,
-        ) from error
-    tree = getattr(metadata, "tree", metadata)
-    if not isinstance(tree, Mapping):
-        raise CheckpointError(
-            f"orbax found no list of arrays in the checkpoint at {source} (found "
-            f"{type(tree).__name__}); it is damaged.\nFix: restore an earlier checkpoint.",
-            directory=source,
-        )
-    return tree
 
 
 def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) -> tp.Any:
@@ -347,34 +215,42 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) ->
     collected = Targets(targets)
     root = collected.root_name()
     check_collisions(
-        collected.flat, _orbax_name, root, f"restore_checkpoint: cannot fill {root}", _KEY_FIX
+        collected.flat,
+        orbax_io.orbax_name,
+        root,
+        f"restore_checkpoint: cannot fill {root}",
+        _KEY_FIX,
     )
-    source = _source_for_restore(directory)
+    source = orbax_io.source_for_restore(directory)
     recorded, notes = integrity.diagnose_orbax(source, verify)
-    _warn(notes)
-    ocp = _orbax()
+    atomic.warn(notes)
+    ocp = orbax_io.orbax()
     checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
     try:
-        tree = _orbax_tree(ocp, source)
-        found = {p: (tuple(m.shape), np.dtype(m.dtype)) for p, m in _flatten_nested(tree).items()}
-        by_str = {_str_path(p): p for p in collected.flat}
-        expected = {_str_path(p): expected_form(raw(leaf)) for p, leaf in collected.flat.items()}
+        tree = orbax_io.orbax_tree(ocp, source)
+        found = {
+            p: (tuple(m.shape), np.dtype(m.dtype)) for p, m in orbax_io.flatten_nested(tree).items()
+        }
+        by_str = {orbax_io.str_path(p): p for p in collected.flat}
+        expected = {
+            orbax_io.str_path(p): expected_form(raw(leaf)) for p, leaf in collected.flat.items()
+        }
         problems = compare(
             expected, found, lambda p: format_path(by_str.get(p, p), root), "checkpoint"
         )
         if problems:
             raise_mismatch(f"The checkpoint at {source}", problems, _ORBAX_FIX)
         abstract = {
-            _str_path(p): shape_dtype_struct(
-                expected[_str_path(p)][0],
-                expected[_str_path(p)][1],
+            orbax_io.str_path(p): shape_dtype_struct(
+                expected[orbax_io.str_path(p)][0],
+                expected[orbax_io.str_path(p)][1],
                 sharding=target_sharding(raw(leaf)),
             )
             for p, leaf in collected.flat.items()
         }
         try:
-            restored = _flatten_nested(
-                checkpointer.restore(source, args=ocp.args.StandardRestore(_nest(abstract)))
+            restored = orbax_io.flatten_nested(
+                checkpointer.restore(source, args=ocp.args.StandardRestore(orbax_io.nest(abstract)))
             )
         except Exception as error:
             manifest = integrity.explain_read_failure(source, error)
@@ -385,7 +261,7 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) ->
                 ) from error
             bad = [
                 f"{format_path(by_str[p], root)} (stored as {'.'.join(p)!r}): {reason}"
-                for p, reason in _unreadable(ocp, source, abstract)
+                for p, reason in orbax_io.unreadable(ocp, source, abstract)
             ]
             detail = "\n  - ".join(bad) if bad else integrity.first_line(error)
             raise CheckpointError(
@@ -399,7 +275,7 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) ->
     finally:
         checkpointer.close()
     if recorded:
-        by_name = {_orbax_name(p): p for p in collected.flat}
+        by_name = {orbax_io.orbax_name(p): p for p in collected.flat}
         damaged = integrity.damaged(
             {".".join(k): v for k, v in restored.items()},
             recorded,
@@ -412,7 +288,10 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) ->
         if damaged:
             integrity.raise_damaged(f"The checkpoint at {source}", damaged, "array data")
     collected.write(
-        {p: loaded_form(raw(leaf), restored[_str_path(p)]) for p, leaf in collected.flat.items()}
+        {
+            p: loaded_form(raw(leaf), restored[orbax_io.str_path(p)])
+            for p, leaf in collected.flat.items()
+        }
     )
     return targets[0] if len(targets) == 1 else targets
 
@@ -499,7 +378,7 @@ def save_safetensors(path: PathLike, model: tp.Any, *, only: Filter = ...) -> No
     metadata = {integrity.METADATA_KEY: json.dumps(record, separators=(",", ":"))}
     st = _safetensors()
     file = os.path.abspath(os.fspath(path))
-    _warn(_file_leftovers(file, remove=True))
+    atomic.warn(_file_leftovers(file, remove=True))
     staging = atomic.staging_path(file)
     try:
         st.save_file(tensors, staging, metadata=metadata)
@@ -563,7 +442,7 @@ def load_safetensors(path: PathLike, model: A, *, only: Filter = ..., verify: bo
         raise FileNotFoundError(
             f"load_safetensors: no file at {file}. Fix: pass the file given to save_safetensors."
         )
-    _warn(_file_leftovers(file, remove=False))
+    atomic.warn(_file_leftovers(file, remove=False))
     header_metadata = integrity.check_safetensors_file(file)
     try:
         tensors = _safetensors().load_file(file)

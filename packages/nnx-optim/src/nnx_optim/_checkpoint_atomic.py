@@ -35,6 +35,7 @@ import secrets
 import shutil
 import sys
 import typing as tp
+import warnings
 
 TMP = ".nnx-tmp-"
 OLD = ".nnx-old-"
@@ -48,6 +49,12 @@ phase_hook: tp.Callable[[str], None] | None = None
 use_exchange = True
 
 _in_progress: set[str] = set()  # staging paths being written by this process
+
+
+def warn(notes: list[str], stacklevel: int = 3) -> None:
+    """Tell the user what was found on disk (``stacklevel`` points at their call)."""
+    for note in notes:
+        warnings.warn(f"nnx checkpoint: {note}", UserWarning, stacklevel=stacklevel)
 
 
 def phase(name: str) -> None:

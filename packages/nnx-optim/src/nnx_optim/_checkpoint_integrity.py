@@ -35,7 +35,7 @@ def checksum(array: tp.Any) -> str | None:
     if not getattr(array, "is_fully_addressable", True):
         return None
     host = np.ascontiguousarray(np.asarray(array))
-    return f"{zlib.crc32(host.reshape(-1).view(np.uint8)):08x}"
+    return f"{zlib.crc32(host.reshape(-1).view(np.uint8).data):08x}"
 
 
 def checksums(arrays: Mapping[K, tp.Any]) -> dict[K, str | None]:
