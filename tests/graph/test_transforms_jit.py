@@ -709,12 +709,32 @@ def test_module_passed_as_static_argument():
         nnx.jit(fn, static_argnums=1)(model, (1, model))
 
 
-def test_tracer_leaked_into_a_global_module_is_named():
+def test_tracer_leaked_into_a_closed_over_module_raises_at_the_call():
     model = Linear(2, 2, seed=0)
+    before = model.b.value
 
     @nnx.jit
     def leak(x):
-        model.b.value = x  # model is not an argument: the tracer escapes
+        model.b.value = x  # model is not an argument: the tracer would escape
+        return x
+
+    with pytest.raises(nnx.TraceContextError) as info:
+        leak(jnp.ones(2))
+    message = str(info.value)
+    assert "model.b" in message and "closes over" in message
+    assert "pass the Module as an argument" in message
+    assert isinstance(info.value, nnx.TraceLeakError)
+    assert model.b.value is before  # left exactly as it was
+    use = nnx.jit(lambda m: m.b.raw_value + 1)
+    np.testing.assert_allclose(use(model), before + 1)
+
+
+def test_tracer_leaked_by_plain_jax_jit_is_named_by_the_next_nnx_jit_call():
+    model = Linear(2, 2, seed=0)
+
+    @jax.jit
+    def leak(x):
+        model.b.value = x  # a plain jax.jit cannot know
         return x
 
     leak(jnp.ones(2))

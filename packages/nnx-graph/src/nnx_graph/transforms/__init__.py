@@ -2,7 +2,6 @@
 
 from nnx_graph.transforms._autodiff import (
     DiffState,
-    custom_vjp,
     grad,
     jvp,
     remat,
@@ -11,7 +10,9 @@ from nnx_graph.transforms._autodiff import (
 )
 from nnx_graph.transforms._axes import Carry, StateAxes
 from nnx_graph.transforms._control import cond, fori_loop, switch, while_loop
+from nnx_graph.transforms._custom_vjp import custom_vjp
 from nnx_graph.transforms._jit import JitWrapped, cached_partial, jit, jit_partial
+from nnx_graph.transforms._jit_checks import TraceContextError
 from nnx_graph.transforms._misc import StateSharding, checkify, eval_shape, make_jaxpr, shard_map
 from nnx_graph.transforms._scan import scan
 from nnx_graph.transforms._vmap import pmap, transform_metadata, vmap
@@ -22,6 +23,7 @@ __all__ = [
     "JitWrapped",
     "StateAxes",
     "StateSharding",
+    "TraceContextError",
     "cached_partial",
     "checkify",
     "cond",

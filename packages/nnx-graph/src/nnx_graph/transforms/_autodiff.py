@@ -15,15 +15,14 @@ import typing as tp
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from nnx_graph._filters import to_predicate
-from nnx_graph._state import State, from_flat_state, to_flat_state
+from nnx_graph._state import from_flat_state, to_flat_state
 from nnx_graph._variables import Param, Variable
 from nnx_graph.transforms._bridge import fill_tree, is_hole, is_node, split_tree
 from nnx_graph.transforms._lift import Lifted, positions_of_nodes
 
-__all__ = ["CustomVjp", "DiffState", "custom_vjp", "grad", "jvp", "remat", "value_and_grad", "vjp"]
+__all__ = ["DiffState", "grad", "jvp", "remat", "value_and_grad", "vjp"]
 
 F = tp.TypeVar("F", bound=tp.Callable[..., tp.Any])
 
@@ -89,38 +88,28 @@ class _Diff:
     def primals(self) -> tuple[list[tp.Any], list[tp.Any]]:
         return [self.values[i] for i in self.index], [self.args[a] for a in self.plain]
 
-    def enter(
-        self, diff_values: tp.Sequence[tp.Any], plain_values: tp.Sequence[tp.Any]
-    ) -> tuple[list[tp.Any], tuple[tp.Any, ...], tuple[tp.Any, ...], dict[str, tp.Any]]:
-        """Inside: fresh objects with the differentiated values substituted; returns
-        ``(full_values, roots, args, kwargs)``."""
-        full = list(self.values)
-        for i, v in zip(self.index, diff_values):
-            full[i] = v
-        dyn = list(self.lifted.dyn)
-        for a, v in zip(self.plain, plain_values):
-            leaves = jax.tree.leaves(v)
-            dyn[self.dyn_start[a] : self.dyn_start[a] + len(leaves)] = leaves
-        roots, args, kwargs = self.lifted.enter(full, dyn)
-        return full, roots, args, kwargs
+    def pure(
+        self,
+        f: tp.Callable[..., tp.Any],
+        split: tp.Callable[[tp.Any], tuple[tp.Any, tp.Any]],
+        *,
+        allow_structure: bool,
+    ) -> tp.Callable[[list[tp.Any], list[tp.Any]], tp.Any]:
+        """``Lifted.pure`` over the differentiated inputs only:
+        ``(diff_values, plain_values) -> (main, (aux_tree, updates))``."""
+        inner = self.lifted.pure(f, allow_structure=allow_structure, split=split)
 
-    def finish(
-        self, roots: tuple[tp.Any, ...], full: list[tp.Any], aux: tp.Any, allow_structure: bool
-    ) -> tuple[tp.Any, tp.Any]:
-        """Inside: ``(aux_tree, updates)`` where updates holds the changed leaves
-        (or every leaf after a structural change)."""
-        aux_tree, new_values = self.lifted.finish(roots, aux, allow_structure=allow_structure)
-        if not self.lifted.exits[-1].same_structure:
-            return aux_tree, new_values
-        return aux_tree, {i: v for i, v in enumerate(new_values) if v is not full[i]}
+        def pure(diff_values: list[tp.Any], plain_values: list[tp.Any]) -> tp.Any:
+            full = list(self.values)
+            for i, v in zip(self.index, diff_values):
+                full[i] = v
+            dyn = list(self.lifted.dyn)
+            for a, v in zip(self.plain, plain_values):
+                leaves = jax.tree.leaves(v)
+                dyn[self.dyn_start[a] : self.dyn_start[a] + len(leaves)] = leaves
+            return inner(full, dyn)
 
-    def apply(self, aux_tree: tp.Any, updates: tp.Any) -> tp.Any:
-        """Outside: write updates back; return the auxiliary output."""
-        lifted = self.lifted
-        if lifted.exits[-1].same_structure:
-            lifted.bridge.apply_changes(updates)
-            return aux_tree
-        return lifted.apply(aux_tree, updates)
+        return pure
 
     def per_argument(self, argnum: int, leaf_values: tp.Sequence[tp.Any]) -> tp.Any:
         """Values for the differentiated leaves of argument ``argnum``, shaped like
@@ -194,9 +183,7 @@ def _grad_impl(
                 )
         diff = _Diff(name, f, args, kwargs, filters)
 
-        def pure(diff_values: list[tp.Any], plain_values: list[tp.Any]) -> tp.Any:
-            full, roots, call_args, call_kwargs = diff.enter(diff_values, plain_values)
-            out = f(*call_args, **call_kwargs)
+        def split(out: tp.Any) -> tuple[tp.Any, tp.Any]:
             if has_aux:
                 if not (isinstance(out, tuple) and len(out) == 2):
                     raise TypeError(
@@ -207,13 +194,14 @@ def _grad_impl(
             else:
                 value, aux = out, None
             _check_scalar(value, name)
-            return value, diff.finish(roots, full, aux, allow_structure=True)
+            return value, aux
 
+        pure = diff.pure(f, split, allow_structure=True)
         grad_fn = jax.value_and_grad(
             pure, argnums=(0, 1), has_aux=True, holomorphic=holomorphic, allow_int=allow_int
         )
         (value, (aux_tree, updates)), (diff_grads, plain_grads) = grad_fn(*diff.primals())
-        aux = diff.apply(aux_tree, updates)
+        aux = diff.lifted.write_back(aux_tree, updates)
         grads_by_arg = {
             argnum: (
                 plain_grads[diff.plain.index(argnum)]
@@ -302,6 +290,13 @@ def value_and_grad(
 
 
 # --------------------------------------------------------------------- vjp / jvp
+def _aux_splitter(has_aux: bool) -> tp.Callable[[tp.Any], tuple[tp.Any, tp.Any]]:
+    def split(out: tp.Any) -> tuple[tp.Any, tp.Any]:
+        return tp.cast(tuple[tp.Any, tp.Any], out) if has_aux else (out, None)
+
+    return split
+
+
 def _all_positions(primals: tuple[tp.Any, ...], wrt: tp.Any) -> dict[int, tp.Any]:
     return dict.fromkeys(range(len(primals)), wrt)
 
@@ -338,15 +333,9 @@ def vjp(
     if not primals:
         return functools.partial(vjp, f, has_aux=has_aux, wrt=wrt)
     diff = _Diff("vjp", f, primals, {}, _all_positions(primals, wrt))
-
-    def pure(diff_values: list[tp.Any], plain_values: list[tp.Any]) -> tp.Any:
-        full, roots, args, _ = diff.enter(diff_values, plain_values)
-        out = f(*args)
-        main, aux = out if has_aux else (out, None)
-        return main, diff.finish(roots, full, aux, allow_structure=False)
-
+    pure = diff.pure(f, _aux_splitter(has_aux), allow_structure=False)
     out, raw_vjp, (aux_tree, updates) = jax.vjp(pure, *diff.primals(), has_aux=True)
-    aux = diff.apply(aux_tree, updates)
+    aux = diff.lifted.write_back(aux_tree, updates)
 
     def vjp_fn(cotangent: tp.Any) -> tuple[tp.Any, ...]:
         diff_ct, plain_ct = raw_vjp(cotangent)
@@ -431,189 +420,14 @@ def jvp(
             "tangent per primal (a State for a Module). Fix: pass matching tuples."
         )
     diff = _Diff("jvp", f, primals, {}, _all_positions(primals, wrt))
-
-    def pure(diff_values: list[tp.Any], plain_values: list[tp.Any]) -> tp.Any:
-        full, roots, args, _ = diff.enter(diff_values, plain_values)
-        out = f(*args)
-        main, aux = out if has_aux else (out, None)
-        return main, diff.finish(roots, full, aux, allow_structure=False)
-
+    pure = diff.pure(f, _aux_splitter(has_aux), allow_structure=False)
     diff_tangents = _tangent_values(diff, tangents)
     plain_tangents = [tangents[i] for i in diff.plain]
     (out, (aux_tree, updates)), (t_out, _) = jax.jvp(
         pure, diff.primals(), (diff_tangents, plain_tangents)
     )
-    aux = diff.apply(aux_tree, updates)
+    aux = diff.lifted.write_back(aux_tree, updates)
     return (out, t_out, aux) if has_aux else (out, t_out)
-
-
-# --------------------------------------------------------------------- custom_vjp
-class CustomVjp(tp.Generic[F]):
-    """What :func:`custom_vjp` returns: call it like the function; set the rule
-    with ``defvjp(fwd, bwd)``."""
-
-    def __init__(
-        self, fun: F, nondiff_argnums: tuple[int | DiffState, ...] = (), updates_g: bool = True
-    ) -> None:
-        functools.update_wrapper(self, fun)
-        self.fun = fun
-        self.nondiff = tuple(a for a in nondiff_argnums if isinstance(a, int))
-        self.diff_filters = {
-            a.argnum: a.filter for a in nondiff_argnums if isinstance(a, DiffState)
-        }
-        self.updates_g = updates_g
-        self.fwd: tp.Callable[..., tp.Any] | None = None
-        self.bwd: tp.Callable[..., tp.Any] | None = None
-
-    def defvjp(self, fwd: tp.Callable[..., tp.Any], bwd: tp.Callable[..., tp.Any]) -> None:
-        self.fwd, self.bwd = fwd, bwd
-
-    def __call__(self, *args: tp.Any) -> tp.Any:
-        from nnx_graph._graph import merge, split
-
-        name = getattr(self.fun, "__name__", "function")
-        if self.fwd is None or self.bwd is None:
-            raise TypeError(
-                f"nnx.custom_vjp({name}): defvjp(fwd, bwd) was not called. "
-                "Fix: call f.defvjp(f_fwd, f_bwd) before using f."
-            )
-        for i in self.nondiff:
-            if i < len(args) and _has_nodes(args[i]):
-                raise TypeError(
-                    f"nnx.custom_vjp({name}): argument {i} holds Modules/Variables and is "
-                    "listed in nondiff_argnums as an int. Expected ints only for non-graph "
-                    f"arguments. Fix: use nnx.DiffState({i}, filter) to choose which of its "
-                    "Variables are differentiated."
-                )
-        fun, fwd, bwd = self.fun, self.fwd, self.bwd
-        nondiff = {i: args[i] for i in self.nondiff if i < len(args)}
-        dynamic = [i for i in range(len(args)) if i not in nondiff]
-        graphdefs: dict[int, tp.Any] = {}
-        fixed: dict[int, State] = {}
-        pure_args: list[tp.Any] = []
-        for i in dynamic:
-            a = args[i]
-            if is_node(a):
-                if i in self.diff_filters:
-                    graphdefs[i], diff_state, fixed[i] = split(a, self.diff_filters[i], ...)
-                else:
-                    graphdefs[i], diff_state = split(a)
-                    fixed[i] = State({})
-                pure_args.append(jax.tree.map(lambda v: v, diff_state))
-            else:
-                pure_args.append(a)
-
-        def rebuild(pargs: tp.Sequence[tp.Any]) -> list[tp.Any]:
-            it = iter(pargs)
-            out = []
-            for i in range(len(args)):
-                if i in nondiff:
-                    out.append(nondiff[i])
-                    continue
-                p = next(it)
-                out.append(merge(graphdefs[i], p, fixed[i], copy=True) if i in graphdefs else p)
-            return out
-
-        @jax.custom_vjp
-        def pure(*pargs: tp.Any) -> tp.Any:
-            return fun(*rebuild(pargs))
-
-        def pure_fwd(*pargs: tp.Any) -> tp.Any:
-            return fwd(*rebuild(pargs))
-
-        def pure_bwd(res: tp.Any, g: tp.Any) -> tuple[tp.Any, ...]:
-            if self.updates_g:
-                zeros = tuple(
-                    _zeros_state(p) if i in graphdefs else None for i, p in zip(dynamic, pure_args)
-                )
-                g = (zeros, g)
-            cts = bwd(*nondiff.values(), res, g)
-            if not isinstance(cts, tuple):
-                cts = (cts,)
-            if len(cts) != len(dynamic):
-                raise TypeError(
-                    f"nnx.custom_vjp({name}): bwd returned {len(cts)} cotangent(s); expected "
-                    f"{len(dynamic)}, one per differentiable argument (nondiff_argnums "
-                    "excluded). Fix: return a tuple with one entry per argument."
-                )
-            return tuple(
-                _fill_state(p, ct) if i in graphdefs else ct
-                for i, p, ct in zip(dynamic, pure_args, cts)
-            )
-
-        pure.defvjp(pure_fwd, pure_bwd)
-        return pure(*pure_args)
-
-
-def _zeros_state(template: State) -> State:
-    return tp.cast(State, jax.tree.map(jnp.zeros_like, template))
-
-
-def _fill_state(template: State, ct: tp.Any) -> State:
-    """A cotangent State shaped like ``template`` from what ``bwd`` returned (a
-    State/mapping or a graph node holding gradients; zeros where it has nothing)."""
-    if is_node(ct):
-        from nnx_graph._graph import state as graph_state
-
-        ct = graph_state(ct)
-    given = dict(to_flat_state(ct)) if isinstance(ct, tp.Mapping) else {}
-    pairs = []
-    for path, var in to_flat_state(template):
-        value = given.get(path)
-        if isinstance(value, Variable):
-            value = value.get_value()
-        raw = var._raw_value if isinstance(var, Variable) else var
-        if not jnp.issubdtype(jnp.result_type(raw), jnp.inexact):
-            value = np.zeros(jnp.shape(raw), jax.dtypes.float0)  # no cotangent for ints/keys
-        elif value is None:
-            value = jnp.zeros(jnp.shape(raw), jnp.result_type(raw))
-        pairs.append((path, var.replace(value) if isinstance(var, Variable) else value))
-    return from_flat_state(pairs)
-
-
-def custom_vjp(
-    fun: tp.Any = None,
-    *,
-    nondiff_argnums: tuple[int | DiffState, ...] = (),
-    graph: bool | None = None,
-    graph_updates: bool | None = None,
-) -> tp.Any:
-    """``jax.custom_vjp`` for functions of graph nodes.
-
-    Graph-node arguments reach ``fun``/``fwd`` as objects. ``bwd(*nondiff, res, g)``
-    returns one cotangent per differentiable argument: for a graph-node argument
-    a State (or an object holding gradients; missing entries are zero). As in
-    Flax's graph mode, ``g`` is ``(input_updates_g, out_g)`` where
-    ``input_updates_g`` holds a zero State per graph-node argument (a template to
-    fill); with ``graph_updates=False`` or ``graph=False``, ``g`` is ``out_g``.
-    ``nondiff_argnums`` takes ints (non-graph arguments, passed to ``bwd`` first)
-    and :class:`DiffState` (only the matching Variables of that argument are
-    differentiated). Variable updates inside ``fun`` are not carried out.
-
-    Example::
-
-        >>> import jax, jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.Param(jnp.array(2.0))
-        >>> @nnx.custom_vjp
-        ... def f(m, x):
-        ...     return m.w.value * x
-        >>> def f_fwd(m, x):
-        ...     return f(m, x), (m.w.value, x)
-        >>> def f_bwd(res, g):
-        ...     _, out_g = g
-        ...     w, x = res
-        ...     return nnx.State({"w": 10 * out_g * x}), out_g * w
-        >>> f.defvjp(f_fwd, f_bwd)
-        >>> g = nnx.grad(lambda m: f(m, jnp.array(1.0)))(M())
-        >>> float(g["w"].value)
-        10.0
-    """
-    updates_g = graph is not False and graph_updates is not False
-    if fun is None:
-        return lambda f: CustomVjp(f, tuple(nondiff_argnums), updates_g)
-    return CustomVjp(fun, tuple(nondiff_argnums), updates_g)
 
 
 # --------------------------------------------------------------------- remat
@@ -656,14 +470,10 @@ def remat(
             return f(*[fixed[i] if i in fixed else next(it) for i in range(len(args))], **kw)
 
         lifted = Lifted("remat", dynamic, kwargs, fun=f if not fixed else None)
-
-        def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-            out, roots = lifted.call(call, values, dyn)
-            return lifted.finish(roots, out, allow_structure=False)
-
-        out_tree, new_values = jax.checkpoint(pure, prevent_cse=prevent_cse, policy=policy)(
+        pure = lifted.pure(call)
+        out_tree, updates = jax.checkpoint(pure, prevent_cse=prevent_cse, policy=policy)(
             lifted.values(), lifted.dyn
         )
-        return lifted.apply(out_tree, new_values)
+        return lifted.write_back(out_tree, updates)
 
     return wrapper

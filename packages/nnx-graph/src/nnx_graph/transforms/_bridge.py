@@ -6,13 +6,19 @@ A transformed call goes through four steps:
    Variables, containers) in the call's arguments and flatten them *together* (so
    references shared between arguments stay shared) into a GraphDef and an ordered
    list of leaves.
-2. ``Bridge.enter`` (inside the JAX transform): rebuild fresh objects from the
-   GraphDef and the traced leaf values, and put them back into the arguments.
-3. ``Bridge.exit`` (inside): flatten the objects again, together with any graph
-   nodes in the output, and report what changed: only new leaf values when the
-   structure is unchanged, otherwise the new structure as well.
-4. ``Bridge.apply_*`` (outside): write the new values into the caller's Variables,
-   or, after a structural change, update the caller's objects in place.
+2. ``Bridge.enter(values) -> Trace`` (inside the JAX transform): rebuild fresh
+   objects from the GraphDef and the traced leaf values. The :class:`Trace` holds
+   everything about this one call; the bridge itself is never modified, so one
+   (cached) bridge serves concurrent traces without a lock.
+3. ``Bridge.exit(trace, out) -> Exit`` (inside): flatten the objects again,
+   together with any graph nodes in the output, and report what changed as an
+   :class:`Outcome` (static): only new leaf values when the structure is
+   unchanged, otherwise the new structure as well. ``Exit.updates()`` packs the
+   values and the outcome into one pytree (:class:`Updates`) that the transform
+   returns, so the outcome reaches the outside as output structure.
+4. ``Bridge.write_back(updates, out_tree)`` (outside): write the new values into
+   the caller's Variables, or, after a structural change, update the caller's
+   objects in place.
 
 The caller's objects are touched only in step 4, after the transform returned, so
 an exception inside leaves them exactly as they were.
@@ -21,7 +27,6 @@ an exception inside leaves them exactly as they were.
 from __future__ import annotations
 
 import inspect
-import threading
 import typing as tp
 
 import jax
@@ -34,6 +39,11 @@ from nnx_graph._variables import Variable, _leaked_tracer
 __all__ = [
     "Bridge",
     "Exit",
+    "Outcome",
+    "Static",
+    "Structure",
+    "Trace",
+    "Updates",
     "arg_names",
     "fill_tree",
     "is_hole",
@@ -149,41 +159,120 @@ def leak_error(where: str, description: str, leaf: tp.Any) -> TraceLeakError:
     )
 
 
-# ------------------------------------------------------------------ the bridge
-class Exit(tp.NamedTuple):
-    """What ``Bridge.exit`` learned at trace time (static, Python-side)."""
+# ------------------------------------------------------------------ records
+class Structure(tp.NamedTuple):
+    """A structural change seen by ``Bridge.exit`` (static, hashable: it travels out
+    of JAX transforms as pytree aux data)."""
 
-    same_structure: bool
     graphdef: GraphDef  # structure of (input nodes, output nodes) after the call
-    existing: dict[int, int]  # node index in ``graphdef`` -> input node index
-    out_tree: tp.Any  # the output with graph nodes replaced by holes
+    existing: tuple[tuple[int, int], ...]  # (node index in ``graphdef``, input node index)
     num_out_nodes: int
-    # after a structural change: for every leaf of ``graphdef``, the input leaf it
-    # continues (same Variable, or same attribute slot), -1 for new leaves
-    origins: tuple[int, ...] | None
+    # for every leaf of ``graphdef``, the input leaf it continues (same Variable, or
+    # same attribute slot); -1 for new leaves
+    origins: tuple[int, ...]
 
 
+class Outcome(tp.NamedTuple):
+    """What a traced call did to its graph nodes, in static form.
+
+    * ``structure is None, changed is None``: same structure, values hold every leaf;
+    * ``structure is None``: same structure, values hold the ``changed`` leaves;
+    * otherwise the structure changed and values hold every leaf of
+      ``structure.graphdef`` (inputs then output nodes)."""
+
+    changed: tuple[int, ...] | None
+    structure: Structure | None
+
+
+class Updates:
+    """New leaf values plus their :class:`Outcome`, as one pytree: the values are
+    its children and the outcome its aux data, so the outcome leaves any JAX
+    transform as part of the output structure (no side channel)."""
+
+    __slots__ = ("outcome", "values")
+
+    def __init__(self, outcome: Outcome, values: tp.Sequence[tp.Any]) -> None:
+        self.outcome = outcome
+        self.values = values
+
+    def __repr__(self) -> str:
+        return f"Updates({self.outcome}, {len(self.values)} values)"
+
+
+jax.tree_util.register_pytree_node(
+    Updates, lambda u: (u.values, u.outcome), lambda outcome, values: Updates(outcome, values)
+)
+
+
+class Static:
+    """A pytree node without children carrying ``value`` as aux data: a static
+    result (hashable) returned through a JAX transform next to traced values."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: tp.Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Static({self.value!r})"
+
+
+jax.tree_util.register_pytree_node(Static, lambda s: ((), s.value), lambda v, _: Static(v))
+
+
+class Trace:
+    """The scratch state of one traced call, from ``Bridge.enter`` to ``Bridge.exit``.
+
+    It lives only as long as the call: cached objects (bridges, compiled
+    functions) never hold one, so concurrent traces share nothing."""
+
+    __slots__ = ("roots", "values", "nodes", "index")
+
+    def __init__(self, roots: tuple[tp.Any, ...], values: list[tp.Any], nodes: list[tp.Any]):
+        self.roots = roots  # the fresh objects standing for the caller's roots
+        self.values = values  # the leaf values given to ``enter``
+        self.nodes = nodes  # the fresh objects by GraphDef node index
+        self.index = {id(obj): i for i, obj in enumerate(nodes)}
+
+
+class Exit(tp.NamedTuple):
+    """What ``Bridge.exit`` returns: the output with graph nodes replaced by holes,
+    every leaf value and leaf object after the call (inputs, then output nodes), and
+    the :class:`Outcome`."""
+
+    out_tree: tp.Any
+    values: list[tp.Any]
+    leaves: list[tp.Any]
+    outcome: Outcome
+
+    @property
+    def same_structure(self) -> bool:
+        return self.outcome.structure is None
+
+    def updates(self, *, changed_only: bool = True) -> Updates:
+        """The values to carry out: only the changed ones (when the structure is the
+        same and ``changed_only``), otherwise every leaf."""
+        outcome = self.outcome
+        if outcome.structure is not None:
+            return Updates(outcome, self.values)
+        if not changed_only:
+            return Updates(Outcome(None, None), self.values)
+        values = self.values
+        return Updates(outcome, [values[i] for i in outcome.changed or ()])
+
+
+# ------------------------------------------------------------------ the bridge
 class Bridge:
     """Carries the graph nodes of one call across a JAX transform boundary.
 
     ``Bridge(roots)`` flattens the caller's objects. ``Bridge.detached(graphdef)``
     knows only the structure (all a compiled trace needs), so a cache holding it
-    keeps no caller object alive.
+    keeps no caller object alive. A bridge is never changed after construction
+    (only lazily computed, deterministic views are filled in), so one bridge may
+    serve any number of concurrent traces: per-call state lives in :class:`Trace`.
     """
 
-    __slots__ = (
-        "graphdef",
-        "leaves",
-        "nodes",
-        "roots",
-        "paths_cache",
-        "_inner_index",
-        "_inner_keepalive",
-        "_inner_leaves",
-        "_leaf_keys",
-        "last_leaves",
-        "lock",
-    )
+    __slots__ = ("graphdef", "leaves", "nodes", "roots", "_paths", "_leaf_keys")
 
     def __init__(
         self,
@@ -210,13 +299,8 @@ class Bridge:
         self.graphdef = graphdef
         self.leaves = leaves
         self.nodes = nodes
-        self.paths_cache: tuple[tuple[tp.Any, ...], ...] | None = None
-        self._inner_index: dict[int, int] = {}
-        self._inner_leaves: list[tp.Any] = []
-        self._inner_keepalive: list[tp.Any] = []
-        self._leaf_keys: list[tp.Any] | None = None
-        self.last_leaves: list[tp.Any] = []
-        self.lock = threading.Lock()
+        self._paths: tuple[tuple[tp.Any, ...], ...] | None = None
+        self._leaf_keys: dict[tp.Any, int] | None = None
 
     # ------------------------------------------------------------- outside
     def values(self) -> list[tp.Any]:
@@ -225,16 +309,18 @@ class Bridge:
     @property
     def paths(self) -> tuple[tuple[tp.Any, ...], ...]:
         """Leaf paths relative to the call: ``(root_index, *path)``."""
-        if self.paths_cache is None:
-            self.paths_cache = tuple(p[1:] for p in self.graphdef.leaf_paths)
-        return self.paths_cache
+        if self._paths is None:
+            self._paths = tuple(p[1:] for p in self.graphdef.leaf_paths)
+        return self._paths
 
     @property
-    def leaf_keys(self) -> list[tp.Any]:
-        """Every leaf's identity in terms of the GraphDef's node indices:
-        ``("var", node_index)`` or ``("slot", owner_index, attribute, sub_path)``."""
+    def leaf_keys(self) -> dict[tp.Any, int]:
+        """Every leaf's identity in terms of the GraphDef's node indices
+        (``("var", node_index)`` or ``("slot", owner_index, attribute, sub_path)``),
+        mapped to the leaf's index."""
         if self._leaf_keys is None:
-            self._leaf_keys = _graphdef_leaf_keys(self.graphdef)
+            keys = _graphdef_leaf_keys(self.graphdef)
+            self._leaf_keys = {key: i for i, key in enumerate(keys)}
         return self._leaf_keys
 
     def describe_leaf(self, i: int, root_names: tp.Sequence[str] | None = None) -> str:
@@ -257,61 +343,57 @@ class Bridge:
                 raise leak_error(where, self.describe_leaf(i, names), leaf)
 
     # ------------------------------------------------------------- inside
-    def enter(self, values: tp.Sequence[tp.Any]) -> tuple[tp.Any, ...]:
-        """Build fresh objects holding ``values``; return the inner roots."""
-        root, inner_nodes = build(self.graphdef, list(values))
-        self._inner_index = {id(obj): i for i, obj in enumerate(inner_nodes)}
-        self._inner_leaves = list(values)
-        self._inner_keepalive = inner_nodes
-        return tp.cast(tuple[tp.Any, ...], root[0])
+    def enter(self, values: tp.Sequence[tp.Any]) -> Trace:
+        """Build fresh objects holding ``values``; the trace's ``roots`` stand for
+        the caller's roots."""
+        values = list(values)
+        root, inner_nodes = build(self.graphdef, values)
+        return Trace(tp.cast(tuple[tp.Any, ...], root[0]), values, inner_nodes)
 
-    def inner_variables(self) -> list[tp.Any]:
-        """The objects holding each input leaf inside (Variables; None for array
-        attributes), valid between ``enter`` and ``exit``."""
-        nodes = self._inner_keepalive
-        return [nodes[key[1]] if key[0] == "var" else None for key in self.leaf_keys]
+    def inner_variables(self, trace: Trace) -> list[tp.Any]:
+        """The objects holding each input leaf inside ``trace`` (Variables; None for
+        array attributes)."""
+        nodes = trace.nodes
+        out: list[tp.Any] = [None] * len(self.leaf_keys)
+        for key, i in self.leaf_keys.items():
+            if key[0] == "var":
+                out[i] = nodes[key[1]]
+        return out
 
-    def exit(
-        self, inner_roots: tuple[tp.Any, ...], out: tp.Any
-    ) -> tuple[tp.Any, list[tp.Any], Exit]:
-        """Flatten inner objects and output nodes; returns (out_tree, leaf values, info).
-        The leaf objects stay readable as ``last_leaves`` until the next ``exit``."""
+    def exit(self, trace: Trace, out: tp.Any) -> Exit:
+        """Flatten the trace's objects and the graph nodes in ``out``."""
         out_tree, out_nodes = split_tree(out)
-        flat = flatten_graph((inner_roots, tuple(out_nodes)), check_leaks=False)
+        flat = flatten_graph((trace.roots, tuple(out_nodes)), check_leaks=False)
         values = [leaf._raw_value for leaf in flat.leaves]
-        same = not out_nodes and flat.graphdef == self.graphdef
-        existing: dict[int, int] = {}
-        origins = None
-        if not same:
-            for j, obj in enumerate(flat.nodes):
-                i = self._inner_index.get(id(obj))
-                if i is not None:
-                    existing[j] = i
-            keys = {key: i for i, key in enumerate(self.leaf_keys)}
-            inner = self._inner_index
-            origins = tuple(keys.get(_leaf_key(leaf, inner), -1) for leaf in flat.leaves)
-        self.last_leaves = flat.leaves
-        self._inner_index = {}
-        self._inner_keepalive = []
-        info = Exit(same, flat.graphdef, existing, out_tree, len(out_nodes), origins)
-        return out_tree, values, info
-
-    def changed(self, values: tp.Sequence[tp.Any]) -> dict[int, tp.Any]:
-        """Leaf values that differ (by identity) from the ones given to ``enter``."""
-        return {i: v for i, (v, old) in enumerate(zip(values, self._inner_leaves)) if v is not old}
+        if not out_nodes and flat.graphdef == self.graphdef:
+            given = trace.values
+            changed = tuple(i for i, v in enumerate(values) if v is not given[i])
+            return Exit(out_tree, values, flat.leaves, Outcome(changed, None))
+        inner = trace.index
+        existing = tuple(
+            (j, inner[id(obj)]) for j, obj in enumerate(flat.nodes) if id(obj) in inner
+        )
+        keys = self.leaf_keys
+        origins = tuple(keys.get(_leaf_key(leaf, inner), -1) for leaf in flat.leaves)
+        structure = Structure(flat.graphdef, existing, len(out_nodes), origins)
+        return Exit(out_tree, values, flat.leaves, Outcome(None, structure))
 
     # ------------------------------------------------------------- outside again
-    def apply_changes(self, changes: tp.Mapping[int, tp.Any]) -> None:
-        leaves = self.leaves
-        for i, value in changes.items():
-            leaves[i]._raw_value = value
-
-    def apply_structure(self, info: Exit, values: tp.Sequence[tp.Any], out_tree: tp.Any) -> tp.Any:
-        """Carry a structural change (or output nodes) back; returns the output."""
-        existing = {j: self.nodes[i] for j, i in info.existing.items()}
-        root, _ = build(info.graphdef, list(values), existing=existing)
-        out_nodes = root[1]
-        return fill_tree(out_tree, out_nodes)
+    def write_back(self, updates: Updates, out_tree: tp.Any = None) -> tp.Any:
+        """The one write-back after a transform: put ``updates`` into the caller's
+        objects (values only, or their new structure); returns the output with its
+        graph nodes filled in."""
+        outcome = updates.outcome
+        structure = outcome.structure
+        if structure is None:
+            leaves = self.leaves
+            indices = range(len(leaves)) if outcome.changed is None else outcome.changed
+            for i, value in zip(indices, updates.values):
+                leaves[i]._raw_value = value
+            return out_tree
+        existing = {j: self.nodes[i] for j, i in structure.existing}
+        root, _ = build(structure.graphdef, list(updates.values), existing=existing)
+        return fill_tree(out_tree, root[1])
 
 
 def _graphdef_leaf_keys(graphdef: GraphDef) -> list[tp.Any]:

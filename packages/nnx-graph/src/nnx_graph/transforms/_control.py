@@ -12,18 +12,10 @@ import typing as tp
 import jax
 
 from nnx_graph._errors import GraphStructureError
-from nnx_graph.transforms._bridge import fill_tree, split_tree
+from nnx_graph.transforms._bridge import Outcome, Trace, Updates, fill_tree, split_tree
 from nnx_graph.transforms._lift import Lifted, carry_type_error, describe_aval
 
 __all__ = ["cond", "fori_loop", "switch", "while_loop"]
-
-
-def _branch(lifted: Lifted, fn: tp.Callable[..., tp.Any]) -> tp.Callable[..., tp.Any]:
-    def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-        out, roots = lifted.call(fn, values, dyn)
-        return lifted.finish(roots, out, allow_structure=False)
-
-    return pure
 
 
 def cond(
@@ -49,10 +41,9 @@ def cond(
         1
     """
     lifted = Lifted("cond", operands, {}, fun=true_fun)
-    out_tree, updates = jax.lax.cond(
-        pred, _branch(lifted, true_fun), _branch(lifted, false_fun), lifted.values(), lifted.dyn
-    )
-    return lifted.apply(out_tree, updates)
+    branches = [lifted.pure(fn, changed_only=False) for fn in (true_fun, false_fun)]
+    out_tree, updates = jax.lax.cond(pred, *branches, lifted.values(), lifted.dyn)
+    return lifted.write_back(out_tree, updates)
 
 
 def switch(
@@ -78,10 +69,9 @@ def switch(
         100
     """
     lifted = Lifted("switch", operands, {}, fun=branches[0] if branches else None)
-    out_tree, updates = jax.lax.switch(
-        index, [_branch(lifted, b) for b in branches], lifted.values(), lifted.dyn
-    )
-    return lifted.apply(out_tree, updates)
+    pures = [lifted.pure(b, changed_only=False) for b in branches]
+    out_tree, updates = jax.lax.switch(index, pures, lifted.values(), lifted.dyn)
+    return lifted.write_back(out_tree, updates)
 
 
 class _Loop:
@@ -90,28 +80,27 @@ class _Loop:
     def __init__(self, name: str, init_val: tp.Any) -> None:
         self.name = name
         self.lifted = Lifted(name, (init_val,), {}, param_names=["init_val"])
-        self.avals: tuple[list[str], list[str]] = ([], [])
 
-    def enter(self, carry: tp.Any) -> tuple[tuple[tp.Any, ...], tp.Any]:
+    def enter(self, carry: tp.Any) -> tuple[Trace, tp.Any]:
         values, dyn = carry
-        roots, (val,), _ = self.lifted.enter(values, dyn)
-        return roots, val
+        trace, (val,), _ = self.lifted.enter(values, dyn)
+        return trace, val
 
     def body(self, fn: tp.Callable[..., tp.Any], with_index: bool) -> tp.Callable[..., tp.Any]:
         lifted = self.lifted
 
         def pure(*loop_args: tp.Any) -> tp.Any:
             index, carry = loop_args if with_index else (None, loop_args[0])
-            roots, val = self.enter(carry)
+            trace, val = self.enter(carry)
             new_val = fn(index, val) if with_index else fn(val)
             new_tree, new_nodes = split_tree(new_val)
-            if [id(n) for n in new_nodes] != [id(r) for r in roots]:
+            if [id(n) for n in new_nodes] != [id(r) for r in trace.roots]:
                 raise GraphStructureError(
                     f"nnx.{self.name}: the loop body must return its carry with the same "
                     "Modules/Variables it received (updated in place); found different "
                     "objects. Fix: return the argument itself."
                 )
-            _, new_values = lifted.finish(roots, None, allow_structure=False)
+            new_values = lifted.exit(trace, None, allow_structure=False).values
             in_tree = lifted.tree[0][0]
             structure: tp.Any = jax.tree.structure(new_tree)
             if not bool(structure == jax.tree.structure(in_tree)):
@@ -122,28 +111,29 @@ class _Loop:
                 )
             new_dyn = jax.tree.leaves(new_tree)
             values, dyn = carry
-            self.avals = (
-                [*map(describe_aval, dyn), *map(describe_aval, values)],
-                [*map(describe_aval, new_dyn), *map(describe_aval, new_values)],
-            )
+            self.check_carry([*dyn, *values], [*new_dyn, *new_values])
             return (new_values, new_dyn)
 
         return pure
 
+    def check_carry(self, inputs: tp.Sequence[tp.Any], outputs: tp.Sequence[tp.Any]) -> None:
+        """Inside the body: name every carry entry whose shape or dtype changed."""
+        lifted = self.lifted
+        ins, outs = list(map(describe_aval, inputs)), list(map(describe_aval, outputs))
+        if ins == outs:
+            return
+        names = [
+            *lifted.dyn_names(),
+            *(lifted.describe_leaf(i) for i in range(len(lifted.bridge.leaves))),
+        ]
+        error = carry_type_error(f"nnx.{self.name}", "the loop carry", names, ins, outs)
+        if error is not None:
+            raise error
+
     def run(self, loop: tp.Callable[..., tp.Any]) -> tp.Any:
         lifted = self.lifted
-        try:
-            values, dyn = loop((lifted.values(), lifted.dyn))
-        except TypeError as error:
-            names = [
-                *lifted.dyn_names(),
-                *(lifted.describe_leaf(i) for i in range(len(lifted.bridge.leaves))),
-            ]
-            diagnosis = carry_type_error(f"nnx.{self.name}", "the loop carry", names, *self.avals)
-            if diagnosis is None:
-                raise
-            raise diagnosis from error
-        lifted.bridge.apply_changes(dict(enumerate(values)))
+        values, dyn = loop((lifted.values(), lifted.dyn))
+        lifted.write_back(None, Updates(Outcome(None, None), values))
         ((val,), _) = fill_tree(jax.tree.unflatten(lifted.treedef, list(dyn)), lifted.nodes)
         return val
 

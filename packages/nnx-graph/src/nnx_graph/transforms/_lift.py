@@ -1,10 +1,11 @@
 """Run a function that takes graph nodes under an arbitrary JAX transform.
 
 ``Lifted`` finds the graph nodes in a call's arguments, builds the ``Bridge`` for
-them, and offers the pure function ``(values, dynamic_leaves) -> outputs`` that JAX
-transforms see.  Transforms differ only in how they call that pure function and
-which JAX transform wraps it; reading, writing back and structural updates are
-the bridge's job.
+them, and offers the pure function ``(values, dynamic_leaves) -> (out, updates)``
+that JAX transforms see (``Lifted.pure``, written once for every transform).
+Transforms differ only in how they call that pure function and which JAX
+transform wraps it; reading, writing back and structural updates are the
+bridge's job.
 """
 
 from __future__ import annotations
@@ -17,13 +18,35 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnx_graph._errors import GraphStructureError
-from nnx_graph.transforms._bridge import Bridge, Exit, arg_names, fill_tree, split_tree, tree_names
+from nnx_graph.transforms._axes import StateAxes
+from nnx_graph.transforms._bridge import (
+    Bridge,
+    Exit,
+    Trace,
+    Updates,
+    arg_names,
+    fill_tree,
+    split_tree,
+    tree_names,
+)
 
-__all__ = ["Lifted", "bind_positional", "carry_type_error", "describe_aval", "positions_of_nodes"]
+__all__ = [
+    "Lifted",
+    "bind_positional",
+    "carry_type_error",
+    "describe_aval",
+    "positions_of_nodes",
+    "spread_specs",
+]
 
 
 class Lifted:
-    """The graph nodes of one call plus the rest of its arguments as JAX leaves."""
+    """The graph nodes of one call plus the rest of its arguments as JAX leaves.
+
+    A ``Lifted`` is made per call and is never changed by a trace: ``enter``
+    returns the call's :class:`Trace`, ``exit`` returns its :class:`Exit`, and the
+    transform's output carries the :class:`Updates` to :meth:`write_back`.
+    """
 
     def __init__(
         self,
@@ -42,7 +65,6 @@ class Lifted:
         self.nodes = nodes
         self._names: tuple[list[str], list[str]] | None = None
         self.bridge = Bridge(nodes, where=f"nnx.{name}", root_names=self.root_names)
-        self.exits: list[Exit] = []
 
     # ------------------------------------------------------------- names for errors
     def _all_names(self) -> tuple[list[str], list[str]]:
@@ -70,27 +92,17 @@ class Lifted:
 
     def enter(
         self, values: tp.Sequence[tp.Any], dyn: tp.Sequence[tp.Any]
-    ) -> tuple[tuple[tp.Any, ...], tuple[tp.Any, ...], dict[str, tp.Any]]:
-        """Inside the transform: fresh objects; returns ``(roots, args, kwargs)``."""
-        roots = self.bridge.enter(list(values))
-        args, kwargs = fill_tree(jax.tree.unflatten(self.treedef, list(dyn)), roots)
-        return roots, tuple(args), dict(kwargs)
+    ) -> tuple[Trace, tuple[tp.Any, ...], dict[str, tp.Any]]:
+        """Inside the transform: fresh objects; returns ``(trace, args, kwargs)``."""
+        trace = self.bridge.enter(values)
+        args, kwargs = fill_tree(jax.tree.unflatten(self.treedef, list(dyn)), trace.roots)
+        return trace, tuple(args), dict(kwargs)
 
-    def call(
-        self, f: tp.Callable[..., tp.Any], values: tp.Sequence[tp.Any], dyn: tp.Sequence[tp.Any]
-    ) -> tuple[tp.Any, tuple[tp.Any, ...]]:
-        """Inside the transform: run ``f``; return ``(out, inner_roots)``."""
-        roots, args, kwargs = self.enter(values, dyn)
-        return f(*args, **kwargs), roots
-
-    def finish(
-        self, roots: tuple[tp.Any, ...], out: tp.Any, *, allow_structure: bool
-    ) -> tuple[tp.Any, list[tp.Any]]:
-        """Inside: flatten after the call. Returns ``(out_tree, new_values)``: the
-        output with graph nodes replaced by holes, and every leaf value of
-        (inputs, output nodes) in the order of the exit GraphDef."""
-        out_tree, new_values, info = self.bridge.exit(roots, out)
-        if not info.same_structure and not allow_structure:
+    def exit(self, trace: Trace, out: tp.Any, *, allow_structure: bool) -> Exit:
+        """Inside: flatten after the call; refuse a structural change (or graph
+        nodes in the output) unless ``allow_structure``."""
+        result = self.bridge.exit(trace, out)
+        if not result.same_structure and not allow_structure:
             raise GraphStructureError(
                 f"nnx.{self.name}: the function changed the structure of its graph-node "
                 "arguments (added, removed or replaced attributes, Variables or list "
@@ -100,18 +112,81 @@ class Lifted:
                 f"nnx.{self.name} (or inside nnx.jit), e.g. initialise attributes in "
                 "__init__ instead of on first call."
             )
-        self.exits.append(info)
-        return out_tree, new_values
+        return result
+
+    def pure(
+        self,
+        f: tp.Callable[..., tp.Any],
+        *,
+        allow_structure: bool = False,
+        changed_only: bool = True,
+        split: tp.Callable[[tp.Any], tuple[tp.Any, tp.Any]] | None = None,
+    ) -> tp.Callable[[list[tp.Any], list[tp.Any]], tp.Any]:
+        """The function JAX transforms see: ``(values, dyn) -> (out_tree, updates)``.
+
+        ``changed_only=False`` returns every leaf (branches of ``cond`` must agree on
+        their output structure). ``split(out) -> (main, rest)`` separates a part of
+        the output that must stay a plain JAX value (the differentiated output of
+        ``grad``/``vjp``/``jvp``): then it returns ``(main, (rest_tree, updates))``."""
+
+        def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
+            trace, args, kwargs = self.enter(values, dyn)
+            out = f(*args, **kwargs)
+            main = None
+            if split is not None:
+                main, out = split(out)
+            result = self.exit(trace, out, allow_structure=allow_structure)
+            packed = (result.out_tree, result.updates(changed_only=changed_only))
+            return packed if split is None else (main, packed)
+
+        return pure
 
     # ------------------------------------------------------------- outside
-    def apply(self, out_tree: tp.Any, new_values: tp.Sequence[tp.Any]) -> tp.Any:
-        """Write the values ``finish`` returned back to the caller's objects; return
-        the output."""
-        info = self.exits[-1]
-        if info.same_structure:
-            self.bridge.apply_changes(dict(enumerate(new_values)))
-            return out_tree
-        return self.bridge.apply_structure(info, new_values, out_tree)
+    def write_back(self, out_tree: tp.Any, updates: Updates) -> tp.Any:
+        """Write what a transform returned back to the caller's objects; returns the
+        output."""
+        return self.bridge.write_back(updates, out_tree)
+
+
+def spread_specs(
+    args: tp.Sequence[tp.Any],
+    specs: tp.Sequence[tp.Any],
+    is_whole: tp.Callable[[tp.Any], bool],
+    where: str,
+    what: str,
+) -> list[tp.Any]:
+    """One spec per non-graph leaf of ``args``, from one spec per argument.
+
+    A spec for which ``is_whole`` holds applies to every leaf of its argument;
+    otherwise it is a pytree prefix of the argument (not allowed when the argument
+    holds graph nodes). A :class:`StateAxes` spec only covers graph nodes, so its
+    argument may hold no other leaves."""
+    out: list[tp.Any] = []
+    for pos, (arg, spec) in enumerate(zip(args, specs)):
+        tree, nodes = split_tree(arg)
+        leaves = jax.tree.leaves(tree)
+        if isinstance(spec, StateAxes):
+            if leaves:
+                raise TypeError(
+                    f"{where}: argument {pos} mixes arrays with Modules and has a StateAxes "
+                    f"{what}, which only covers Variables. Fix: pass the arrays as a "
+                    "separate argument."
+                )
+        elif is_whole(spec):
+            out.extend([spec] * len(leaves))
+        elif nodes:
+            raise TypeError(
+                f"{where}: argument {pos} holds Modules/Variables, so its {what} must be "
+                f"one value for all its leaves or an nnx.StateAxes; found {spec!r}."
+            )
+        else:
+            jax.tree.map(
+                lambda s, a: out.extend([s] * len(jax.tree.leaves(a))),
+                spec,
+                arg,
+                is_leaf=is_whole,
+            )
+    return out
 
 
 def positions_of_nodes(args: tp.Sequence[tp.Any]) -> list[int]:

@@ -9,9 +9,9 @@ import jax
 from jax.sharding import PartitionSpec
 
 from nnx_graph._graphdef import build
-from nnx_graph.transforms._axes import StateAxes
-from nnx_graph.transforms._bridge import fill_tree, split_tree
-from nnx_graph.transforms._lift import Lifted, positions_of_nodes
+from nnx_graph.transforms._axes import StateAxes, leaf_axes
+from nnx_graph.transforms._bridge import Outcome, Updates, fill_tree
+from nnx_graph.transforms._lift import Lifted, positions_of_nodes, spread_specs
 
 __all__ = ["StateSharding", "checkify", "eval_shape", "make_jaxpr", "shard_map"]
 
@@ -40,16 +40,12 @@ def eval_shape(
         ('ShapeDtypeStruct', (1000, 1000))
     """
     lifted = Lifted("eval_shape", args, kwargs, fun=f)
-
-    def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-        out, roots = lifted.call(f, values, dyn)
-        return lifted.finish(roots, out, allow_structure=True)
-
-    out_tree, new_values = jax.eval_shape(pure, lifted.values(), lifted.dyn)
-    info = lifted.exits[-1]
-    if info.num_out_nodes == 0:
+    pure = lifted.pure(f, allow_structure=True)
+    out_tree, updates = jax.eval_shape(pure, lifted.values(), lifted.dyn)
+    structure = updates.outcome.structure
+    if structure is None or structure.num_out_nodes == 0:
         return out_tree
-    root, _ = build(info.graphdef, list(new_values))
+    root, _ = build(structure.graphdef, list(updates.values))
     return fill_tree(out_tree, root[1])
 
 
@@ -80,13 +76,9 @@ def checkify(
     @functools.wraps(f)
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         lifted = Lifted("checkify", args, kwargs, fun=f)
-
-        def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-            out, roots = lifted.call(f, values, dyn)
-            return lifted.finish(roots, out, allow_structure=False)
-
-        err, (out_tree, new_values) = ck.checkify(pure, errors=chosen)(lifted.values(), lifted.dyn)
-        return err, lifted.apply(out_tree, new_values)
+        pure = lifted.pure(f)
+        err, (out_tree, updates) = ck.checkify(pure, errors=chosen)(lifted.values(), lifted.dyn)
+        return err, lifted.write_back(out_tree, updates)
 
     return wrapper
 
@@ -112,11 +104,7 @@ def make_jaxpr(f: tp.Callable[..., tp.Any], **jaxpr_kwargs: tp.Any) -> tp.Callab
     @functools.wraps(f)
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         lifted = Lifted("make_jaxpr", args, kwargs, fun=f)
-
-        def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-            out, roots = lifted.call(f, values, dyn)
-            return lifted.finish(roots, out, allow_structure=True)
-
+        pure = lifted.pure(f, allow_structure=True)
         make: tp.Callable[..., tp.Any] = jax.make_jaxpr
         return make(pure, **jaxpr_kwargs)(lifted.values(), lifted.dyn)
 
@@ -185,48 +173,29 @@ def shard_map(
         lifted = Lifted("shard_map", args, {}, fun=f)
         bridge = lifted.bridge
         node_pos = positions_of_nodes(args)
-        leaf_specs = []
-        for path, leaf in zip(bridge.paths, bridge.leaves):
-            spec = specs[node_pos[path[0]]]
-            if isinstance(spec, StateAxes):
-                spec = spec.axis_for(path[1:], leaf, "nnx.shard_map", lifted.root_names()[path[0]])
-            leaf_specs.append(spec)
-        dyn_specs: list[tp.Any] = []
-        for pos, (arg, spec) in enumerate(zip(args, specs)):
-            tree, nodes = split_tree(arg)
-            leaves = jax.tree.leaves(tree)
-            if spec is None or isinstance(spec, (PartitionSpec, StateAxes)):
-                replicated: tp.Any = PartitionSpec
-                dyn_specs.extend(
-                    [spec if isinstance(spec, PartitionSpec) else replicated()] * len(leaves)
-                )
-            elif nodes:
-                raise TypeError(
-                    f"nnx.shard_map: argument {pos} holds Modules/Variables, so its in_spec "
-                    "must be one PartitionSpec or an nnx.StateSharding; found "
-                    f"{type(spec).__name__}."
-                )
-            else:
-                jax.tree.map(
-                    lambda s, a: dyn_specs.extend([s] * len(jax.tree.leaves(a))),
-                    spec,
-                    arg,
-                    is_leaf=_is_spec,
-                )
-
-        def pure(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
-            out, roots = lifted.call(f, values, dyn)
-            return lifted.finish(roots, out, allow_structure=False)
+        leaf_specs = leaf_axes(
+            specs,
+            [node_pos[p[0]] for p in bridge.paths],
+            bridge.paths,
+            bridge.leaves,
+            "nnx.shard_map",
+            lifted.root_names,
+        )
+        make_spec: tp.Any = PartitionSpec
+        replicated = make_spec()
+        whole = [replicated if s is None else s for s in specs]
+        dyn_specs = spread_specs(args, whole, _is_spec, "nnx.shard_map", "in_spec")
+        pure = lifted.pure(f, changed_only=False)
 
         kwargs: dict[str, tp.Any] = {
             "mesh": mesh,
             "in_specs": (leaf_specs, dyn_specs),
-            "out_specs": (out_specs, leaf_specs),
+            "out_specs": (out_specs, Updates(Outcome(None, None), leaf_specs)),
             "check_vma": check_vma,
         }
         if axis_names:
             kwargs["axis_names"] = set(axis_names)
-        out_tree, new_values = jax.shard_map(pure, **kwargs)(lifted.values(), lifted.dyn)
-        return lifted.apply(out_tree, new_values)
+        out_tree, updates = jax.shard_map(pure, **kwargs)(lifted.values(), lifted.dyn)
+        return lifted.write_back(out_tree, updates)
 
     return wrapper

@@ -19,13 +19,14 @@ import numpy as np
 from nnx_graph._errors import GraphStructureError
 from nnx_graph._sharding import PARTITION_NAME, add_axis, remove_axis
 from nnx_graph.transforms._axes import Carry, StateAxes, check_state_axes_used, leaf_axes
-from nnx_graph.transforms._bridge import fill_tree, split_tree
+from nnx_graph.transforms._bridge import Outcome, Static, Updates, fill_tree, split_tree
 from nnx_graph.transforms._lift import (
     Lifted,
     bind_positional,
     carry_type_error,
     describe_aval,
     positions_of_nodes,
+    spread_specs,
 )
 
 __all__ = ["scan"]
@@ -42,6 +43,10 @@ def _same_structure(a: tp.Any, b: tp.Any) -> bool:
 
 def _is_scanned(axis: tp.Any) -> bool:
     return isinstance(axis, int) and not isinstance(axis, bool)
+
+
+def _is_axis(spec: tp.Any) -> bool:
+    return spec is None or spec is Carry or _is_scanned(spec)
 
 
 class _Scan:
@@ -84,29 +89,16 @@ class _Scan:
         self.scanned = [i for i, a in enumerate(self.axes) if _is_scanned(a)]
         self.looped = [i for i, a in enumerate(self.axes) if not _is_scanned(a)]
         self.values = lifted.values()
-        self.dyn_spec: list[tp.Any] = []
-        for pos, (arg, spec) in enumerate(zip(args, specs)):
-            tree, _ = split_tree(arg)
-            n = len(jax.tree.leaves(tree))
-            if isinstance(spec, StateAxes) and n:
+        self.dyn_spec = spread_specs(args, specs, _is_axis, "nnx.scan", "in_axes entry")
+        for spec in (*specs, *self.dyn_spec):
+            if not (_is_axis(spec) or isinstance(spec, (StateAxes, tuple, list, dict))):
                 raise TypeError(
-                    f"nnx.scan: argument {pos} mixes arrays with Modules and has a StateAxes "
-                    "spec, which only says how to scan Variables. Fix: pass the arrays as a "
-                    "separate argument."
-                )
-            if not (
-                spec is None or spec is Carry or _is_scanned(spec) or isinstance(spec, StateAxes)
-            ):
-                raise TypeError(
-                    f"nnx.scan: in_axes entry {pos} is {spec!r}; expected nnx.Carry, an int, "
+                    f"nnx.scan: an in_axes entry is {spec!r}; expected nnx.Carry, an int, "
                     "None or nnx.StateAxes."
                 )
-            self.dyn_spec.extend([spec] * n)
         self.dyn_scanned = [i for i, s in enumerate(self.dyn_spec) if _is_scanned(s)]
         self.dyn_carry = [i for i, s in enumerate(self.dyn_spec) if s is Carry]
         self.out_specs = out_axes if isinstance(out_axes, (tuple, list)) else None
-        self.carry_tree: tp.Any = None
-        self.carry_avals: tuple[list[str], list[str]] = ([], [])
 
     # ------------------------------------------------------------- checks
     def check_lengths(self, length: int | None) -> None:
@@ -152,8 +144,9 @@ class _Scan:
             dyn_full[i] = v
         for i, v in zip(self.dyn_scanned, x_dyn):
             dyn_full[i] = v
-        roots, args, _ = lifted.enter(full, dyn_full)
-        inner_vars = bridge.inner_variables() if self.metadata else []
+        trace, args, _ = lifted.enter(full, dyn_full)
+        roots = trace.roots
+        inner_vars = bridge.inner_variables(trace) if self.metadata else []
         for i in self.scanned if self.metadata else ():
             if inner_vars[i] is not None:
                 remove_axis([inner_vars[i]], self.axes[i], self.metadata)
@@ -171,7 +164,7 @@ class _Scan:
                 "Expected the same objects, updated in place. Fix: return the carry argument "
                 "itself."
             )
-        _, new_values = lifted.finish(roots, None, allow_structure=False)
+        new_values = lifted.exit(trace, None, allow_structure=False).values
         new_c_dyn = jax.tree.leaves(carry_tree)
         in_tree = (
             split_tree(self.args[self.carry_position])[0]
@@ -185,11 +178,7 @@ class _Scan:
                 f"{jax.tree.structure(carry_tree)}\nExpected the same structure every step. "
                 "Fix: return a carry shaped like the one passed in."
             )
-        self.carry_tree = carry_tree
-        self.carry_avals = (
-            [*map(describe_aval, c_dyn), *map(describe_aval, c_graph)],
-            [*map(describe_aval, new_c_dyn), *(describe_aval(new_values[i]) for i in self.looped)],
-        )
+        self.check_carry([*c_dyn, *c_graph], [*new_c_dyn, *(new_values[i] for i in self.looped)])
         ys_tree, ys_nodes = split_tree(ys)
         if ys_nodes:
             raise GraphStructureError(
@@ -198,7 +187,11 @@ class _Scan:
             )
         return (
             ([new_values[i] for i in self.looped], new_c_dyn),
-            ([new_values[i] for i in self.scanned], ys_tree),
+            (
+                [new_values[i] for i in self.scanned],
+                ys_tree,
+                Static(jax.tree.structure(carry_tree)),
+            ),
         )
 
     def _split_output(self, out: tp.Any) -> tuple[tp.Any, tp.Any]:
@@ -216,13 +209,19 @@ class _Scan:
         ys = tuple(o for o, s in zip(out, self.out_specs) if s is not Carry)
         return (carry[0] if len(carry) == 1 else None), ys
 
-    def carry_error(self) -> TypeError | None:
+    def check_carry(self, inputs: tp.Sequence[tp.Any], outputs: tp.Sequence[tp.Any]) -> None:
+        """Inside the body: name every carry entry whose shape or dtype changed."""
+        ins, outs = list(map(describe_aval, inputs)), list(map(describe_aval, outputs))
+        if ins == outs:
+            return
         dyn_names = self.lifted.dyn_names()
         names = [
             *(dyn_names[i] for i in self.dyn_carry),
             *(self.lifted.describe_leaf(i) for i in self.looped),
         ]
-        return carry_type_error("nnx.scan", "the carry", names, *self.carry_avals)
+        error = carry_type_error("nnx.scan", "the carry", names, ins, outs)
+        if error is not None:
+            raise error
 
     # ------------------------------------------------------------- outside
     def run(
@@ -236,27 +235,21 @@ class _Scan:
         kwargs: dict[str, tp.Any] = {"length": length, "reverse": reverse, "unroll": unroll}
         if split_transpose:
             kwargs["_split_transpose"] = True
-        try:
-            (c_graph, c_dyn), (ys_graph, ys) = jax.lax.scan(
-                self.body, carry, (xs_graph, xs_dyn), **kwargs
-            )
-        except TypeError as error:
-            diagnosis = self.carry_error()
-            if diagnosis is None:
-                raise
-            raise diagnosis from error
-        updates = dict(zip(self.looped, c_graph))
+        (c_graph, c_dyn), (ys_graph, ys, carry_tree) = jax.lax.scan(
+            self.body, carry, (xs_graph, xs_dyn), **kwargs
+        )
+        values = list(self.values)
+        for i, v in zip(self.looped, c_graph):
+            values[i] = v
         for i, v in zip(self.scanned, ys_graph):
-            updates[i] = _move(v, 0, self.axes[i])
-        lifted.bridge.apply_changes(updates)
+            values[i] = _move(v, 0, self.axes[i])
+        lifted.write_back(None, Updates(Outcome(None, None), values))
         carry_nodes = (
             [n for n, p in zip(lifted.nodes, self.node_pos) if p == self.carry_position]
             if self.carry_position is not None
             else []
         )
-        carry_value = fill_tree(
-            jax.tree.unflatten(jax.tree.structure(self.carry_tree), c_dyn), carry_nodes
-        )
+        carry_value = fill_tree(jax.tree.unflatten(carry_tree.value, c_dyn), carry_nodes)
         if self.out_axes is Carry:
             return carry_value
         if self.out_specs is None:

@@ -22,8 +22,15 @@ from nnx_graph._errors import format_path
 from nnx_graph._sharding import PARTITION_NAME, add_axis, remove_axis
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._axes import StateAxes, check_state_axes_used, leaf_axes
-from nnx_graph.transforms._bridge import Exit, holes_of, split_tree
-from nnx_graph.transforms._lift import Lifted, bind_positional, positions_of_nodes
+from nnx_graph.transforms._bridge import (
+    Outcome,
+    Static,
+    Structure,
+    Updates,
+    holes_of,
+    split_tree,
+)
+from nnx_graph.transforms._lift import Lifted, bind_positional, positions_of_nodes, spread_specs
 
 __all__ = ["pmap", "transform_metadata", "vmap"]
 
@@ -44,34 +51,17 @@ def _is_axis_leaf(x: object) -> bool:
     return x is None or isinstance(x, (int, StateAxes))
 
 
-def _dyn_axes(args: tp.Sequence[tp.Any], specs: tp.Sequence[tp.Any], where: str) -> list[tp.Any]:
-    """The axis of every non-graph leaf of the arguments, in flattening order."""
-    out: list[tp.Any] = []
-    for pos, (arg, spec) in enumerate(zip(args, specs)):
-        tree, nodes = split_tree(arg)
-        leaves = jax.tree.leaves(tree)
-        if spec is None or isinstance(spec, int):
-            out.extend([spec] * len(leaves))
-        elif isinstance(spec, StateAxes):
-            if leaves:
-                raise TypeError(
-                    f"{where}: argument {pos} mixes arrays with Modules and has a StateAxes "
-                    "spec, which only says how to map Variables. Fix: pass the arrays as a "
-                    "separate argument."
-                )
-        elif nodes:
-            raise TypeError(
-                f"{where}: argument {pos} holds Modules/Variables, so its axis spec must be "
-                f"an int, None or nnx.StateAxes; found {spec!r}."
-            )
-        else:
-            jax.tree.map(
-                lambda s, a: out.extend([s] * len(jax.tree.leaves(a))),
-                spec,
-                arg,
-                is_leaf=_is_axis_leaf,
-            )
-    return out
+def _is_whole(x: object) -> bool:
+    return x is None or isinstance(x, int)
+
+
+class _Traced(tp.NamedTuple):
+    """What the trace of a mapped call learned (static; returned as aux data)."""
+
+    changed: tuple[int, ...]  # input leaves whose value changed
+    new_axes: tuple[tp.Any, ...]  # out axis of every leaf added inside
+    new_names: tuple[str, ...]  # their names, for errors
+    structure: Structure | None  # the new structure, if it changed
 
 
 def _node_out_specs(out_axes: tp.Any, out_tree: tp.Any, num_out_nodes: int) -> list[tp.Any]:
@@ -129,44 +119,42 @@ class _Call:
         self.axes = leaf_axes(
             self.specs, leaf_arg, bridge.paths, bridge.leaves, where, lifted.root_names
         )
-        self.dyn_axes = _dyn_axes(args, self.specs, where)
+        self.dyn_axes = spread_specs(args, self.specs, _is_whole, where, "axis spec")
         self.values = lifted.values()
-        self.changed: list[int] = []
-        self.new_axes: list[tp.Any] = []
-        self.new_names: list[str] = []
 
     # ------------------------------------------------------------- inside
     def pure(self, values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
+        """``(values, dyn) -> (out_tree, input leaves, new leaves, Static(_Traced))``."""
         lifted, bridge = self.lifted, self.lifted.bridge
-        roots, args, _ = lifted.enter(values, dyn)
+        trace, args, _ = lifted.enter(values, dyn)
         if self.metadata:
-            for var, axis in zip(bridge.inner_variables(), self.axes):
+            for var, axis in zip(bridge.inner_variables(trace), self.axes):
                 if var is not None and isinstance(axis, int):
                     remove_axis([var], axis, self.metadata)
         out = self.f(*args)
         if self.metadata:
-            self._add_axes(roots, out)
-        out_tree, new_values = lifted.finish(roots, out, allow_structure=True)
-        info = lifted.exits[-1]
+            self._add_axes(trace.roots, out)
+        result = lifted.exit(trace, out, allow_structure=True)
         n_in = len(values)
-        if info.same_structure:
-            self.changed = [i for i in range(n_in) if new_values[i] is not values[i]]
-            return out_tree, new_values, []
-        assert info.origins is not None
+        structure = result.outcome.structure
+        if structure is None:
+            changed = result.outcome.changed or ()
+            return result.out_tree, result.values, [], Static(_Traced(changed, (), (), None))
         in_slots = list(values)
         new: list[tp.Any] = []
-        self.new_axes, self.new_names = [], []
-        node_specs = _node_out_specs(self.out_axes, out_tree, info.num_out_nodes)
-        for j, (value, origin) in enumerate(zip(new_values, info.origins)):
+        new_axes, new_names = [], []
+        node_specs = _node_out_specs(self.out_axes, result.out_tree, structure.num_out_nodes)
+        for j, (value, origin) in enumerate(zip(result.values, structure.origins)):
             if origin >= 0:
                 in_slots[origin] = value
                 continue
             new.append(value)
-            path = info.graphdef.leaf_paths[j]
-            self.new_axes.append(self._new_leaf_axis(path, bridge.last_leaves[j], node_specs))
-            self.new_names.append(self._describe_new(path))
-        self.changed = [i for i in range(n_in) if in_slots[i] is not values[i]]
-        return out_tree, in_slots, new
+            path = structure.graphdef.leaf_paths[j]
+            new_axes.append(self._new_leaf_axis(path, result.leaves[j], node_specs))
+            new_names.append(self._describe_new(path))
+        changed = tuple(i for i in range(n_in) if in_slots[i] is not values[i])
+        traced = _Traced(changed, tuple(new_axes), tuple(new_names), structure)
+        return result.out_tree, in_slots, new, Static(traced)
 
     def _new_leaf_axis(
         self, path: tuple[tp.Any, ...], leaf: tp.Any, node_specs: tp.Sequence[tp.Any]
@@ -198,48 +186,44 @@ class _Call:
 
     # ------------------------------------------------------------- outside
     def run(self, transform: tp.Callable[..., tp.Any], kwargs: dict[str, tp.Any]) -> tp.Any:
-        lifted = self.lifted
         tree_axes = _tree_out_axes(self.out_axes)
 
         def call(new_axes: tp.Any) -> tp.Any:
             mapped = transform(
                 self.pure,
                 in_axes=(self.axes, self.dyn_axes),
-                out_axes=(tree_axes, self.axes, new_axes),
+                out_axes=(tree_axes, self.axes, new_axes, None),
                 **kwargs,
             )
             try:
-                return mapped(self.values, lifted.dyn)
+                return mapped(self.values, self.lifted.dyn)
             except ValueError as error:
-                diagnosis = self._diagnose(error, kwargs.get("axis_size"))
+                diagnosis = self._diagnose(error, kwargs)
                 if diagnosis is None:
                     raise
                 raise diagnosis from error
 
-        out_tree, in_slots, new = call(0)
-        if any(a != 0 for a in self.new_axes):
+        out_tree, in_slots, new, static = call(0)
+        traced: _Traced = static.value
+        if any(a != 0 for a in traced.new_axes):
             # new leaves whose out axis is not 0: trace again now that we know them
-            out_tree, in_slots, new = call(list(self.new_axes))
-        info: Exit = lifted.exits[-1]
-        bridge = lifted.bridge
-        if info.same_structure:
-            bridge.apply_changes({i: in_slots[i] for i in self.changed})
-            return out_tree
-        assert info.origins is not None
-        new_iter = iter(new)
-        leaves = [in_slots[o] if o >= 0 else next(new_iter) for o in info.origins]
-        return bridge.apply_structure(info, leaves, out_tree)
+            out_tree, in_slots, new, static = call(list(traced.new_axes))
+            traced = static.value
+        return self.lifted.write_back(out_tree, _updates(traced, in_slots, new))
 
-    def _diagnose(self, error: ValueError, axis_size: int | None) -> ValueError | None:
+    def _diagnose(self, error: ValueError, kwargs: dict[str, tp.Any]) -> ValueError | None:
         if "out_axes" in str(error):
             # broadcast state updated per example, unless nothing broadcast changed:
             # then it is about the function's own output and out_axes
-            return self._broadcast_error()
-        return self._size_error(axis_size)
+            return self._broadcast_error(kwargs)
+        return self._size_error(kwargs.get("axis_size"))
 
-    def _broadcast_error(self) -> ValueError | None:
-        names = [self.lifted.describe_leaf(i) for i in self.changed if self.axes[i] is None]
-        names += [n for n, a in zip(self.new_names, self.new_axes) if a is None]
+    def _broadcast_error(self, kwargs: dict[str, tp.Any]) -> ValueError | None:
+        traced = self._trace_abstractly(kwargs)
+        if traced is None:
+            return None
+        names = [self.lifted.describe_leaf(i) for i in traced.changed if self.axes[i] is None]
+        names += [n for n, a in zip(traced.new_names, traced.new_axes) if a is None]
         if not names:
             return None
         listed = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
@@ -250,6 +234,22 @@ class _Call:
             "in_axes=nnx.StateAxes({nnx.BatchStat: 0, ...: None}), or do not update it "
             "inside the mapped function."
         )
+
+    def _trace_abstractly(self, kwargs: dict[str, tp.Any]) -> _Traced | None:
+        """After a failed call: trace again, abstractly and with every output on
+        axis 0, to learn what the function changed (for the error message)."""
+        mapped = jax.vmap(
+            self.pure,
+            in_axes=(self.axes, self.dyn_axes),
+            out_axes=0,
+            axis_name=kwargs.get("axis_name"),
+            axis_size=kwargs.get("axis_size"),
+        )
+        try:
+            static = jax.eval_shape(mapped, self.values, self.lifted.dyn)[3]
+        except Exception:  # the diagnosis is best-effort: the original error stands
+            return None
+        return tp.cast(_Traced, static.value)
 
     def _size_error(self, axis_size: int | None) -> ValueError | None:
         """Name the mapped inputs whose sizes disagree (or that lack the axis)."""
@@ -284,6 +284,16 @@ class _Call:
             "the sizes agree, or broadcast the odd ones with axis None (nnx.StateAxes for "
             "Module state)."
         )
+
+
+def _updates(traced: _Traced, in_slots: tp.Sequence[tp.Any], new: tp.Sequence[tp.Any]) -> Updates:
+    """What to write back after a mapped call."""
+    structure = traced.structure
+    if structure is None:
+        return Updates(Outcome(traced.changed, None), [in_slots[i] for i in traced.changed])
+    new_iter = iter(new)
+    leaves = [in_slots[o] if o >= 0 else next(new_iter) for o in structure.origins]
+    return Updates(Outcome(None, structure), leaves)
 
 
 def _mapped(
@@ -460,14 +470,7 @@ def transform_metadata(
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         args = bind_positional("transform_metadata", f, args, kwargs)
         call = _Call("transform_metadata", f, args, in_axes, out_axes, metadata)
-        out_tree, in_slots, new = call.pure(call.values, list(call.lifted.dyn))
-        info = call.lifted.exits[-1]
-        if info.same_structure:
-            call.lifted.bridge.apply_changes(dict(enumerate(in_slots)))
-            return out_tree
-        assert info.origins is not None
-        new_iter = iter(new)
-        leaves = [in_slots[o] if o >= 0 else next(new_iter) for o in info.origins]
-        return call.lifted.bridge.apply_structure(info, leaves, out_tree)
+        out_tree, in_slots, new, static = call.pure(call.values, list(call.lifted.dyn))
+        return call.lifted.write_back(out_tree, _updates(static.value, in_slots, new))
 
     return wrapper

@@ -21,6 +21,6 @@ from nnx_graph.transforms import (
     value_and_grad,
     vjp,
 )
-from nnx_graph.transforms._autodiff import CustomVjp
+from nnx_graph.transforms._custom_vjp import CustomVjp
 
 __all__ = ["CustomVjp", "DiffState", "custom_vjp", "grad", "jvp", "remat", "value_and_grad", "vjp"]

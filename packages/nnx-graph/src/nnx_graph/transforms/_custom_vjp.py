@@ -1,0 +1,187 @@
+"""``nnx.custom_vjp``: ``jax.custom_vjp`` for functions of graph nodes."""
+
+from __future__ import annotations
+
+import functools
+import typing as tp
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nnx_graph._state import State, from_flat_state, to_flat_state
+from nnx_graph._variables import Variable
+from nnx_graph.transforms._autodiff import DiffState, _has_nodes
+from nnx_graph.transforms._bridge import is_node
+
+__all__ = ["CustomVjp", "custom_vjp"]
+
+F = tp.TypeVar("F", bound=tp.Callable[..., tp.Any])
+
+
+class CustomVjp(tp.Generic[F]):
+    """What :func:`custom_vjp` returns: call it like the function; set the rule
+    with ``defvjp(fwd, bwd)``."""
+
+    def __init__(
+        self, fun: F, nondiff_argnums: tuple[int | DiffState, ...] = (), updates_g: bool = True
+    ) -> None:
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.nondiff = tuple(a for a in nondiff_argnums if isinstance(a, int))
+        self.diff_filters = {
+            a.argnum: a.filter for a in nondiff_argnums if isinstance(a, DiffState)
+        }
+        self.updates_g = updates_g
+        self.fwd: tp.Callable[..., tp.Any] | None = None
+        self.bwd: tp.Callable[..., tp.Any] | None = None
+
+    def defvjp(self, fwd: tp.Callable[..., tp.Any], bwd: tp.Callable[..., tp.Any]) -> None:
+        self.fwd, self.bwd = fwd, bwd
+
+    def __call__(self, *args: tp.Any) -> tp.Any:
+        from nnx_graph._graph import merge, split
+
+        name = getattr(self.fun, "__name__", "function")
+        if self.fwd is None or self.bwd is None:
+            raise TypeError(
+                f"nnx.custom_vjp({name}): defvjp(fwd, bwd) was not called. "
+                "Fix: call f.defvjp(f_fwd, f_bwd) before using f."
+            )
+        for i in self.nondiff:
+            if i < len(args) and _has_nodes(args[i]):
+                raise TypeError(
+                    f"nnx.custom_vjp({name}): argument {i} holds Modules/Variables and is "
+                    "listed in nondiff_argnums as an int. Expected ints only for non-graph "
+                    f"arguments. Fix: use nnx.DiffState({i}, filter) to choose which of its "
+                    "Variables are differentiated."
+                )
+        fun, fwd, bwd = self.fun, self.fwd, self.bwd
+        nondiff = {i: args[i] for i in self.nondiff if i < len(args)}
+        dynamic = [i for i in range(len(args)) if i not in nondiff]
+        graphdefs: dict[int, tp.Any] = {}
+        fixed: dict[int, State] = {}
+        pure_args: list[tp.Any] = []
+        for i in dynamic:
+            a = args[i]
+            if is_node(a):
+                if i in self.diff_filters:
+                    graphdefs[i], diff_state, fixed[i] = split(a, self.diff_filters[i], ...)
+                else:
+                    graphdefs[i], diff_state = split(a)
+                    fixed[i] = State({})
+                pure_args.append(jax.tree.map(lambda v: v, diff_state))
+            else:
+                pure_args.append(a)
+
+        def rebuild(pargs: tp.Sequence[tp.Any]) -> list[tp.Any]:
+            it = iter(pargs)
+            out = []
+            for i in range(len(args)):
+                if i in nondiff:
+                    out.append(nondiff[i])
+                    continue
+                p = next(it)
+                out.append(merge(graphdefs[i], p, fixed[i], copy=True) if i in graphdefs else p)
+            return out
+
+        @jax.custom_vjp
+        def pure(*pargs: tp.Any) -> tp.Any:
+            return fun(*rebuild(pargs))
+
+        def pure_fwd(*pargs: tp.Any) -> tp.Any:
+            return fwd(*rebuild(pargs))
+
+        def pure_bwd(res: tp.Any, g: tp.Any) -> tuple[tp.Any, ...]:
+            if self.updates_g:
+                zeros = tuple(
+                    _zeros_state(p) if i in graphdefs else None for i, p in zip(dynamic, pure_args)
+                )
+                g = (zeros, g)
+            cts = bwd(*nondiff.values(), res, g)
+            if not isinstance(cts, tuple):
+                cts = (cts,)
+            if len(cts) != len(dynamic):
+                raise TypeError(
+                    f"nnx.custom_vjp({name}): bwd returned {len(cts)} cotangent(s); expected "
+                    f"{len(dynamic)}, one per differentiable argument (nondiff_argnums "
+                    "excluded). Fix: return a tuple with one entry per argument."
+                )
+            return tuple(
+                _fill_state(p, ct) if i in graphdefs else ct
+                for i, p, ct in zip(dynamic, pure_args, cts)
+            )
+
+        pure.defvjp(pure_fwd, pure_bwd)
+        return pure(*pure_args)
+
+
+def _zeros_state(template: State) -> State:
+    return tp.cast(State, jax.tree.map(jnp.zeros_like, template))
+
+
+def _fill_state(template: State, ct: tp.Any) -> State:
+    """A cotangent State shaped like ``template`` from what ``bwd`` returned (a
+    State/mapping or a graph node holding gradients; zeros where it has nothing)."""
+    if is_node(ct):
+        from nnx_graph._graph import state as graph_state
+
+        ct = graph_state(ct)
+    given = dict(to_flat_state(ct)) if isinstance(ct, tp.Mapping) else {}
+    pairs = []
+    for path, var in to_flat_state(template):
+        value = given.get(path)
+        if isinstance(value, Variable):
+            value = value.get_value()
+        raw = var._raw_value if isinstance(var, Variable) else var
+        if not jnp.issubdtype(jnp.result_type(raw), jnp.inexact):
+            value = np.zeros(jnp.shape(raw), jax.dtypes.float0)  # no cotangent for ints/keys
+        elif value is None:
+            value = jnp.zeros(jnp.shape(raw), jnp.result_type(raw))
+        pairs.append((path, var.replace(value) if isinstance(var, Variable) else value))
+    return from_flat_state(pairs)
+
+
+def custom_vjp(
+    fun: tp.Any = None,
+    *,
+    nondiff_argnums: tuple[int | DiffState, ...] = (),
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> tp.Any:
+    """``jax.custom_vjp`` for functions of graph nodes.
+
+    Graph-node arguments reach ``fun``/``fwd`` as objects. ``bwd(*nondiff, res, g)``
+    returns one cotangent per differentiable argument: for a graph-node argument
+    a State (or an object holding gradients; missing entries are zero). As in
+    Flax's graph mode, ``g`` is ``(input_updates_g, out_g)`` where
+    ``input_updates_g`` holds a zero State per graph-node argument (a template to
+    fill); with ``graph_updates=False`` or ``graph=False``, ``g`` is ``out_g``.
+    ``nondiff_argnums`` takes ints (non-graph arguments, passed to ``bwd`` first)
+    and :class:`DiffState` (only the matching Variables of that argument are
+    differentiated). Variable updates inside ``fun`` are not carried out.
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.w = nnx.Param(jnp.array(2.0))
+        >>> @nnx.custom_vjp
+        ... def f(m, x):
+        ...     return m.w.value * x
+        >>> def f_fwd(m, x):
+        ...     return f(m, x), (m.w.value, x)
+        >>> def f_bwd(res, g):
+        ...     _, out_g = g
+        ...     w, x = res
+        ...     return nnx.State({"w": 10 * out_g * x}), out_g * w
+        >>> f.defvjp(f_fwd, f_bwd)
+        >>> g = nnx.grad(lambda m: f(m, jnp.array(1.0)))(M())
+        >>> float(g["w"].value)
+        10.0
+    """
+    updates_g = graph is not False and graph_updates is not False
+    if fun is None:
+        return lambda f: CustomVjp(f, tuple(nondiff_argnums), updates_g)
+    return CustomVjp(fun, tuple(nondiff_argnums), updates_g)
