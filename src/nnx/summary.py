@@ -9,6 +9,8 @@ Example::
     True
 """
 
+from nnx_viz import CallInfo as CallInfo
+from nnx_viz import filter_rng_streams as filter_rng_streams
 from nnx_viz import tabulate as tabulate
 
-__all__ = ["tabulate"]
+__all__ = ["CallInfo", "filter_rng_streams", "tabulate"]

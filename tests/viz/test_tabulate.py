@@ -13,11 +13,11 @@ import nnx_viz
 
 def _rows(table: str) -> list[list[str]]:
     """The table's text rows as lists of stripped cells (borders dropped)."""
-    return [
-        [cell.strip() for cell in line.strip("│").split("│")]
-        for line in table.splitlines()
-        if line.startswith("│")
-    ]
+    rows = []
+    for line in table.splitlines():
+        if line.startswith(("│", "┃")):
+            rows.append([cell.strip() for cell in line[1:-1].replace("┃", "│").split("│")])
+    return rows
 
 
 def test_mlp_table_in_call_order(mlp) -> None:
@@ -29,7 +29,7 @@ def test_mlp_table_in_call_order(mlp) -> None:
         ["bn", "BatchNorm", "float32[3,32]", "float32[3,32]", "64 (256 B)", "64 (256 B)", ""],
         ["dropout", "Dropout", "float32[3,32]", "float32[3,32]", "", "", "2 (12 B)"],
         ["linear2", "Linear", "float32[3,32]", "float32[3,5]", "165 (660 B)", "", ""],
-        ["Total", "", "", "", "325 (1.3 KB)", "64 (256 B)", "2 (12 B)"],
+        ["", "", "", "Total", "325 (1.3 KB)", "64 (256 B)", "2 (12 B)"],
     ]
 
 
@@ -122,7 +122,8 @@ def test_shared_module_called_twice_has_two_rows_and_is_counted_once(layers) -> 
             return self.second(self.first(x))
 
     rows = _rows(nnx_viz.tabulate(Tied(), jnp.ones((2, 4))))
-    assert [row[0] for row in rows[1:]] == ["(root)", "first", "first", "Total"]
+    assert [row[0] for row in rows[1:]] == ["(root)", "first", "first", ""]
+    assert rows[-1][3] == "Total"
     assert rows[-1][4] == "20 (80 B)"
 
 
@@ -150,7 +151,7 @@ def test_lists_kwargs_static_inputs_and_structured_outputs(layers) -> None:
 
 def test_depth_limits_the_rows(mlp) -> None:
     rows = _rows(nnx_viz.tabulate(mlp, jnp.ones((3, 2)), depth=0))
-    assert [row[0] for row in rows] == ["path", "(root)", "Total"]
+    assert [row[0] for row in rows] == ["path", "(root)", ""]
     with pytest.raises(ValueError, match="depth=-1 must be None or >= 0"):
         nnx_viz.tabulate(mlp, jnp.ones((3, 2)), depth=-1)
 
@@ -167,3 +168,90 @@ def test_not_a_module_is_a_clear_error() -> None:
 def test_summary_prints_the_table(mlp, capsys: pytest.CaptureFixture[str]) -> None:
     nnx_viz.summary(mlp, jnp.ones((3, 2)))
     assert capsys.readouterr().out == nnx_viz.tabulate(mlp, jnp.ones((3, 2))) + "\n"
+
+
+def test_flops_columns_come_from_xla_cost_analysis(layers) -> None:
+    class Two(nnx.Module):
+        def __init__(self) -> None:
+            self.up = layers.Linear(2, 8, rngs=nnx.Rngs(0))
+            self.down = layers.Linear(8, 3, rngs=nnx.Rngs(1))
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return self.down(jax.nn.relu(self.up(x)))
+
+    rows = _rows(nnx_viz.tabulate(Two(), jnp.ones((4, 2)), compute_flops=True))
+    assert rows[0][:5] == ["path", "type", "inputs", "outputs", "flops"]
+    flops = {row[0]: int(row[4].replace(",", "")) for row in rows[1:-1]}
+    # A (m, k) @ (k, n) product costs 2*m*k*n; the bias add m*n more.
+    assert flops["up"] >= 2 * 4 * 2 * 8
+    assert flops["down"] >= 2 * 4 * 8 * 3
+    assert flops["up"] <= 2 * 4 * 2 * 8 + 4 * 8 and flops["down"] <= 2 * 4 * 8 * 3 + 4 * 3
+    assert flops["(root)"] >= flops["up"] + flops["down"]
+
+    rows = _rows(
+        nnx_viz.tabulate(Two(), jnp.ones((4, 2)), compute_flops=True, compute_vjp_flops=True)
+    )
+    assert rows[0][4:6] == ["flops", "vjp_flops"]
+    vjp = {row[0]: int(row[5].replace(",", "")) for row in rows[1:-1]}
+    # The backward pass of a matmul needs at least one more product of the same size.
+    assert vjp["up"] >= 2 * 4 * 2 * 8 and vjp["down"] > 0
+    assert rows[-1][5] == "Total"
+
+
+def test_method_row_filter_and_rich_keywords(layers) -> None:
+    class Encoder(nnx.Module):
+        def __init__(self) -> None:
+            self.proj = layers.Linear(3, 2, rngs=nnx.Rngs(0))
+            self.head = layers.Linear(2, 1, rngs=nnx.Rngs(1))
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return self.head(self.encode(x))
+
+        def encode(self, x: jax.Array) -> jax.Array:
+            return self.proj(x)
+
+    model = Encoder()
+    rows = _rows(nnx_viz.tabulate(model, jnp.ones((5, 3)), method="encode"))
+    assert [row[:4] for row in rows[1:-1]] == [
+        ["(root)", "Encoder", "float32[5,3]", "float32[5,2]"],
+        ["proj", "Linear", "float32[5,3]", "float32[5,2]"],
+    ]
+    assert "__call__" not in model.__dict__ and "encode" not in model.__dict__
+
+    seen: list[nnx_viz.CallInfo] = []
+
+    def only_root(row: nnx_viz.CallInfo) -> bool:
+        seen.append(row)
+        return row.path == ()
+
+    rows = _rows(nnx_viz.tabulate(model, jnp.ones((5, 3)), row_filter=only_root))
+    assert [row[0] for row in rows[1:-1]] == ["(root)"]
+    assert [(r.call_order, r.path, r.type.__name__) for r in seen] == [
+        (0, (), "Encoder"),
+        (1, ("proj",), "Linear"),
+        (2, ("head",), "Linear"),
+    ]
+    assert seen[1].outputs.shape == (5, 2)
+
+    table = nnx_viz.tabulate(
+        model,
+        jnp.ones((5, 3)),
+        table_kwargs={"title": "Encoder layers"},
+        column_kwargs={"justify": "center"},
+        console_kwargs={"force_terminal": True, "width": 200},
+    )
+    assert table.splitlines()[0].strip().startswith(("Encoder layers", "\x1b"))
+    assert "Encoder layers" in table and "\x1b[" in table  # colours when forced
+    plain = nnx_viz.tabulate(model, jnp.ones((5, 3)))
+    assert "\x1b[" not in plain and "Encoder Summary" in plain
+    assert "Total Parameters: 11 (44 B)" in plain
+
+    with pytest.raises(AttributeError, match="Encoder has no method 'decode'"):
+        nnx_viz.tabulate(model, jnp.ones((5, 3)), method="decode")
+
+
+def test_default_row_filter_hides_rng_streams() -> None:
+    row = nnx_viz.CallInfo(0, 0, nnx.RngStream, ("rngs", "default"), "")
+    assert nnx_viz.filter_rng_streams(row) is False
+    row = nnx_viz.CallInfo(0, 0, nnx.Module, (), "")
+    assert nnx_viz.filter_rng_streams(row) is True

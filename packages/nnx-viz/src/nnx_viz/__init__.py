@@ -21,7 +21,7 @@ from nnx_viz.__about__ import __version__
 from nnx_viz._display import display
 from nnx_viz._handlers import register_treescope_handlers
 from nnx_viz._html import render_html, save_html
-from nnx_viz._tabulate import summary, tabulate
+from nnx_viz._tabulate import CallInfo, filter_rng_streams, summary, tabulate
 from nnx_viz._text import render_text
 
 __all__ = [
@@ -35,4 +35,6 @@ __all__ = [
     # tables
     "tabulate",
     "summary",
+    "CallInfo",
+    "filter_rng_streams",
 ]

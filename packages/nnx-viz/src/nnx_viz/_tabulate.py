@@ -14,14 +14,16 @@ import dataclasses
 import functools
 import typing as tp
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
 
 import jax
 import numpy as np
 
 import nnx_graph
+from nnx_viz._flops import abstract, call_flops
 from nnx_viz._sizes import SizeTotal, variable_sizes
 
-__all__ = ["summary", "tabulate"]
+__all__ = ["CallInfo", "filter_rng_streams", "summary", "tabulate"]
 
 Path = tuple[tp.Any, ...]
 _MISSING = object()
@@ -66,11 +68,49 @@ def _describe_call(args: tuple[tp.Any, ...], kwargs: Mapping[str, tp.Any]) -> st
 
 
 @dataclasses.dataclass
-class _Call:
+class CallInfo:
+    """One row of :func:`tabulate`: a Module call made while the model ran.
+
+    ``row_filter`` receives these. ``inputs``/``outputs`` hold the call's arguments
+    and result with arrays replaced by ``jax.ShapeDtypeStruct``; ``flops`` and
+    ``vjp_flops`` are set when they were asked for.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class Double(nnx.Module):
+        ...     def __call__(self, x):
+        ...         return 2 * x
+        >>> rows = []
+        >>> _ = tabulate(Double(), jnp.ones(3), row_filter=lambda row: rows.append(row) or True)
+        >>> rows[0].path, rows[0].type.__name__, rows[0].outputs.shape
+        ((), 'Double', (3,))
+    """
+
+    call_order: int
+    object_id: int
+    type: type
     path: Path
-    module_type: str
-    inputs: str
-    outputs: str = ""
+    inputs_repr: str
+    outputs: tp.Any = None
+    outputs_repr: str = ""
+    inputs: tuple[tuple[tp.Any, ...], dict[str, tp.Any]] = ((), {})
+    method: str = "__call__"
+    flops: int | None = None
+    vjp_flops: int | None = None
+
+
+def filter_rng_streams(row: CallInfo) -> bool:
+    """The default ``row_filter`` of :func:`tabulate`: hide calls of RNG streams.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> row = CallInfo(0, 0, nnx.RngStream, ("rngs", "params"), "")
+        >>> filter_rng_streams(row)
+        False
+    """
+    return not (isinstance(row.type, type) and issubclass(row.type, nnx_graph.RngStream))
 
 
 class _CallRecorder:
@@ -78,12 +118,17 @@ class _CallRecorder:
 
     def __init__(self) -> None:
         self.paths: dict[int, Path] = {}  # id(module in the copy) -> its path
-        self.calls: list[_Call] = []
+        self.calls: list[CallInfo] = []
         self.active: list[tp.Any] = []  # modules whose call is running
-        self.failed_in: _Call | None = None
+        self.failed_in: CallInfo | None = None
 
     def call(
-        self, original: tp.Any, module: tp.Any, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]
+        self,
+        original: tp.Any,
+        module: tp.Any,
+        args: tuple[tp.Any, ...],
+        kwargs: dict[str, tp.Any],
+        method: str = "__call__",
     ) -> tp.Any:
         bound = original.__get__(module, type(module))
         path = self.paths.get(id(module))
@@ -91,7 +136,15 @@ class _CallRecorder:
         # a module already being recorded pass straight through.
         if path is None or (self.active and self.active[-1] is module):
             return bound(*args, **kwargs)
-        record = _Call(path, type(module).__name__, _describe_call(args, kwargs))
+        record = CallInfo(
+            call_order=len(self.calls),
+            object_id=id(module),
+            type=type(module),
+            path=path,
+            inputs_repr=_describe_call(args, kwargs),
+            inputs=abstract((args, dict(kwargs))),
+            method=method,
+        )
         self.calls.append(record)
         self.active.append(module)
         try:
@@ -102,7 +155,8 @@ class _CallRecorder:
             raise
         finally:
             self.active.pop()
-        record.outputs = _describe(out)
+        record.outputs = abstract(out)
+        record.outputs_repr = _describe(out)
         return out
 
 
@@ -149,8 +203,8 @@ def _is_traceable(leaf: tp.Any) -> bool:
 
 
 def _trace_calls(
-    model: nnx_graph.Module, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]
-) -> list[_Call]:
+    model: nnx_graph.Module, method: str, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]
+) -> list[CallInfo]:
     graphdef, state = nnx_graph.split(model)
     leaves, treedef = jax.tree.flatten((args, kwargs))
     traced_at = [i for i, leaf in enumerate(leaves) if _is_traceable(leaf)]
@@ -164,7 +218,11 @@ def _trace_calls(
             call_leaves[i] = value
         call_args, call_kwargs = jax.tree.unflatten(treedef, call_leaves)
         # Flattening sorted the keyword names: call with the caller's order.
-        copy(*call_args, **{name: call_kwargs[name] for name in kwargs})
+        ordered = {name: call_kwargs[name] for name in kwargs}
+        if method == "__call__":
+            copy(*call_args, **ordered)
+        else:
+            recorder.call(getattr(type(copy), method), copy, call_args, ordered, method)
 
     classes = {type(m) for _, m in nnx_graph.iter_modules(model)}
     try:
@@ -173,7 +231,7 @@ def _trace_calls(
     except Exception as error:
         where = recorder.failed_in
         location = (
-            f"{_format_path(where.path, 'model')} ({where.module_type})"
+            f"{_format_path(where.path, 'model')} ({where.type.__name__})"
             if where
             else f"the call of {type(model).__name__}"
         )
@@ -187,51 +245,94 @@ def _trace_calls(
     return recorder.calls
 
 
-def _format_table(
-    header: list[str], rows: list[list[str]], footer: list[str], right_aligned_from: int
+def _clip(cell: str) -> str:
+    return cell if len(cell) <= _MAX_CELL else cell[: _MAX_CELL - 1] + "…"
+
+
+def _render(
+    title: str,
+    header: list[str],
+    rows: list[list[str]],
+    footer: list[str],
+    caption: str,
+    right_aligned_from: int,
+    table_kwargs: Mapping[str, tp.Any],
+    column_kwargs: Mapping[str, tp.Any],
+    console_kwargs: Mapping[str, tp.Any],
 ) -> str:
-    def clip(cell: str) -> str:
-        return cell if len(cell) <= _MAX_CELL else cell[: _MAX_CELL - 1] + "…"
+    """The table drawn by rich (imported here: ``import nnx_viz`` stays cheap)."""
+    import io
 
-    body = [[clip(c) for c in row] for row in [header, *rows, footer]]
-    widths = [max(len(row[i]) for row in body) for i in range(len(header))]
+    import rich.console
+    import rich.table
+    import rich.text
 
-    def line(left: str, fill: str, middle: str, right: str) -> str:
-        return left + middle.join(fill * (w + 2) for w in widths) + right
-
-    def cells(row: list[str]) -> str:
-        padded = [
-            f" {c.rjust(w) if i >= right_aligned_from else c.ljust(w)} "
-            for i, (c, w) in enumerate(zip(row, widths))
-        ]
-        return "│" + "│".join(padded) + "│"
-
-    out = [line("┌", "─", "┬", "┐"), cells(body[0]), line("├", "─", "┼", "┤")]
-    out += [cells(row) for row in body[1:-1]]
-    out += [line("├", "─", "┼", "┤"), cells(body[-1]), line("└", "─", "┴", "┘")]
-    return "\n".join(out)
+    table = rich.table.Table(
+        **{"title": title, "show_lines": True, "caption": caption, **table_kwargs}
+    )
+    for i, name in enumerate(header):
+        justify = "right" if i >= right_aligned_from else "left"
+        table.add_column(name, **{"justify": justify, "no_wrap": True, **column_kwargs})
+    for row in rows:
+        table.add_row(*(_clip(c) for c in row))
+    # "Total" is right-aligned next to the size columns, whatever its column's side.
+    table.add_row(
+        *(rich.text.Text(c, justify="right") if c == "Total" else c for c in footer),
+        style="bold",
+    )
+    options = dict(console_kwargs)
+    if "width" not in options:
+        # As wide as the table wants, so that cells are never wrapped or cut.
+        probe = rich.console.Console(file=io.StringIO(), width=100_000)
+        options["width"] = max(probe.measure(table).maximum, len(title), len(caption))
+    console = rich.console.Console(file=io.StringIO(), **options)
+    console.print(table)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    return "\n".join(line.rstrip() for line in text.rstrip("\n").splitlines())
 
 
 def tabulate(
-    model: nnx_graph.Module, *inputs: tp.Any, depth: int | None = None, **input_kwargs: tp.Any
+    obj: nnx_graph.Module,
+    *input_args: tp.Any,
+    depth: int | None = None,
+    method: str = "__call__",
+    row_filter: Callable[[CallInfo], bool] = filter_rng_streams,
+    table_kwargs: Mapping[str, tp.Any] = MappingProxyType({}),
+    column_kwargs: Mapping[str, tp.Any] = MappingProxyType({}),
+    console_kwargs: Mapping[str, tp.Any] = MappingProxyType({}),
+    compute_flops: bool = False,
+    compute_vjp_flops: bool = False,
+    **input_kwargs: tp.Any,
 ) -> str:
-    """A table of the submodules that ``model(*inputs, **input_kwargs)`` calls, in call
-    order: path, type, input and output shapes, and the elements and bytes of each
-    Variable type held by the submodule (its whole subtree), plus a total row.
+    """A table of the submodules that ``obj.<method>(*input_args, **input_kwargs)``
+    calls, in call order: path, type, input and output shapes, optionally the FLOPs
+    of each call, and the elements and bytes of each Variable type the submodule
+    holds (its whole subtree); a total row and a caption with the grand total.
 
     The call runs under ``jax.eval_shape`` on a copy of the model, so it computes
-    nothing and leaves ``model`` unchanged (BatchNorm statistics, RNG counts and
+    nothing and leaves ``obj`` unchanged (BatchNorm statistics, RNG counts and
     attributes stay as they were). While it runs, ``__call__`` of the Module classes
-    in ``model`` is temporarily wrapped (for the whole process: do not call those
+    in ``obj`` is temporarily wrapped (for the whole process: do not call those
     classes from other threads meanwhile). Submodules that the model calls through
     nnx transforms (which run on copies of them) are not listed.
 
     Args:
-        model: the Module to run.
-        *inputs: positional inputs: arrays or ``jax.ShapeDtypeStruct`` (traced) and
-            other values (passed as they are).
+        obj: the Module to run.
+        *input_args: positional inputs: arrays or ``jax.ShapeDtypeStruct`` (traced)
+            and other values (passed as they are).
         depth: show only submodules at most this many attributes below the root
             (``0``: the root alone); None (default) shows all.
+        method: the method of ``obj`` to call (default ``"__call__"``).
+        row_filter: keeps the rows (:class:`CallInfo`) it returns True for; the
+            default hides RNG-stream calls.
+        table_kwargs: keyword arguments for ``rich.table.Table`` (``title``, ...).
+        column_kwargs: keyword arguments for every ``Table.add_column``.
+        console_kwargs: keyword arguments for the ``rich.console.Console`` that
+            renders the table (``width``, ``force_terminal`` for colours, ...).
+        compute_flops: add a ``flops`` column: XLA's cost analysis of each call,
+            compiled on its own (slower: one compilation per row).
+        compute_vjp_flops: add a ``vjp_flops`` column: the same for the call's
+            forward and backward pass.
         **input_kwargs: keyword inputs of the call.
 
     Returns:
@@ -250,53 +351,103 @@ def tabulate(
         ...         self.up, self.down = Linear(2, 8), Linear(8, 1)
         ...     def __call__(self, x):
         ...         return self.down(jax.nn.relu(self.up(x)))
-        >>> print(tabulate(MLP(), jnp.ones((4, 2))))
-        ┌────────┬────────┬──────────────┬──────────────┬───────────┐
-        │ path   │ type   │ inputs       │ outputs      │     Param │
-        ├────────┼────────┼──────────────┼──────────────┼───────────┤
-        │ (root) │ MLP    │ float32[4,2] │ float32[4,1] │ 24 (96 B) │
-        │ up     │ Linear │ float32[4,2] │ float32[4,8] │ 16 (64 B) │
-        │ down   │ Linear │ float32[4,8] │ float32[4,1] │  8 (32 B) │
-        ├────────┼────────┼──────────────┼──────────────┼───────────┤
-        │ Total  │        │              │              │ 24 (96 B) │
-        └────────┴────────┴──────────────┴──────────────┴───────────┘
+        >>> print(tabulate(MLP(), jnp.ones((4, 2)), compute_flops=True))
+                                     MLP Summary
+        ┏━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━┳━━━━━━━━━━━┓
+        ┃ path   ┃ type   ┃ inputs       ┃ outputs      ┃ flops ┃     Param ┃
+        ┡━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━┩
+        │ (root) │ MLP    │ float32[4,2] │ float32[4,1] │   224 │ 24 (96 B) │
+        ├────────┼────────┼──────────────┼──────────────┼───────┼───────────┤
+        │ up     │ Linear │ float32[4,2] │ float32[4,8] │   128 │ 16 (64 B) │
+        ├────────┼────────┼──────────────┼──────────────┼───────┼───────────┤
+        │ down   │ Linear │ float32[4,8] │ float32[4,1] │    64 │  8 (32 B) │
+        ├────────┼────────┼──────────────┼──────────────┼───────┼───────────┤
+        │        │        │              │              │ Total │ 24 (96 B) │
+        └────────┴────────┴──────────────┴──────────────┴───────┴───────────┘
+                             Total Parameters: 24 (96 B)
     """
-    if not isinstance(model, nnx_graph.Module):
+    if not isinstance(obj, nnx_graph.Module):
         raise TypeError(
             f"nnx_viz.tabulate expected an nnx Module as its first argument, found "
-            f"{type(model).__name__}. Fix: pass the model first and its inputs after "
+            f"{type(obj).__name__}. Fix: pass the model first and its inputs after "
             "it: tabulate(model, x)."
         )
     if depth is not None and depth < 0:
         raise ValueError(f"nnx_viz.tabulate: depth={depth} must be None or >= 0.")
-    calls = _trace_calls(model, inputs, input_kwargs)
-    modules = {path: module for path, module in nnx_graph.iter_modules(model)}
-    totals = variable_sizes(model)
+    if not callable(getattr(obj, method, None)):
+        raise AttributeError(
+            f"nnx_viz.tabulate: {type(obj).__name__} has no method {method!r} (method= "
+            "names the method of the model to call). Fix: pass an existing method "
+            "name, e.g. method='__call__'."
+        )
+    calls = [
+        call
+        for call in _trace_calls(obj, method, input_args, input_kwargs)
+        if (depth is None or len(call.path) <= depth) and row_filter(call)
+    ]
+    modules = {path: module for path, module in nnx_graph.iter_modules(obj)}
+    for call in calls:
+        call_args, call_kwargs = call.inputs
+        if compute_flops:
+            call.flops = call_flops(
+                modules[call.path], call.method, call_args, call_kwargs, backward=False
+            )
+        if compute_vjp_flops:
+            call.vjp_flops = call_flops(
+                modules[call.path], call.method, call_args, call_kwargs, backward=True
+            )
+    totals = variable_sizes(obj)
     groups = list(totals)
 
     def size_cells(sizes: Mapping[str, SizeTotal]) -> list[str]:
         return [str(sizes[g]) if g in sizes else "" for g in groups]
 
+    def flop_cells(call: CallInfo) -> list[str]:
+        cells = []
+        if compute_flops:
+            cells.append("" if call.flops is None else f"{call.flops:,}")
+        if compute_vjp_flops:
+            cells.append("" if call.vjp_flops is None else f"{call.vjp_flops:,}")
+        return cells
+
+    flop_header = ["flops"] * compute_flops + ["vjp_flops"] * compute_vjp_flops
     rows = [
         [
             _format_path(call.path) or "(root)",
-            call.module_type,
-            call.inputs,
-            call.outputs,
+            call.type.__name__,
+            call.inputs_repr,
+            call.outputs_repr,
+            *flop_cells(call),
             *size_cells(variable_sizes(modules[call.path])),
         ]
         for call in calls
-        if depth is None or len(call.path) <= depth
     ]
-    header = ["path", "type", "inputs", "outputs", *groups]
-    footer = ["Total", "", "", "", *size_cells(totals)]
-    return _format_table(header, rows, footer, right_aligned_from=4)
+    header = ["path", "type", "inputs", "outputs", *flop_header, *groups]
+    footer = [""] * (len(header) - len(groups) - 1) + ["Total", *size_cells(totals)]
+    grand = SizeTotal()
+    for total in totals.values():
+        grand.add(total.count, total.bytes)
+    return _render(
+        f"{type(obj).__name__} Summary",
+        header,
+        rows,
+        footer,
+        f"Total Parameters: {grand}",
+        4,
+        table_kwargs,
+        column_kwargs,
+        console_kwargs,
+    )
 
 
 def summary(
-    model: nnx_graph.Module, *inputs: tp.Any, depth: int | None = None, **input_kwargs: tp.Any
+    obj: nnx_graph.Module,
+    *input_args: tp.Any,
+    depth: int | None = None,
+    **kwargs: tp.Any,
 ) -> None:
-    """Print :func:`tabulate` ``(model, *inputs, depth=depth, **input_kwargs)``.
+    """Print :func:`tabulate` ``(obj, *input_args, depth=depth, **kwargs)`` (every
+    keyword of :func:`tabulate` is accepted).
 
     Example::
 
@@ -307,12 +458,14 @@ def summary(
         ...     def __call__(self, x):
         ...         return x * self.s
         >>> summary(Scale(), jnp.ones(3))
-        ┌────────┬───────┬────────────┬────────────┬──────────┐
-        │ path   │ type  │ inputs     │ outputs    │    Param │
-        ├────────┼───────┼────────────┼────────────┼──────────┤
+                             Scale Summary
+        ┏━━━━━━━━┳━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━┓
+        ┃ path   ┃ type  ┃ inputs     ┃ outputs    ┃    Param ┃
+        ┡━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━┩
         │ (root) │ Scale │ float32[3] │ float32[3] │ 3 (12 B) │
         ├────────┼───────┼────────────┼────────────┼──────────┤
-        │ Total  │       │            │            │ 3 (12 B) │
+        │        │       │            │      Total │ 3 (12 B) │
         └────────┴───────┴────────────┴────────────┴──────────┘
+                      Total Parameters: 3 (12 B)
     """
-    print(tabulate(model, *inputs, depth=depth, **input_kwargs))
+    print(tabulate(obj, *input_args, depth=depth, **kwargs))
