@@ -24,7 +24,7 @@ def abstract(tree: tp.Any) -> tp.Any:
 
     def to_struct(leaf: tp.Any) -> tp.Any:
         if isinstance(leaf, jax.Array | jax.ShapeDtypeStruct):
-            return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+            return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)  # type: ignore[no-untyped-call]
         return leaf
 
     return jax.tree.map(to_struct, tree)

@@ -23,7 +23,7 @@ class Leaf:
 LEAF = Leaf()
 
 
-def graphdef_structure(graphdef: nnx_graph.GraphDef) -> tp.Any:
+def graphdef_structure(graphdef: nnx_graph.GraphDef[tp.Any]) -> tp.Any:
     """The object graph described by ``graphdef``, with :data:`LEAF` as every
     Variable value and array. Building it runs no ``__init__``.
 

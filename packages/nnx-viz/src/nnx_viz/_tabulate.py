@@ -220,7 +220,7 @@ def _trace_calls(
         # Flattening sorted the keyword names: call with the caller's order.
         ordered = {name: call_kwargs[name] for name in kwargs}
         if method == "__call__":
-            copy(*call_args, **ordered)
+            tp.cast(tp.Any, copy)(*call_args, **ordered)
         else:
             recorder.call(getattr(type(copy), method), copy, call_args, ordered, method)
 
