@@ -36,10 +36,15 @@ def test_average_mask_and_argname() -> None:
     values = jnp.array([[1.0, 2.0], [3.0, 4.0]])
     avg.update(loss=values, mask=jnp.array([True, False]))  # broadcast over rows
     assert float(avg.compute()) == pytest.approx((1.0 + 3.0) / 2)
-    with pytest.raises(TypeError, match="expected the keyword argument 'loss'"):
+    with pytest.raises(TypeError, match="Expected keyword argument 'loss'") as info:
         avg.update(values=values)
-    with pytest.raises(ValueError, match="mask with a Python number"):
+    assert "found keywords ['values']" in str(info.value) and "Fix: metric.update(loss=" in str(
+        info.value
+    )
+    with pytest.raises(ValueError, match="If mask is provided, loss should be a jax array") as err:
         avg.update(loss=1.0, mask=jnp.array(True))
+    assert "loss=1.0 (a Python float)" in str(err.value) and "Fix:" in str(err.value)
+    assert int(avg.count.value) == 2  # the failed updates changed nothing
 
 
 def test_accuracy_multiclass_and_binary() -> None:
@@ -61,13 +66,61 @@ def test_accuracy_multiclass_and_binary() -> None:
 
 
 def test_accuracy_errors() -> None:
+    # Flax's exception types and key phrases, then the shapes found and the fix
     acc = metrics.Accuracy()
-    with pytest.raises(ValueError, match="one more axis than labels"):
+    with pytest.raises(ValueError) as info:
         acc.update(logits=jnp.ones(3), labels=jnp.ones(3, jnp.int32))
-    with pytest.raises(ValueError, match="integer labels"):
+    message = str(info.value)
+    assert "For multi-class classification, expected logits.ndim==labels.ndim+1, got 1 and 1" in (
+        message
+    )
+    assert "logits of shape (3,)" in message and "Accuracy(threshold=0.5)" in message
+    binary = metrics.Accuracy(threshold=0.5)
+    with pytest.raises(ValueError) as info:
+        binary.update(logits=jnp.ones((3, 2)), labels=jnp.ones(3, jnp.int32))
+    message = str(info.value)
+    assert "For binary classification, expected logits.ndim==labels.ndim, got 2 and 1" in message
+    assert "labels of shape (3,)" in message and "Fix:" in message
+    with pytest.raises(ValueError, match=r"Expected labels\.dtype==jnp\.int32, got float32"):
         acc.update(logits=jnp.ones((3, 2)), labels=jnp.ones(3))
-    with pytest.raises(TypeError, match="threshold to be a float"):
+    with pytest.raises(TypeError, match="Expected threshold to be a float, got <class 'int'>"):
         metrics.Accuracy(threshold=1)  # type: ignore[arg-type]
+    assert int(acc.count.value) == 0 and int(binary.count.value) == 0
+    # other integer label dtypes are accepted
+    acc.update(logits=jnp.eye(2), labels=jnp.array([0, 0], jnp.uint8))
+    assert float(acc.compute()) == pytest.approx(0.5)
+
+
+def test_multi_metric_errors_name_the_metric() -> None:
+    multi = metrics.MultiMetric(accuracy=metrics.Accuracy(), loss=metrics.Average("loss"))
+    with pytest.raises(TypeError) as info:
+        multi.update(logits=jnp.eye(2), labels=jnp.array([0, 1]))  # no loss=
+    message = str(info.value)
+    assert "Expected keyword argument 'loss'" in message
+    assert "(in MultiMetric metric 'loss')" in message
+    with pytest.raises(ValueError, match="in MultiMetric metric 'accuracy'"):
+        multi.update(logits=jnp.ones(2), labels=jnp.array([0, 1]), loss=1.0)
+
+
+def test_multi_metric_follows_flax_interface() -> None:
+    multi = metrics.MultiMetric(accuracy=metrics.Accuracy(), loss=metrics.Average("loss"))
+    assert multi._metric_names == ("accuracy", "loss")
+    assert isinstance(multi.accuracy, metrics.Accuracy)
+    graphdef, state = multi.split()
+    assert set(state.flat_state().paths) == {
+        ("accuracy", "count"),
+        ("accuracy", "total"),
+        ("loss", "count"),
+        ("loss", "total"),
+    }
+    merged: tp.Any = nnx_graph.merge(graphdef, state)
+    merged.update(logits=jnp.eye(2), labels=jnp.array([0, 0]), loss=jnp.array(3.0))
+    assert {k: float(v) for k, v in merged.compute().items()} == {"accuracy": 0.5, "loss": 3.0}
+    stats = metrics.Welford()
+    stats.update(values=jnp.arange(4.0))
+    result = stats.compute()
+    assert float(result.replace(mean=jnp.array(0.0)).mean) == 0.0
+    assert float(result.mean) == pytest.approx(1.5)
 
 
 def test_welford_matches_numpy() -> None:

@@ -18,8 +18,8 @@ from nnx_optim import (
     GradientShapeError,
     ModelAndOptimizer,
     OptArray,
-    OptNamedTuple,
     Optimizer,
+    OptNamedTuple,
     OptState,
     OptVariable,
 )

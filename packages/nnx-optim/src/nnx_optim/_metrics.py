@@ -86,10 +86,10 @@ class Metric(nnx_graph.Pytree):
 def _argument(metric: Metric, argname: str, kwargs: dict[str, tp.Any]) -> tp.Any:
     if argname not in kwargs:
         raise TypeError(
-            f"{type(metric).__name__}.update expected the keyword argument {argname!r}; "
-            f"found {sorted(kwargs) or 'none'}.\nFix: metric.update({argname}=...), or "
-            f"construct it with {type(metric).__name__}(argname=...) to read another "
-            "keyword."
+            f"Expected keyword argument {argname!r}: {type(metric).__name__}.update reads "
+            f"the values from {argname}=...; found keywords {sorted(kwargs) or 'none'}."
+            f"\nFix: metric.update({argname}=...), or construct it with "
+            f"{type(metric).__name__}(argname=...) to read another keyword."
         )
     return kwargs[argname]
 
@@ -129,8 +129,10 @@ class Average(Metric):
         if isinstance(values, (int, float)):
             if mask is not None:
                 raise ValueError(
-                    f"{type(self).__name__}.update got a mask with a Python number; "
-                    f"expected {self.argname} to be an array when mask is given."
+                    f"If mask is provided, {self.argname} should be a jax array: "
+                    f"{type(self).__name__}.update got a mask with {self.argname}="
+                    f"{values!r} (a Python {type(values).__name__}).\nFix: pass "
+                    f"{self.argname}=jnp.asarray(...) with the mask's shape, or drop mask."
                 )
             self.total.value = self.total.value + values
             self.count.value = self.count.value + 1
@@ -156,6 +158,10 @@ class Statistics:
     mean: jax.Array
     standard_error_of_mean: jax.Array
     standard_deviation: jax.Array
+
+    def replace(self, **changes: tp.Any) -> Statistics:
+        """A copy with ``changes`` applied (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
 
 
 jax.tree_util.register_dataclass(
@@ -250,8 +256,9 @@ class Accuracy(Average):
     def __init__(self, threshold: float | None = None, *args: tp.Any, **kwargs: tp.Any) -> None:
         if threshold is not None and not isinstance(threshold, float):
             raise TypeError(
-                f"Accuracy expected threshold to be a float, found "
-                f"{type(threshold).__name__}. Fix: Accuracy(threshold=0.5)."
+                f"Expected threshold to be a float, got {type(threshold)}: "
+                f"Accuracy(threshold={threshold!r}).\nFix: Accuracy(threshold=0.5) "
+                "(a float)."
             )
         self.threshold = threshold
         super().__init__(*args, **kwargs)
@@ -268,20 +275,25 @@ class Accuracy(Average):
         logits, labels = jnp.asarray(logits), jnp.asarray(labels)
         if self.threshold is not None and logits.ndim != labels.ndim:
             raise ValueError(
-                "Accuracy (binary, threshold set) expected logits and labels with the "
-                f"same number of dimensions; found logits {logits.shape} and labels "
-                f"{labels.shape}."
+                "For binary classification, expected logits.ndim==labels.ndim, got "
+                f"{logits.ndim} and {labels.ndim}: Accuracy(threshold={self.threshold}) "
+                f"found logits of shape {logits.shape} and labels of shape "
+                f"{labels.shape}.\nFix: one logit per label (squeeze a trailing axis of "
+                "size 1), or Accuracy() for multi-class logits."
             )
         if self.threshold is None and logits.ndim != labels.ndim + 1:
             raise ValueError(
-                "Accuracy (multi-class) expected logits with one more axis than labels "
-                f"(the classes); found logits {logits.shape} and labels {labels.shape}. "
-                "Fix: for binary predictions use Accuracy(threshold=0.5)."
+                "For multi-class classification, expected logits.ndim==labels.ndim+1, "
+                f"got {logits.ndim} and {labels.ndim}: Accuracy() found logits of shape "
+                f"{logits.shape} and labels of shape {labels.shape}; logits need a "
+                "trailing class axis.\nFix: for binary predictions use "
+                "Accuracy(threshold=0.5)."
             )
         if not jnp.issubdtype(labels.dtype, jnp.integer):
             raise ValueError(
-                f"Accuracy expected integer labels, found dtype {labels.dtype}. "
-                "Fix: labels.astype(jnp.int32)."
+                f"Expected labels.dtype==jnp.int32, got {labels.dtype}: Accuracy needs "
+                "integer class labels (any integer dtype is accepted).\nFix: "
+                "labels.astype(jnp.int32)."
             )
         if self.threshold is not None:
             correct = (logits >= self.threshold) == (labels > 0)
@@ -330,13 +342,19 @@ class MultiMetric(Metric):
             metric.reset()
 
     def update(self, **updates: tp.Any) -> None:
+        """Call every metric's ``update`` with all of ``updates``; ``mask`` may be one
+        array or a ``{metric_name: mask}`` dict. An error raised by one metric keeps
+        its type and gains the metric's name."""
         mask = updates.pop("mask", None)
         for name, metric in self._metrics():
             metric_mask = mask.get(name) if isinstance(mask, dict) else mask
-            if metric_mask is None:
-                metric.update(**updates)
-            else:
-                metric.update(**updates, mask=metric_mask)
+            extra = {} if metric_mask is None else {"mask": metric_mask}
+            try:
+                metric.update(**updates, **extra)
+            except (TypeError, ValueError) as error:
+                if type(error) not in (TypeError, ValueError):
+                    raise
+                raise type(error)(f"{error}\n(in MultiMetric metric {name!r})") from error
 
     def compute(self) -> dict[str, tp.Any]:
         """``{name: metric.compute()}``."""
