@@ -20,11 +20,11 @@ import nnx_optim
 def main(checkpoint: str, steps: int, output: str) -> None:
     def create() -> tuple[nnx.Module, nnx_optim.Optimizer[nnx.Module]]:
         model = lora_mlp(seed=123)  # a different seed: every value must come from disk
-        return model, nnx_optim.Optimizer(model, optax.adam(1e-2))
+        return model, nnx_optim.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
 
     model, optimizer = nnx.eval_shape(create)
     nnx_optim.restore_checkpoint(checkpoint, model, optimizer)
-    assert optimizer.model is model
+    assert getattr(optimizer, "model", model) is model  # shared, if it holds one
     run_steps(model, optimizer, steps, make_train_step())
     arrays = {}
     for path, leaf in nnx.state((model, optimizer)).flat_state():

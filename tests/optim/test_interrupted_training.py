@@ -34,12 +34,12 @@ def test_resume_in_fresh_process_is_bit_identical(tmp_path: pathlib.Path) -> Non
     train_step = make_train_step()
 
     straight = lora_mlp(seed=0)  # dropout on: the RNG state must be restored too
-    straight_optimizer = nnx_optim.Optimizer(straight, optax.adam(1e-2))
+    straight_optimizer = nnx_optim.Optimizer(straight, optax.adam(1e-2), wrt=nnx.Param)
     run_steps(straight, straight_optimizer, STEPS, train_step)
     expected = flat((straight, straight_optimizer))
 
     first_half = lora_mlp(seed=0)
-    first_optimizer = nnx_optim.Optimizer(first_half, optax.adam(1e-2))
+    first_optimizer = nnx_optim.Optimizer(first_half, optax.adam(1e-2), wrt=nnx.Param)
     run_steps(first_half, first_optimizer, STEPS // 2, train_step)
     nnx_optim.save_checkpoint(tmp_path / "half", first_half, first_optimizer)
 
