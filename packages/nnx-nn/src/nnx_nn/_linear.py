@@ -8,6 +8,7 @@ then bias) and, when called, casts inputs and Params to one dtype with
 from __future__ import annotations
 
 import dataclasses
+import string
 import typing as tp
 from collections.abc import Sequence
 from types import MappingProxyType
@@ -369,14 +370,24 @@ def _einsum_parts(einsum_str: str) -> tuple[str, str, str]:
     return lhs, rhs, result
 
 
-def _axis_letters(spec: str, ndim: int) -> dict[str, int]:
-    """Map each letter of an einsum operand spec to its axis, expanding ``...``."""
-    if "..." in spec:
-        head, tail = spec.split("...")
-        letters = {c: i for i, c in enumerate(head)}
-        letters.update({c: ndim - len(tail) + i for i, c in enumerate(tail)})
-        return letters
-    return {c: i for i, c in enumerate(spec)}
+def _expand_ellipsis(einsum_str: str, lhs_ndim: int, rhs_ndim: int) -> tuple[str, str, str]:
+    """The equation's ``(lhs, rhs, out)`` with every ``...`` spelled out as letters.
+
+    As in NumPy, the dimensions an ellipsis stands for are aligned from the right
+    across both operands (the longer one sets their number), and the output's
+    ellipsis stands for all of them.
+    """
+    lhs, rhs, out = _einsum_parts(einsum_str)
+    n_lhs = lhs_ndim - len(lhs.replace("...", "")) if "..." in lhs else 0
+    n_rhs = rhs_ndim - len(rhs.replace("...", "")) if "..." in rhs else 0
+    n = max(n_lhs, n_rhs, 0)
+    used = set(einsum_str)
+    fresh = [c for c in string.ascii_letters if c not in used][:n]
+
+    def fill(spec: str, count: int) -> str:
+        return spec.replace("...", "".join(fresh[n - count :]) if count > 0 else "")
+
+    return fill(lhs, n_lhs), fill(rhs, n_rhs), fill(out, n)
 
 
 class Einsum(nnx_graph.Module):
@@ -475,12 +486,13 @@ class Einsum(nnx_graph.Module):
                 f"expected inputs with {n_named} axes (spec {lhs!r}), found inputs of shape "
                 f"{inputs.shape}. Fix: reshape the inputs to match the equation.",
             )
-        in_axes = _axis_letters(lhs, inputs.ndim)
-        kernel_axes = _axis_letters(rhs, len(self.kernel_shape))
-        for letter, axis in in_axes.items():
+        lhs, rhs, _ = _expand_ellipsis(einsum_str, inputs.ndim, len(self.kernel_shape))
+        kernel_axes = {c: i for i, c in enumerate(rhs)}
+        for axis, letter in enumerate(lhs):
             if letter in kernel_axes:
                 size = self.kernel_shape[kernel_axes[letter]]
-                if inputs.shape[axis] != size:
+                broadcast = letter not in einsum_str and 1 in (size, inputs.shape[axis])
+                if inputs.shape[axis] != size and not broadcast:
                     raise InputShapeError(
                         f"Einsum({einsum_str!r}, kernel_shape={self.kernel_shape})",
                         f"expected inputs with size {size} on axis {axis} (letter {letter!r}, "
@@ -508,16 +520,19 @@ class Einsum(nnx_graph.Module):
             **contraction_kwargs(self.preferred_element_type, out_sharding),
         )
         if bias is not None:
-            y += jnp.reshape(bias, self._bias_broadcast_shape(equation, y.ndim))
+            shape = self._bias_broadcast_shape(equation, inputs.ndim)
+            if int(np.prod(shape)) != bias.size:
+                raise TypeError(
+                    f"Einsum({equation!r}, kernel_shape={self.kernel_shape}): cannot reshape "
+                    f"the bias of shape {bias.shape} onto the output axes that come from the "
+                    f"kernel, which need shape {shape}. Fix: build the layer with "
+                    f"bias_shape={tuple(d for d in shape if d != 1)} (or bias_shape=None)."
+                )
+            y += jnp.reshape(bias, shape)
         return y
 
-    def _bias_broadcast_shape(self, einsum_str: str, out_ndim: int) -> tuple[int, ...]:
+    def _bias_broadcast_shape(self, einsum_str: str, in_ndim: int) -> tuple[int, ...]:
         """The bias is laid out along the output axes that come from the kernel."""
-        _, rhs, result = _einsum_parts(einsum_str)
-        kernel_axes = _axis_letters(rhs, len(self.kernel_shape))
-        out_axes = _axis_letters(result, out_ndim)
-        shape = [1] * out_ndim
-        for letter, axis in out_axes.items():
-            if letter in kernel_axes:
-                shape[axis] = self.kernel_shape[kernel_axes[letter]]
-        return tuple(shape)
+        _, rhs, out = _expand_ellipsis(einsum_str, in_ndim, len(self.kernel_shape))
+        kernel_axes = {c: i for i, c in enumerate(rhs)}
+        return tuple(self.kernel_shape[kernel_axes[c]] if c in kernel_axes else 1 for c in out)
