@@ -34,7 +34,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 HERE = pathlib.Path(__file__).parent
-RANDOM_KILLS = int(os.environ.get("NNX_CHECKPOINT_RANDOM_KILLS", "8"))
+RANDOM_KILLS = int(os.environ.get("NNX_CHECKPOINT_RANDOM_KILLS", "6"))
+SAVE_SECONDS: dict[str, float] = {}  # duration of one clean save, per format
 
 
 @dataclasses.dataclass
@@ -177,8 +178,9 @@ def restored(fmt: str, path: pathlib.Path) -> tuple[int, list[str]]:
     version = int(target["version"].value)
     for name, expected in arrays_for(version).items():
         value = np.asarray(target[name].value)
-        assert value.dtype == expected.dtype, name
-        assert value.tobytes() == expected.tobytes(), f"{name} is not version {version}'s"
+        assert value.dtype == expected.dtype and value.shape == expected.shape, name
+        same = np.array_equal(value.view(np.uint8), expected.view(np.uint8))
+        assert same, f"{name} is not version {version}'s"
     return version, [str(w.message) for w in caught]
 
 
@@ -191,6 +193,7 @@ def checked_save(launcher: Launcher, fmt: str, path: pathlib.Path, version: int)
     out = launcher.save(fmt, path, version)
     assert out.status == 0 and out.done, out
     assert restored(fmt, path)[0] == version
+    SAVE_SECONDS.setdefault(fmt, out.seconds)
     return out
 
 
@@ -266,7 +269,9 @@ def test_first_save_killed(launcher: Launcher, tmp_path: pathlib.Path) -> None:
     assert leftovers(path) == []
 
     # killed while writing: nothing complete exists, and restore says why
-    duration = checked_save(launcher, "orbax", tmp_path / "timing", 1).seconds
+    if "orbax" not in SAVE_SECONDS:  # run alone: time one save first
+        checked_save(launcher, "orbax", tmp_path / "timing", 1)
+    duration = SAVE_SECONDS["orbax"]
     path = tmp_path / "second"
     out = launcher.save("orbax", path, 9, kill_after=duration * 0.3)
     assert out.killed and not path.exists()
@@ -298,9 +303,9 @@ def test_safetensors_overwrite_killed(launcher: Launcher, tmp_path: pathlib.Path
     assert got == 0
     assert any("ignored leftovers of an interrupted save_safetensors" in n for n in notes)
     old = 0
-    for i in range(4):
+    for i in range(3):
         version = i + 2
-        out = launcher.save("safetensors", path, version, kill_after=duration * (i + 0.5) / 4)
+        out = launcher.save("safetensors", path, version, kill_after=duration * (i + 0.5) / 3)
         got, _ = restored("safetensors", path)
         assert got in (old, version), (i, out, got)
         old = got
