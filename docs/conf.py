@@ -55,7 +55,8 @@ napoleon_use_ivar = True
 autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
 autodoc_member_order = "bysource"
-autodoc_preserve_defaults = True
+# (preserve_defaults cannot parse every def line, e.g. a "# type: ignore" comment in it)
+autodoc_preserve_defaults = False
 autodoc_inherit_docstrings = False
 autodoc_class_signature = "mixed"
 add_module_names = False

@@ -11,6 +11,7 @@ build without editing the pages.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import re
@@ -92,9 +93,24 @@ def _kind(obj: object) -> str:
 _TITLES = {"class": "Classes", "function": "Functions", "data": "Other names"}
 
 
+def _partial_doc(obj: functools.partial[tp.Any]) -> str:
+    func = obj.func
+    name = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', func)}"
+    bound = ", ".join(f"``{k}={v!r}``" for k, v in obj.keywords.items())
+    doc = f":py:obj:`{name.lstrip('.')}` with {bound or 'arguments'} bound."
+    original = inspect.getdoc(func)
+    return f"{doc}\n\n{original}" if original else doc
+
+
+def _doc(obj: object) -> str:
+    if isinstance(obj, functools.partial) and obj.__doc__ == functools.partial.__doc__:
+        return _partial_doc(obj)
+    return inspect.getdoc(obj) or ""
+
+
 def _summary(obj: object) -> str:
     """The docstring's first paragraph, shortened, as inline text safe in a table cell."""
-    doc = inspect.getdoc(obj) or ""
+    doc = _doc(obj)
     first = " ".join(doc.strip().split("\n\n")[0].split())
     if len(first) > 160:
         first = first[:157].rsplit(" ", 1)[0] + " ..."
@@ -109,6 +125,8 @@ def _summary(obj: object) -> str:
 _LITERAL_SUFFIX = re.compile(r"(``[^`]+``)(?=[A-Za-z0-9])")
 # A wrapped list of parameter names ("use_bias, dtype,\n    rngs: ...") in an Args section.
 _NAME_LIST = re.compile(r"^\s*\*{0,2}\w+(,\s*\*{0,2}\w+)*,$")
+# The start of an entry of an Args section: "name:" or "a, b, *args:" or "name (type):".
+_ENTRY = re.compile(r"^\s*\*{0,2}\w+(,\s*\*{0,2}\w+)*(\s*\([^)]*\))?:(\s|$)")
 
 
 def _fix_inline_literals(text: str) -> str:
@@ -119,13 +137,31 @@ def _tidy_docstring(
     app: Sphinx, what: str, name: str, obj: object, options: tp.Any, lines: list[str]
 ) -> None:
     """Make common docstring idioms valid reStructuredText before napoleon reads them."""
+    if isinstance(obj, functools.partial) and obj.__doc__ == functools.partial.__doc__:
+        lines[:] = _partial_doc(obj).splitlines()
     i = 0
     while i < len(lines):
         lines[i] = _fix_inline_literals(lines[i])
         if _NAME_LIST.match(lines[i]) and i + 1 < len(lines) and lines[i + 1].strip():
             lines[i] = lines[i] + " " + lines.pop(i + 1).strip()
+            if not _NAME_LIST.match(lines[i]):
+                # The description went on at the names' indentation: indent it under them.
+                indent = _indent(lines[i])
+                j = i + 1
+                while (
+                    j < len(lines)
+                    and lines[j].strip()
+                    and _indent(lines[j]) == indent
+                    and not _ENTRY.match(lines[j])
+                ):
+                    lines[j] = "    " + lines[j]
+                    j += 1
             continue
         i += 1
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _entry(kind: str, dotted: str, obj: object) -> list[str]:
@@ -147,10 +183,18 @@ def _link_table(rows: list[tuple[str, str, str]]) -> list[str]:
     return [*lines, ""]
 
 
+def _link(name: str, target: str) -> str:
+    return f":py:obj:`{name} <{target}>`"
+
+
 def _module_lines(
     module: types.ModuleType, dotted: str, where: dict[int, str], depth: int
 ) -> list[str]:
-    """RST for one (sub)module: its own entries, links for re-exports, submodules."""
+    """RST for one (sub)module: its own entries, links for re-exports, submodules.
+
+    At the top of a page re-exports get a table with their summaries; in submodules
+    (mostly Flax-path aliases such as ``nnx.graphlib``) one paragraph of links.
+    """
     lines: list[str] = []
     groups: dict[str, list[tuple[str, object]]] = {"class": [], "function": [], "data": []}
     linked: list[tuple[str, str, str]] = []
@@ -161,11 +205,14 @@ def _module_lines(
             continue
         target = where.get(_key(obj))
         if target is not None and target != f"{dotted}.{name}":
-            linked.append((name, target, _summary(obj)))
+            linked.append((name, target, _summary(obj) if depth == 0 else ""))
         else:
             groups[kind].append((name, obj))
 
     underline = _UNDERLINES[min(depth, len(_UNDERLINES) - 1)]
+    if linked and depth > 0:
+        links = ", ".join(_link(name, target) for name, target, _ in linked)
+        lines += [f"Re-exported here: {links}.", ""]
     for kind, members in groups.items():
         if not members:
             continue
@@ -173,8 +220,8 @@ def _module_lines(
         lines += [title, underline * len(title), ""]
         for name, obj in members:
             lines += _entry(kind, f"{dotted}.{name}", obj)
-    if linked:
-        title = "Re-exported names" if depth == 0 else f"Re-exported in ``{dotted}``"
+    if linked and depth == 0:
+        title = "Re-exported names"
         lines += [title, underline * len(title), ""]
         lines += [
             "Described on the page of the package that defines them:",
@@ -188,8 +235,7 @@ def _module_lines(
             lines += [title, underline * len(title), ""]
             if sub.__name__ != sub_dotted:
                 lines += [f"``{sub_dotted}`` is ``{sub.__name__}``.", ""]
-            doc = inspect.getdoc(sub)
-            if doc:
+            if inspect.getdoc(sub):
                 lines += [f".. automodule:: {sub_dotted}", "   :no-index:", ""]
             lines += _module_lines(sub, sub_dotted, where, depth + 1)
     return lines
