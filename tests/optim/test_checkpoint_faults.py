@@ -179,7 +179,8 @@ def restored(fmt: str, path: pathlib.Path) -> tuple[int, list[str]]:
     for name, expected in arrays_for(version).items():
         value = np.asarray(target[name].value)
         assert value.dtype == expected.dtype and value.shape == expected.shape, name
-        same = np.array_equal(value.view(np.uint8), expected.view(np.uint8))
+        found, wanted = value.reshape(-1).view(np.uint8), expected.reshape(-1).view(np.uint8)
+        same = np.array_equal(found, wanted)
         assert same, f"{name} is not version {version}'s"
     return version, [str(w.message) for w in caught]
 
