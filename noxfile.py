@@ -403,6 +403,61 @@ def oracle(session: nox.Session) -> None:
     session.run("pytest", "tests/oracle", "-q", "-m", "oracle", *session.posargs)
 
 
+# The documentation site: Sphinx + myst-nb (as the JAX, Flax and optax docs).
+DOCS_DEPS = [
+    "sphinx>=8",
+    "myst-nb>=1.2",
+    "sphinx-book-theme>=1.1",
+    "sphinx-copybutton>=0.5",
+    "ipykernel",
+]
+DOCS_HTML = ROOT / "docs" / "_build" / "html"
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (docs/_build/html) and check it in Chromium.
+
+    Sphinx runs with warnings as errors and executes every guide notebook; then
+    tests/docs/test_docs_browser.py opens three pages in headless Chromium.
+    """
+    _install_local(
+        session,
+        "jax",
+        "optax",
+        "treescope",
+        "orbax-checkpoint",
+        "safetensors",
+        *DOCS_DEPS,
+        "pytest",
+        "playwright",
+    )
+    env = {"JAX_PLATFORMS": "cpu"}
+    session.run(
+        "sphinx-build",
+        "-b",
+        "html",
+        "-E",  # fresh environment: every page, notebook and API entry is rebuilt
+        "-W",
+        "--keep-going",
+        "-d",
+        str(ROOT / "docs" / "_build" / "doctrees"),
+        "docs",
+        str(DOCS_HTML),
+        *session.posargs,
+        env=env,
+    )
+    session.run(
+        "pytest",
+        "tests/docs/test_docs_browser.py",
+        "-q",
+        "-m",
+        "browser",
+        env={**env, "NNX_REQUIRE_DOCS": "1"},
+    )
+    session.log(f"documentation built: {DOCS_HTML / 'index.html'}")
+
+
 # Plain `nox` runs what CI runs. (`docs` is only listed once its session is defined, so
 # `nox -l` works meanwhile; `.ci/run` names every CI session explicitly and fails if one
 # is missing.)
