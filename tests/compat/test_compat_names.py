@@ -129,3 +129,28 @@ def test_summary_is_flax_module_path_with_tabulate() -> None:
     assert isinstance(nnx.summary, types.ModuleType)
     table = nnx.summary.tabulate(Block(nnx.Rngs(0)), jnp.ones((1, 2)))
     assert "Block Summary" in table and "Linear" in table
+
+
+def test_is_node_matches_what_the_graph_api_descends_into() -> None:
+    block = Block(nnx.Rngs(0))
+    assert nnx.graphlib.is_node(block) and nnx.graphlib.is_node(block.items)
+    assert nnx.graphlib.is_node((1, 2)) and nnx.graphlib.is_node({"a": 1})
+    assert not nnx.graphlib.is_node(block.scale)  # a Variable
+    assert not nnx.graphlib.is_node(jnp.ones(2)) and not nnx.graphlib.is_node(3)
+
+
+def test_statelib_diff_keeps_the_new_paths() -> None:
+    new = nnx.State({"a": jnp.ones(1), "b": {"c": jnp.zeros(2), "d": jnp.ones(3)}})
+    old = nnx.State({"a": jnp.ones(1), "b": {"c": jnp.zeros(2)}})
+    paths = [path for path, _ in nnx.to_flat_state(nnx.statelib.diff(new, old))]
+    assert paths == [("b", "d")]
+    assert nnx.statelib.diff(new, nnx.State({})) is new
+
+
+def test_get_var_pspec_reads_the_sharding_annotation() -> None:
+    from jax.sharding import PartitionSpec
+
+    annotated = nnx.Param(jnp.zeros((2, 4)), sharding_names=(None, "model"))
+    assert nnx.spmd.get_var_pspec(annotated) == PartitionSpec(None, "model")
+    assert nnx.spmd.get_var_pspec(nnx.Param(jnp.zeros(3))) == PartitionSpec()
+    assert nnx.spmd.get_var_pspec(nnx.Variable("not an array")) is None

@@ -193,13 +193,16 @@ def _submodule_names(path: str, mod: types.ModuleType) -> list[str]:
             ):
                 names.append(name)
             continue
-        if _defined_in(obj, mod.__name__):
+        # flax.nnx.graph re-exports flax.nnx.graphlib: the same names count there.
+        home = "flax.nnx.graphlib" if mod.__name__ == "flax.nnx.graph" else mod.__name__
+        if _defined_in(obj, home):
             names.append(name)
     return names
 
 
 def _implementation_name(mod: types.ModuleType, name: str) -> bool:
     rel = mod.__name__.removeprefix("flax.nnx.")
+    rel = "graph" if rel == "graphlib" else rel  # flax.nnx.graph re-exports graphlib
     return name in IMPLEMENTATION_NAMES.get(rel, frozenset())
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import typing as tp
 from collections.abc import Iterator
 
+import jax
+
 from nnx_graph import (
     GraphDef,
     GraphState,
@@ -87,8 +89,28 @@ def iter_module_children(
             yield key, child
 
 
+def is_node(x: tp.Any) -> bool:
+    """True for what the graph API descends into: graph nodes (Modules, Pytrees,
+    nnx.List/Dict) and JAX pytree containers (tuples, lists, dicts, None); False for
+    Variables and leaves such as arrays.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph
+        >>> from nnx_graph.graphlib import is_node
+        >>> is_node(nnx_graph.Module()), is_node((1, 2)), is_node(jnp.ones(1))
+        (True, True, False)
+        >>> is_node(nnx_graph.Param(jnp.ones(1)))
+        False
+    """
+    if isinstance(x, Variable):
+        return False
+    return is_graph_node(x) or not jax.tree_util.all_leaves([x])
+
+
 __all__ = [
     "A",
+    "is_node",
     "GraphDef",
     "GraphState",
     "State",

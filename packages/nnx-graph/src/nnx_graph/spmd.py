@@ -12,7 +12,12 @@ Example::
 
 from __future__ import annotations
 
+import typing as tp
+
+from jax.sharding import PartitionSpec
+
 from nnx_graph import (
+    Variable,
     abstract_with_sharding,
     add_axis,
     as_abstract,
@@ -23,8 +28,29 @@ from nnx_graph import (
     with_partitioning,
 )
 
+
+def get_var_pspec(v: Variable[tp.Any]) -> PartitionSpec | None:
+    """The ``PartitionSpec`` of one Variable from its sharding metadata (logical names
+    resolved by the active rules); ``P()`` for an unannotated array, None for a
+    Variable without an array value.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph
+        >>> from nnx_graph.spmd import get_var_pspec
+        >>> get_var_pspec(nnx_graph.Param(jnp.zeros((2, 4)), sharding_names=(None, "model")))
+        P(None, 'model')
+    """
+    if not hasattr(v.value, "shape"):
+        return None
+    spec = get_partition_spec(v)
+    value = spec.value if isinstance(spec, Variable) else spec
+    return value if isinstance(value, PartitionSpec) else None
+
+
 __all__ = [
     "abstract_with_sharding",
+    "get_var_pspec",
     "add_axis",
     "as_abstract",
     "get_abstract_model",

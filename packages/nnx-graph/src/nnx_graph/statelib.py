@@ -27,8 +27,27 @@ from nnx_graph import (
     to_pure_dict,
 )
 
+
+def diff(state: State, other: State) -> State:
+    """The entries of ``state`` whose paths ``other`` does not have.
+
+    Example::
+
+        >>> import jax.numpy as jnp
+        >>> from nnx_graph.statelib import State, diff
+        >>> new = State({"a": jnp.ones(1), "b": {"c": jnp.zeros(2)}})
+        >>> list(diff(new, State({"a": jnp.ones(1)})).keys())
+        ['b']
+    """
+    if not other:
+        return state
+    seen = {path for path, _ in to_flat_state(other)}
+    return from_flat_state({path: v for path, v in to_flat_state(state) if path not in seen})
+
+
 __all__ = [
     "FlatState",
+    "diff",
     "State",
     "filter_state",
     "from_flat_state",
