@@ -87,6 +87,34 @@ DIFFERENCES: tuple[Difference, ...] = (
             "works next to Flax 0.12's."
         ),
     ),
+    Difference(
+        path="Optimizer",
+        aspect="signature",
+        reason=(
+            "seed-era API: Flax raises TypeError when `wrt` is missing; nnx's "
+            "`Optimizer(model, tx)` trains nnx.Param and holds the model so the seed's "
+            "`optimizer.update(grads)` works (hence `wrt=MISSING` and optional "
+            "`update(model, grads)` arguments). With `wrt=` the state is Flax's."
+        ),
+        readme=(
+            "`nnx.Optimizer(model, tx)` without `wrt` (Flax 0.12 raises) is the seed-era "
+            "form: it trains `nnx.Param`, holds the model (its state has a `model` "
+            "subtree, like `ModelAndOptimizer`) and accepts `optimizer.update(grads)`. "
+            "Pass `wrt=` for Flax 0.12's layout (`step` + `opt_state` only)."
+        ),
+    ),
+    Difference(
+        path="MultiMetric",
+        aspect="behaviour",
+        reason=(
+            "Flax silently accepts a metric named `reset`/`update`/`compute`/`split`, "
+            "which then shadows the method; nnx raises ValueError at construction."
+        ),
+        readme=(
+            "`nnx.MultiMetric` rejects metric names that would shadow its methods "
+            "(`reset`, `update`, `compute`, `split`) with a ValueError."
+        ),
+    ),
 )
 
 

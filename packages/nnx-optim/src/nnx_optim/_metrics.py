@@ -289,11 +289,10 @@ class Accuracy(Average):
                 "trailing class axis.\nFix: for binary predictions use "
                 "Accuracy(threshold=0.5)."
             )
-        if not jnp.issubdtype(labels.dtype, jnp.integer):
+        if labels.dtype not in (jnp.int32, jnp.int64):
             raise ValueError(
                 f"Expected labels.dtype==jnp.int32, got {labels.dtype}: Accuracy needs "
-                "integer class labels (any integer dtype is accepted).\nFix: "
-                "labels.astype(jnp.int32)."
+                "int32 (or int64) class labels.\nFix: labels.astype(jnp.int32)."
             )
         if self.threshold is not None:
             correct = (logits >= self.threshold) == (labels > 0)
