@@ -29,9 +29,12 @@ from checkpoint_faults_worker import ARRAYS, SHAPE, arrays_for
 import nnx_graph as nnx
 import nnx_optim
 
-pytestmark = pytest.mark.skipif(
-    sys.platform == "win32" or not hasattr(os, "fork"), reason="needs fork and SIGKILL"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        sys.platform == "win32" or not hasattr(os, "fork"), reason="needs fork and SIGKILL"
+    ),
+]
 
 HERE = pathlib.Path(__file__).parent
 RANDOM_KILLS = int(os.environ.get("NNX_CHECKPOINT_RANDOM_KILLS", "6"))
@@ -54,6 +57,7 @@ class Launcher:
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
             "OPENBLAS_NUM_THREADS": "1",
+            "JAX_PLATFORMS": "cpu",  # the children must not grab a GPU the test holds
         }
         self.log = log
         self.stderr = open(log, "wb")  # noqa: SIM115 - closed in close()
