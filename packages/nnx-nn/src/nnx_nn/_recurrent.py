@@ -2,13 +2,13 @@
 
 ``RNNCellBase`` is the interface :class:`~nnx_nn.RNN` scans over time;
 ``LSTMCell``, ``OptimizedLSTMCell`` (same maths, fused matmuls), ``GRUCell`` and
-``SimpleCell`` implement it with :class:`~nnx_nn.Linear` sub-layers.
+``SimpleCell`` implement it with :class:`~nnx_nn.Linear` sub-layers, built by the
+shared :class:`~nnx_nn._cell_base.GatedCell` construction.
 """
 
 from __future__ import annotations
 
 import typing as tp
-import warnings
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
@@ -17,19 +17,21 @@ import jax.numpy as jnp
 import nnx_graph
 from nnx_nn import initializers
 from nnx_nn._activations import sigmoid, tanh
-from nnx_nn._dtypes import promote_dtype as default_promote_dtype
-from nnx_nn._errors import (
-    InputShapeError,
-    LayerInputError,
-    check_axis_size,
-    check_positive_int,
-    describe,
-    rng_stream,
+from nnx_nn._cell_base import (
+    Carry,
+    GatedCell,
+    GateLinears,
+    RngsLike,
+    RNNCellBase,
+    default_kernel_init,
+    default_recurrent_kernel_init,
+    modified_orthogonal,
 )
-from nnx_nn._linear import Linear
-from nnx_nn._typing import Array, Dtype, Initializer, PromoteDtypeFn, Shape
+from nnx_nn._dtypes import promote_dtype as default_promote_dtype
+from nnx_nn._typing import Array, Dtype, Initializer, PromoteDtypeFn
 
 __all__ = [
+    "Carry",
     "GRUCell",
     "LSTMCell",
     "OptimizedLSTMCell",
@@ -38,188 +40,8 @@ __all__ = [
     "modified_orthogonal",
 ]
 
-Carry = tp.Any
-RngsLike = nnx_graph.Rngs | nnx_graph.RngStream | None
 
-default_kernel_init: Initializer = initializers.lecun_normal()
-default_recurrent_kernel_init: Initializer = initializers.orthogonal()
-_zeros: Initializer = initializers.zeros
-
-
-def modified_orthogonal(key: Array, shape: Shape, dtype: Dtype = jnp.float32) -> Array:
-    """An orthogonal initializer computed in float32 and cast to ``dtype`` (so it
-    also works for half precision).
-
-    Example::
-
-        >>> import jax, jax.numpy as jnp
-        >>> from nnx_nn.nn import modified_orthogonal
-        >>> w = modified_orthogonal(jax.random.key(0), (3, 3), jnp.bfloat16)
-        >>> w.dtype
-        dtype(bfloat16)
-    """
-    return initializers.orthogonal()(key, shape).astype(dtype)
-
-
-class RNNCellBase(nnx_graph.Module):
-    """The interface of a recurrent cell.
-
-    Subclasses implement ``__call__(carry, inputs) -> (new_carry, outputs)`` for
-    one time step, ``initialize_carry(input_shape, rngs)`` and the
-    ``num_feature_axes`` property (the number of trailing feature axes of an
-    input; 1 for the built-in cells).
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph, nnx_nn
-        >>> class Accumulate(nnx_nn.RNNCellBase):
-        ...     def __call__(self, carry, x):
-        ...         return carry + x, carry + x
-        ...     def initialize_carry(self, input_shape, rngs=None, carry_init=None):
-        ...         return jnp.zeros(input_shape)
-        ...     @property
-        ...     def num_feature_axes(self):
-        ...         return 1
-        >>> nnx_nn.RNN(Accumulate())(jnp.ones((1, 3, 2)))[0, :, 0].tolist()
-        [1.0, 2.0, 3.0]
-    """
-
-    def initialize_carry(
-        self,
-        input_shape: tuple[int, ...],
-        rngs: RngsLike = None,
-        carry_init: Initializer | None = None,
-    ) -> Carry:
-        """The initial carry for one step's input shape ``(*batch, features)``."""
-        raise NotImplementedError
-
-    def __call__(self, carry: Carry, inputs: Array) -> tuple[Carry, Array]:
-        """One time step: ``(carry, inputs) -> (new_carry, outputs)``."""
-        raise NotImplementedError
-
-    @property
-    def num_feature_axes(self) -> int:
-        """Number of trailing feature axes of the inputs."""
-        raise NotImplementedError
-
-
-class _GatedCell(RNNCellBase):
-    """Shared construction and carry handling of the built-in cells."""
-
-    _config_fields = ("in_features", "hidden_features")
-
-    def _common_init(
-        self,
-        in_features: int,
-        hidden_features: int,
-        *,
-        dtype: Dtype | None,
-        param_dtype: Dtype,
-        carry_init: Initializer | None,
-        promote_dtype: PromoteDtypeFn,
-        keep_rngs: bool,
-        rngs: nnx_graph.Rngs,
-    ) -> None:
-        check_positive_int(
-            f"{type(self).__name__}(in_features={in_features!r}, "
-            f"hidden_features={hidden_features!r})",
-            in_features=in_features,
-            hidden_features=hidden_features,
-        )
-        rng_stream(rngs, "params", self)
-        self.in_features = in_features
-        self.hidden_features = hidden_features
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.promote_dtype = promote_dtype
-        self.rngs: nnx_graph.RngStream | None
-        if keep_rngs:
-            warnings.warn(
-                "keep_rngs is deprecated: pass rngs to initialize_carry (or to RNN) instead.",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            self.rngs = rng_stream(rngs, "carry", self).fork()
-        else:
-            self.rngs = None
-        if carry_init is not None:
-            warnings.warn(
-                "carry_init given to the cell constructor: pass it to initialize_carry "
-                "instead (a function stored on the cell becomes part of its structure).",
-                stacklevel=3,
-            )
-        self.carry_init = carry_init
-
-    def _linear(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        use_bias: bool,
-        kernel_init: Initializer,
-        bias_init: Initializer,
-        rngs: nnx_graph.Rngs,
-        kernel_metadata: Mapping[str, tp.Any],
-        bias_metadata: Mapping[str, tp.Any] = MappingProxyType({}),
-    ) -> Linear:
-        return Linear(
-            in_features,
-            out_features,
-            use_bias=use_bias,
-            kernel_init=kernel_init,
-            bias_init=bias_init,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            promote_dtype=self.promote_dtype,
-            rngs=rngs,
-            kernel_metadata=kernel_metadata,
-            bias_metadata=bias_metadata,
-        )
-
-    def _new_carry(
-        self,
-        input_shape: tuple[int, ...],
-        rngs: RngsLike,
-        carry_init: Initializer | None,
-        count: int,
-    ) -> list[Array]:
-        """``count`` arrays of shape ``(*batch, hidden_features)``."""
-        if rngs is None:
-            rngs = self.rngs
-        stream = rngs.carry if isinstance(rngs, nnx_graph.Rngs) else rngs
-        init = carry_init if carry_init is not None else self.carry_init
-        if init is None:
-            init = _zeros
-        shape = (*tuple(input_shape)[:-1], self.hidden_features)
-        if init is _zeros:
-            # Zeros need no randomness: leave the RNG state alone (so a closure over the
-            # model under plain jax.jit does not leak a traced RNG count).
-            return [jnp.zeros(shape, self.param_dtype) for _ in range(count)]
-        if stream is None:
-            raise LayerInputError(
-                describe(self),
-                "initialize_carry needs rngs for a random carry_init. Fix: pass "
-                "rngs=nnx.Rngs(carry=0) (or any Rngs / RngStream).",
-            )
-        return [init(stream(), shape, self.param_dtype) for _ in range(count)]
-
-    def _check_step(self, carry_parts: tp.Sequence[Array], inputs: Array) -> None:
-        check_axis_size(self, inputs, -1, self.in_features, "in_features")
-        for part in carry_parts:
-            if jnp.shape(part)[-1:] != (self.hidden_features,):
-                raise InputShapeError(
-                    describe(self),
-                    f"expected a carry with {self.hidden_features} features on its last axis "
-                    f"(hidden_features), found shape {jnp.shape(part)}. Fix: build the carry "
-                    "with cell.initialize_carry(inputs.shape).",
-                )
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
-
-
-class LSTMCell(_GatedCell):
+class LSTMCell(GatedCell):
     r"""Long short-term memory cell.
 
     .. math::
@@ -281,44 +103,30 @@ class LSTMCell(_GatedCell):
         recurrent_kernel_metadata: Mapping[str, tp.Any] = MappingProxyType({}),
         bias_metadata: Mapping[str, tp.Any] = MappingProxyType({}),
     ) -> None:
-        self._common_init(
+        # Only the default recurrent_kernel_init differs from the other gated cells.
+        super().__init__(
             in_features,
             hidden_features,
+            gate_fn=gate_fn,
+            activation_fn=activation_fn,
+            kernel_init=kernel_init,
+            recurrent_kernel_init=recurrent_kernel_init,
+            bias_init=bias_init,
             dtype=dtype,
             param_dtype=param_dtype,
             carry_init=carry_init,
             promote_dtype=promote_dtype,
             keep_rngs=keep_rngs,
             rngs=rngs,
+            kernel_metadata=kernel_metadata,
+            recurrent_kernel_metadata=recurrent_kernel_metadata,
+            bias_metadata=bias_metadata,
         )
-        self.gate_fn = gate_fn
-        self.activation_fn = activation_fn
 
-        def dense_i() -> Linear:
-            return self._linear(
-                in_features,
-                hidden_features,
-                use_bias=False,
-                kernel_init=kernel_init,
-                bias_init=bias_init,
-                rngs=rngs,
-                kernel_metadata=kernel_metadata,
-            )
-
-        def dense_h() -> Linear:
-            return self._linear(
-                hidden_features,
-                hidden_features,
-                use_bias=True,
-                kernel_init=recurrent_kernel_init,
-                bias_init=bias_init,
-                rngs=rngs,
-                kernel_metadata=recurrent_kernel_metadata,
-                bias_metadata=bias_metadata,
-            )
-
-        self.ii, self.if_, self.ig, self.io = dense_i(), dense_i(), dense_i(), dense_i()
-        self.hi, self.hf, self.hg, self.ho = dense_h(), dense_h(), dense_h(), dense_h()
+    def _build(self, linears: GateLinears) -> None:
+        hidden = self.hidden_features
+        self.ii, self.if_, self.ig, self.io = (linears.inputs(hidden, False) for _ in range(4))
+        self.hi, self.hf, self.hg, self.ho = (linears.hidden(hidden, True) for _ in range(4))
 
     def __call__(
         self, carry: tuple[Array, Array], inputs: Array
@@ -346,7 +154,7 @@ class LSTMCell(_GatedCell):
         return c, h
 
 
-class OptimizedLSTMCell(_GatedCell):
+class OptimizedLSTMCell(GatedCell):
     r"""An LSTM cell that computes the four gates with one input matmul and one
     hidden matmul (often faster than :class:`LSTMCell` for hidden sizes up to a
     few thousand). Same maths as :class:`LSTMCell`.
@@ -369,57 +177,9 @@ class OptimizedLSTMCell(_GatedCell):
         (2, 4)
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: int,
-        *,
-        gate_fn: Callable[..., tp.Any] = sigmoid,
-        activation_fn: Callable[..., tp.Any] = tanh,
-        kernel_init: Initializer = default_kernel_init,
-        recurrent_kernel_init: Initializer = default_recurrent_kernel_init,
-        bias_init: Initializer = initializers.zeros,
-        dtype: Dtype | None = None,
-        param_dtype: Dtype = jnp.float32,
-        carry_init: Initializer | None = None,
-        promote_dtype: PromoteDtypeFn = default_promote_dtype,
-        keep_rngs: bool = False,
-        rngs: nnx_graph.Rngs,
-        kernel_metadata: Mapping[str, tp.Any] = MappingProxyType({}),
-        recurrent_kernel_metadata: Mapping[str, tp.Any] = MappingProxyType({}),
-        bias_metadata: Mapping[str, tp.Any] = MappingProxyType({}),
-    ) -> None:
-        self._common_init(
-            in_features,
-            hidden_features,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            carry_init=carry_init,
-            promote_dtype=promote_dtype,
-            keep_rngs=keep_rngs,
-            rngs=rngs,
-        )
-        self.gate_fn = gate_fn
-        self.activation_fn = activation_fn
-        self.dense_i = self._linear(
-            in_features,
-            4 * hidden_features,
-            use_bias=False,
-            kernel_init=kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
-            kernel_metadata=kernel_metadata,
-        )
-        self.dense_h = self._linear(
-            hidden_features,
-            4 * hidden_features,
-            use_bias=True,
-            kernel_init=recurrent_kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
-            kernel_metadata=recurrent_kernel_metadata,
-            bias_metadata=bias_metadata,
-        )
+    def _build(self, linears: GateLinears) -> None:
+        self.dense_i = linears.inputs(4 * self.hidden_features, False)
+        self.dense_h = linears.hidden(4 * self.hidden_features, True)
 
     def __call__(
         self, carry: tuple[Array, Array], inputs: Array
@@ -443,7 +203,7 @@ class OptimizedLSTMCell(_GatedCell):
         return c, h
 
 
-class GRUCell(_GatedCell):
+class GRUCell(GatedCell):
     r"""Gated recurrent unit.
 
     .. math::
@@ -469,57 +229,9 @@ class GRUCell(_GatedCell):
         (2, 4)
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: int,
-        *,
-        gate_fn: Callable[..., tp.Any] = sigmoid,
-        activation_fn: Callable[..., tp.Any] = tanh,
-        kernel_init: Initializer = default_kernel_init,
-        recurrent_kernel_init: Initializer = default_recurrent_kernel_init,
-        bias_init: Initializer = initializers.zeros,
-        dtype: Dtype | None = None,
-        param_dtype: Dtype = jnp.float32,
-        carry_init: Initializer | None = None,
-        promote_dtype: PromoteDtypeFn = default_promote_dtype,
-        keep_rngs: bool = False,
-        rngs: nnx_graph.Rngs,
-        kernel_metadata: Mapping[str, tp.Any] = MappingProxyType({}),
-        recurrent_kernel_metadata: Mapping[str, tp.Any] = MappingProxyType({}),
-        bias_metadata: Mapping[str, tp.Any] = MappingProxyType({}),
-    ) -> None:
-        self._common_init(
-            in_features,
-            hidden_features,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            carry_init=carry_init,
-            promote_dtype=promote_dtype,
-            keep_rngs=keep_rngs,
-            rngs=rngs,
-        )
-        self.gate_fn = gate_fn
-        self.activation_fn = activation_fn
-        self.dense_i = self._linear(
-            in_features,
-            3 * hidden_features,
-            use_bias=True,
-            kernel_init=kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
-            kernel_metadata=kernel_metadata,
-            bias_metadata=bias_metadata,
-        )
-        self.dense_h = self._linear(
-            hidden_features,
-            3 * hidden_features,
-            use_bias=False,
-            kernel_init=recurrent_kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
-            kernel_metadata=recurrent_kernel_metadata,
-        )
+    def _build(self, linears: GateLinears) -> None:
+        self.dense_i = linears.inputs(3 * self.hidden_features, True)
+        self.dense_h = linears.hidden(3 * self.hidden_features, False)
 
     def __call__(self, carry: Array, inputs: Array) -> tuple[Array, Array]:
         """One GRU step."""
@@ -543,7 +255,7 @@ class GRUCell(_GatedCell):
         return self._new_carry(input_shape, rngs, carry_init, 1)[0]
 
 
-class SimpleCell(_GatedCell):
+class SimpleCell(GatedCell):
     r"""The Elman cell: ``h' = tanh(W_i x + b_i + W_h h)`` (``+ h`` inside the
     activation when ``residual``).
 
@@ -582,7 +294,9 @@ class SimpleCell(_GatedCell):
         recurrent_kernel_metadata: Mapping[str, tp.Any] = MappingProxyType({}),
         bias_metadata: Mapping[str, tp.Any] = MappingProxyType({}),
     ) -> None:
-        self._common_init(
+        self.residual = residual
+        self.activation_fn = activation_fn
+        linears = self._setup(
             in_features,
             hidden_features,
             dtype=dtype,
@@ -591,28 +305,11 @@ class SimpleCell(_GatedCell):
             promote_dtype=promote_dtype,
             keep_rngs=keep_rngs,
             rngs=rngs,
+            inits=(kernel_init, recurrent_kernel_init, bias_init),
+            metadata=(kernel_metadata, recurrent_kernel_metadata, bias_metadata),
         )
-        self.residual = residual
-        self.activation_fn = activation_fn
-        self.dense_h = self._linear(
-            hidden_features,
-            hidden_features,
-            use_bias=False,
-            kernel_init=recurrent_kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
-            kernel_metadata=recurrent_kernel_metadata,
-        )
-        self.dense_i = self._linear(
-            in_features,
-            hidden_features,
-            use_bias=True,
-            kernel_init=kernel_init,
-            bias_init=bias_init,
-            rngs=rngs,
-            kernel_metadata=kernel_metadata,
-            bias_metadata=bias_metadata,
-        )
+        self.dense_h = linears.hidden(hidden_features, False)
+        self.dense_i = linears.inputs(hidden_features, True)
 
     def __call__(self, carry: Array, inputs: Array) -> tuple[Array, Array]:
         """One step."""
