@@ -10,6 +10,7 @@ of 10,000 nested Modules works.
 
 from __future__ import annotations
 
+import operator
 import typing as tp
 from collections import OrderedDict
 
@@ -68,6 +69,7 @@ __all__ = [
     "VAR",
     "ArrayDef",
     "ContainerDef",
+    "Fingerprint",
     "Flattened",
     "GraphDef",
     "NodeDef",
@@ -78,6 +80,7 @@ __all__ = [
     "VariableDef",
     "Visit",
     "build",
+    "fingerprint",
     "flatten_graph",
     "freeze_static",
     "graphdef_repr",
@@ -436,12 +439,12 @@ def node_repr(node: tp.Any) -> str:
         if visit.closing:
             opened = open_records.pop()
             links.pop()
-            lines.append(f"{'  ' * len(open_records)}{_brackets(opened)[1]},")
+            lines.append(f"{_pad(len(open_records))}{_brackets(opened)[1]},")
             continue
         parent = open_records[-1] if open_records else None
         in_container = isinstance(parent, ContainerDef)
         key = visit.sub[-1] if visit.sub and in_container else visit.attr
-        head = "  " * len(open_records) + _entry_prefix(parent, key)
+        head = _pad(len(open_records)) + _entry_prefix(parent, key)
         link = (links[-1], key) if parent is not None else None
         if isinstance(record, RefDef):
             where = format_path(_unlink(first_seen[record.node_index]), "self")
@@ -483,9 +486,77 @@ def node_repr(node: tp.Any) -> str:
     return text[:-1] if text.endswith(",") else text
 
 
+def _pad(depth: int) -> str:
+    # indentation stops growing after 32 levels: a repr of a graph nested thousands
+    # of levels deep stays linear in size
+    return "  " * min(depth, 32)
+
+
 def _unlink(link: tp.Any) -> Path:
     keys: list[tp.Any] = []
     while link is not None:
         link, key = link
         keys.append(key)
     return tuple(reversed(keys))
+
+
+# --------------------------------------------------------------------- fingerprint
+class Fingerprint:
+    """A snapshot of the attribute structure of traversed nodes, to tell whether a
+    cached traversal is still valid even when attributes were replaced behind
+    ``__setattr__``'s back (``vars(m)[k] = v``, ``object.__setattr__``,
+    ``functools.cached_property``), which the structural epoch cannot see.
+
+    It records each Pytree's attribute count and every attribute that holds a
+    Variable or graph node; :meth:`matches` compares them in C-level loops.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> from nnx_graph._graphdef import fingerprint, flatten_graph
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.w = nnx.Param(jnp.ones(2))
+        >>> m = M(); fp = fingerprint(flatten_graph(m).nodes)
+        >>> fp.matches()
+        True
+        >>> vars(m)["w"] = nnx.Param(jnp.zeros(2))  # bypasses __setattr__
+        >>> fp.matches()
+        False
+    """
+
+    __slots__ = ("_dicts", "_sizes", "_edge_dicts", "_edge_keys", "_edge_values")
+
+    def __init__(self, nodes: tp.Iterable[tp.Any]) -> None:
+        dicts: list[dict[str, tp.Any]] = []
+        edge_dicts: list[dict[str, tp.Any]] = []
+        edge_keys: list[str] = []
+        edge_values: list[tp.Any] = []
+        for node in nodes:
+            if not isinstance(node, Pytree):
+                continue  # Variables and List/Dict: every change goes through methods
+            d = node.__dict__
+            dicts.append(d)
+            for key, value in d.items():
+                kind = kind_of(value)
+                if kind in (KIND_VARIABLE, KIND_NODE):
+                    edge_dicts.append(d)
+                    edge_keys.append(key)
+                    edge_values.append(value)
+        self._dicts = dicts
+        self._sizes = list(map(len, dicts))
+        self._edge_dicts = edge_dicts
+        self._edge_keys = edge_keys
+        self._edge_values = edge_values
+
+    def matches(self) -> bool:
+        """True while no recorded node gained or lost an attribute and every
+        recorded Variable/node attribute still holds the same object."""
+        return list(map(len, self._dicts)) == self._sizes and all(
+            map(operator.is_, map(dict.get, self._edge_dicts, self._edge_keys), self._edge_values)
+        )
+
+
+def fingerprint(nodes: tp.Iterable[tp.Any]) -> Fingerprint:
+    """The :class:`Fingerprint` of the nodes of a traversal (``flatten_graph(x).nodes``)."""
+    return Fingerprint(nodes)

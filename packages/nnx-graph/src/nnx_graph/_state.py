@@ -346,23 +346,48 @@ def from_flat_state(
     items = flat.items() if isinstance(flat, Mapping) else flat
     root: dict[Key, tp.Any] = {}
     new = object.__new__
+    # Paths usually arrive in traversal order: keep the mappings along the previous
+    # leaf's parent path and start from the longest prefix shared with it, so deep
+    # graphs cost one step per new key instead of one per key of every path.
+    prev: PathParts = ()
+    chain: list[dict[Key, tp.Any]] = [root]
     for path, value in items:
-        node = root
-        for depth in range(len(path) - 1):
-            key = path[depth]
-            child = node.get(key)
-            if child is None:
-                child = new(State)
-                _set_mapping(child, {})
-                node[key] = child
-            elif not isinstance(child, State):
-                raise GraphStructureError(
-                    f"{format_path(path, 'state')}: expected "
-                    f"{format_path(path[: depth + 1], 'state')} to be a nested State, found "
-                    f"a leaf ({type(child).__name__}) there as well. Fix: do not mix States "
-                    "of different structures (a path cannot be both a leaf and a prefix)."
-                )
-            node = child._mapping
+        parent_path = path[:-1]
+        if parent_path != prev:
+            n, m = len(prev), len(parent_path)
+            if m >= n and parent_path[:n] == prev:
+                k = n
+            elif m < n and prev[:m] == parent_path:
+                k = m
+            else:
+                lo, hi = 0, min(n, len(parent_path))  # largest k with equal prefixes
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    if parent_path[:mid] == prev[:mid]:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                k = lo
+            del chain[k + 1 :]
+            node = chain[k]
+            for depth in range(k, len(parent_path)):
+                key = parent_path[depth]
+                child = node.get(key)
+                if child is None:
+                    child = new(State)
+                    _set_mapping(child, {})
+                    node[key] = child
+                elif not isinstance(child, State):
+                    raise GraphStructureError(
+                        f"{format_path(path, 'state')}: expected "
+                        f"{format_path(path[: depth + 1], 'state')} to be a nested State, "
+                        f"found a leaf ({type(child).__name__}) there as well. Fix: do not "
+                        "mix States of different structures (a path cannot be both a leaf "
+                        "and a prefix)."
+                    )
+                node = child._mapping
+                chain.append(node)
+            prev = parent_path
         if path:
             if (
                 not isinstance(value, Variable)
@@ -370,7 +395,7 @@ def from_flat_state(
                 and not isinstance(value, State)
             ):
                 value = State(value)
-            node[path[-1]] = value
+            chain[-1][path[-1]] = value
     out = new(cls)
     _set_mapping(out, root)
     return out
