@@ -7,7 +7,8 @@ What it shows, end to end, with ``import nnx`` only:
 * an ``@nnx.jit`` train step that calls ``nnx.value_and_grad`` and the seed-era
   ``optimizer.update(grads)`` (the optimizer holds the model: shared reference);
 * LoRA surgery by attribute assignment, then fine-tuning only the ``LoraParam``
-  Variables with ``nnx.Optimizer(model, tx, wrt=LoraParam)``;
+  Variables with ``nnx.ModelAndOptimizer(model, tx, wrt=LoraParam)`` (an optimizer
+  that holds its model, so the same ``optimizer.update(grads)`` step trains it);
 * a checkpoint saved after every epoch that ``--resume`` continues from;
 * a training-curve PNG and the model rendered to a standalone HTML page.
 
@@ -141,7 +142,7 @@ def build(phase: str, args: argparse.Namespace) -> tuple[MLP, nnx.Optimizer]:
     if phase == "pretrain":
         return model, nnx.Optimizer(model, optax.adam(args.lr))
     lora_surgery(model, args.rank, nnx.Rngs(args.seed + 2))
-    return model, nnx.Optimizer(model, optax.adam(args.lr), wrt=LoraParam)
+    return model, nnx.ModelAndOptimizer(model, optax.adam(args.lr), wrt=LoraParam)
 
 
 # --------------------------------------------------------------------- main
@@ -300,7 +301,7 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"after pre-training: test accuracy {base_acc:.3f}")
         # Model surgery: wrap both linears, then train only the LoRA Variables.
         lora_surgery(model, args.rank, nnx.Rngs(args.seed + 2))
-        optimizer = nnx.Optimizer(model, optax.adam(args.lr), wrt=LoraParam)
+        optimizer = nnx.ModelAndOptimizer(model, optax.adam(args.lr), wrt=LoraParam)
         _, surgery_acc = evaluate(model, data[2], data[3])
         print(f"after LoRA surgery (B = 0): test accuracy {surgery_acc:.3f}")
         phase, done = "lora", 0

@@ -79,7 +79,8 @@ def test_tabulate_of_the_seed_mlp_changes_nothing(seed_mlp: nnx.Module) -> None:
 def test_display_of_model_and_optimizer_marks_the_shared_model(seed_mlp: nnx.Module) -> None:
     optim = _require("nnx_optim", "Optimizer")
     optax = pytest.importorskip("optax")
-    optimizer = optim.Optimizer(seed_mlp, optax.adam(1e-3), wrt=nnx.Param)
+    # the seed-era form (no wrt) holds the model; with wrt= it would not (Flax 0.12)
+    optimizer = optim.Optimizer(seed_mlp, optax.adam(1e-3))
     text = nnx_viz.render_text((seed_mlp, optimizer))
     assert "Optimizer(" in text
     assert "model=MLP(...),  # shared: same object as [0]" in text
