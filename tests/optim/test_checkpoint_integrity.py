@@ -316,3 +316,49 @@ def test_no_warnings_on_a_clean_round_trip(tmp_path: pathlib.Path) -> None:
         nnx_optim.save_checkpoint(tmp_path / "ckpt", Model(3), overwrite=True)
         assert values(nnx_optim.restore_checkpoint(tmp_path / "ckpt", Model(1))) == values(Model(3))
     assert os.listdir(tmp_path) == ["ckpt"]
+
+
+# ----------------------------------------------------------------------------- recovery
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_interrupted_first_save_is_read_but_not_resurrected(tmp_path: pathlib.Path) -> None:
+    # what a save killed after writing, before renaming into place, leaves
+    model = Model(0)
+    nnx_optim.save_checkpoint(tmp_path / "done", model)
+    path = tmp_path / "ckpt"
+    os.rename(tmp_path / "done", tmp_path / f"ckpt.nnx-tmp-{dead_pid()}-0a0b0c0d")
+    with pytest.warns(UserWarning, match="Restored the complete new checkpoint beside it"):
+        assert values(nnx_optim.restore_checkpoint(path, Model(1))) == values(model)
+    assert not path.exists()  # restores never change the disk
+    # a save (without overwrite) discards it: that first save never returned
+    with pytest.warns(UserWarning, match="removed leftovers of an interrupted first save"):
+        nnx_optim.save_checkpoint(path, Model(5))
+    assert values(nnx_optim.restore_checkpoint(path, Model(1))) == values(Model(5))
+    assert sorted(os.listdir(tmp_path)) == ["ckpt"]
+
+
+def test_checkpoint_moved_aside_is_put_back(tmp_path: pathlib.Path) -> None:
+    # what the two-rename swap leaves when killed between its renames, if the new
+    # checkpoint was lost too: only the previous one, moved aside
+    model = Model(0)
+    path = tmp_path / "ckpt"
+    nnx_optim.save_checkpoint(path, model)
+    os.rename(path, tmp_path / f"ckpt.nnx-old-{dead_pid()}-0a0b0c0d")
+    with pytest.warns(UserWarning, match="Restored the complete previous checkpoint beside"):
+        assert values(nnx_optim.restore_checkpoint(path, Model(1))) == values(model)
+    # a save puts it back first, so the path is not silently overwritten
+    with (
+        pytest.warns(UserWarning, match="finished an interrupted save: moved the complete"),
+        pytest.raises(FileExistsError, match="overwrite=True"),
+    ):
+        nnx_optim.save_checkpoint(path, Model(5))
+    assert values(nnx_optim.restore_checkpoint(path, Model(1))) == values(model)
+    assert sorted(os.listdir(tmp_path)) == ["ckpt"]

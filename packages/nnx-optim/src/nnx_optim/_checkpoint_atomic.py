@@ -147,9 +147,9 @@ def trash(path: str, phase_name: str = "cleaned") -> None:
     that a crash halfway never leaves a partial folder under a complete name."""
     if not os.path.lexists(path):
         return
-    base = re.sub(r"\.nnx-(tmp|old|trash)-\d+-[0-9a-f]+.*$", "", path)
-    base = base.split(ORBAX_TMP)[0]
-    target = f"{base}{TRASH}{new_suffix()}"
+    parent, name = os.path.split(path)
+    name = re.sub(r"\.nnx-(tmp|old|trash)-\d+-[0-9a-f]+.*$", "", name).split(ORBAX_TMP)[0]
+    target = os.path.join(parent, f"{name}{TRASH}{new_suffix()}")
     os.rename(path, target)
     phase(phase_name)
     if os.path.isdir(target) and not os.path.islink(target):
@@ -184,7 +184,11 @@ def recover(final: str, *, repair: bool) -> Recovery:
             key=lambda item: (item.kind == "new", os.path.getmtime(item.path)),
             reverse=True,
         )
-        if ranked:
+        # Before a save, a complete checkpoint from an interrupted *first* save (no
+        # previous one moved aside) is discarded: that save never returned, and a
+        # new one is about to be written. A restore still reads it.
+        moved_aside = any(item.kind == "old" for item in leftovers)
+        if ranked and (moved_aside or not repair):
             pick = ranked[0]
             rest.remove(pick)
             which = "new" if pick.kind == "new" else "previous"
