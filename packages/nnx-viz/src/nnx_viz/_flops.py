@@ -2,8 +2,8 @@
 
 A Module call is compiled on abstract inputs (its own state and the recorded input
 shapes), nothing runs, and the count is what ``Compiled.cost_analysis()`` reports.
-The backward count differentiates the call with respect to every floating-point
-input and state leaf and pulls back a cotangent of ones.
+The forward-and-backward count differentiates the call with respect to every
+floating-point input and state leaf and pulls the outputs back through it.
 """
 
 from __future__ import annotations
@@ -85,8 +85,10 @@ def call_flops(
         def float_outputs(values: list[tp.Any]) -> list[tp.Any]:
             return [o for o in jax.tree.leaves(forward(values, rest_values)) if _is_float(o)]
 
+        # The outputs themselves are the cotangent: the forward pass stays in the
+        # count (a constant cotangent would let XLA drop it), as Flax counts it.
         outputs, pullback = jax.vjp(float_outputs, diff_values)
-        return pullback([jnp.ones_like(o) for o in outputs])
+        return pullback(outputs)
 
     fn = forward_and_backward if backward else forward
     try:
