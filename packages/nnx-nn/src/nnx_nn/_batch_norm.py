@@ -13,20 +13,13 @@ import nnx_graph
 from nnx_nn import initializers
 from nnx_nn._dtypes import promote_dtype as default_promote_dtype
 from nnx_nn._errors import LayerConfigError, check_positive_int, missing_mode_error
-from nnx_nn._normalization import (
-    canonicalize_axes,
-    check_features,
-    compute_stats,
-    create_scale_and_bias,
-    normalize,
-    value_or_none,
-)
+from nnx_nn._norm_base import NormLayer, canonicalize_axes, check_features, value_or_none
 from nnx_nn._typing import Array, Dtype, Initializer, PromoteDtypeFn
 
 __all__ = ["BatchNorm"]
 
 
-class BatchNorm(nnx_graph.Module):
+class BatchNorm(NormLayer):
     """Batch normalization: normalize with the batch's statistics in training and
     with running averages (``BatchStat`` ``mean``/``var``) in evaluation.
 
@@ -72,8 +65,6 @@ class BatchNorm(nnx_graph.Module):
         [0.45, 0.55, 0.65]
     """
 
-    scale: nnx_graph.Param[Array] | None
-    bias: nnx_graph.Param[Array] | None
     _config_fields = ("num_features", "axis")
 
     def __init__(
@@ -104,34 +95,28 @@ class BatchNorm(nnx_graph.Module):
                 f"BatchNorm(num_features={num_features}): momentum must be in [0, 1], found "
                 f"{momentum!r}. Fix: e.g. momentum=0.99 (the weight of the old average)."
             )
-        shape = (num_features,)
-        self.mean = nnx_graph.BatchStat(jnp.zeros(shape, jnp.float32))
-        self.var = nnx_graph.BatchStat(jnp.ones(shape, jnp.float32))
-        create_scale_and_bias(
-            self,
-            shape,
+        self.mean = nnx_graph.BatchStat(jnp.zeros((num_features,), jnp.float32))
+        self.var = nnx_graph.BatchStat(jnp.ones((num_features,), jnp.float32))
+        self._setup(
+            num_features,
             rngs,
-            use_scale=use_scale,
-            use_bias=use_bias,
-            scale_init=scale_init,
-            bias_init=bias_init,
+            epsilon=epsilon,
+            dtype=dtype,
             param_dtype=param_dtype,
+            use_bias=use_bias,
+            use_scale=use_scale,
+            bias_init=bias_init,
+            scale_init=scale_init,
+            axis_name=axis_name,
+            axis_index_groups=axis_index_groups,
+            use_fast_variance=use_fast_variance,
+            promote_dtype=promote_dtype,
             scale_metadata=scale_metadata,
             bias_metadata=bias_metadata,
         )
-        self.num_features = num_features
         self.use_running_average = use_running_average
         self.axis = axis
         self.momentum = momentum
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.use_bias = use_bias
-        self.use_scale = use_scale
-        self.axis_name = axis_name
-        self.axis_index_groups = axis_index_groups
-        self.use_fast_variance = use_fast_variance
-        self.promote_dtype = promote_dtype
 
     def set_view(self, use_running_average: bool | None = None) -> None:
         """Switch the mode in place; used by ``nnx.view`` (and ``train``/``eval``).
@@ -167,19 +152,9 @@ class BatchNorm(nnx_graph.Module):
             dtype=self.dtype,
         )
         if not use_running_average:
-            mean, var = compute_stats(
-                x,
-                reduction_axes,
-                dtype=self.dtype,
-                axis_name=self.axis_name,
-                axis_index_groups=self.axis_index_groups,
-                use_fast_variance=self.use_fast_variance,
-                mask=mask,
-            )
+            mean, var = self._stats(x, reduction_axes, mask)
             # Running averages carry no gradient.
             momentum = self.momentum
             self.mean[...] = lax.stop_gradient(momentum * self.mean[...] + (1 - momentum) * mean)
             self.var[...] = lax.stop_gradient(momentum * self.var[...] + (1 - momentum) * var)
-        return normalize(
-            x, mean, var, scale, bias, reduction_axes, feature_axes, self.dtype, self.epsilon
-        )
+        return self._normalize(x, (mean, var), scale, bias, reduction_axes, feature_axes)

@@ -1,10 +1,7 @@
-"""Per-example normalization: LayerNorm, RMSNorm, GroupNorm and InstanceNorm, and the
-helpers they share with BatchNorm (``_batch_norm.py``).
+"""Per-example normalization: LayerNorm, RMSNorm, GroupNorm and InstanceNorm.
 
-Two helpers do the work: :func:`compute_stats` (mean and variance in at least
-float32, optionally masked and averaged across a named device axis) and
-:func:`normalize` (``(x - mean) * rsqrt(var + eps) * scale + bias``, in the
-result dtype of the input and Params unless ``dtype`` is given).
+They share the :class:`~nnx_nn._norm_base.NormLayer` base (configuration, Param
+creation and the statistics / normalize steps) with BatchNorm (``_batch_norm.py``).
 """
 
 from __future__ import annotations
@@ -13,18 +10,18 @@ import typing as tp
 from types import MappingProxyType
 
 import jax.numpy as jnp
-from jax import lax
 
 import nnx_graph
 from nnx_nn import initializers
-from nnx_nn._dtypes import canonicalize_dtype
 from nnx_nn._dtypes import promote_dtype as default_promote_dtype
-from nnx_nn._errors import (
-    InputShapeError,
-    LayerConfigError,
-    check_positive_int,
-    describe,
-    params_key,
+from nnx_nn._errors import InputShapeError, LayerConfigError, check_positive_int, describe
+from nnx_nn._norm_base import (
+    NormLayer,
+    canonicalize_axes,
+    check_features,
+    compute_stats,
+    normalize,
+    value_or_none,
 )
 from nnx_nn._typing import Array, Axes, Dtype, Initializer, PromoteDtypeFn
 
@@ -38,149 +35,7 @@ __all__ = [
 ]
 
 
-_pmean: tp.Callable[..., Array] = lax.pmean  # untyped in jax's stubs
-
-
-def canonicalize_axes(ndim: int, axes: Axes) -> tuple[int, ...]:
-    """Sorted, deduplicated, non-negative axes."""
-    items = (axes,) if isinstance(axes, int) else tuple(axes)
-    return tuple(sorted({a + ndim if a < 0 else a for a in items}))
-
-
-def _abs_sq(x: Array) -> Array:
-    if jnp.iscomplexobj(x):
-        return lax.square(lax.real(x)) + lax.square(lax.imag(x))
-    return lax.square(x)
-
-
-def compute_stats(
-    x: Array,
-    axes: Axes,
-    dtype: Dtype | None,
-    axis_name: str | None = None,
-    axis_index_groups: tp.Any = None,
-    use_mean: bool = True,
-    use_fast_variance: bool = True,
-    mask: Array | None = None,
-) -> tuple[Array, Array]:
-    """Mean and variance of ``x`` over ``axes``, computed in at least float32.
-
-    With ``use_fast_variance`` the variance is ``E[x²] - E[x]²`` (one pass,
-    clipped at zero); otherwise ``E[(x - E[x])²]``. With ``use_mean=False`` the
-    mean is zero and the "variance" is ``E[x²]`` (RMSNorm). ``mask`` selects the
-    elements that count; ``axis_name`` averages across a ``pmap``/``shard_map``
-    axis.
-    """
-    dtype = jnp.promote_types(jnp.result_type(x) if dtype is None else dtype, jnp.float32)
-    x = jnp.asarray(x, dtype)
-    axes = canonicalize_axes(x.ndim, axes)
-
-    def mean(*values: Array) -> tuple[Array, ...]:
-        means = tuple(v.mean(axes, where=mask) for v in values)
-        if axis_name is None:
-            return means
-        stacked = _pmean(jnp.stack(means), axis_name, axis_index_groups=axis_index_groups)
-        return tuple(stacked[i] for i in range(len(values)))
-
-    if not use_mean:
-        (var,) = mean(_abs_sq(x))
-        return jnp.zeros_like(var), var
-    if use_fast_variance:
-        mu, mu2 = mean(x, _abs_sq(x))
-        return mu, jnp.maximum(0.0, mu2 - _abs_sq(mu))
-    (mu,) = mean(x)
-    (var,) = mean(_abs_sq(x - jnp.expand_dims(mu, axes)))
-    return mu, var
-
-
-def normalize(
-    x: Array,
-    mean: Array,
-    var: Array,
-    scale: Array | None,
-    bias: Array | None,
-    reduction_axes: Axes,
-    feature_axes: Axes,
-    dtype: Dtype | None,
-    epsilon: float,
-) -> Array:
-    """``(x - mean) * rsqrt(var + epsilon) * scale + bias`` with the statistics
-    broadcast over ``reduction_axes`` and scale/bias laid out on ``feature_axes``."""
-    reduction = canonicalize_axes(x.ndim, reduction_axes)
-    features = canonicalize_axes(x.ndim, feature_axes)
-    stats_shape = [1 if i in reduction else n for i, n in enumerate(x.shape)]
-    feature_shape = [x.shape[i] if i in features else 1 for i in range(x.ndim)]
-    y = x - mean.reshape(stats_shape)
-    mul = lax.rsqrt(var.reshape(stats_shape) + epsilon)
-    cast_from: list[tp.Any] = [x]
-    if scale is not None:
-        scale = scale.reshape(feature_shape)
-        mul = mul * scale
-        cast_from.append(scale)
-    y = y * mul
-    if bias is not None:
-        bias = bias.reshape(feature_shape)
-        y = y + bias
-        cast_from.append(bias)
-    return jnp.asarray(y, canonicalize_dtype(*cast_from, dtype=dtype))
-
-
-def create_scale_and_bias(
-    module: nnx_graph.Module,
-    shape: tuple[int, ...],
-    rngs: nnx_graph.Rngs,
-    *,
-    use_scale: bool,
-    use_bias: bool,
-    scale_init: Initializer,
-    bias_init: Initializer,
-    param_dtype: Dtype,
-    scale_metadata: tp.Mapping[str, tp.Any],
-    bias_metadata: tp.Mapping[str, tp.Any],
-) -> None:
-    """Create ``module.scale`` and ``module.bias`` (or ``None``), scale first."""
-    if use_scale:
-        module.scale = nnx_graph.Param(
-            scale_init(params_key(rngs, module), shape, param_dtype), **scale_metadata
-        )
-    else:
-        module.scale = None
-    if use_bias:
-        module.bias = nnx_graph.Param(
-            bias_init(params_key(rngs, module), shape, param_dtype), **bias_metadata
-        )
-    else:
-        module.bias = None
-
-
-def value_or_none(variable: nnx_graph.Variable[tp.Any] | None) -> Array | None:
-    return None if variable is None else variable[...]
-
-
-def check_features(
-    layer: object, x: Array, axes: tuple[int, ...], expected: int, what: str = "num_features"
-) -> None:
-    """The product of the sizes of ``axes`` must be ``expected`` (the Param size)."""
-    if any(a >= x.ndim for a in axes):
-        raise InputShapeError(
-            describe(layer),
-            f"expected inputs with feature axes {axes}, found inputs of shape {x.shape}. Fix: "
-            "pass inputs with enough dimensions.",
-        )
-    found = 1
-    for a in axes:
-        found *= x.shape[a]
-    if found != expected:
-        axes_text = f"axis {axes[0]}" if len(axes) == 1 else f"axes {axes}"
-        raise InputShapeError(
-            describe(layer),
-            f"expected inputs with {expected} features on {axes_text} ({what}={expected}), "
-            f"found inputs of shape {x.shape} ({found} features). Fix: pass inputs with "
-            f"{expected} features there, or build the layer with {what}={found}.",
-        )
-
-
-class LayerNorm(nnx_graph.Module):
+class LayerNorm(NormLayer):
     """Layer normalization: normalize every example over its feature axes
     (``reduction_axes``), then scale and shift.
 
@@ -204,10 +59,6 @@ class LayerNorm(nnx_graph.Module):
         [0.0, 0.0]
     """
 
-    scale: nnx_graph.Param[Array] | None
-    bias: nnx_graph.Param[Array] | None
-    _config_fields = ("num_features",)
-
     def __init__(
         self,
         num_features: int,
@@ -229,63 +80,37 @@ class LayerNorm(nnx_graph.Module):
         bias_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
         scale_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
     ) -> None:
-        check_positive_int(f"LayerNorm(num_features={num_features!r})", num_features=num_features)
-        create_scale_and_bias(
-            self,
-            (num_features,),
+        self._setup(
+            num_features,
             rngs,
-            use_scale=use_scale,
-            use_bias=use_bias,
-            scale_init=scale_init,
-            bias_init=bias_init,
+            epsilon=epsilon,
+            dtype=dtype,
             param_dtype=param_dtype,
+            use_scale=use_scale,
+            scale_init=scale_init,
+            axis_name=axis_name,
+            axis_index_groups=axis_index_groups,
+            use_fast_variance=use_fast_variance,
+            promote_dtype=promote_dtype,
             scale_metadata=scale_metadata,
+            use_bias=use_bias,
+            bias_init=bias_init,
             bias_metadata=bias_metadata,
         )
-        self.num_features = num_features
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.use_bias = use_bias
-        self.use_scale = use_scale
         self.reduction_axes = reduction_axes
         self.feature_axes = feature_axes
-        self.axis_name = axis_name
-        self.axis_index_groups = axis_index_groups
-        self.use_fast_variance = use_fast_variance
-        self.promote_dtype = promote_dtype
 
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalize ``x`` over ``reduction_axes``."""
         x = jnp.asarray(x)
         if self.scale is not None or self.bias is not None:
             check_features(self, x, canonicalize_axes(x.ndim, self.feature_axes), self.num_features)
-        x, scale, bias = self.promote_dtype(
-            (x, value_or_none(self.scale), value_or_none(self.bias)), dtype=self.dtype
-        )
-        mean, var = compute_stats(
-            x,
-            self.reduction_axes,
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-        )
-        return normalize(
-            x,
-            mean,
-            var,
-            scale,
-            bias,
-            self.reduction_axes,
-            self.feature_axes,
-            self.dtype,
-            self.epsilon,
-        )
+        x, scale, bias = self._promoted(x)
+        stats = self._stats(x, self.reduction_axes, mask)
+        return self._normalize(x, stats, scale, bias, self.reduction_axes, self.feature_axes)
 
 
-class RMSNorm(nnx_graph.Module):
+class RMSNorm(NormLayer):
     """Root-mean-square normalization: ``x * rsqrt(mean(x²) + eps) * scale``, no
     re-centering and no bias.
 
@@ -306,8 +131,6 @@ class RMSNorm(nnx_graph.Module):
         [0.849, 1.131]
     """
 
-    _config_fields = ("num_features",)
-
     def __init__(
         self,
         num_features: int,
@@ -326,25 +149,25 @@ class RMSNorm(nnx_graph.Module):
         rngs: nnx_graph.Rngs,
         scale_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
     ) -> None:
-        check_positive_int(f"RMSNorm(num_features={num_features!r})", num_features=num_features)
-        self.scale: nnx_graph.Param[Array] | None
-        if use_scale:
-            self.scale = nnx_graph.Param(
-                scale_init(params_key(rngs, self), (num_features,), param_dtype), **scale_metadata
-            )
-        else:
-            self.scale = None
-        self.num_features = num_features
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.use_scale = use_scale
+        self._setup(
+            num_features,
+            rngs,
+            epsilon=epsilon,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            use_scale=use_scale,
+            scale_init=scale_init,
+            axis_name=axis_name,
+            axis_index_groups=axis_index_groups,
+            use_fast_variance=use_fast_variance,
+            promote_dtype=promote_dtype,
+            scale_metadata=scale_metadata,
+            use_bias=None,
+            bias_init=None,
+            bias_metadata=None,
+        )
         self.reduction_axes = reduction_axes
         self.feature_axes = feature_axes
-        self.axis_name = axis_name
-        self.axis_index_groups = axis_index_groups
-        self.use_fast_variance = use_fast_variance
-        self.promote_dtype = promote_dtype
 
     def __call__(self, x: Array, mask: Array | None = None) -> Array:
         """Normalize ``x`` by its root mean square over ``reduction_axes``."""
@@ -352,30 +175,11 @@ class RMSNorm(nnx_graph.Module):
         if self.scale is not None:
             check_features(self, x, canonicalize_axes(x.ndim, self.feature_axes), self.num_features)
         x, scale = self.promote_dtype((x, value_or_none(self.scale)), dtype=self.dtype)
-        mean, var = compute_stats(
-            x,
-            self.reduction_axes,
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_mean=False,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-        )
-        return normalize(
-            x,
-            mean,
-            var,
-            scale,
-            None,
-            self.reduction_axes,
-            self.feature_axes,
-            self.dtype,
-            self.epsilon,
-        )
+        stats = self._stats(x, self.reduction_axes, mask, use_mean=False)
+        return self._normalize(x, stats, scale, None, self.reduction_axes, self.feature_axes)
 
 
-class GroupNorm(nnx_graph.Module):
+class GroupNorm(NormLayer):
     """Group normalization: split the channels (last axis) into groups and
     normalize each group of each example over its channels and the non-batch axes.
 
@@ -403,8 +207,6 @@ class GroupNorm(nnx_graph.Module):
         (2, 5, 6)
     """
 
-    scale: nnx_graph.Param[Array] | None
-    bias: nnx_graph.Param[Array] | None
     _config_fields = ("num_features", "num_groups")
 
     def __init__(
@@ -460,29 +262,24 @@ class GroupNorm(nnx_graph.Module):
         self.feature_axis = -1
         self.num_groups = num_groups
         self.group_size = group_size
-        create_scale_and_bias(
-            self,
-            (num_features,),
+        self._setup(
+            num_features,
             rngs,
-            use_scale=use_scale,
-            use_bias=use_bias,
-            scale_init=scale_init,
-            bias_init=bias_init,
+            epsilon=epsilon,
+            dtype=dtype,
             param_dtype=param_dtype,
+            use_scale=use_scale,
+            scale_init=scale_init,
+            axis_name=axis_name,
+            axis_index_groups=axis_index_groups,
+            use_fast_variance=use_fast_variance,
+            promote_dtype=promote_dtype,
             scale_metadata=scale_metadata,
+            use_bias=use_bias,
+            bias_init=bias_init,
             bias_metadata=bias_metadata,
         )
-        self.num_features = num_features
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.use_bias = use_bias
-        self.use_scale = use_scale
         self.reduction_axes = reduction_axes
-        self.axis_name = axis_name
-        self.axis_index_groups = axis_index_groups
-        self.use_fast_variance = use_fast_variance
-        self.promote_dtype = promote_dtype
 
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalize ``x`` of shape ``(batch, ..., num_features)`` per group."""
@@ -496,34 +293,16 @@ class GroupNorm(nnx_graph.Module):
         group_shape = (*x.shape[:-1], self.num_groups, self.group_size)
         if mask is not None:
             mask = mask.reshape((*mask.shape[:-1], self.num_groups, self.group_size))
-        x, scale, bias = self.promote_dtype(
-            (x, value_or_none(self.scale), value_or_none(self.bias)), dtype=self.dtype
+        x, scale, bias = self._promoted(x)
+        mean, var = self._stats(x.reshape(group_shape), [*reduction_axes[:-1], -1], mask)
+        stats = (
+            jnp.repeat(mean, self.group_size, axis=1),
+            jnp.repeat(var, self.group_size, axis=1),
         )
-        mean, var = compute_stats(
-            x.reshape(group_shape),
-            [*reduction_axes[:-1], -1],
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-        )
-        mean = jnp.repeat(mean, self.group_size, axis=1)
-        var = jnp.repeat(var, self.group_size, axis=1)
-        return normalize(
-            x,
-            mean,
-            var,
-            scale,
-            bias,
-            reduction_axes[:-1],
-            (self.feature_axis,),
-            self.dtype,
-            self.epsilon,
-        )
+        return self._normalize(x, stats, scale, bias, reduction_axes[:-1], (self.feature_axis,))
 
 
-class InstanceNorm(nnx_graph.Module):
+class InstanceNorm(NormLayer):
     """Instance normalization: normalize every channel of every example over the
     remaining (spatial) axes. The first axis is the batch axis.
 
@@ -547,10 +326,6 @@ class InstanceNorm(nnx_graph.Module):
         [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
     """
 
-    scale: nnx_graph.Param[Array] | None
-    bias: nnx_graph.Param[Array] | None
-    _config_fields = ("num_features",)
-
     def __init__(
         self,
         num_features: int,
@@ -571,32 +346,24 @@ class InstanceNorm(nnx_graph.Module):
         bias_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
         scale_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
     ) -> None:
-        check_positive_int(
-            f"InstanceNorm(num_features={num_features!r})", num_features=num_features
-        )
-        create_scale_and_bias(
-            self,
-            (num_features,),
+        self._setup(
+            num_features,
             rngs,
-            use_scale=use_scale,
-            use_bias=use_bias,
-            scale_init=scale_init,
-            bias_init=bias_init,
+            epsilon=epsilon,
+            dtype=dtype,
             param_dtype=param_dtype,
+            use_scale=use_scale,
+            scale_init=scale_init,
+            axis_name=axis_name,
+            axis_index_groups=axis_index_groups,
+            use_fast_variance=use_fast_variance,
+            promote_dtype=promote_dtype,
             scale_metadata=scale_metadata,
+            use_bias=use_bias,
+            bias_init=bias_init,
             bias_metadata=bias_metadata,
         )
-        self.num_features = num_features
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.use_bias = use_bias
-        self.use_scale = use_scale
         self.feature_axes = feature_axes
-        self.axis_name = axis_name
-        self.axis_index_groups = axis_index_groups
-        self.use_fast_variance = use_fast_variance
-        self.promote_dtype = promote_dtype
 
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalize each channel of each example of ``x`` ``(batch, ..., channels)``."""
@@ -611,18 +378,6 @@ class InstanceNorm(nnx_graph.Module):
             )
         check_features(self, x, feature_axes, self.num_features)
         reduction_axes = [i for i in range(1, x.ndim) if i not in feature_axes]
-        x, scale, bias = self.promote_dtype(
-            (x, value_or_none(self.scale), value_or_none(self.bias)), dtype=self.dtype
-        )
-        mean, var = compute_stats(
-            x,
-            reduction_axes,
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-        )
-        return normalize(
-            x, mean, var, scale, bias, reduction_axes, feature_axes, self.dtype, self.epsilon
-        )
+        x, scale, bias = self._promoted(x)
+        stats = self._stats(x, reduction_axes, mask)
+        return self._normalize(x, stats, scale, bias, reduction_axes, feature_axes)

@@ -22,7 +22,7 @@ from nnx_nn import initializers
 from nnx_nn._dtypes import canonicalize_dtype
 from nnx_nn._dtypes import promote_dtype as default_promote_dtype
 from nnx_nn._errors import LayerConfigError, child_path, params_key
-from nnx_nn._normalization import canonicalize_axes
+from nnx_nn._norm_base import canonicalize_axes
 from nnx_nn._typing import Array, Axes, Dtype, Initializer, PromoteDtypeFn
 
 __all__ = ["SpectralNorm", "WeightNorm"]
@@ -36,7 +36,8 @@ def _l2_normalize(x: Array, axis: Axes | None = None, eps: float = 1e-12) -> Arr
 
 
 def _flat_variables(node: tp.Any, *filters: tp.Any) -> list[tuple[Path, tp.Any]]:
-    return list(nnx_graph.to_flat_state(nnx_graph.state(node, *filters)))
+    state: tp.Any = nnx_graph.state(node, *filters)  # one filter here: a single State
+    return list(nnx_graph.to_flat_state(state))
 
 
 def _callable(layer: nnx_graph.Module) -> tp.Callable[..., tp.Any]:

@@ -30,8 +30,8 @@ from nnx_nn._dtypes import promote_dtype as promote_dtype
 from nnx_nn._embed import default_embed_init as default_embed_init
 from nnx_nn._linear import default_bias_init as default_bias_init
 from nnx_nn._linear import default_kernel_init as default_kernel_init
-from nnx_nn._normalization import compute_stats as compute_stats
-from nnx_nn._normalization import normalize as normalize
+from nnx_nn._norm_base import compute_stats as compute_stats
+from nnx_nn._norm_base import normalize as normalize
 from nnx_nn._recurrent import modified_orthogonal as modified_orthogonal
 from nnx_nn._rnn import flip_sequences as flip_sequences
 
