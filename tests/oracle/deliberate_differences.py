@@ -128,12 +128,13 @@ def _covers(entry_path: str, path: str) -> bool:
 def is_deliberate(path: str, aspect: str) -> bool:
     """Whether the check ``aspect`` of ``path`` (relative to flax.nnx) is a listed difference.
 
-    A ``"name"`` entry for a module covers every aspect of everything under it.
+    A ``"name"`` entry (the name is absent from nnx) covers every aspect of the name
+    and of everything under it.
     """
     for d in DIFFERENCES:
         if not _covers(d.path, path):
             continue
-        if d.aspect == aspect or (d.aspect == "name" and d.path != path):
+        if d.aspect in (aspect, "name"):
             return True
     return False
 

@@ -439,11 +439,28 @@ class Result:
     nnx_id: int | None = None
 
 
+def _aliases(path: str) -> list[str]:
+    """``path`` and the paths of the same Flax object one level up or at the top level
+    (``training.optimizer.Optimizer`` is also ``Optimizer``), so that a table entry
+    written for the top-level name covers every path that reaches the object."""
+    obj = FLAX.get(path, IMPLEMENTATION.get(path))
+    names = [path]
+    head, _, leaf = path.rpartition(".")
+    if head and FLAX.get(leaf) is obj and obj is not None:
+        names.append(leaf)
+    return names
+
+
+def deliberate(path: str, aspect: str) -> bool:
+    """``is_deliberate`` for ``path`` or its top-level alias; members keep their suffix."""
+    return any(is_deliberate(alias, aspect) for alias in _aliases(path))
+
+
 def check(path: str) -> Result:
     fobj = FLAX[path]
     kind = _kind(fobj)
     res = Result(path, kind)
-    if is_deliberate(path, "name"):
+    if deliberate(path, "name"):
         res.status = "deliberate"
         return res
     nobj = _resolve_nnx(path)
@@ -469,7 +486,7 @@ def check(path: str) -> Result:
                 nobj[int]  # type: ignore[index]
             except TypeError:
                 problems.append("kind: Flax's can be subscripted (X[int]); nnx's cannot")
-    elif kind != nkind and not is_deliberate(path, "kind"):
+    elif kind != nkind and not deliberate(path, "kind"):
         ok = kind == "callable" and nkind == "class"
         ok = ok or (kind == "value" and nkind in {"callable", "class"} and callable(fobj))
         if not ok:
@@ -485,7 +502,7 @@ def check(path: str) -> Result:
                 importlib.import_module(f"nnx.{path}")
             except ImportError as e:
                 problems.append(f"`import nnx.{path}` fails: {e}")
-    if kind in {"class", "callable"} and callable(nobj) and not is_deliberate(path, "signature"):
+    if kind in {"class", "callable"} and callable(nobj) and not deliberate(path, "signature"):
         fsig, nsig = _signature(fobj), _signature(nobj)
         if fsig is not None:
             if nsig is None:
@@ -495,7 +512,7 @@ def check(path: str) -> Result:
                 res.params_checked += n
                 res.params_failed += len(sig_problems)
                 problems.extend(f"signature: {p}" for p in sig_problems)
-    if kind == "class" and isinstance(nobj, type) and not is_deliberate(path, "members"):
+    if kind == "class" and isinstance(nobj, type) and not deliberate(path, "members"):
         assert isinstance(fobj, type)
         for base in fobj.__mro__[1:]:
             if base is object or not base.__module__.startswith("flax.nnx"):
@@ -504,8 +521,8 @@ def check(path: str) -> Result:
             if isinstance(nbase, type) and not issubclass(nobj, nbase):
                 problems.append(f"bases: not a subclass of nnx.{base.__name__}")
         for member in _own_public_members(fobj):
-            mpath = f"{path}.{member}"
-            if is_deliberate(mpath, "members") or is_deliberate(mpath, "name"):
+            top = [f"{a}.{member}" for a in _aliases(path)]
+            if any(is_deliberate(m, "members") for m in top):
                 continue
             if not hasattr(nobj, member):
                 problems.append(f"member: no {member!r}")
@@ -515,7 +532,8 @@ def check(path: str) -> Result:
                 problems.append(f"member: {member!r} is a method, Flax: property")
             elif fk == "method" and nk == "property":
                 problems.append(f"member: {member!r} is a property, Flax: method")
-            if fk == "method" and nk == "method" and not is_deliberate(mpath, "signature"):
+            skip_sig = any(is_deliberate(m, "signature") for m in top)
+            if fk == "method" and nk == "method" and not skip_sig:
                 fm, nm = inspect.getattr_static(fobj, member), inspect.getattr_static(nobj, member)
                 try:
                     fsig = inspect.signature(getattr(fobj, member))
