@@ -20,6 +20,8 @@ Example::
 """
 
 from nnx.__about__ import __version__  # isort: skip
+import typing as _tp
+
 from nnx_graph import *  # noqa: F403
 from nnx_graph import __all__ as _graph_all
 from nnx_graph.graphlib import iter_module_children as iter_module_children
@@ -41,7 +43,6 @@ from nnx_viz import tabulate as tabulate
 # Flax's module paths. `import nnx.X as X` (not `from nnx import X`) so that the real
 # submodule replaces a same-named attribute the star imports brought in (nnx_optim's
 # `metrics` module).
-import nnx.compat as compat  # noqa: F401
 import nnx.filterlib as filterlib  # noqa: F401
 import nnx.graph as graph  # noqa: F401
 import nnx.graphlib as graphlib  # noqa: F401
@@ -50,7 +51,7 @@ import nnx.metrics as metrics  # type: ignore[no-redef]  # noqa: F401
 import nnx.module as module  # noqa: F401
 import nnx.nn as nn  # noqa: F401
 import nnx.nn.initializers as initializers  # type: ignore[no-redef]  # noqa: F401
-import nnx.object as object  # noqa: F401
+import nnx.object as object
 import nnx.optimizer as optimizer  # noqa: F401
 import nnx.pytreelib as pytreelib  # noqa: F401
 import nnx.rnglib as rnglib  # noqa: F401
@@ -62,6 +63,19 @@ import nnx.transforms as transforms  # noqa: F401
 import nnx.traversals as traversals  # noqa: F401
 import nnx.variablelib as variablelib  # noqa: F401
 import nnx.visualization as visualization  # noqa: F401
+
+if _tp.TYPE_CHECKING:
+    import nnx.compat as compat  # noqa: F401
+
+
+def __getattr__(name: str) -> _tp.Any:
+    # `nnx.compat` builds its partials on first use (it inspects ~30 signatures).
+    if name == "compat":
+        import nnx.compat as compat_module
+
+        return compat_module
+    raise AttributeError(f"module 'nnx' has no attribute {name!r}")
+
 
 _MODULES = [
     "compat",
