@@ -51,7 +51,7 @@ import nnx.metrics as metrics  # type: ignore[no-redef]  # noqa: F401
 import nnx.module as module  # noqa: F401
 import nnx.nn as nn  # noqa: F401
 import nnx.nn.initializers as initializers  # type: ignore[no-redef]  # noqa: F401
-import nnx.object as object
+import nnx.object as object  # noqa: F401
 import nnx.optimizer as optimizer  # noqa: F401
 import nnx.pytreelib as pytreelib  # noqa: F401
 import nnx.rnglib as rnglib  # noqa: F401
