@@ -31,14 +31,25 @@ class FilterError(TypeError):
     """An object was used as a filter that cannot be turned into one."""
 
 
-def format_path(path: tuple[object, ...], root: str = "model") -> str:
-    """Render a path tuple as Python access syntax: ``model.blocks[2].kernel``."""
+def format_path(path: tuple[object, ...], root: str = "model", *, digits: bool = False) -> str:
+    """Render a path tuple as Python access syntax: ``model.blocks[2].kernel``.
+
+    With ``root=""`` the first attribute has no leading dot (``blocks[2].kernel``);
+    ``digits=True`` renders string keys made of digits (as checkpoint formats store
+    integer keys) as indices: ``("layers", "0")`` -> ``model.layers[0]``.
+
+    Example::
+
+        >>> from nnx_graph._errors import format_path
+        >>> format_path(("blocks", 2, "kernel")), format_path(("a", "b c"), "")
+        ('model.blocks[2].kernel', "a['b c']")
+    """
     out = root
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int) or (digits and isinstance(part, str) and part.isdigit()):
             out += f"[{part}]"
         elif isinstance(part, str) and part.isidentifier():
-            out += f".{part}"
+            out += f".{part}" if out else part
         else:
             out += f"[{part!r}]"
     return out

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 import nnx_graph
-from nnx_graph._errors import format_path
+from nnx_graph.internal import format_path
 
 __all__ = [
     "InputShapeError",

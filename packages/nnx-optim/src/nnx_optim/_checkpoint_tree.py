@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import nnx_graph
+from nnx_graph.internal import format_path as _format_path
 
 Path = tuple[tp.Any, ...]
 PathLike = tp.Union[str, "os.PathLike[str]"]
@@ -219,15 +220,7 @@ def loaded_form(target: tp.Any, stored: tp.Any) -> tp.Any:
 # ----------------------------------------------------------------------------- messages
 def format_path(path: Path, root: str) -> str:
     """``(1, 'opt_state', 0, 'mu')`` -> ``targets[1].opt_state[0].mu``."""
-    out = root
-    for part in path:
-        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
-            out += f"[{part}]"
-        elif isinstance(part, str) and part.isidentifier():
-            out += f".{part}"
-        else:
-            out += f"[{part!r}]"
-    return out
+    return _format_path(path, root, digits=True)
 
 
 def describe(shape: tp.Sequence[int], dtype: tp.Any) -> str:

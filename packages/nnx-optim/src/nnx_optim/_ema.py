@@ -8,7 +8,8 @@ from collections.abc import Mapping
 import jax.numpy as jnp
 
 import nnx_graph
-from nnx_optim._optimizer import filter_repr, format_path, safe_repr
+from nnx_graph.internal import format_path, node_repr
+from nnx_optim._optimizer import filter_repr
 
 __all__ = ["EMA"]
 
@@ -87,7 +88,7 @@ class EMA(nnx_graph.Pytree):
         )
 
     def __repr__(self) -> str:
-        return safe_repr(self)
+        return node_repr(self)
 
     def update(self, updates: tp.Any) -> None:
         """Move the averages towards ``updates`` (the model, or its State).

@@ -13,10 +13,10 @@ from __future__ import annotations
 import typing as tp
 from collections.abc import Mapping
 
-import jax
 import jax.numpy as jnp
 
 import nnx_graph
+from nnx_graph.internal import format_path, is_graph_node, node_repr
 from nnx_optim._opt_state import (
     OptState,
     assign_opt_state,
@@ -37,19 +37,6 @@ Path = tuple[tp.Any, ...]
 Filter = tp.Any  # anything nnx_graph accepts as a filter
 
 
-def format_path(path: Path, root: str = "model") -> str:
-    """``('blocks', 2, 'kernel')`` -> ``model.blocks[2].kernel``."""
-    out = root
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif isinstance(part, str) and part.isidentifier():
-            out += f".{part}"
-        else:
-            out += f"[{part!r}]"
-    return out
-
-
 def filter_repr(filter_: Filter) -> str:
     """A short rendering of a filter for messages: ``Param``, ``(Param, BatchStat)``."""
     if isinstance(filter_, type):
@@ -59,42 +46,12 @@ def filter_repr(filter_: Filter) -> str:
     return "..." if filter_ is Ellipsis else repr(filter_)
 
 
-def safe_repr(node: nnx_graph.Pytree) -> str:
-    """``Pytree.__repr__``, with a summary when it fails.
-
-    Works around nnx_graph's text repr failing on an attribute holding a Variable
-    *class* (a filter such as ``wrt=nnx.Param``): it reads the class's ``shape``
-    property as if it were an array's.
-    """
-    try:
-        return nnx_graph.Pytree.__repr__(node)
-    except TypeError:
-        parts = []
-        for name, value in sorted(vars(node).items()):
-            if name.startswith("_"):
-                continue
-            if isinstance(value, nnx_graph.Variable):
-                text = repr(value)
-            elif isinstance(value, type) or (
-                isinstance(value, tuple) and all(isinstance(v, type) for v in value)
-            ):
-                text = filter_repr(value)
-            elif _is_graph_node(value):
-                text = f"{type(value).__name__}(...)"
-            else:
-                leaves = jax.tree.leaves(value)
-                text = f"<{len(leaves)} leaves>" if leaves else repr(value)[:80]
-            parts.append(f"  {name}={text},")
-        return f"{type(node).__name__}(\n" + "\n".join(parts) + "\n)"
-
-
 def _int_path(path: Path) -> Path:
     # checkpoint formats and pure dicts may spell integer keys as strings
     return tuple(int(k) if isinstance(k, str) and k.isdigit() else k for k in path)
 
 
-def _is_graph_node(x: object) -> bool:
-    return isinstance(x, (nnx_graph.Pytree, nnx_graph.List, nnx_graph.Dict))
+_is_graph_node = is_graph_node
 
 
 def _raw(x: tp.Any) -> tp.Any:
@@ -192,7 +149,7 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
         self._opt_state_layout = layout
 
     def __repr__(self) -> str:
-        return safe_repr(self)
+        return node_repr(self)
 
     # ------------------------------------------------------------------ update
     def update(

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 import nnx_graph
+from nnx_graph.internal import format_path
 from nnx_viz._flops import abstract, call_flops
 from nnx_viz._sizes import SizeTotal, variable_sizes
 
@@ -28,19 +29,6 @@ __all__ = ["CallInfo", "filter_rng_streams", "summary", "tabulate"]
 Path = tuple[tp.Any, ...]
 _MISSING = object()
 _MAX_CELL = 60
-
-
-def _format_path(path: Path, root: str = "") -> str:
-    """``('blocks', 0, 'linear')`` -> ``blocks[0].linear`` (prefixed with ``root``)."""
-    text = root
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif isinstance(part, str) and part.isidentifier():
-            text += f".{part}" if text else part
-        else:
-            text += f"[{part!r}]"
-    return text
 
 
 def _describe(value: tp.Any) -> str:
@@ -231,7 +219,7 @@ def _trace_calls(
     except Exception as error:
         where = recorder.failed_in
         location = (
-            f"{_format_path(where.path, 'model')} ({where.type.__name__})"
+            f"{format_path(where.path, 'model')} ({where.type.__name__})"
             if where
             else f"the call of {type(model).__name__}"
         )
@@ -413,7 +401,7 @@ def tabulate(
     flop_header = ["flops"] * compute_flops + ["vjp_flops"] * compute_vjp_flops
     rows = [
         [
-            _format_path(call.path) or "(root)",
+            format_path(call.path, "") or "(root)",
             call.type.__name__,
             call.inputs_repr,
             call.outputs_repr,
