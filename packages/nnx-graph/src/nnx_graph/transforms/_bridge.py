@@ -32,7 +32,7 @@ import typing as tp
 import jax
 
 from nnx_graph._errors import TraceLeakError, format_path
-from nnx_graph._graphdef import CONTAINER, LEAF, NODE, VAR, GraphDef, build, flatten_graph
+from nnx_graph._graphdef import LEAF, GraphDef, VariableDef, build, flatten_graph, walk
 from nnx_graph._pytree import Dict, List, Pytree
 from nnx_graph._variables import Variable, _leaked_tracer
 
@@ -164,7 +164,7 @@ class Structure(tp.NamedTuple):
     """A structural change seen by ``Bridge.exit`` (static, hashable: it travels out
     of JAX transforms as pytree aux data)."""
 
-    graphdef: GraphDef  # structure of (input nodes, output nodes) after the call
+    graphdef: GraphDef[tp.Any]  # structure of (input nodes, output nodes) after the call
     existing: tuple[tuple[int, int], ...]  # (node index in ``graphdef``, input node index)
     num_out_nodes: int
     # for every leaf of ``graphdef``, the input leaf it continues (same Variable, or
@@ -287,7 +287,7 @@ class Bridge:
         self.check_leaks(where, root_names)
 
     @classmethod
-    def detached(cls, graphdef: GraphDef, leaves: tp.Sequence[tp.Any] = ()) -> Bridge:
+    def detached(cls, graphdef: GraphDef[tp.Any], leaves: tp.Sequence[tp.Any] = ()) -> Bridge:
         """A bridge for ``graphdef`` holding no caller objects (optionally their
         leaves, to read values and name them in errors)."""
         bridge = cls.__new__(cls)
@@ -295,7 +295,7 @@ class Bridge:
         bridge._setup(graphdef, list(leaves), [])
         return bridge
 
-    def _setup(self, graphdef: GraphDef, leaves: list[tp.Any], nodes: list[tp.Any]) -> None:
+    def _setup(self, graphdef: GraphDef[tp.Any], leaves: list[tp.Any], nodes: list[tp.Any]) -> None:
         self.graphdef = graphdef
         self.leaves = leaves
         self.nodes = nodes
@@ -396,26 +396,15 @@ class Bridge:
         return fill_tree(out_tree, root[1])
 
 
-def _graphdef_leaf_keys(graphdef: GraphDef) -> list[tp.Any]:
+def _graphdef_leaf_keys(graphdef: GraphDef[tp.Any]) -> list[tp.Any]:
     """The ``_leaf_key`` of every leaf of ``graphdef``, read from the GraphDef alone."""
     keys: list[tp.Any] = []
-
-    def visit(
-        record: tuple[tp.Any, ...], owner: int, attribute: tp.Any, sub: tuple[tp.Any, ...]
-    ) -> None:
-        tag = record[0]
-        if tag == VAR:
-            keys.append(("var", record[2]))
-        elif tag == LEAF:
-            keys.append(("slot", owner, attribute, sub))
-        elif tag == NODE:
-            for key, child in record[4]:
-                visit(child, record[2], key, ())
-        elif tag == CONTAINER:
-            for key, child in zip(record[2], record[3]):
-                visit(child, owner, attribute, (*sub, key))
-
-    visit(graphdef._record, -1, None, ())
+    for visit in walk(graphdef, paths=False):
+        record = visit.record
+        if isinstance(record, VariableDef):
+            keys.append(("var", record.node_index))
+        elif record.tag == LEAF:
+            keys.append(("slot", visit.owner, visit.attr, visit.sub))
     return keys
 
 

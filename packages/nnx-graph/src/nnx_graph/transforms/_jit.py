@@ -63,6 +63,19 @@ _LEAF_CLASSES = frozenset(
 )
 _LEAF_TYPES = (jax.core.Tracer, np.generic, jax.Array)
 _TRACER = jax.core.Tracer
+try:  # the running trace: an EvalTrace unless under a JAX transform (private API)
+    from jax._src import core as _jax_core
+
+    _TRACE_CTX: tp.Any = _jax_core.trace_ctx
+    _EVAL_TRACE: tp.Any = _jax_core.EvalTrace
+except (ImportError, AttributeError):  # pragma: no cover - JAX moved it: always check
+    _TRACE_CTX, _EVAL_TRACE = None, None
+
+
+def _under_a_transform() -> bool:
+    return _TRACE_CTX is None or _TRACE_CTX.trace.__class__ is not _EVAL_TRACE
+
+
 # Writing a Variable's value through its slot descriptor skips Variable.__setattr__.
 _SET_RAW = Variable.__dict__["_raw_value"].__set__
 
@@ -222,8 +235,8 @@ class JitWrapped:
             if outcome.structure is not None:
                 return self._write_structure(entry, args, probe, out, updates)
             new_values = updates.values
-            if new_values and isinstance(new_values[0], _TRACER):
-                self._check_outer(entry, outcome.changed or ())
+            if new_values and _under_a_transform():
+                self._check_outer(entry, outcome.changed or (), new_values)
             leaves = entry.all_leaves
             if entry.all_variables:
                 for i, value in zip(outcome.changed or (), new_values):
@@ -262,23 +275,25 @@ class JitWrapped:
         nodes = entry.layout.nodes(args, probe)
         # the entry holds no nodes (see Entry.refs): flatten the caller's again
         bridge = Bridge(nodes)
-        if updates.values and isinstance(updates.values[0], _TRACER):
+        if updates.values and _under_a_transform():
             structure = updates.outcome.structure
             assert structure is not None
-            continued = [o for o in structure.origins if o >= 0]
-            self._check_outer(entry, continued)
+            pairs = [(o, v) for o, v in zip(structure.origins, updates.values) if o >= 0]
+            self._check_outer(entry, [o for o, _ in pairs], [v for _, v in pairs])
         out = bridge.write_back(updates, out_tree)
         # the caller's objects changed structure: the cached entry is now stale
         self._store.drop(entry)
         return out
 
-    def _check_outer(self, entry: Entry, indices: tp.Iterable[int]) -> None:
-        layout = entry.layout
-        names = layout.root_names(self._params())
+    def _check_outer(
+        self, entry: Entry, indices: tp.Sequence[int], values: tp.Sequence[tp.Any]
+    ) -> None:
+        names = entry.layout.root_names(self._params())
         check_outer_trace(
             self._name,
             entry.all_leaves,
             indices,
+            values,
             lambda i: entry.bridge.describe_leaf(i, names),
         )
 

@@ -3,7 +3,9 @@ yields, kept until the structural epoch moves, without keeping the objects alive
 
 * :class:`Entry`: per tuple of root objects, the GraphDef (in a detached
   :class:`Bridge`), the ordered leaves to read and write, the compiled function and
-  the argument layout. Roots are held weakly: a dead root evicts its entry.
+  the argument layout. Roots are held weakly: a dead root evicts its entry. It is
+  valid while the structural epoch stands, no mutable static value changed in place
+  and the nodes' fingerprint (attributes replaced behind ``__setattr__``) matches.
 * :class:`Compiled`: per (GraphDef, layout), the ``jax.jit`` of the inner function.
 * :class:`Cache`: both maps, bounded (least recently created entries go first).
 * :func:`root_guard`: the lock that serialises calls on the same root objects
@@ -17,7 +19,15 @@ import typing as tp
 import weakref
 
 from nnx_graph import _epoch
-from nnx_graph._graphdef import CONTAINER, NODE, STATIC, VAR, GraphDef, Slot
+from nnx_graph._graphdef import (
+    Fingerprint,
+    GraphDef,
+    Slot,
+    StaticDef,
+    VariableDef,
+    fingerprint,
+    walk,
+)
 from nnx_graph._hashing import Frozen, hashable
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._bridge import Bridge
@@ -77,6 +87,7 @@ class Entry:
         "layout",
         "all_variables",
         "mutable_statics",
+        "fingerprint",
         "guard",
     )
 
@@ -103,6 +114,9 @@ class Entry:
         self.layout = layout
         self.all_variables = all(isinstance(leaf, Variable) for leaf in leaves)
         self.mutable_statics = mutable_statics(bridge.graphdef)
+        # attributes replaced behind __setattr__'s back (vars(m)[k] = v ...) do not
+        # move the epoch: the fingerprint of the traversed nodes catches them
+        self.fingerprint: Fingerprint = fingerprint(bridge.nodes)
         self.guard = root_guard(nodes)
 
     def valid(self, nodes: tp.Sequence[tp.Any]) -> bool:
@@ -114,7 +128,9 @@ class Entry:
         for ref, node in zip(self.refs, nodes):
             if ref() is not node:
                 return False
-        return not (self.mutable_statics and statics_changed(self.mutable_statics))
+        if self.mutable_statics and statics_changed(self.mutable_statics):
+            return False
+        return self.fingerprint.matches()
 
 
 class Cache:
@@ -155,28 +171,20 @@ class Cache:
 
 
 # ---------------------------------------------------------------- mutable statics
-def mutable_statics(graphdef: GraphDef) -> tuple[Frozen, ...]:
+def mutable_statics(graphdef: GraphDef[tp.Any]) -> tuple[Frozen, ...]:
     """Static values that can change in place without any structural mutation
     (lists, dicts, sets, or tuples holding them, stored as static attributes or
     Variable metadata): the epoch cannot see ``model.config["rate"] = 0.5``, so
     calls compare these against their snapshot. Usually there are none."""
     found: list[Frozen] = []
-    stack = [graphdef._record]
-    while stack:
-        record = stack.pop()
-        tag = record[0]
-        if tag == STATIC:
-            frozen = record[1]
+    for visit in walk(graphdef, paths=False):
+        record = visit.record
+        if isinstance(record, StaticDef):
+            frozen = record.value
             if frozen._key is not frozen.value:  # needed a hashable view: mutable
                 found.append(frozen)
-        elif tag == NODE:
-            stack.extend(child for _, child in reversed(record[4]))
-        elif tag == CONTAINER:
-            stack.extend(reversed(record[3]))
-        elif tag == VAR:
-            for value in record[3].value.values():
-                if hashable(value) is not value:
-                    found.append(Frozen(value))
+        elif isinstance(record, VariableDef):
+            found.extend(Frozen(x) for x in record.metadata.value.values() if hashable(x) is not x)
     return tuple(found)
 
 

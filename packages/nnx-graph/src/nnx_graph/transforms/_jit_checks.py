@@ -210,7 +210,7 @@ class _Guard:
     def __init__(self, name: str, closed: list[tuple[str, tp.Any]]) -> None:
         self.name = name
         self.names = [n for n, _ in closed]
-        flat = flatten_graph(tuple(node for _, node in closed), check_leaks=False)
+        flat = flatten_graph(tuple(node for _, node in closed), check_leaks=False, observe=False)
         self.paths = flat.graphdef.leaf_paths
         self.leaves = flat.leaves
         self.before = [leaf._raw_value for leaf in self.leaves]
@@ -260,17 +260,18 @@ _NO_GUARD = _NoGuard()
 def check_outer_trace(
     name: str,
     leaves: tp.Sequence[tp.Any],
-    indices: tp.Iterable[int],
+    indices: tp.Sequence[int],
+    values: tp.Sequence[tp.Any],
     describe: tp.Callable[[int], str],
 ) -> None:
-    """Before writing tracers (the call ran under an outer ``jax.jit``/``grad``/
-    ``checkify``...) into the caller's objects: refuse when an object holds a
+    """Before writing ``values`` into leaves ``indices`` under an outer ``jax.jit``/
+    ``grad``/``checkify``...: refuse to store a tracer where an object holds a
     concrete value, i.e. it was made outside that transform and would outlive it
     holding a dead tracer. Objects made inside the outer transform hold its tracers
     already and are updated normally."""
     tracer = jax.core.Tracer
-    for i in indices:
-        if not isinstance(leaves[i]._raw_value, tracer):
+    for i, value in zip(indices, values):
+        if isinstance(value, tracer) and not isinstance(leaves[i]._raw_value, tracer):
             raise TraceContextError(
                 f"nnx.jit({name}): called inside another JAX transform (jax.jit, "
                 "jax.grad, checkify, ...) on an object created outside it: writing the "
