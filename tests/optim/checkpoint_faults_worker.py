@@ -65,7 +65,10 @@ def child(fmt: str, path: str, version: int, mode: str, pause_at: str) -> None:
 
 
 def main() -> None:
-    import jax  # noqa: F401  (imported once here, shared by every fork)
+    # imported once here, shared by every fork; none of these starts a JAX backend
+    import jax  # noqa: F401
+    import jaxlib.mlir.dialects.builtin  # what nnx_graph would load
+    import jaxlib.mlir.dialects.mhlo  # noqa: F401
     import orbax.checkpoint  # noqa: F401
     import safetensors.numpy  # noqa: F401
 
