@@ -128,4 +128,4 @@ class EMA(nnx_graph.Pytree):
         ``model``'s."""
         graphdef, state = nnx_graph.split(model)
         merged = nnx_graph.merge_state(state, nnx_graph.state(self.params))
-        return tp.cast(A, nnx_graph.merge(graphdef, merged))
+        return nnx_graph.merge(graphdef, merged)

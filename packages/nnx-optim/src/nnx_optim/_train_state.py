@@ -66,7 +66,9 @@ class TrainState:
         default=None,
         metadata={"static": True},  # type: ignore[assignment]
     )
-    graphdef: nnx_graph.GraphDef | None = dataclasses.field(default=None, metadata={"static": True})
+    graphdef: nnx_graph.GraphDef[tp.Any] | None = dataclasses.field(
+        default=None, metadata={"static": True}
+    )
 
     def __init_subclass__(cls, **kwargs: tp.Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -75,7 +77,7 @@ class TrainState:
     @classmethod
     def create(
         cls: type[T],
-        graphdef: nnx_graph.GraphDef | None = None,
+        graphdef: nnx_graph.GraphDef[tp.Any] | None = None,
         *,
         params: tp.Any,
         tx: optax.GradientTransformation,
