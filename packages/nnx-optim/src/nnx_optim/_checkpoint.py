@@ -132,7 +132,9 @@ def save_checkpoint(path: PathLike, *objects: tp.Any, overwrite: bool = False) -
     ocp = orbax_io.orbax()
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
-    atomic.warn(atomic.recover(directory, repair=True).notes)
+    several_processes = jax.process_count() > 1
+    if not several_processes:
+        atomic.warn(atomic.recover(directory, repair=True).notes)
     if os.path.exists(directory) and not overwrite:
         raise FileExistsError(
             f"save_checkpoint: {directory} already exists. Fix: choose a new directory "
@@ -141,6 +143,20 @@ def save_checkpoint(path: PathLike, *objects: tp.Any, overwrite: bool = False) -
     record = integrity.checksum_record(
         integrity.checksums({".".join(k): v for k, v in flat.items()})
     )
+    if several_processes:
+        # every process writes its shards into one folder, which orbax coordinates;
+        # the swap below is per-process, so multi-host saves keep orbax's behaviour
+        checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+        try:
+            checkpointer.save(
+                directory,
+                args=ocp.args.StandardSave(orbax_io.nest(flat)),
+                force=overwrite,
+                custom_metadata={integrity.METADATA_KEY: record},
+            )
+        finally:
+            checkpointer.close()
+        return
     staging = atomic.staging_path(directory)
     try:
         checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
