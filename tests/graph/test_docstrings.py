@@ -15,6 +15,7 @@ MODULES = [
     "nnx_graph._errors",
     "nnx_graph._filters",
     "nnx_graph._graph",
+    "nnx_graph._graph_iter",
     "nnx_graph._graph_tools",
     "nnx_graph._graphdef",
     "nnx_graph._hashing",
@@ -24,6 +25,7 @@ MODULES = [
     "nnx_graph._rngs",
     "nnx_graph._state",
     "nnx_graph._variables",
+    "nnx_graph.internal",
 ]
 
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import jax.numpy as jnp
 
 from nnx_graph._filters import to_predicate
-from nnx_graph._graph import iter_graph, merge, pop, split
+from nnx_graph._graph import merge, split
+from nnx_graph._graph_iter import iter_graph, pop
 from nnx_graph._pytree import Dict, List, Pytree, is_graph_node
 from nnx_graph._state import sorted_keys, to_flat_state
 from nnx_graph._variables import Perturbation, Variable, variable_type_from_name

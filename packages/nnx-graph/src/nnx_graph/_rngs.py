@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from nnx_graph._errors import RngStreamError
 from nnx_graph._filters import to_predicate
-from nnx_graph._graph import iter_graph
+from nnx_graph._graph_iter import iter_graph
 from nnx_graph._pytree import Pytree
 from nnx_graph._variables import Variable
 
