@@ -107,4 +107,15 @@ def test_getting_started_shows_live_treescope_output() -> None:
         assert any(t.startswith("MLP(") and "LoraParam" in t for t in texts), texts
         # Cell outputs of the executed notebook are in the page too.
         assert "counter.count.value" in page.locator("article").inner_text()
-        _screenshot(page, "getting_started.png")
+        # Viewport screenshots: a full-page capture resizes the viewport, and treescope
+        # then redraws lazily, so the trees would be missing from the picture.
+        first = containers.first
+        first.scroll_into_view_if_needed()
+        page.evaluate("c => c.scrollIntoView({block: 'center'})", first.element_handle())
+        _screenshot(page, "getting_started.png", full_page=False)
+        model = next(i for i, t in enumerate(texts) if t.startswith("MLP("))
+        page.evaluate(
+            "c => { c.scrollIntoView({block: 'start'}); window.scrollBy(0, -120); }",
+            containers.nth(model).element_handle(),
+        )
+        _screenshot(page, "getting_started_model_tree.png", full_page=False)
