@@ -192,7 +192,9 @@ def test_mismatch_with_several_targets(tmp_path: pathlib.Path) -> None:
     message = str(info.value)
     # Adam state for the non-LoRA parameters is in the checkpoint only (the
     # opt_state path in between depends on optax's state layout)
-    assert re.search(r"targets\[1\]\.opt_state\S*\.linear1\.linear\.w: found in the checkpoint", message)
+    assert re.search(
+        r"targets\[1\]\.opt_state\S*\.linear1\.linear\.w: found in the checkpoint", message
+    )
     assert re.search(r"targets\[1\]\.opt_state\S*\.bn\.scale: found in the checkpoint", message)
 
 
