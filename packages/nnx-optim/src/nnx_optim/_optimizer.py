@@ -292,7 +292,8 @@ class ModelAndOptimizer(Optimizer[M]):
         >>> class Model(nnx.Module):
         ...     def __init__(self):
         ...         self.w = nnx.Param(jnp.zeros(2))
-        >>> state = nnx_optim.ModelAndOptimizer(Model(), optax.sgd(1.0), wrt=nnx.Param)
+        >>> tx = optax.sgd(1.0, momentum=0.9)
+        >>> state = nnx_optim.ModelAndOptimizer(Model(), tx, wrt=nnx.Param)
         >>> _ = state.update(nnx.State({"w": jnp.ones(2)}))
         >>> state.model.w.value.tolist(), sorted(nnx.state(state))
         ([-1.0, -1.0], ['model', 'opt_state', 'step'])
@@ -317,7 +318,22 @@ class ModelAndOptimizer(Optimizer[M]):
 
 class GradientShapeError(ValueError):
     """Gradients whose shapes differ from the Variables they are for (e.g. grads of
-    a differently-shaped model); the message names every such path."""
+    a differently-shaped model); the message names every such path.
+
+    Example::
+
+        >>> import jax.numpy as jnp, optax, nnx_graph as nnx, nnx_optim
+        >>> class Model(nnx.Module):
+        ...     def __init__(self):
+        ...         self.w = nnx.Param(jnp.zeros(2))
+        >>> model = Model()
+        >>> optimizer = nnx_optim.Optimizer(model, optax.sgd(1.0), wrt=nnx.Param)
+        >>> try:
+        ...     optimizer.update(model, {"w": jnp.ones(3)})
+        ... except nnx_optim.GradientShapeError as error:
+        ...     print(str(error).splitlines()[1])
+          - model.w: expected shape (2,), found (3,)
+    """
 
 
 def _select_grads(params: list[tuple[Path, tp.Any]], grads: tp.Any, wrt: Filter) -> tp.Any:
