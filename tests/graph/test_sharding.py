@@ -273,13 +273,15 @@ class Stack(nnx.Module):
 
 
 def test_rank_mismatch_names_the_path() -> None:
+    # An extra entry that would shard a missing axis cannot be honoured.
     model = Stack(("data", None, "model"))
     with pytest.raises(ShardingError) as excinfo:
         get_partition_spec(nnx.state(model))
     text = message(excinfo)
     assert text.startswith("state.layers[1].kernel: ")
     assert "3 entries but the value has rank 2" in text
-    assert "Expected: one entry per axis (2 in all)" in text
+    assert "entries past axis 1 are not None" in text
+    assert "Expected: at most one entry per axis (2 in all)" in text
     assert "Found: sharding_names=('data', None, 'model')" in text
     assert "Fix: give one entry per axis, e.g. (None, 'model')" in text
 
@@ -288,10 +290,16 @@ def test_rank_mismatch_names_the_path() -> None:
     assert message(excinfo).startswith("model.layers[1].kernel: ")
 
 
-def test_rank_mismatch_too_few_names() -> None:
+def test_shorter_annotation_leaves_the_other_axes_unsharded() -> None:
+    # As in Flax/JAX: missing trailing entries mean "not sharded"; trailing Nones
+    # beyond the rank are dropped.
     model = Stack(("model",))
-    with pytest.raises(ShardingError, match=r"1 entry but the value has rank 2"):
-        get_named_sharding(nnx.state(model), one_device_mesh("model"))
+    specs = get_partition_spec(nnx.state(model))
+    assert specs["layers"][1]["kernel"].value == P("model")
+    shardings = get_named_sharding(nnx.state(model), one_device_mesh("model"))
+    assert shardings["layers"][1]["kernel"].value.spec == P("model")
+    model = Stack(("model", None, None))
+    assert get_partition_spec(nnx.state(model))["layers"][1]["kernel"].value == P("model", None)
 
 
 def test_unknown_mesh_axis() -> None:
@@ -347,12 +355,12 @@ def test_mesh_axis_used_twice() -> None:
 
 
 def test_errors_at_creation_describe_the_variable() -> None:
-    init = with_partitioning(ones, ("model",))
+    init = with_partitioning(ones, ("model", None, "model"))
     with jax.set_mesh(one_device_mesh("model")), pytest.raises(ShardingError) as excinfo:
         nnx.Param(init(jax.random.key(0), (2, 4)))
     text = message(excinfo)
     assert text.startswith("Param(shape=(2, 4), dtype=float32) being created: ")
-    assert "1 entry but the value has rank 2" in text
+    assert "3 entries but the value has rank 2" in text
 
 
 def test_bad_entry_type() -> None:
@@ -421,8 +429,43 @@ def test_eager_sharding_true_without_mesh_raises() -> None:
         nnx.Param(jnp.ones((4,)), sharding_names=("model",), eager_sharding=True)
     text = message(excinfo)
     assert text.startswith("Param(shape=(4,), dtype=float32) being created: ")
+    assert "An auto mesh context or metadata is required" in text  # Flax's phrase
     assert "no mesh is set" in text
     assert "Fix: create the Variable under `with jax.set_mesh(mesh):`" in text
+    assert isinstance(excinfo.value, ValueError)  # Flax raises ValueError here
+
+
+@pytest.mark.parametrize("key", ["out_sharding", "sharding_names", "sharding"])
+def test_every_metadata_key_spelling_is_an_annotation(key: str) -> None:
+    mesh = one_device_mesh("data", "model")
+    with jax.set_mesh(mesh):
+        v = nnx.Param(jnp.ones((2, 4)), **{key: (None, "model")})
+    assert v.value.sharding.spec == P(None, "model")
+    assert get_partition_spec(v).value == P(None, "model")
+
+
+def test_sharding_alias_is_stored_as_out_sharding() -> None:
+    # Flax 0.12 keeps the `sharding=` annotation under out_sharding, so that
+    # `v.sharding` is the value's placement, as for a jax.Array.
+    v = nnx.Param(jnp.ones((2, 4)), sharding=(None, "model"))
+    assert v.get_metadata()["out_sharding"] == (None, "model")
+    assert "sharding" not in v.get_metadata()
+    assert v.sharding == v.value.sharding
+    assert get_partition_spec(v).value == P(None, "model")
+
+
+def test_out_sharding_wins_over_the_aliases() -> None:
+    v = nnx.Param(jnp.ones((2, 4)), out_sharding=("data", None), sharding_names=(None, "x"))
+    assert get_partition_spec(v).value == P("data", None)
+
+
+def test_annotation_without_a_mesh_is_kept_for_later() -> None:
+    # Deliberate difference: Flax raises when an annotated Variable is created with
+    # eager sharding on and no mesh; nnx keeps the annotation and places later.
+    v = nnx.Param(jnp.ones((2, 4)), out_sharding=(None, "model"))
+    assert v.value.sharding.is_fully_replicated
+    shardings = get_named_sharding(v, one_device_mesh("model"))
+    assert shardings.value.spec == P(None, "model")
 
 
 def test_eager_placement_inside_jit() -> None:
@@ -782,3 +825,43 @@ def test_train_step_with_nnx_jit_and_grad() -> None:
     single_loss, single_state = single_device_run(initial)
     np.testing.assert_allclose(float(loss), single_loss, rtol=1e-6)
     assert_same(nnx.state(model), single_state)
+
+
+@pytest.mark.multidevice
+@needs_8
+@pytest.mark.parametrize("axis_type", AXIS_TYPES)
+def test_linear_general_and_einsum_metadata_flax_accepts(axis_type: AxisType) -> None:
+    # Per-axis annotations of the full kernel rank, and shorter ones (the rest of
+    # the axes unsharded), are accepted and placed as Flax places them.
+    import nnx_nn
+
+    mesh = make_mesh(axis_type)
+    with jax.set_mesh(mesh):
+        lg = nnx_nn.LinearGeneral(
+            (4, 2),
+            (8, 4),
+            axis=(-2, -1),
+            kernel_metadata={"sharding_names": ("data", None, "model", None)},
+            rngs=nnx.Rngs(0),
+        )
+        short = nnx_nn.LinearGeneral(
+            (4, 2),
+            (8, 4),
+            axis=(-2, -1),
+            kernel_metadata={"out_sharding": ("data",)},
+            rngs=nnx.Rngs(0),
+        )
+        ein = nnx_nn.Einsum(
+            "bd,dnh->bnh",
+            (4, 2, 8),
+            (2, 8),
+            kernel_metadata={"out_sharding": ("data", None, "model")},
+            bias_metadata={"out_sharding": (None, "model")},
+            rngs=nnx.Rngs(0),
+        )
+        y = ein(jnp.ones((2, 4)))
+    assert lg.kernel.value.sharding.spec == P("data", None, "model", None)
+    assert short.kernel.value.sharding.is_equivalent_to(NamedSharding(mesh, P("data")), 4)
+    assert ein.kernel.value.sharding.spec == P("data", None, "model")
+    assert ein.bias.value.sharding.spec == P(None, "model")
+    assert y.shape == (2, 2, 8)

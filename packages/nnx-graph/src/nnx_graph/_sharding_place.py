@@ -177,8 +177,9 @@ def _used_axes(spec: PartitionSpec) -> list[str]:
 
 def _cannot_place(where: str, reason: str) -> ShardingError:
     return ShardingError(
-        f"{where}: eager_sharding=True asks to place the value at creation, but "
-        f"{reason}.\nExpected: a mesh to place on.\n"
+        f"{where}: An auto mesh context or metadata is required to place an annotated "
+        f"value at creation (eager_sharding=True), but {reason}.\n"
+        "Expected: a mesh to place on.\n"
         "Fix: create the Variable under `with jax.set_mesh(mesh):`, pass "
         "`with_partitioning(init, names, mesh=mesh)`, or drop eager_sharding=True to "
         "place it later with nnx.get_named_sharding."
@@ -225,6 +226,11 @@ def _place(
 def _place_on_creation(variable: Variable[tp.Any]) -> None:
     """The ``_sharding_hook`` callback: Variable.__init__ calls it when eager is on."""
     metadata = variable._var_metadata
+    if "sharding" in metadata and "out_sharding" not in metadata:
+        # Flax 0.12 stores the `sharding=` alias under its own key, out_sharding.
+        metadata["out_sharding"] = metadata.pop("sharding")
+        if getattr(variable, "_nnx_frozen", None) is not None:
+            object.__setattr__(variable, "_nnx_frozen", None)
     flag = metadata.get("eager_sharding")
     if flag is False or (flag is None and not _sharding_hook.eager):
         return

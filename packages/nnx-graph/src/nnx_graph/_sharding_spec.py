@@ -43,8 +43,11 @@ PARTITION_NAME = "partition_name"
 """Key of ``transform_metadata`` (``nnx.vmap``/``nnx.scan``) naming the mesh axis of
 the axis the transform adds to each Variable; see :func:`add_axis`."""
 
-SHARDING_METADATA_KEYS = ("sharding_names", "out_sharding", "sharding")
-"""Variable metadata keys read as sharding annotations, first present wins."""
+SHARDING_METADATA_KEYS = ("out_sharding", "sharding_names", "sharding")
+"""Variable metadata keys read as sharding annotations, first present wins:
+``out_sharding`` (Flax NNX 0.12's key), then the aliases ``sharding_names`` (older
+Flax, kept as written) and ``sharding`` (stored as ``out_sharding`` at creation, as
+Flax does, so ``v.sharding`` stays the value's ``jax`` sharding)."""
 
 
 class ShardingError(ValueError):
@@ -325,17 +328,23 @@ def _resolve(
     """Turn an annotation into a PartitionSpec, checking it against rank and mesh."""
     entries = _entries(names)
     shown = _fmt_names(key, names)
-    if rank is not None and len(entries) != rank:
-        raise ShardingError(
-            f"{where}: the sharding annotation has {len(entries)} "
-            f"entr{'y' if len(entries) == 1 else 'ies'} but the value has rank {rank}.\n"
-            f"Expected: one entry per axis ({rank} in all): a mesh axis or logical name, "
-            "or None for an axis that is not sharded.\n"
-            f"Found: {shown}.\n"
-            "Fix: give one entry per axis, e.g. "
-            f"{tuple([None] * max(rank - 1, 0) + ['model'])!r} for a rank-{rank} value "
-            "sharded on its last axis."
-        )
+    if rank is not None and len(entries) > rank:
+        # As in JAX and Flax, a shorter annotation leaves the remaining axes
+        # unsharded, and extra trailing None entries are dropped; an extra axis
+        # that would be sharded cannot be honoured.
+        if any(e is not None for e in entries[rank:]):
+            raise ShardingError(
+                f"{where}: the sharding annotation has {len(entries)} "
+                f"entr{'y' if len(entries) == 1 else 'ies'} but the value has rank {rank}, "
+                f"and entries past axis {rank - 1} are not None.\n"
+                f"Expected: at most one entry per axis ({rank} in all): a mesh axis or "
+                "logical name, or None for an axis that is not sharded.\n"
+                f"Found: {shown}.\n"
+                "Fix: give one entry per axis, e.g. "
+                f"{tuple([None] * max(rank - 1, 0) + ['model'])!r} for a rank-{rank} value "
+                "sharded on its last axis."
+            )
+        entries = entries[:rank]
     mesh_axes: tuple[str, ...] | None = (
         tuple(str(a) for a in mesh.axis_names) if mesh is not None else None
     )
