@@ -122,7 +122,8 @@ def _summary(obj: object) -> str:
 
 
 # ``dict``s: an inline literal directly followed by a letter is not closed for docutils.
-_LITERAL_SUFFIX = re.compile(r"(``[^`]+``)(?=[A-Za-z0-9])")
+# (An opening ``...`` follows a space or punctuation and its text starts with no space.)
+_LITERAL_SUFFIX = re.compile(r"(?<![\w`])(``[^`\s](?:[^`]*[^`\s])?``)(?=[A-Za-z0-9])")
 # A wrapped list of parameter names ("use_bias, dtype,\n    rngs: ...") in an Args section.
 _NAME_LIST = re.compile(r"^\s*\*{0,2}\w+(,\s*\*{0,2}\w+)*,$")
 # The start of an entry of an Args section: "name:" or "a, b, *args:" or "name (type):".
