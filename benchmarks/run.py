@@ -6,10 +6,12 @@ measured in the same run; also write them to ``benchmarks/results.md``.
     python benchmarks/run.py --only transforms,hlo
 
 Sections: ``transforms`` (nnx.jit per-call overhead vs the flat jax.jit floor, flax.nnx
-and equinox), ``graph`` (split/merge vs flax.nnx), ``import`` (what ``import nnx`` adds
-to ``import jax, optax``), ``hlo`` (a train step through nnx.jit compiles to the same
-program as hand-written jax), and ``optimizer`` when ``benchmarks/bench_optimizer.py``
-exists (run as ``python benchmarks/bench_optimizer.py [--quick]``, output included
+and equinox), ``train_step`` (a full nnx.jit + nnx.value_and_grad + nnx.Optimizer step
+vs a hand-written jax.jit + optax step and flax.nnx; wall clock, medians), ``graph``
+(split/merge vs flax.nnx), ``import`` (what ``import nnx`` adds to ``import jax,
+optax``), ``hlo`` (a train step through nnx.jit compiles to the same program as
+hand-written jax), and ``optimizer`` when ``benchmarks/bench_optimizer.py`` exists
+(run as ``python benchmarks/bench_optimizer.py [--quick]``, output included
 verbatim).  Flax and equinox columns read "n/a (not installed)" without them.
 
 Only ratios are compared with the DESIGN.md targets, and only for information: the
@@ -34,7 +36,7 @@ if str(HERE) not in sys.path:  # `python benchmarks/run.py` puts HERE first alre
 
 from _common import NA, Settings, Table, Timing, fmt_ratio, optional  # noqa: E402
 
-SECTIONS = ("transforms", "graph", "import", "hlo", "optimizer")
+SECTIONS = ("transforms", "train_step", "graph", "import", "hlo", "optimizer")
 
 
 def _versions() -> str:
@@ -113,6 +115,18 @@ def _targets(results: dict[str, tp.Any], clock: str) -> Table:
                 table.add(
                     f"nnx.jit {what} <= {limit}x floor, depth {depth}", cell, _mark(ratio <= limit)
                 )
+    train = results.get("train_step")
+    if train is not None:
+        from bench_train_step import DEPTHS as TRAIN_DEPTHS
+        from bench_train_step import NNX as TRAIN_NNX
+
+        for depth in TRAIN_DEPTHS:
+            ratio = train[("ratio", depth, TRAIN_NNX)]
+            table.add(
+                f"train step <= 1.15x floor, depth {depth} (wall clock, median)",
+                fmt_ratio(ratio),
+                _mark(ratio <= 1.15),
+            )
     graph = results.get("graph")
     if graph is not None:
         from bench_graph import DEPTHS as GRAPH_DEPTHS
@@ -212,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
             import bench_transforms
 
             new, results[section] = bench_transforms.run(settings)
+        elif section == "train_step":
+            import bench_train_step
+
+            new, results[section] = bench_train_step.run(settings)
         elif section == "graph":
             import bench_graph
 
