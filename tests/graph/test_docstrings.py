@@ -19,12 +19,16 @@ MODULES = [
     "nnx_graph._graph_tools",
     "nnx_graph._graphdef",
     "nnx_graph._hashing",
+    "nnx_graph._markers",
     "nnx_graph._module",
     "nnx_graph._pytree",
     "nnx_graph._records",
     "nnx_graph._rngs",
     "nnx_graph._state",
     "nnx_graph._variables",
+    "nnx_graph._variable_names",
+    "nnx_graph._values",
+    "nnx_graph._paths",
     "nnx_graph.internal",
 ]
 

@@ -119,6 +119,12 @@ from nnx_graph._state import (
     to_flat_state,
     to_pure_dict,
 )
+from nnx_graph._variable_names import (
+    register_variable_name,
+    var_defaults,
+    variable_name_from_type,
+    variable_type_from_name,
+)
 from nnx_graph._variables import (
     BatchStat,
     Cache,
@@ -128,10 +134,6 @@ from nnx_graph._variables import (
     Variable,
     VariableMetadata,
     VariableState,
-    register_variable_name,
-    var_defaults,
-    variable_name_from_type,
-    variable_type_from_name,
     with_metadata,
 )
 from nnx_graph.transforms import (

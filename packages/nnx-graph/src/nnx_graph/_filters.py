@@ -14,8 +14,9 @@ import dataclasses
 import types
 import typing as tp
 
-from nnx_graph._errors import FilterError
-from nnx_graph._variables import Variable, variable_name_from_type
+from nnx_graph._errors import FilterError, GraphStructureError, format_path
+from nnx_graph._variable_names import variable_name_from_type
+from nnx_graph._variables import Variable
 
 __all__ = [
     "All",
@@ -29,6 +30,7 @@ __all__ = [
     "Predicate",
     "WithTag",
     "filters_to_predicates",
+    "split_pairs",
     "to_predicate",
 ]
 
@@ -303,3 +305,34 @@ def filters_to_predicates(filters: tp.Sequence[tp.Any]) -> tuple[Predicate, ...]
                 "to the end."
             )
     return tuple(to_predicate(f) for f in filters)
+
+
+def split_pairs(
+    pairs: list[tuple[Path, tp.Any]],
+    filters: tp.Sequence[tp.Any],
+    *,
+    exhaustive: bool = True,
+) -> list[list[tuple[Path, tp.Any]]]:
+    """Partition ``pairs`` by ``filters``: each goes to the first filter it matches.
+    Unmatched pairs are an error when ``exhaustive``, dropped otherwise."""
+    if not filters:
+        filters = (...,)
+    predicates = filters_to_predicates(filters)
+    groups: list[list[tuple[Path, tp.Any]]] = [[] for _ in predicates]
+    unmatched: list[Path] = []
+    for path, value in pairs:
+        for i, predicate in enumerate(predicates):
+            if predicate(path, value):
+                groups[i].append((path, value))
+                break
+        else:
+            unmatched.append(path)
+    if unmatched and exhaustive:
+        shown = ", ".join(format_path(p, "state") for p in unmatched[:8])
+        more = f" and {len(unmatched) - 8} more" if len(unmatched) > 8 else ""
+        raise GraphStructureError(
+            f"Non-exhaustive filters {tuple(filters)!r}: no filter matched {shown}{more}. "
+            "Expected every leaf to match one filter. Fix: add `...` as the last filter "
+            "to collect the rest."
+        )
+    return groups

@@ -15,6 +15,7 @@ import jax
 
 from nnx_graph._errors import GraphStructureError, format_path
 from nnx_graph._filters import Filter
+from nnx_graph._filters import split_pairs as _split_pairs
 from nnx_graph._graph_iter import (
     check_pytree,
     find_duplicates,
@@ -29,15 +30,14 @@ from nnx_graph._graphdef import (
     build,
     flatten_graph,
 )
+from nnx_graph._paths import restore_int_path
 from nnx_graph._pytree import is_graph_node
 from nnx_graph._state import (
     FlatState,
     State,
-    _split_pairs,
     flat_dict,
     from_flat_state,
     map_state,
-    restore_int_path,
 )
 from nnx_graph._variables import Variable
 

@@ -18,6 +18,7 @@ import jax
 
 from nnx_graph._errors import GraphStructureError, TraceLeakError, format_path
 from nnx_graph._hashing import Frozen
+from nnx_graph._paths import sorted_keys
 from nnx_graph._pytree import (
     KIND_ARRAY,
     KIND_CONTAINER,
@@ -50,7 +51,6 @@ from nnx_graph._records import (
     graphdef_repr,
     walk,
 )
-from nnx_graph._state import sorted_keys
 from nnx_graph._variables import (
     Variable,
     _set_observed,

@@ -11,9 +11,11 @@ import jax.numpy as jnp
 from nnx_graph._filters import to_predicate
 from nnx_graph._graph import merge, split
 from nnx_graph._graph_iter import iter_graph, pop
+from nnx_graph._paths import sorted_keys
 from nnx_graph._pytree import Dict, List, Pytree, is_graph_node
-from nnx_graph._state import sorted_keys, to_flat_state
-from nnx_graph._variables import Perturbation, Variable, variable_type_from_name
+from nnx_graph._state import to_flat_state
+from nnx_graph._variable_names import variable_type_from_name
+from nnx_graph._variables import Perturbation, Variable
 
 __all__ = [
     "M",

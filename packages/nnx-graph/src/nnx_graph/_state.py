@@ -13,7 +13,16 @@ import jax
 import numpy as np
 
 from nnx_graph._errors import GraphStructureError, format_path
-from nnx_graph._filters import filters_to_predicates
+from nnx_graph._filters import split_pairs as _split_pairs
+from nnx_graph._paths import (
+    MISSING,
+    Key,
+    PathParts,
+    _sort_key,
+    match_key,
+    pure_paths,
+    sorted_keys,
+)
 from nnx_graph._variables import Variable, value_repr, variable_repr
 
 __all__ = [
@@ -29,22 +38,6 @@ __all__ = [
     "to_flat_state",
     "to_pure_dict",
 ]
-
-Key = str | int
-PathParts = tuple[Key, ...]
-
-
-def _sort_key(key: tp.Any) -> tuple[int, tp.Any]:
-    # ints before strings, each group in natural order, anything else by repr
-    if isinstance(key, int):
-        return (0, key)
-    if isinstance(key, str):
-        return (1, key)
-    return (2, repr(key))
-
-
-def sorted_keys(keys: tp.Iterable[tp.Any]) -> list[tp.Any]:
-    return sorted(keys, key=_sort_key)
 
 
 class FlatState(Sequence[tuple[PathParts, tp.Any]]):
@@ -101,37 +94,6 @@ class FlatState(Sequence[tuple[PathParts, tp.Any]]):
 
     def split(self, *filters: tp.Any) -> tuple[FlatState, ...]:
         return tuple(FlatState(group, sort=False) for group in _split_pairs(list(self), filters))
-
-
-def _split_pairs(
-    pairs: list[tuple[PathParts, tp.Any]],
-    filters: tp.Sequence[tp.Any],
-    *,
-    exhaustive: bool = True,
-) -> list[list[tuple[PathParts, tp.Any]]]:
-    """Partition ``pairs`` by ``filters``: each goes to the first filter it matches.
-    Unmatched pairs are an error when ``exhaustive``, dropped otherwise."""
-    if not filters:
-        filters = (...,)
-    predicates = filters_to_predicates(filters)
-    groups: list[list[tuple[PathParts, tp.Any]]] = [[] for _ in predicates]
-    unmatched: list[PathParts] = []
-    for path, value in pairs:
-        for i, predicate in enumerate(predicates):
-            if predicate(path, value):
-                groups[i].append((path, value))
-                break
-        else:
-            unmatched.append(path)
-    if unmatched and exhaustive:
-        shown = ", ".join(format_path(p, "state") for p in unmatched[:8])
-        more = f" and {len(unmatched) - 8} more" if len(unmatched) > 8 else ""
-        raise GraphStructureError(
-            f"Non-exhaustive filters {tuple(filters)!r}: no filter matched {shown}{more}. "
-            "Expected every leaf to match one filter. Fix: add `...` as the last filter "
-            "to collect the rest."
-        )
-    return groups
 
 
 class State(MutableMapping[Key, tp.Any]):
@@ -507,21 +469,6 @@ def to_pure_dict(
     return out
 
 
-def _match_key(mapping: Mapping[tp.Any, tp.Any], key: Key) -> tp.Any:
-    """Find ``key`` in ``mapping`` tolerating int keys that were stored as strings
-    (and digit-string keys that were turned into ints by ``restore_int_paths``)."""
-    if key in mapping:
-        return key
-    if type(key) is int and str(key) in mapping:
-        return str(key)
-    if isinstance(key, str) and key.isdigit() and int(key) in mapping:
-        return int(key)
-    return _MISSING
-
-
-_MISSING = object()
-
-
 def replace_by_pure_dict(
     state: State,
     pure_dict: Mapping[tp.Any, tp.Any],
@@ -557,8 +504,8 @@ def replace_by_pure_dict(
             if not isinstance(node, Mapping):
                 found = False
                 break
-            k = _match_key(node, key)
-            if k is _MISSING:
+            k = match_key(node, key)
+            if k is MISSING:
                 found = False
                 break
             spelled.append(k)
@@ -574,7 +521,7 @@ def replace_by_pure_dict(
                 f"{format_path(path, 'state')}: expected shape {old_shape}, found {new_shape}"
             )
         updates.append((path, node))
-    extra = [p for p in _pure_paths(pure_dict, ()) if p not in matched]
+    extra = [p for p in pure_paths(pure_dict, ()) if p not in matched]
     for p in extra:
         problems.append(f"{format_path(p, 'state')}: not in the target state")
     if missing and not allow_missing:
@@ -602,18 +549,6 @@ def _set_path(state: State, path: PathParts, value: tp.Any) -> None:
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
-
-
-def _pure_paths(node: tp.Any, prefix: tuple[tp.Any, ...]) -> Iterator[tuple[tp.Any, ...]]:
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            yield from _pure_paths(value, (*prefix, key))
-    else:
-        yield prefix
-
-
-def restore_int_path(path: tuple[tp.Any, ...]) -> PathParts:
-    return tuple(int(k) if isinstance(k, str) and k.isdigit() else k for k in path)
 
 
 def restore_int_paths(pure_dict: Mapping[tp.Any, tp.Any]) -> dict[Key, tp.Any]:

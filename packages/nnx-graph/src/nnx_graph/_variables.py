@@ -9,7 +9,6 @@ graph API thread in and out of JAX; everything else on a Module is structure.
 from __future__ import annotations
 
 import copy as _copy
-import dataclasses
 import operator
 import typing as tp
 
@@ -19,11 +18,14 @@ import numpy as np
 from nnx_graph import _epoch
 from nnx_graph._errors import TraceLeakError
 from nnx_graph._hashing import Frozen, hashable
-
-try:  # private JAX API (the running trace); without it leak checks are skipped
-    from jax._src import core as _jax_core
-except ImportError:  # pragma: no cover
-    _jax_core = None  # type: ignore[assignment]
+from nnx_graph._values import (
+    VariableMetadata,
+    _sharding_hook,
+    array_summary,
+    leaked_tracer,
+    value_repr,
+    with_metadata,
+)
 
 __all__ = [
     "BatchStat",
@@ -34,76 +36,20 @@ __all__ = [
     "Variable",
     "VariableMetadata",
     "VariableState",
-    "register_variable_name",
-    "var_defaults",
-    "variable_name_from_type",
-    "variable_type_from_name",
+    "array_summary",
+    "leaked_tracer",
+    "new_variable",
+    "value_repr",
+    "variable_repr",
     "with_metadata",
 ]
+
+_leaked_tracer = leaked_tracer  # older name, still read by the transforms
 
 A = tp.TypeVar("A")
 V = tp.TypeVar("V", bound="Variable[tp.Any]")
 
 _SLOTS = frozenset({"_raw_value", "_var_metadata", "_nnx_observed", "_nnx_frozen"})
-
-
-def leaked_tracer(value: object) -> bool:
-    """True when ``value`` is a tracer whose trace is no longer running."""
-    if not isinstance(value, jax.core.Tracer) or _jax_core is None:
-        return False
-    try:
-        current = _jax_core.trace_ctx.trace
-        owner = value._trace
-        while current is not None:
-            if current is owner:
-                return False
-            current = getattr(current, "parent_trace", None)
-        return True
-    except Exception:  # pragma: no cover - private JAX API moved; be permissive
-        return False
-
-
-_leaked_tracer = leaked_tracer  # older name, still read by the transforms
-
-
-@dataclasses.dataclass(frozen=True)
-class VariableMetadata(tp.Generic[A]):
-    """A value bundled with metadata, produced by :func:`with_metadata` initializers.
-
-    When a Variable is constructed from a ``VariableMetadata`` the value is unwrapped
-    and the metadata becomes the Variable's metadata.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> v = nnx.Param(nnx.VariableMetadata(jnp.ones(2), {"sharding_names": ("x",)}))
-        >>> v.sharding_names
-        ('x',)
-    """
-
-    raw_value: A
-    metadata: tp.Mapping[str, tp.Any] = dataclasses.field(default_factory=dict)
-
-
-def with_metadata(
-    initializer: tp.Callable[..., tp.Any], **metadata: tp.Any
-) -> tp.Callable[..., VariableMetadata[tp.Any]]:
-    """Wrap an initializer so its result carries Variable metadata.
-
-    Example::
-
-        >>> import jax, nnx_graph as nnx
-        >>> init = nnx.with_metadata(jax.nn.initializers.ones, tag="frozen")
-        >>> p = nnx.Param(init(jax.random.key(0), (2,)))
-        >>> p.tag
-        'frozen'
-    """
-
-    def wrapped(*args: tp.Any, **kwargs: tp.Any) -> VariableMetadata[tp.Any]:
-        return VariableMetadata(initializer(*args, **kwargs), dict(metadata))
-
-    wrapped.__name__ = getattr(initializer, "__name__", "initializer")
-    return wrapped
 
 
 class Variable(tp.Generic[A]):
@@ -447,10 +393,7 @@ def new_variable(typ: type[V], value: tp.Any, metadata: dict[str, tp.Any]) -> V:
     used as is), made without calling ``__init__`` (no sharding hook, no value
     unwrapping): how the graph builder, copies and unpickling create Variables."""
     var = object.__new__(typ)
-    _set_raw(var, value)
-    _set_metadata(var, metadata)
-    _set_observed(var, False)
-    _set_frozen(var, None)
+    _init_slots(var, value, metadata)
     return var
 
 
@@ -478,35 +421,6 @@ def metadata_key(var: Variable[tp.Any]) -> Frozen:
 
 
 # ---------------------------------------------------------------------- repr
-def array_summary(value: tp.Any) -> str | None:
-    """``Array(shape=(2, 3), dtype=float32)`` (or the scalar) for array-likes, else None."""
-    if isinstance(value, type):  # e.g. a filter such as nnx.Param stored on a module
-        return None
-    shape = getattr(value, "shape", None)
-    dtype = getattr(value, "dtype", None)
-    if shape is None or dtype is None:
-        return None
-    kind = "Array" if not isinstance(value, np.ndarray) else "ndarray"
-    if tuple(shape) == () and not str(dtype).startswith("key"):
-        try:
-            return f"{kind}({np.asarray(value).item()!r}, dtype={dtype})"
-        except Exception:
-            pass
-    return f"{kind}(shape={tuple(shape)}, dtype={dtype})"
-
-
-def value_repr(value: tp.Any) -> str:
-    """A short one-line repr: arrays summarised, long text cut at 80 characters."""
-    summary = array_summary(value)
-    if summary is not None:
-        return summary
-    if isinstance(value, tuple) and any(array_summary(v) for v in value):
-        inner = ", ".join(value_repr(v) for v in value)
-        return f"({inner}{',' if len(value) == 1 else ''})"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def variable_repr(var: Variable[tp.Any]) -> str:
     """``Param(value=Array(shape=(2,), dtype=float32), tag='a')``."""
     parts = [f"value={value_repr(var._raw_value)}"]
@@ -516,18 +430,15 @@ def variable_repr(var: Variable[tp.Any]) -> str:
 
 def _binary(name: str, op: tp.Callable[[tp.Any, tp.Any], tp.Any]) -> None:
     def forward(self: Variable[tp.Any], other: tp.Any) -> tp.Any:
-        if isinstance(other, Variable):
-            other = other.get_value()
+        other = other.get_value() if isinstance(other, Variable) else other
         return op(self.get_value(), other)
 
     def reflected(self: Variable[tp.Any], other: tp.Any) -> tp.Any:
-        if isinstance(other, Variable):
-            other = other.get_value()
+        other = other.get_value() if isinstance(other, Variable) else other
         return op(other, self.get_value())
 
     def inplace(self: Variable[tp.Any], other: tp.Any) -> Variable[tp.Any]:
-        if isinstance(other, Variable):
-            other = other.get_value()
+        other = other.get_value() if isinstance(other, Variable) else other
         self.set_value(op(self.get_value(), other))
         return self
 
@@ -571,26 +482,10 @@ for _name, _op in {
     def _compare(
         self: Variable[tp.Any], other: tp.Any, _op: tp.Callable[[tp.Any, tp.Any], tp.Any] = _op
     ) -> tp.Any:
-        if isinstance(other, Variable):
-            other = other.get_value()
+        other = other.get_value() if isinstance(other, Variable) else other
         return _op(self.get_value(), other)
 
     setattr(Variable, f"__{_name}__", _compare)
-
-
-class _ShardingHook:
-    """Set by the sharding module: applies a Variable's sharding on creation."""
-
-    eager: bool = False
-
-    def apply(self, variable: Variable[tp.Any]) -> None:
-        if self.callback is not None:
-            self.callback(variable)
-
-    callback: tp.Callable[[Variable[tp.Any]], None] | None = None
-
-
-_sharding_hook = _ShardingHook()
 
 
 # ---------------------------------------------------------------------- pytree
@@ -703,114 +598,3 @@ class Perturbation(Intermediate[A]):
 
 VariableState = Variable
 """Compatibility alias: in this library a Variable is its own state."""
-
-
-# ---------------------------------------------------------------------- names
-_NAME_TO_TYPE: dict[str, type[Variable[tp.Any]]] = {}
-_TYPE_TO_NAME: dict[type[Variable[tp.Any]], str] = {}
-
-
-def register_variable_name(
-    name: str, typ: type[Variable[tp.Any]], *, overwrite: bool = False
-) -> None:
-    """Associate a collection name (e.g. ``'params'``) with a Variable type.
-
-    Example::
-
-        >>> import nnx_graph as nnx
-        >>> class Stat(nnx.Variable): pass
-        >>> nnx.register_variable_name("stats", Stat)
-        >>> nnx.variable_type_from_name("stats") is Stat
-        True
-    """
-    if not overwrite and name in _NAME_TO_TYPE and _NAME_TO_TYPE[name] is not typ:
-        raise ValueError(
-            f"Variable name {name!r} is already registered to "
-            f"{_NAME_TO_TYPE[name].__name__}; found a second type {typ.__name__}. "
-            "Fix: pick another name or pass overwrite=True."
-        )
-    _NAME_TO_TYPE[name] = typ
-    _TYPE_TO_NAME[typ] = name
-
-
-def variable_name_from_type(typ: type[Variable[tp.Any]], /, *, allow_register: bool = False) -> str:
-    """The collection name of a Variable type (``Param`` -> ``'params'``).
-
-    Unregistered types use their class name.
-
-    Example::
-
-        >>> import nnx_graph as nnx
-        >>> nnx.variable_name_from_type(nnx.BatchStat)
-        'batch_stats'
-    """
-    for klass in typ.__mro__:
-        if klass in _TYPE_TO_NAME and (klass is typ or not allow_register):
-            return _TYPE_TO_NAME[klass] if klass is typ else typ.__name__
-    if allow_register:
-        register_variable_name(typ.__name__, typ)
-    return typ.__name__
-
-
-def variable_type_from_name(
-    name: str, /, *, allow_register: bool = False
-) -> type[Variable[tp.Any]]:
-    """The Variable type registered under a collection name (``'params'`` -> ``Param``).
-
-    Example::
-
-        >>> import nnx_graph as nnx
-        >>> nnx.variable_type_from_name("params") is nnx.Param
-        True
-    """
-    if name in _NAME_TO_TYPE:
-        return _NAME_TO_TYPE[name]
-    if allow_register:
-        typ = type(name, (Variable,), {"__slots__": ()})
-        register_variable_name(name, typ)
-        return typ
-    raise KeyError(
-        f"No Variable type is registered under the name {name!r}; known names: "
-        f"{sorted(_NAME_TO_TYPE)}. Fix: nnx.register_variable_name({name!r}, YourType)."
-    )
-
-
-for _n, _t in {
-    "params": Param,
-    "batch_stats": BatchStat,
-    "cache": Cache,
-    "intermediates": Intermediate,
-    "perturbations": Perturbation,
-}.items():
-    register_variable_name(_n, _t)
-
-
-@dataclasses.dataclass
-class _VarDefaults:
-    hijax: bool = False
-    has_ref: bool = False
-
-
-_VAR_DEFAULTS = _VarDefaults()
-
-
-def var_defaults(**settings: bool) -> _VarDefaults:
-    """Compatibility: read (or set) default Variable flags such as ``hijax``.
-
-    This library has one Variable implementation; the flags are recorded and
-    otherwise have no effect.
-
-    Example::
-
-        >>> import nnx_graph as nnx
-        >>> nnx.var_defaults().hijax
-        False
-    """
-    for key, value in settings.items():
-        if not hasattr(_VAR_DEFAULTS, key):
-            raise TypeError(
-                f"var_defaults got unknown setting {key!r}; expected one of "
-                f"{[f.name for f in dataclasses.fields(_VarDefaults)]}. Fix: use one of those."
-            )
-        setattr(_VAR_DEFAULTS, key, value)
-    return _VAR_DEFAULTS

@@ -1,0 +1,165 @@
+"""Declaring attribute kinds: ``nnx.data(...)`` / ``nnx.static(...)`` markers,
+``nnx.Data[...]`` / ``nnx.Static[...]`` annotations, their per-class table, and
+``nnx.dataclass``. The Pytree layer reads these; they depend on nothing above."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import typing as tp
+
+__all__ = ["Data", "Static", "data", "dataclass", "static"]
+
+A = tp.TypeVar("A")
+T = tp.TypeVar("T")
+
+
+class _Marker:
+    __slots__ = ("value",)
+
+    def __init__(self, value: tp.Any) -> None:
+        self.value = value
+
+
+class _DataMarker(_Marker):
+    pass
+
+
+class _StaticMarker(_Marker):
+    pass
+
+
+_NO_VALUE = object()
+
+
+def data(value: A = _NO_VALUE, /, **field_kwargs: tp.Any) -> A:  # type: ignore[assignment]
+    """Mark a value as data when assigning it: ``self.layers = nnx.data([...])``.
+
+    Without a value (in a class body or ``nnx.dataclass`` field), returns a dataclass
+    field marked as data.
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.count = nnx.data(0)
+        >>> nnx.state(M())["count"]
+        0
+    """
+    if value is _NO_VALUE:
+        metadata = {**field_kwargs.pop("metadata", {}), "nnx_data": True}
+        return dataclasses.field(metadata=metadata, **field_kwargs)  # type: ignore[no-any-return]
+    return _DataMarker(value)  # type: ignore[return-value]
+
+
+def static(value: A = _NO_VALUE, /, **field_kwargs: tp.Any) -> A:  # type: ignore[assignment]
+    """Mark a value as static (part of the structure, never traced).
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.table = nnx.static(jnp.arange(3))
+        >>> len(nnx.state(M()))
+        0
+    """
+    if value is _NO_VALUE:
+        metadata = {**field_kwargs.pop("metadata", {}), "nnx_data": False}
+        return dataclasses.field(metadata=metadata, **field_kwargs)  # type: ignore[no-any-return]
+    return _StaticMarker(value)  # type: ignore[return-value]
+
+
+if tp.TYPE_CHECKING:
+    Data = tp.Annotated[T, "nnx_data"]
+    Static = tp.Annotated[T, "nnx_static"]
+else:
+
+    class _AnnotationMarker:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __getitem__(self, item: tp.Any) -> tp.Any:
+            return tp.Annotated[item, self.name]
+
+        def __repr__(self) -> str:
+            return f"nnx.{self.name.split('_')[1].title()}"
+
+    Data = _AnnotationMarker("nnx_data")
+    Static = _AnnotationMarker("nnx_static")
+
+
+_DATA_ANNOTATION = re.compile(r"(?<![\w])Data\[")
+_STATIC_ANNOTATION = re.compile(r"(?<![\w])Static\[")
+
+
+def _annotation_kind(annotation: tp.Any) -> bool | None:
+    """True (``nnx.Data[...]``) / False (``nnx.Static[...]``) / None (neither)."""
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    if "nnx_data" in text or _DATA_ANNOTATION.search(text):
+        return True
+    if "nnx_static" in text or _STATIC_ANNOTATION.search(text):
+        return False
+    return None
+
+
+def _class_kinds(cls: type) -> dict[str, bool]:
+    """Attribute kinds a class declares: ``x: nnx.Data[...]`` / ``nnx.Static[...]``
+    annotations and ``x = nnx.data()`` / ``nnx.static()`` class-body markers.
+
+    Computed once per class (attribute classification is on the traversal hot path).
+    Subclasses override their bases.
+    """
+    kinds: dict[str, bool] = {}
+    for klass in reversed(cls.__mro__):
+        for name, annotation in inspect.get_annotations(klass).items():
+            kind = _annotation_kind(annotation)
+            if kind is None:
+                kinds.pop(name, None)
+            else:
+                kinds[name] = kind
+        for name, value in klass.__dict__.items():
+            if isinstance(value, dataclasses.Field) and "nnx_data" in value.metadata:
+                kinds[name] = bool(value.metadata["nnx_data"])
+    return kinds
+
+
+# ------------------------------------------------------------------ dataclass
+@tp.dataclass_transform(field_specifiers=(dataclasses.field, data, static))
+def dataclass(cls: type[T] | None = None, /, **kwargs: tp.Any) -> tp.Any:
+    """``dataclasses.dataclass`` for Pytree subclasses; ``nnx.data()`` /
+    ``nnx.static()`` mark fields.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> @nnx.dataclass
+        ... class Pair(nnx.Pytree):
+        ...     a: jnp.ndarray
+        ...     label: str = nnx.static(default="x")
+        >>> Pair(jnp.ones(1)).label
+        'x'
+    """
+
+    def wrap(klass: type[T]) -> type[T]:
+        kwargs.setdefault("repr", False)
+        kwargs.setdefault("eq", False)
+        out: tp.Any = dataclasses.dataclass(**kwargs)(klass)
+        explicit = {
+            f.name: f.metadata["nnx_data"]
+            for f in dataclasses.fields(out)
+            if "nnx_data" in f.metadata
+        }
+        if explicit:
+            original_init: tp.Callable[..., None] = out.__init__
+
+            def __init__(self: tp.Any, *args: tp.Any, **kw: tp.Any) -> None:
+                object.__setattr__(self, "_nnx_explicit", {**self._nnx_explicit, **explicit})
+                original_init(self, *args, **kw)
+
+            out.__init__ = __init__
+        return tp.cast("type[T]", out)
+
+    return wrap if cls is None else wrap(cls)
