@@ -362,3 +362,20 @@ def test_checkpoint_moved_aside_is_put_back(tmp_path: pathlib.Path) -> None:
         nnx_optim.save_checkpoint(path, Model(5))
     assert values(nnx_optim.restore_checkpoint(path, Model(1))) == values(model)
     assert sorted(os.listdir(tmp_path)) == ["ckpt"]
+
+
+def test_numpy_float64_and_python_scalars_verify_and_round_trip(tmp_path: pathlib.Path) -> None:
+    # without jax's x64 mode these used to come back as float32 (0.1 != 0.1), which
+    # the checksums would now report as damage
+    class Host(nnx.Module):
+        def __init__(self, value: float) -> None:
+            self.table = nnx.Variable(np.random.default_rng(0).standard_normal(5) * value)
+            self.scale = nnx.Variable(value)
+            self.count = nnx.Variable(7 if value else 0)
+
+    nnx_optim.save_checkpoint(tmp_path / "ckpt", Host(0.1))
+    back = nnx_optim.restore_checkpoint(tmp_path / "ckpt", Host(0.0))
+    assert back.table.value.dtype == np.float64 and isinstance(back.table.value, np.ndarray)
+    assert back.table.value.tobytes() == Host(0.1).table.value.tobytes()
+    assert back.scale.value == 0.1 and type(back.scale.value) is float
+    assert back.count.value == 7 and type(back.count.value) is int

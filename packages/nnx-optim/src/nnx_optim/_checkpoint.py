@@ -45,7 +45,6 @@ from nnx_optim._checkpoint_tree import (
     loaded_form,
     raise_mismatch,
     raw,
-    shape_dtype_struct,
     stored_form,
     target_sharding,
 )
@@ -257,10 +256,8 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) ->
         if problems:
             raise_mismatch(f"The checkpoint at {source}", problems, _ORBAX_FIX)
         abstract = {
-            orbax_io.str_path(p): shape_dtype_struct(
-                expected[orbax_io.str_path(p)][0],
-                expected[orbax_io.str_path(p)][1],
-                sharding=target_sharding(raw(leaf)),
+            orbax_io.str_path(p): orbax_io.restore_item(
+                raw(leaf), *expected[orbax_io.str_path(p)], target_sharding
             )
             for p, leaf in collected.flat.items()
         }
@@ -282,9 +279,9 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) ->
             detail = "\n  - ".join(bad) if bad else integrity.first_line(error)
             raise CheckpointError(
                 f"Could not read {len(bad) or 'some'} of the {len(abstract)} arrays of the "
-                f"checkpoint at {source}: their data files are missing, truncated or "
-                f"damaged:\n  - {detail}\nFix: restore an earlier checkpoint; this one "
-                "cannot be read.",
+                f"checkpoint at {source}:\n  - {detail}\nTheir data files (under "
+                "ocdbt.process_*/d/) are missing, truncated or damaged, unless the reason "
+                "above says otherwise. Fix: restore an earlier checkpoint.",
                 directory=source,
                 paths=[b.split(" (stored as")[0] for b in bad],
             ) from error

@@ -9,9 +9,11 @@ import os
 import typing as tp
 from collections.abc import Mapping
 
+import numpy as np
+
 from nnx_optim import _checkpoint_atomic as atomic
 from nnx_optim import _checkpoint_integrity as integrity
-from nnx_optim._checkpoint_tree import CheckpointError, Path
+from nnx_optim._checkpoint_tree import CheckpointError, Path, shape_dtype_struct
 
 
 def str_path(path: Path) -> tuple[str, ...]:
@@ -40,6 +42,20 @@ def flatten_nested(tree: tp.Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str
             out.update(flatten_nested(value, (*prefix, str(key))))
         return out
     return {prefix: tree}
+
+
+def restore_item(
+    target: tp.Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype[tp.Any],
+    sharding: tp.Callable[[tp.Any], tp.Any],
+) -> tp.Any:
+    """What orbax restores a leaf as: a numpy array for numpy and Python-scalar
+    targets (so float64 stays float64 without jax's x64 mode), else a jax.Array
+    with the target's sharding."""
+    if isinstance(target, (np.ndarray, np.generic, bool, int, float, complex)):
+        return np.zeros(shape, dtype)
+    return shape_dtype_struct(shape, dtype, sharding=sharding(target))
 
 
 def orbax() -> tp.Any:
@@ -99,13 +115,13 @@ def unreadable(
     try:
         for path, struct in abstract.items():
             item = nest({path: struct})
-            args = nest(
-                {
-                    path: ocp.ArrayRestoreArgs(
-                        sharding=struct.sharding, global_shape=struct.shape, dtype=struct.dtype
-                    )
-                }
-            )
+            if isinstance(struct, np.ndarray):
+                arg = ocp.RestoreArgs(restore_type=np.ndarray, dtype=struct.dtype)
+            else:
+                arg = ocp.ArrayRestoreArgs(
+                    sharding=struct.sharding, global_shape=struct.shape, dtype=struct.dtype
+                )
+            args = nest({path: arg})
             try:
                 checkpointer.restore(
                     source,
