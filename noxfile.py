@@ -324,21 +324,29 @@ def _install_into(session: nox.Session, python: str, *requirements: str) -> None
 
 @nox.session(python=PYTHON)
 def wheels(session: nox.Session) -> None:
-    """Build every wheel; install each one alone in a fresh venv and import it."""
+    """Build every sdist and wheel, `twine check` them; install each wheel alone and import it."""
     tmp = pathlib.Path(session.create_tmp()).resolve()
     dist = tmp / "dist"
     if dist.exists():
         shutil.rmtree(dist)
     dist.mkdir()
 
-    if session.venv_backend != "uv":
-        session.install("build")
-    for project in [*(f"packages/{name}" for name in MEMBERS), "."]:
+    session.install("twine", *([] if session.venv_backend == "uv" else ["build"]))
+    projects = [*(f"packages/{name}" for name in MEMBERS), "."]
+    for project in projects:
+        # Both build the sdist first and the wheel from the unpacked sdist, so a file
+        # missing from an sdist breaks the wheel build here rather than for users.
         if session.venv_backend == "uv":
-            session.run("uv", "build", "--wheel", "--out-dir", str(dist), project)
+            session.run("uv", "build", "--out-dir", str(dist), project)
         else:
-            session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), project)
-    session.log("built: " + ", ".join(sorted(p.name for p in dist.glob("*.whl"))))
+            session.run("python", "-m", "build", "--outdir", str(dist), project)
+    sdists = sorted(dist.glob("*.tar.gz"))
+    wheel_files = sorted(dist.glob("*.whl"))
+    session.log("built: " + ", ".join(p.name for p in [*sdists, *wheel_files]))
+    if len(sdists) != len(projects) or len(wheel_files) != len(projects):
+        session.error(f"expected {len(projects)} sdists and wheels, found {sdists + wheel_files}")
+    # Metadata and README rendering of every artifact, as PyPI would check it on upload.
+    session.run("twine", "check", "--strict", *map(str, [*sdists, *wheel_files]))
 
     graph_wheel = _wheel_for(dist, "nnx-graph")
     # Run imports from the temp dir so nothing in the checkout can shadow the wheels.
@@ -440,6 +448,8 @@ def docs(session: nox.Session) -> None:
         "-E",  # fresh environment: every page, notebook and API entry is rebuilt
         "-W",
         "--keep-going",
+        "-j",
+        "auto",  # pages (and so notebooks) are read in parallel, one process per core
         "-d",
         str(ROOT / "docs" / "_build" / "doctrees"),
         "docs",
