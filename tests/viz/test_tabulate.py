@@ -255,3 +255,60 @@ def test_default_row_filter_hides_rng_streams() -> None:
     assert nnx_viz.filter_rng_streams(row) is False
     row = nnx_viz.CallInfo(0, 0, nnx.Module, (), "")
     assert nnx_viz.filter_rng_streams(row) is True
+
+
+def test_submodules_called_through_transforms_are_listed(layers) -> None:
+    class Block(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.linear = layers.Linear(3, 3, rngs=rngs)
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return jax.nn.relu(self.linear(x))
+
+    class Stack(nnx.Module):
+        def __init__(self) -> None:
+            @nnx.vmap(in_axes=0)
+            def make(key: jax.Array) -> Block:
+                return Block(nnx.Rngs(key))
+
+            self.blocks = make(jax.random.split(jax.random.key(0), 4))
+            self.head = layers.Linear(3, 1, rngs=nnx.Rngs(1))
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+            def body(block: Block, x: jax.Array) -> jax.Array:
+                return block(x)
+
+            return self.head(body(self.blocks, x))
+
+    table = nnx_viz.tabulate(Stack(), jnp.ones((2, 3)), compute_flops=True)
+    rows = _rows(table)
+    assert [row[:4] for row in rows[1:-1]] == [
+        ["(root)", "Stack", "float32[2,3]", "float32[2,1]"],
+        # one scan step: per-step shapes, the stacked Variables' sizes, no FLOPs
+        ["blocks", "Block", "float32[2,3]", "float32[2,3]"],
+        ["blocks.linear", "Linear", "float32[2,3]", "float32[2,3]"],
+        ["head", "Linear", "float32[2,3]", "float32[2,1]"],
+    ]
+    assert [row[4] for row in rows[2:4]] == ["", ""]
+    assert rows[2][5] == rows[3][5] == "48 (192 B)"  # 4 stacked (3x3 + 3)
+    assert int(rows[4][4]) > 0
+
+
+def test_remat_copies_are_listed_with_their_flops(layers) -> None:
+    class Two(nnx.Module):
+        def __init__(self) -> None:
+            self.a = layers.Linear(3, 4, rngs=nnx.Rngs(0))
+            self.b = layers.Linear(4, 2, rngs=nnx.Rngs(1))
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            run = nnx.remat(lambda module, x: module(x))
+            return run(self.b, run(self.a, x))
+
+    rows = _rows(nnx_viz.tabulate(Two(), jnp.ones((5, 3)), compute_flops=True))
+    # Two Linear copies: each is placed by its Variable shapes.
+    assert [row[:4] for row in rows[2:-1]] == [
+        ["a", "Linear", "float32[5,3]", "float32[5,4]"],
+        ["b", "Linear", "float32[5,4]", "float32[5,2]"],
+    ]
+    assert int(rows[2][4]) >= 2 * 5 * 3 * 4 and int(rows[3][4]) >= 2 * 5 * 4 * 2

@@ -61,7 +61,8 @@ class CallInfo:
 
     ``row_filter`` receives these. ``inputs``/``outputs`` hold the call's arguments
     and result with arrays replaced by ``jax.ShapeDtypeStruct``; ``flops`` and
-    ``vjp_flops`` are set when they were asked for.
+    ``vjp_flops`` are set when they were asked for (not for calls of sliced copies
+    inside nnx transforms, ``through_transform``, whose inputs are per step).
 
     Example::
 
@@ -86,6 +87,7 @@ class CallInfo:
     method: str = "__call__"
     flops: int | None = None
     vjp_flops: int | None = None
+    through_transform: bool = False
 
 
 def filter_rng_streams(row: CallInfo) -> bool:
@@ -101,14 +103,57 @@ def filter_rng_streams(row: CallInfo) -> bool:
     return not (isinstance(row.type, type) and issubclass(row.type, nnx_graph.RngStream))
 
 
+def _leaf_shapes(module: tp.Any) -> list[tuple[int, ...]]:
+    return [tuple(getattr(leaf, "shape", ())) for leaf in jax.tree.leaves(nnx_graph.state(module))]
+
+
 class _CallRecorder:
     """Records Module calls made on the traced copy of the model."""
 
     def __init__(self) -> None:
+        self.modules: dict[Path, tp.Any] = {}  # path -> module of the traced copy
         self.paths: dict[int, Path] = {}  # id(module in the copy) -> its path
+        self.types: dict[Path, type] = {}  # path -> type of the module there
+        self.keep: list[tp.Any] = []
+        self.through_transform: set[int] = set()  # ids of copies made by transforms
         self.calls: list[CallInfo] = []
         self.active: list[tp.Any] = []  # modules whose call is running
         self.failed_in: CallInfo | None = None
+
+    def track(self, root: tp.Any) -> None:
+        """Index the modules of the traced copy ``root``."""
+        self.modules = dict(nnx_graph.iter_modules(root))
+        self.paths = {id(m): p for p, m in self.modules.items()}
+        self.types = {p: type(m) for p, m in self.modules.items()}
+        self.keep = []  # located copies stay alive, so that their ids stay unique
+
+    def _locate(self, module: tp.Any) -> Path | None:
+        """The path of a module the model did not hold: a copy an nnx transform made
+        (``nnx.scan``/``vmap``/``remat`` run on copies). It is placed at the one module
+        of its type below the innermost running module; if there is no single such
+        module, the call is not listed. Its own submodules follow from it."""
+        below = self.paths.get(id(self.active[-1]), ()) if self.active else ()
+        candidates = [
+            p
+            for p, t in self.types.items()
+            if t is type(module) and len(p) > len(below) and p[: len(below)] == below
+        ]
+        if len(candidates) > 1:
+            # Copies made by remat/jit keep their shapes: prefer the one module alike.
+            shapes = _leaf_shapes(module)
+            candidates = [p for p in candidates if _leaf_shapes(self.modules[p]) == shapes]
+        if len(candidates) != 1:
+            return None
+        path = candidates[0]
+        self.keep.append(module)
+        # A copy with other shapes (a scan/vmap slice of stacked layers) sees
+        # per-step inputs: its row gets no FLOP counts.
+        sliced = _leaf_shapes(module) != _leaf_shapes(self.modules[path])
+        for sub_path, sub in nnx_graph.iter_modules(module):
+            self.paths.setdefault(id(sub), path + tuple(sub_path))
+            if sliced:
+                self.through_transform.add(id(sub))
+        return path
 
     def call(
         self,
@@ -120,8 +165,10 @@ class _CallRecorder:
     ) -> tp.Any:
         bound = original.__get__(module, type(module))
         path = self.paths.get(id(module))
-        # Unknown modules (created during the call) and `super().__call__` chains of
-        # a module already being recorded pass straight through.
+        if path is None:
+            path = self._locate(module)
+        # Modules that cannot be placed (created during the call, ambiguous copies) and
+        # `super().__call__` chains of a module already being recorded pass through.
         if path is None or (self.active and self.active[-1] is module):
             return bound(*args, **kwargs)
         record = CallInfo(
@@ -132,6 +179,7 @@ class _CallRecorder:
             inputs_repr=_describe_call(args, kwargs),
             inputs=abstract((args, dict(kwargs))),
             method=method,
+            through_transform=id(module) in self.through_transform,
         )
         self.calls.append(record)
         self.active.append(module)
@@ -200,7 +248,7 @@ def _trace_calls(
 
     def run(state: tp.Any, traced: list[tp.Any]) -> None:
         copy = nnx_graph.merge(graphdef, state)
-        recorder.paths = {id(m): p for p, m in nnx_graph.iter_modules(copy)}
+        recorder.track(copy)
         call_leaves = list(leaves)
         for i, value in zip(traced_at, traced):
             call_leaves[i] = value
@@ -301,8 +349,12 @@ def tabulate(
     nothing and leaves ``obj`` unchanged (BatchNorm statistics, RNG counts and
     attributes stay as they were). While it runs, ``__call__`` of the Module classes
     in ``obj`` is temporarily wrapped (for the whole process: do not call those
-    classes from other threads meanwhile). Submodules that the model calls through
-    nnx transforms (which run on copies of them) are not listed.
+    classes from other threads meanwhile). Submodules the model calls through nnx
+    transforms (``nnx.scan`` over stacked layers, ``nnx.remat``, ...) run on copies:
+    such a copy is listed at the path of the one module of its type below the calling
+    module (or, among several, the one with the same Variable shapes), with the
+    shapes it sees (one step of a scan over stacked layers: no FLOP counts then);
+    it is not listed when that is ambiguous.
 
     Args:
         obj: the Module to run.
@@ -376,6 +428,8 @@ def tabulate(
     modules = {path: module for path, module in nnx_graph.iter_modules(obj)}
     for call in calls:
         call_args, call_kwargs = call.inputs
+        if call.through_transform:
+            continue  # a copy inside a transform: its inputs are per step, not the model's
         if compute_flops:
             call.flops = call_flops(
                 modules[call.path], call.method, call_args, call_kwargs, backward=False
