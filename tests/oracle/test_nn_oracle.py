@@ -13,6 +13,7 @@ installed there; the product never imports it).
 
 from __future__ import annotations
 
+import re
 import typing as tp
 from types import MappingProxyType
 
@@ -569,3 +570,130 @@ def test_method_signatures_match_flax() -> None:
             assert list(p_ours) == list(p_theirs), (name, method, list(p_ours), list(p_theirs))
             for param in p_theirs.values():
                 assert p_ours[param.name].kind == param.kind, (name, method, param.name)
+
+
+# ------------------------------------------------------------------ issue 12 layer details
+EINSUM_PATTERNS = [
+    ("nta,hab->nthb", (8, 2, 4), (8, 4), (16, 11, 2)),
+    ("ab,bc->ac", (3, 4), (4,), (2, 3)),
+    ("...a,ab->...b", (3, 4), (4,), (2, 5, 7, 3)),
+    ("btnh,nhd->btd", (2, 3, 4), (4,), (2, 5, 2, 3)),
+    ("btd,dnh->btnh", (3, 2, 4), (2, 4), (2, 5, 3)),
+    ("...d,dnh->...nh", (3, 2, 4), (2, 4), (2, 5, 6, 3)),
+    ("b...d,dh->b...h", (3, 4), (4,), (2, 5, 6, 3)),
+    ("bti,bij->btj", (2, 3, 4), (2, 4), (2, 5, 3)),
+    ("...ab,...bc->...ac", (2, 3, 4), (2, 4), (2, 5, 3)),
+    ("...a,...ab->...b", (5, 3, 4), None, (2, 5, 3)),
+]
+
+
+@pytest.mark.parametrize(("equation", "kernel", "bias", "shape"), EINSUM_PATTERNS)
+def test_einsum_patterns_match_flax(
+    equation: str, kernel: tuple[int, ...], bias: tuple[int, ...] | None, shape: tuple[int, ...]
+) -> None:
+    init = fnnx.initializers.normal(1.0)
+    theirs = fnnx.Einsum(equation, kernel, bias, bias_init=init, rngs=fnnx.Rngs(0))
+    ours = nnx_nn.Einsum(equation, kernel, bias, bias_init=init, rngs=nnx_graph.Rngs(0))
+    close(ours.kernel, theirs.kernel)  # same seed, same parameters
+    x = normal(*shape)
+    close(ours(x), theirs(x), rtol=1e-4)
+
+
+def test_einsum_wrong_bias_shape_raises_flaxs_type() -> None:
+    x = normal(2, 3)
+    with pytest.raises(TypeError):
+        fnnx.Einsum("bd,dnh->bnh", (3, 2, 4), (4,), rngs=fnnx.Rngs(0))(x)
+    with pytest.raises(TypeError, match=r"bias_shape=\(2, 4\)"):
+        nnx_nn.Einsum("bd,dnh->bnh", (3, 2, 4), (4,), rngs=nnx_graph.Rngs(0))(x)
+
+
+def test_dropout_overrides_and_errors_match_flax() -> None:
+    x = np.ones((4, 8), np.float32)
+    # call-time override of a deterministic layer, and of an active one
+    theirs = fnnx.Dropout(0.5, deterministic=True, rngs=fnnx.Rngs(dropout=3))
+    ours = nnx_nn.Dropout(0.5, deterministic=True, rngs=nnx_graph.Rngs(dropout=3))
+    close(ours(x), theirs(x))
+    close(ours(x, deterministic=False), theirs(x, deterministic=False))
+    close(ours(x, deterministic=True), theirs(x, deterministic=True))
+    # the rate attribute can be changed after construction
+    ours.rate = theirs.rate = 0.25
+    close(ours(x, deterministic=False), theirs(x, deterministic=False))
+    # rate=1 drops everything
+    close(nnx_nn.Dropout(1.0)(x), fnnx.Dropout(1.0)(x))
+    # errors: same types, Flax's key phrases
+    phrases = {
+        "`deterministic` is False, but no `rngs` argument was provided to Dropout": {},
+        "No `deterministic` argument was provided to Dropout": {"deterministic": None},
+    }
+    for phrase, kwargs in phrases.items():
+        with pytest.raises(ValueError, match=re.escape(phrase)):
+            fnnx.Dropout(0.5, **kwargs)(x)
+        with pytest.raises(ValueError, match=re.escape(phrase)):
+            nnx_nn.Dropout(0.5, **kwargs)(x)
+    with pytest.raises(TypeError):
+        fnnx.Dropout(0.5)(x, rngs=3)
+    with pytest.raises(TypeError, match=r"rngs must be a Rngs, RngStream or jax\.Array"):
+        nnx_nn.Dropout(0.5)(x, rngs=tp.cast(tp.Any, 3))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda lib, r: lib.Linear(3, 4, rngs=r),
+        lambda lib, r: lib.Conv(3, 4, 3, rngs=r),
+        lambda lib, r: lib.Einsum("ab,bc->ac", (3, 4), rngs=r),
+        lambda lib, r: lib.MultiHeadAttention(2, 4, decode=False, rngs=r),
+        lambda lib, r: lib.LSTMCell(2, 3, rngs=r),
+    ],
+)
+@pytest.mark.parametrize("bad", [None, 0])
+def test_missing_rngs_raise_flaxs_type(build: tp.Any, bad: tp.Any) -> None:
+    with pytest.raises(AttributeError) as flax_error:
+        build(fnnx, bad)
+    with pytest.raises(AttributeError) as our_error:
+        build(nnx_nn, bad)
+    assert isinstance(our_error.value, TypeError)  # and it says what to pass
+    assert "rngs=nnx.Rngs(" in str(our_error.value)
+    assert "params" in str(flax_error.value)
+
+
+def test_parameter_metadata_matches_flax() -> None:
+    # The annotations given through kernel/bias metadata reach the Params as in
+    # Flax (Flax stores every alias under out_sharding; nnx keeps the key given).
+    kwargs = {
+        "kernel_metadata": {"out_sharding": ("a", "b")},
+        "bias_metadata": {"out_sharding": ("b",)},
+    }
+    with fnnx.use_eager_sharding(False), nnx_graph.use_eager_sharding(False):
+        pairs = [
+            (
+                fnnx.Linear(3, 4, rngs=fnnx.Rngs(0), **kwargs),
+                nnx_nn.Linear(3, 4, rngs=nnx_graph.Rngs(0), **kwargs),
+            ),
+            (
+                fnnx.Conv(
+                    3, 4, 3, rngs=fnnx.Rngs(0), kernel_metadata={"out_sharding": (None, "a", "b")}
+                ),
+                nnx_nn.Conv(
+                    3,
+                    4,
+                    3,
+                    rngs=nnx_graph.Rngs(0),
+                    kernel_metadata={"out_sharding": (None, "a", "b")},
+                ),
+            ),
+            (
+                fnnx.Einsum("bd,dnh->bnh", (3, 2, 4), (2, 4), rngs=fnnx.Rngs(0), **kwargs),
+                nnx_nn.Einsum("bd,dnh->bnh", (3, 2, 4), (2, 4), rngs=nnx_graph.Rngs(0), **kwargs),
+            ),
+        ]
+    for theirs, ours in pairs:
+        for name in ("kernel", "bias"):
+            flax_var, our_var = getattr(theirs, name), getattr(ours, name)
+            assert type(our_var).__name__ == type(flax_var).__name__
+            assert our_var.get_metadata().get("out_sharding") == flax_var.get_metadata().get(
+                "out_sharding"
+            ), (type(ours).__name__, name)
+            spec_theirs = fnnx.get_partition_spec(fnnx.State({"v": flax_var}))["v"].get_value()
+            spec_ours = nnx_graph.get_partition_spec(our_var).value
+            assert tuple(spec_ours) == tuple(spec_theirs), (type(ours).__name__, name)
