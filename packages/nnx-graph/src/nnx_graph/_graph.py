@@ -64,6 +64,7 @@ __all__ = [
 
 A = tp.TypeVar("A")
 Path = tuple[tp.Any, ...]
+_MISSING = object()
 GraphState = State
 PureState = State
 
@@ -155,9 +156,11 @@ def _match_leaves(
     leaves: list[tp.Any] = []
     missing: list[Path] = []
     aliased: list[Path] = []
+    get = flat.get
     for p in paths:
-        if p in flat:
-            leaves.append(flat[p])
+        value = get(p, _MISSING)
+        if value is not _MISSING:
+            leaves.append(value)
             continue
         q = _alias(p, flat)
         if q is None:

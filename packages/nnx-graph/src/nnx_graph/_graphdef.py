@@ -20,9 +20,11 @@ from nnx_graph._errors import GraphStructureError, TraceLeakError, format_path
 from nnx_graph._hashing import Frozen
 from nnx_graph._paths import sorted_keys
 from nnx_graph._pytree import (
+    _KINDS,
     KIND_ARRAY,
     KIND_CONTAINER,
     KIND_NODE,
+    KIND_OTHER,
     KIND_VARIABLE,
     Dict,
     List,
@@ -226,6 +228,22 @@ def _node_items(node: tp.Any) -> list[tuple[tp.Any, tp.Any, int]]:
         d = node.__dict__
         explicit = node._nnx_explicit
         class_kinds = type(node)._nnx_class_kinds
+        if not explicit and not class_kinds:  # the common case: decide by value
+            for name in sorted(d):
+                if name[:5] == "_nnx_":
+                    continue
+                value = d[name]
+                k = _KINDS.get(type(value))
+                if k is None:
+                    k = kind_of(value)
+                if k == KIND_OTHER or (k == KIND_CONTAINER and not has_data(value)):
+                    items.append((name, value, 0))
+                    continue
+                if type(value) in (list, dict):
+                    value = List(value) if type(value) is list else Dict(value)
+                    d[name] = value
+                items.append((name, value, 1))
+            return items
         for name in sorted(d):
             if name[:5] == "_nnx_":
                 continue
@@ -285,7 +303,9 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True, observe: bool = Tru
         value: tp.Any, key: tp.Any, owner: tp.Any, attr: tp.Any, sub: Path, mode: int
     ) -> tp.Any:
         """The record of ``value``, or None after pushing a frame for it."""
-        kind = kind_of(value)
+        kind = _KINDS.get(type(value))
+        if kind is None:
+            kind = kind_of(value)
         if kind == KIND_VARIABLE:
             i = index.get(id(value))
             if i is not None:
@@ -299,7 +319,8 @@ def flatten_graph(root: tp.Any, *, check_leaks: bool = True, observe: bool = Tru
                 _check_leak(value, (*keys_path, key))
             leaves.append(value)
             leaf_paths.append((*keys_path, key) if stack else ())
-            return _new(VariableDef, (VAR, type(value), i, metadata_key(value)))
+            key_ = value._nnx_frozen or metadata_key(value)
+            return _new(VariableDef, (VAR, type(value), i, key_))
         if kind == KIND_NODE:
             i = index.get(id(value))
             if i is not None:

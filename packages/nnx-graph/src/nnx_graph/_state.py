@@ -321,15 +321,12 @@ def from_flat_state(
                 k = n
             elif m < n and prev[:m] == parent_path:
                 k = m
+            elif m == n and parent_path[:-1] == prev[:-1]:
+                k = m - 1  # a sibling of the previous parent
             else:
-                lo, hi = 0, min(n, len(parent_path))  # largest k with equal prefixes
-                while lo < hi:
-                    mid = (lo + hi + 1) // 2
-                    if parent_path[:mid] == prev[:mid]:
-                        lo = mid
-                    else:
-                        hi = mid - 1
-                k = lo
+                k, limit = 0, min(n, m)
+                while k < limit and parent_path[k] == prev[k]:
+                    k += 1
             del chain[k + 1 :]
             node = chain[k]
             for depth in range(k, len(parent_path)):
