@@ -305,6 +305,11 @@ class Bidirectional(nnx_graph.Module):
 
     _config_fields = ("time_major",)
 
+    # Class-level defaults, as in Flax (``Bidirectional.merge_fn`` etc. exist on the class).
+    merge_fn: Callable[[Array, Array], Array] = staticmethod(_concatenate)
+    time_major: bool = False
+    return_carry: bool = False
+
     def __init__(
         self,
         forward_rnn: RNN,
