@@ -16,6 +16,7 @@ MODULES = [
     "nnx_graph.transforms._control",
     "nnx_graph.transforms._custom_vjp",
     "nnx_graph.transforms._jit",
+    "nnx_graph.transforms._jit_api",
     "nnx_graph.transforms._jit_cache",
     "nnx_graph.transforms._jit_checks",
     "nnx_graph.transforms._jit_layout",

@@ -11,7 +11,7 @@ from nnx_graph.transforms._autodiff import (
 from nnx_graph.transforms._axes import Carry, StateAxes
 from nnx_graph.transforms._control import cond, fori_loop, switch, while_loop
 from nnx_graph.transforms._custom_vjp import custom_vjp
-from nnx_graph.transforms._jit import JitWrapped, cached_partial, jit, jit_partial
+from nnx_graph.transforms._jit_api import JitWrapped, cached_partial, jit, jit_partial
 from nnx_graph.transforms._jit_checks import TraceContextError
 from nnx_graph.transforms._misc import StateSharding, checkify, eval_shape, make_jaxpr, shard_map
 from nnx_graph.transforms._scan import scan

@@ -28,8 +28,16 @@ import typing as tp
 import jax
 import numpy as np
 
+from nnx_graph._graphdef import build
 from nnx_graph._variables import Variable
-from nnx_graph.transforms._bridge import NODE_TYPES, Bridge, Outcome, Updates, split_tree
+from nnx_graph.transforms._bridge import (
+    NODE_TYPES,
+    Bridge,
+    Outcome,
+    Updates,
+    fill_tree,
+    split_tree,
+)
 from nnx_graph.transforms._jit_cache import Cache, Compiled, Entry
 from nnx_graph.transforms._jit_checks import (
     check_donated_leaves,
@@ -42,7 +50,7 @@ from nnx_graph.transforms._jit_checks import (
 from nnx_graph.transforms._jit_layout import GraphLayout, Probe, TreeLayout
 from nnx_graph.transforms._shardings import constrain_tree
 
-__all__ = ["JitWrapped", "cached_partial", "jit", "jit_partial"]
+__all__ = ["JitWrapped"]
 
 F = tp.TypeVar("F", bound=tp.Callable[..., tp.Any])
 Layout = GraphLayout | TreeLayout
@@ -211,15 +219,7 @@ class JitWrapped:
 
     # ------------------------------------------------------------------ the call path
     def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-        key: tp.Any = _graph_key(args) if self._simple and not kwargs else None
-        probe = None
-        if key is None:
-            probe = self._probe(args, kwargs)
-            key = ("tree", tuple(map(id, probe.nodes)), probe.treedef)
-            key += (probe.static_positions, probe.static_names)
-        entry = self._cache.get(key)
-        if entry is None or not entry.valid(entry.layout.nodes(args, probe)):
-            entry = self._new_entry(args, kwargs, key, probe)
+        entry, probe = self._entry(args, kwargs)
         dyn, donated_dyn, statics = entry.layout.split(args, kwargs, probe)
         with entry.guard:
             values = [leaf._raw_value for leaf in entry.leaves]
@@ -245,6 +245,85 @@ class JitWrapped:
                 for i, value in zip(outcome.changed or (), new_values):
                     leaves[i]._raw_value = value
             return out
+
+    def _entry(
+        self, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]
+    ) -> tuple[Entry, Probe | None]:
+        """The valid cache entry for this call (built on a miss)."""
+        key: tp.Any = _graph_key(args) if self._simple and not kwargs else None
+        probe = None
+        if key is None:
+            probe = self._probe(args, kwargs)
+            key = ("tree", tuple(map(id, probe.nodes)), probe.treedef)
+            key += (probe.static_positions, probe.static_names)
+        entry = self._cache.get(key)
+        if entry is None or not entry.valid(entry.layout.nodes(args, probe)):
+            entry = self._new_entry(args, kwargs, key, probe)
+        return entry, probe
+
+    def _inner_args(
+        self, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]
+    ) -> tuple[Entry, tuple[tp.Any, ...]]:
+        """The entry and the arguments of its inner ``jax.jit`` function."""
+        entry, probe = self._entry(args, kwargs)
+        dyn, donated_dyn, statics = entry.layout.split(args, kwargs, probe)
+        values = [leaf._raw_value for leaf in entry.leaves]
+        donated_values = [leaf._raw_value for leaf in entry.donated_leaves]
+        return entry, (values, dyn, donated_values, donated_dyn, statics)
+
+    # ------------------------------------------------------------------ AOT / abstract
+    def lower(self, *args: tp.Any, **kwargs: tp.Any) -> jax.stages.Lowered:
+        """Lower the compiled function for these arguments: JAX's ``Lowered``
+        (``.as_text()``, ``.compile()``, ``.cost_analysis()``). The caller's objects
+        are not changed.
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> class C(nnx.Module):
+            ...     def __init__(self):
+            ...         self.w = nnx.Param(jnp.ones(3))
+            >>> f = nnx.jit(lambda c, x: (c.w.value * x).sum())
+            >>> "stablehlo" in f.lower(C(), jnp.ones(3)).as_text()
+            True
+        """
+        entry, inner = self._inner_args(args, kwargs)
+        jitted: tp.Any = entry.compiled.jitted
+        return tp.cast(jax.stages.Lowered, jitted.lower(*inner))
+
+    def trace(self, *args: tp.Any, **kwargs: tp.Any) -> jax.stages.Traced:
+        """Trace the function for these arguments: JAX's ``Traced`` (``.jaxpr``,
+        ``.lower()``). The caller's objects are not changed.
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> f = nnx.jit(lambda x: x * 2)
+            >>> "mul" in str(f.trace(jnp.ones(2)).jaxpr)
+            True
+        """
+        entry, inner = self._inner_args(args, kwargs)
+        jitted: tp.Any = entry.compiled.jitted
+        return tp.cast(jax.stages.Traced, jitted.trace(*inner))
+
+    def eval_shape(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        """The output's shapes and dtypes (``jax.ShapeDtypeStruct``s; Modules
+        returned come back abstract) without running anything. The caller's objects
+        are not changed.
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> nnx.jit(lambda x: x.sum(0)).eval_shape(jnp.ones((4, 3)))
+            ShapeDtypeStruct(shape=(3,), dtype=float32)
+        """
+        entry, inner = self._inner_args(args, kwargs)
+        out, updates = jax.eval_shape(entry.compiled.jitted, *inner[:4], inner[4])
+        structure = updates.outcome.structure
+        if structure is None or not structure.num_out_nodes:
+            return out
+        root, _ = build(structure.graphdef, list(updates.values))
+        return fill_tree(out, root[1])
 
     def _probe(self, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]) -> Probe:
         """Flatten a tree-layout call's arguments (static ones checked and set aside)."""
@@ -435,150 +514,3 @@ class JitWrapped:
 
 def _is_node(x: object) -> bool:
     return isinstance(x, NODE_TYPES)
-
-
-@tp.overload
-def jit(
-    fun: F,
-    /,
-    *,
-    in_shardings: tp.Any = ...,
-    out_shardings: tp.Any = ...,
-    static_argnums: int | tp.Sequence[int] | None = ...,
-    static_argnames: str | tp.Iterable[str] | None = ...,
-    donate_argnums: int | tp.Sequence[int] | None = ...,
-    donate_argnames: str | tp.Iterable[str] | None = ...,
-    keep_unused: bool = ...,
-    device: tp.Any = ...,
-    backend: str | None = ...,
-    inline: bool = ...,
-    compiler_options: dict[str, tp.Any] | None = ...,
-    graph: bool | None = ...,
-    graph_updates: bool | None = ...,
-) -> F: ...
-@tp.overload
-def jit(
-    *,
-    in_shardings: tp.Any = ...,
-    out_shardings: tp.Any = ...,
-    static_argnums: int | tp.Sequence[int] | None = ...,
-    static_argnames: str | tp.Iterable[str] | None = ...,
-    donate_argnums: int | tp.Sequence[int] | None = ...,
-    donate_argnames: str | tp.Iterable[str] | None = ...,
-    keep_unused: bool = ...,
-    device: tp.Any = ...,
-    backend: str | None = ...,
-    inline: bool = ...,
-    compiler_options: dict[str, tp.Any] | None = ...,
-    graph: bool | None = ...,
-    graph_updates: bool | None = ...,
-) -> tp.Callable[[F], F]: ...
-def jit(
-    fun: tp.Any = None,
-    /,
-    *,
-    in_shardings: tp.Any = None,
-    out_shardings: tp.Any = None,
-    static_argnums: int | tp.Sequence[int] | None = None,
-    static_argnames: str | tp.Iterable[str] | None = None,
-    donate_argnums: int | tp.Sequence[int] | None = None,
-    donate_argnames: str | tp.Iterable[str] | None = None,
-    keep_unused: bool = False,
-    device: tp.Any = None,
-    backend: str | None = None,
-    inline: bool = False,
-    compiler_options: dict[str, tp.Any] | None = None,
-    graph: bool | None = None,
-    graph_updates: bool | None = None,
-) -> tp.Any:
-    """Compile a function that takes Modules (and any other graph nodes) with
-    ``jax.jit``; Variable updates and structural changes made inside are carried
-    back to the caller's objects, and shared references stay shared.
-
-    Works as ``@nnx.jit``, ``@nnx.jit(static_argnums=...)`` and on methods.
-    Arguments are those of ``jax.jit``; ``in_shardings``/``out_shardings`` for a
-    graph-node argument may be one sharding or a State of shardings (e.g. from
-    ``nnx.get_named_sharding``). Donating a graph-node argument donates its
-    Variables' buffers. ``graph``/``graph_updates`` are accepted for
-    compatibility (graph semantics are always on here, at flat-call cost).
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class Counter(nnx.Module):
-        ...     def __init__(self):
-        ...         self.count = nnx.Variable(jnp.array(0))
-        >>> @nnx.jit
-        ... def step(counter, x):
-        ...     counter.count += 1
-        ...     return x * 2
-        >>> c = Counter(); _ = step(c, 1.0); _ = step(c, 1.0)
-        >>> int(c.count.value)
-        2
-    """
-    kwargs = dict(
-        in_shardings=in_shardings,
-        out_shardings=out_shardings,
-        static_argnums=static_argnums,
-        static_argnames=static_argnames,
-        donate_argnums=donate_argnums,
-        donate_argnames=donate_argnames,
-        keep_unused=keep_unused,
-        device=device,
-        backend=backend,
-        inline=inline,
-        compiler_options=compiler_options,
-    )
-    if fun is None:
-        return lambda f: JitWrapped(f, **kwargs)
-    return JitWrapped(fun, **kwargs)
-
-
-def jit_partial(
-    fun: tp.Callable[..., tp.Any], /, *partial_args: tp.Any, **jit_kwargs: tp.Any
-) -> tp.Callable[..., tp.Any]:
-    """``nnx.jit(fun)`` with leading arguments bound (typically the model and the
-    optimizer). Equivalent to ``functools.partial(nnx.jit(fun), *partial_args)``;
-    nnx.jit already caches the traversal, so this is a convenience, not a speed-up.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class C(nnx.Module):
-        ...     def __init__(self):
-        ...         self.n = nnx.Variable(jnp.array(0))
-        >>> def step(c):
-        ...     c.n += 1
-        >>> c = C(); f = nnx.jit_partial(step, c); f(); f()
-        >>> int(c.n.value)
-        2
-    """
-    return functools.partial(jit(fun, **jit_kwargs), *partial_args)
-
-
-def cached_partial(
-    fun: tp.Callable[..., tp.Any],
-    /,
-    *cached_args: tp.Any,
-    graph: bool | None = None,
-    graph_updates: bool | None = None,
-) -> tp.Callable[..., tp.Any]:
-    """Bind graph-node arguments to a transformed function (``nnx.jit`` output).
-
-    Kept for Flax compatibility: there it skips a per-call traversal; here every
-    ``nnx.jit`` call already does, so this is ``functools.partial``.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class C(nnx.Module):
-        ...     def __init__(self):
-        ...         self.n = nnx.Variable(jnp.array(0))
-        >>> @nnx.jit
-        ... def step(c):
-        ...     c.n += 1
-        >>> c = C(); f = nnx.cached_partial(step, c); f()
-        >>> int(c.n.value)
-        1
-    """
-    return functools.partial(fun, *cached_args)

@@ -1,0 +1,95 @@
+"""JitWrapped.lower / .trace / .eval_shape and jit_partial(...).lower: JAX's own
+stage objects, for the same program a call runs, without touching the objects."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nnx_graph as nnx
+
+
+class Counter(nnx.Module):
+    def __init__(self) -> None:
+        self.w = nnx.Param(jnp.arange(3.0))
+        self.count = nnx.Variable(jnp.array(0))
+
+
+def step(c: Counter, x: jax.Array) -> jax.Array:
+    c.count.value = c.count.value + 1
+    c.w.value = c.w.value * 2
+    return (c.w.value * x).sum()
+
+
+def _values(c: Counter) -> list[object]:
+    return [c.w.raw_value, c.count.raw_value]
+
+
+def test_lower_returns_jax_lowered_and_leaves_objects_unchanged():
+    c = Counter()
+    before = _values(c)
+    f = nnx.jit(step)
+    lowered = f.lower(c, jnp.ones(3))
+    assert isinstance(lowered, jax.stages.Lowered)
+    assert all(a is b for a, b in zip(_values(c), before))
+    compiled = lowered.compile()
+    assert isinstance(compiled, jax.stages.Compiled)
+    # the lowered program is the one a call runs: same inputs, same outputs
+    text = lowered.as_text()
+    assert "stablehlo.multiply" in text
+    out = f(c, jnp.ones(3))
+    assert float(out) == pytest.approx(float((jnp.arange(3.0) * 2).sum()))
+    assert int(c.count.value) == 1
+
+
+def test_trace_returns_jax_traced_with_the_jaxpr():
+    c = Counter()
+    before = _values(c)
+    traced = nnx.jit(step).trace(c, jnp.ones(3))
+    assert isinstance(traced, jax.stages.Traced)
+    jaxpr = str(traced.jaxpr)
+    assert "mul" in jaxpr and "add" in jaxpr
+    assert isinstance(traced.lower(), jax.stages.Lowered)
+    assert all(a is b for a, b in zip(_values(c), before))
+
+
+def test_eval_shape_returns_shapes_and_changes_nothing():
+    c = Counter()
+    before = _values(c)
+    out = nnx.jit(lambda c, x: jnp.outer(c.w.value, x)).eval_shape(c, jnp.ones(5))
+    assert out == jax.ShapeDtypeStruct((3, 5), jnp.float32)
+    shape = nnx.jit(step).eval_shape(c, jnp.ones(3))
+    assert shape == jax.ShapeDtypeStruct((), jnp.float32)
+    assert all(a is b for a, b in zip(_values(c), before))
+
+
+def test_eval_shape_of_a_function_returning_a_module_is_abstract():
+    made = nnx.jit(lambda x: Counter()).eval_shape(jnp.ones(2))
+    assert isinstance(made, Counter)
+    assert isinstance(made.w.value, jax.ShapeDtypeStruct)
+    assert made.w.value.shape == (3,)
+
+
+def test_lower_with_static_and_keyword_arguments():
+    f = nnx.jit(lambda c, n, scale=1.0: c.w.value * n * scale, static_argnums=1)
+    c = Counter()
+    lowered = f.lower(c, 3, scale=jnp.array(2.0))
+    result = lowered.compile()
+    assert isinstance(lowered, jax.stages.Lowered) and result is not None
+    np.testing.assert_allclose(f(c, 3, scale=jnp.array(2.0)), jnp.arange(3.0) * 6)
+
+
+def test_jit_partial_lower_trace_eval_shape_and_call():
+    c = Counter()
+    f = nnx.jit_partial(step, c)
+    before = _values(c)
+    assert isinstance(f.lower(jnp.ones(3)), jax.stages.Lowered)
+    assert isinstance(f.trace(jnp.ones(3)), jax.stages.Traced)
+    assert f.eval_shape(jnp.ones(3)) == jax.ShapeDtypeStruct((), jnp.float32)
+    assert all(a is b for a, b in zip(_values(c), before))
+    f(jnp.ones(3))
+    f(jnp.ones(3))
+    assert int(c.count.value) == 2
+    np.testing.assert_allclose(c.w.value, jnp.arange(3.0) * 4)
