@@ -38,8 +38,8 @@ def _rows(table: str) -> dict[str, list[str]]:
         if not line.startswith("│"):
             continue
         cells = [c.strip() for c in line[1:-1].split("│")]
-        if cells[1] and cells[1] != "" and cells[0] not in rows:
-            rows["" if cells[0] == "(root)" else cells[0]] = cells
+        if cells[1] and cells[0] not in rows:
+            rows[cells[0]] = cells
     return rows
 
 

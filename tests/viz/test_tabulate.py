@@ -24,7 +24,7 @@ def test_mlp_table_in_call_order(mlp) -> None:
     rows = _rows(nnx_viz.tabulate(mlp, jnp.ones((3, 2))))
     assert rows[0] == ["path", "type", "inputs", "outputs", "Param", "BatchStat", "RngState"]
     assert rows[1:] == [
-        ["(root)", "MLP", "float32[3,2]", "float32[3,5]", "325 (1.3 KB)", "64 (256 B)", "2 (12 B)"],
+        ["", "MLP", "float32[3,2]", "float32[3,5]", "325 (1.3 KB)", "64 (256 B)", "2 (12 B)"],
         ["linear1", "Linear", "float32[3,2]", "float32[3,32]", "96 (384 B)", "", ""],
         ["bn", "BatchNorm", "float32[3,32]", "float32[3,32]", "64 (256 B)", "64 (256 B)", ""],
         ["dropout", "Dropout", "float32[3,32]", "float32[3,32]", "", "", "2 (12 B)"],
@@ -104,7 +104,7 @@ def test_inherited_call_is_recorded_once_and_restored(layers) -> None:
 
     rows = _rows(nnx_viz.tabulate(Model(), jnp.ones(3)))
     assert [row[:2] for row in rows[1:-1]] == [
-        ["(root)", "Model"],
+        ["", "Model"],
         ["child", "Child"],
         ["wrapper", "Wrapper"],
     ]
@@ -122,7 +122,7 @@ def test_shared_module_called_twice_has_two_rows_and_is_counted_once(layers) -> 
             return self.second(self.first(x))
 
     rows = _rows(nnx_viz.tabulate(Tied(), jnp.ones((2, 4))))
-    assert [row[0] for row in rows[1:]] == ["(root)", "first", "first", ""]
+    assert [row[0] for row in rows[1:]] == ["", "first", "first", ""]
     assert rows[-1][3] == "Total"
     assert rows[-1][4] == "20 (80 B)"
 
@@ -141,17 +141,17 @@ def test_lists_kwargs_static_inputs_and_structured_outputs(layers) -> None:
         nnx_viz.tabulate(Stack(), jax.ShapeDtypeStruct((5, 3), jnp.float32), scale=0.5, mode="b")
     )
     assert rows[1][:4] == [
-        "(root)",
+        "",
         "Stack",
         "float32[5,3], scale=0.5, mode='b'",
         "(float32[5,3], {'sum': float32[]})",
     ]
-    assert [row[0] for row in rows[2:-1]] == ["blocks[0]", "blocks[1]"]
+    assert [row[0] for row in rows[2:-1]] == ["blocks/0", "blocks/1"]
 
 
 def test_depth_limits_the_rows(mlp) -> None:
     rows = _rows(nnx_viz.tabulate(mlp, jnp.ones((3, 2)), depth=0))
-    assert [row[0] for row in rows] == ["path", "(root)", ""]
+    assert [row[0] for row in rows] == ["path", "", ""]
     with pytest.raises(ValueError, match="depth=-1 must be None or >= 0"):
         nnx_viz.tabulate(mlp, jnp.ones((3, 2)), depth=-1)
 
@@ -186,7 +186,7 @@ def test_flops_columns_come_from_xla_cost_analysis(layers) -> None:
     assert flops["up"] >= 2 * 4 * 2 * 8
     assert flops["down"] >= 2 * 4 * 8 * 3
     assert flops["up"] <= 2 * 4 * 2 * 8 + 4 * 8 and flops["down"] <= 2 * 4 * 8 * 3 + 4 * 3
-    assert flops["(root)"] >= flops["up"] + flops["down"]
+    assert flops[""] >= flops["up"] + flops["down"]
 
     rows = _rows(
         nnx_viz.tabulate(Two(), jnp.ones((4, 2)), compute_flops=True, compute_vjp_flops=True)
@@ -213,7 +213,7 @@ def test_method_row_filter_and_rich_keywords(layers) -> None:
     model = Encoder()
     rows = _rows(nnx_viz.tabulate(model, jnp.ones((5, 3)), method="encode"))
     assert [row[:4] for row in rows[1:-1]] == [
-        ["(root)", "Encoder", "float32[5,3]", "float32[5,2]"],
+        ["", "Encoder", "float32[5,3]", "float32[5,2]"],
         ["proj", "Linear", "float32[5,3]", "float32[5,2]"],
     ]
     assert "__call__" not in model.__dict__ and "encode" not in model.__dict__
@@ -225,7 +225,7 @@ def test_method_row_filter_and_rich_keywords(layers) -> None:
         return row.path == ()
 
     rows = _rows(nnx_viz.tabulate(model, jnp.ones((5, 3)), row_filter=only_root))
-    assert [row[0] for row in rows[1:-1]] == ["(root)"]
+    assert [row[0] for row in rows[1:-1]] == [""]
     assert [(r.call_order, r.path, r.type.__name__) for r in seen] == [
         (0, (), "Encoder"),
         (1, ("proj",), "Linear"),
@@ -284,10 +284,10 @@ def test_submodules_called_through_transforms_are_listed(layers) -> None:
     table = nnx_viz.tabulate(Stack(), jnp.ones((2, 3)), compute_flops=True)
     rows = _rows(table)
     assert [row[:4] for row in rows[1:-1]] == [
-        ["(root)", "Stack", "float32[2,3]", "float32[2,1]"],
+        ["", "Stack", "float32[2,3]", "float32[2,1]"],
         # one scan step: per-step shapes, the stacked Variables' sizes, no FLOPs
         ["blocks", "Block", "float32[2,3]", "float32[2,3]"],
-        ["blocks.linear", "Linear", "float32[2,3]", "float32[2,3]"],
+        ["blocks/linear", "Linear", "float32[2,3]", "float32[2,3]"],
         ["head", "Linear", "float32[2,3]", "float32[2,1]"],
     ]
     assert [row[4] for row in rows[2:4]] == ["", ""]

@@ -61,7 +61,7 @@ def test_tabulate_of_the_seed_mlp_changes_nothing(seed_mlp: nnx.Module) -> None:
     table = nnx_viz.tabulate(seed_mlp, jnp.ones((3, 2)))
     rows = [line.split("│")[1:3] for line in table.splitlines() if line.startswith("│")]
     assert [[c.strip() for c in row] for row in rows] == [
-        ["(root)", "MLP"],
+        ["", "MLP"],
         ["linear1", "Linear"],
         ["bn", "BatchNorm"],
         ["dropout", "Dropout"],

@@ -392,19 +392,19 @@ def tabulate(
         ...     def __call__(self, x):
         ...         return self.down(jax.nn.relu(self.up(x)))
         >>> print(tabulate(MLP(), jnp.ones((4, 2)), compute_flops=True))
-                                     MLP Summary
-        ┏━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━┳━━━━━━━━━━━┓
-        ┃ path   ┃ type   ┃ inputs       ┃ outputs      ┃ flops ┃     Param ┃
-        ┡━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━┩
-        │ (root) │ MLP    │ float32[4,2] │ float32[4,1] │   224 │ 24 (96 B) │
-        ├────────┼────────┼──────────────┼──────────────┼───────┼───────────┤
-        │ up     │ Linear │ float32[4,2] │ float32[4,8] │   128 │ 16 (64 B) │
-        ├────────┼────────┼──────────────┼──────────────┼───────┼───────────┤
-        │ down   │ Linear │ float32[4,8] │ float32[4,1] │    64 │  8 (32 B) │
-        ├────────┼────────┼──────────────┼──────────────┼───────┼───────────┤
-        │        │        │              │              │ Total │ 24 (96 B) │
-        └────────┴────────┴──────────────┴──────────────┴───────┴───────────┘
-                             Total Parameters: 24 (96 B)
+                                    MLP Summary
+        ┏━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━┳━━━━━━━━━━━┓
+        ┃ path ┃ type   ┃ inputs       ┃ outputs      ┃ flops ┃     Param ┃
+        ┡━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━┩
+        │      │ MLP    │ float32[4,2] │ float32[4,1] │   224 │ 24 (96 B) │
+        ├──────┼────────┼──────────────┼──────────────┼───────┼───────────┤
+        │ up   │ Linear │ float32[4,2] │ float32[4,8] │   128 │ 16 (64 B) │
+        ├──────┼────────┼──────────────┼──────────────┼───────┼───────────┤
+        │ down │ Linear │ float32[4,8] │ float32[4,1] │    64 │  8 (32 B) │
+        ├──────┼────────┼──────────────┼──────────────┼───────┼───────────┤
+        │      │        │              │              │ Total │ 24 (96 B) │
+        └──────┴────────┴──────────────┴──────────────┴───────┴───────────┘
+                            Total Parameters: 24 (96 B)
     """
     if not isinstance(obj, nnx_graph.Module):
         raise TypeError(
@@ -455,7 +455,7 @@ def tabulate(
     flop_header = ["flops"] * compute_flops + ["vjp_flops"] * compute_vjp_flops
     rows = [
         [
-            format_path(call.path, "") or "(root)",
+            "/".join(str(key) for key in call.path),  # Flax's spelling: "blocks/0/linear"
             call.type.__name__,
             call.inputs_repr,
             call.outputs_repr,
@@ -500,14 +500,14 @@ def summary(
         ...     def __call__(self, x):
         ...         return x * self.s
         >>> summary(Scale(), jnp.ones(3))
-                             Scale Summary
-        ┏━━━━━━━━┳━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━┓
-        ┃ path   ┃ type  ┃ inputs     ┃ outputs    ┃    Param ┃
-        ┡━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━┩
-        │ (root) │ Scale │ float32[3] │ float32[3] │ 3 (12 B) │
-        ├────────┼───────┼────────────┼────────────┼──────────┤
-        │        │       │            │      Total │ 3 (12 B) │
-        └────────┴───────┴────────────┴────────────┴──────────┘
-                      Total Parameters: 3 (12 B)
+                            Scale Summary
+        ┏━━━━━━┳━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━┓
+        ┃ path ┃ type  ┃ inputs     ┃ outputs    ┃    Param ┃
+        ┡━━━━━━╇━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━┩
+        │      │ Scale │ float32[3] │ float32[3] │ 3 (12 B) │
+        ├──────┼───────┼────────────┼────────────┼──────────┤
+        │      │       │            │      Total │ 3 (12 B) │
+        └──────┴───────┴────────────┴────────────┴──────────┘
+                     Total Parameters: 3 (12 B)
     """
     print(tabulate(obj, *input_args, depth=depth, **kwargs))
