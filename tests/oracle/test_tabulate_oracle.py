@@ -67,3 +67,39 @@ def test_rows_shapes_and_flops_match_flax() -> None:
         # the layers are written, so allow a small relative difference.
         ours_vjp, theirs_vjp = _int(ours[path][5]), _int(theirs[path][5])
         assert abs(ours_vjp - theirs_vjp) <= 0.1 * theirs_vjp, (path, ours_vjp, theirs_vjp)
+
+
+def _scanned(lib: object) -> object:
+    class Block(lib.Module):  # type: ignore[attr-defined,name-defined,misc]
+        def __init__(self, rngs: object) -> None:
+            self.linear = lib.Linear(3, 3, rngs=rngs)  # type: ignore[attr-defined]
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return jax.nn.relu(self.linear(x))
+
+    class Stack(lib.Module):  # type: ignore[attr-defined,name-defined,misc]
+        def __init__(self) -> None:
+            make = lib.vmap(lambda key: Block(lib.Rngs(key)), in_axes=0)  # type: ignore[attr-defined]
+            self.blocks = make(jax.random.split(jax.random.key(0), 4))
+            self.head = lib.Linear(3, 1, rngs=lib.Rngs(1))  # type: ignore[attr-defined]
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            body = lib.scan(  # type: ignore[attr-defined]
+                lambda block, x: block(x),
+                in_axes=(0, lib.Carry),  # type: ignore[attr-defined]
+                out_axes=lib.Carry,  # type: ignore[attr-defined]
+            )
+            return self.head(body(self.blocks, x))
+
+    return Stack()
+
+
+def test_submodules_called_inside_scan_are_listed_as_flax_lists_them() -> None:
+    x = jnp.ones((2, 3))
+    theirs = _rows(
+        fnnx.tabulate(_scanned(fnnx), x, console_kwargs={"force_terminal": False, "width": 400})
+    )
+    ours = _rows(nnx.tabulate(_scanned(nnx), x))
+    assert list(ours) == list(theirs) == ["", "blocks", "blocks/linear", "head"]
+    for path in theirs:
+        assert ours[path][1:4] == theirs[path][1:4], path
