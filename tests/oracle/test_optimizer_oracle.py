@@ -197,3 +197,39 @@ def test_flax_optimizer_state_loads_into_ours_by_pure_dict_and_back() -> None:
     assert flat_optimizer_state(fnnx, fresh).keys() == flat_optimizer_state(fnnx, flax_opt).keys()
     for path, (_, value) in flat_optimizer_state(fnnx, flax_opt).items():
         np.testing.assert_array_equal(flat_optimizer_state(fnnx, fresh)[path][1], value)
+
+
+def test_zoom_linesearch_update_matches_flax() -> None:
+    """``update(model, grads, value=, grad=, value_fn=)`` with a line-search chain."""
+
+    def run(lib: tp.Any) -> tuple[list[float], dict[Path, np.ndarray]]:
+        model = make_model(lib)
+        if lib is nnx:
+            copy_params(make_model(fnnx), model)
+        x, y = data(0)
+        graphdef, _, rest = lib.split(model, lib.Param, ...)
+        tx = optax.chain(optax.sgd(0.1), optax.scale_by_zoom_linesearch(max_linesearch_steps=10))
+        optimizer = lib.Optimizer(model, tx, wrt=lib.Param)
+
+        def value_fn(params: tp.Any) -> jax.Array:
+            return loss_fn(lib.merge(graphdef, params, rest, copy=True), x, y)
+
+        @lib.jit  # type: ignore[misc]
+        def step(model: tp.Any, optimizer: tp.Any) -> jax.Array:
+            loss, grads = lib.value_and_grad(loss_fn)(model, x, y)
+            optimizer.update(model, grads, value=loss, grad=grads, value_fn=value_fn)
+            return loss
+
+        losses = [float(step(model, optimizer)) for _ in range(4)]
+        params = {
+            p: np.asarray(v.get_value()) for p, v in lib.to_flat_state(lib.state(model, lib.Param))
+        }
+        return losses, params
+
+    flax_losses, flax_params = run(fnnx)
+    our_losses, our_params = run(nnx)
+    np.testing.assert_allclose(our_losses, flax_losses, rtol=1e-5)
+    assert our_losses[-1] < our_losses[0]
+    assert our_params.keys() == flax_params.keys()
+    for path, value in flax_params.items():
+        np.testing.assert_allclose(our_params[path], value, rtol=1e-5, atol=1e-6)
