@@ -236,6 +236,21 @@ class GatedCell(RNNCellBase):
         self.carry_init = carry_init
         return GateLinears(self, rngs, inits, metadata)
 
+    _carry_parts = 1
+    """How many ``(*batch, hidden)`` arrays the carry has (LSTMs: 2, ``(c, h)``)."""
+
+    def initialize_carry(
+        self,
+        input_shape: tuple[int, ...],
+        rngs: RngsLike = None,
+        carry_init: Initializer | None = None,
+    ) -> Carry:
+        """The carry for inputs of shape ``(*batch, in_features)``: ``h``, or
+        ``(c, h)`` for the LSTMs. Zeros unless ``carry_init`` says otherwise (a
+        random initializer needs ``rngs``)."""
+        parts = self._new_carry(input_shape, rngs, carry_init, self._carry_parts)
+        return parts[0] if self._carry_parts == 1 else tuple(parts)
+
     def _new_carry(
         self,
         input_shape: tuple[int, ...],

@@ -21,7 +21,6 @@ from nnx_nn._cell_base import (
     Carry,
     GatedCell,
     GateLinears,
-    RngsLike,
     RNNCellBase,
     default_kernel_init,
     default_recurrent_kernel_init,
@@ -83,6 +82,8 @@ class LSTMCell(GatedCell):
         ((2, 4), (2, 4), (2, 4))
     """
 
+    _carry_parts = 2  # (c, h)
+
     def __init__(
         self,
         in_features: int,
@@ -142,17 +143,6 @@ class LSTMCell(GatedCell):
         new_h = o * self.activation_fn(new_c)
         return (new_c, new_h), new_h
 
-    def initialize_carry(
-        self,
-        input_shape: tuple[int, ...],
-        rngs: RngsLike = None,
-        carry_init: Initializer | None = None,
-    ) -> tuple[Array, Array]:
-        """``(c, h)`` for inputs of shape ``(*batch, in_features)`` (zeros unless
-        ``carry_init`` says otherwise; random initializers need ``rngs``)."""
-        c, h = self._new_carry(input_shape, rngs, carry_init, 2)
-        return c, h
-
 
 class OptimizedLSTMCell(GatedCell):
     r"""An LSTM cell that computes the four gates with one input matmul and one
@@ -177,6 +167,8 @@ class OptimizedLSTMCell(GatedCell):
         (2, 4)
     """
 
+    _carry_parts = 2  # (c, h)
+
     def _build(self, linears: GateLinears) -> None:
         self.dense_i = linears.inputs(4 * self.hidden_features, False)
         self.dense_h = linears.hidden(4 * self.hidden_features, True)
@@ -191,16 +183,6 @@ class OptimizedLSTMCell(GatedCell):
         new_c = self.gate_fn(f) * c + self.gate_fn(i) * self.activation_fn(g)
         new_h = self.gate_fn(o) * self.activation_fn(new_c)
         return (new_c, new_h), new_h
-
-    def initialize_carry(
-        self,
-        input_shape: tuple[int, ...],
-        rngs: RngsLike = None,
-        carry_init: Initializer | None = None,
-    ) -> tuple[Array, Array]:
-        """``(c, h)`` for inputs of shape ``(*batch, in_features)``."""
-        c, h = self._new_carry(input_shape, rngs, carry_init, 2)
-        return c, h
 
 
 class GRUCell(GatedCell):
@@ -244,15 +226,6 @@ class GRUCell(GatedCell):
         n = self.activation_fn(xn + r * hn)
         new_h = (1.0 - z) * n + z * h
         return new_h, new_h
-
-    def initialize_carry(
-        self,
-        input_shape: tuple[int, ...],
-        rngs: RngsLike = None,
-        carry_init: Initializer | None = None,
-    ) -> Array:
-        """``h`` for inputs of shape ``(*batch, in_features)``."""
-        return self._new_carry(input_shape, rngs, carry_init, 1)[0]
 
 
 class SimpleCell(GatedCell):
@@ -319,12 +292,3 @@ class SimpleCell(GatedCell):
             new_carry += carry
         new_carry = self.activation_fn(new_carry)
         return new_carry, new_carry
-
-    def initialize_carry(
-        self,
-        input_shape: tuple[int, ...],
-        rngs: RngsLike = None,
-        carry_init: Initializer | None = None,
-    ) -> Array:
-        """``h`` for inputs of shape ``(*batch, in_features)``."""
-        return self._new_carry(input_shape, rngs, carry_init, 1)[0]
