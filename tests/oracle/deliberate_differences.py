@@ -115,6 +115,41 @@ DIFFERENCES: tuple[Difference, ...] = (
             "(`reset`, `update`, `compute`, `split`) with a ValueError."
         ),
     ),
+    Difference(
+        path="Param",
+        aspect="behaviour",
+        reason=(
+            "Flax raises ValueError when a Variable with a sharding annotation is created "
+            "with eager sharding on and no mesh; nnx keeps the annotation and places the "
+            "value later (get_named_sharding, jit), so the same model code runs on one device."
+        ),
+        readme=(
+            "An annotated Variable (`out_sharding`/`sharding_names`/`sharding`) created "
+            "without any mesh keeps its annotation instead of raising; pass "
+            "`eager_sharding=True` to get Flax's error."
+        ),
+    ),
+    Difference(
+        path="Dropout",
+        aspect="behaviour",
+        reason=(
+            "Flax accepts a rate outside [0, 1] and silently returns wrong values (all "
+            "zeros, or unscaled inputs); nnx raises ValueError at construction."
+        ),
+        readme="`nnx.Dropout(rate)` with a rate outside [0, 1] raises a ValueError.",
+    ),
+    Difference(
+        path="MultiHeadAttention.set_view",
+        aspect="behaviour",
+        reason=(
+            "Flax accepts batch_size/max_length and silently ignores them; nnx creates "
+            "the decode cache when decoding is on and both are given."
+        ),
+        readme=(
+            "`MultiHeadAttention.set_view(decode=True, batch_size=B, max_length=L)` (and "
+            "`nnx.view`) creates the decode cache; Flax ignores the two sizes."
+        ),
+    ),
 )
 
 
