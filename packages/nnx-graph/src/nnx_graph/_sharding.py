@@ -1,10 +1,12 @@
 """Sharding: partition annotations on Variables and everything derived from them.
 
-A Variable is annotated with one name per axis in its ``sharding_names`` metadata
-(``with_partitioning`` adds it). A name is a mesh axis (``'model'``), ``None`` for an
-axis that is not sharded, a tuple of mesh axes, or a *logical* name (``'embed'``) that
-:class:`logical_axis_rules` maps onto a mesh axis. Two older spellings are read too:
-``out_sharding`` (what Flax >= 0.12 writes) and ``sharding``.
+A Variable is annotated with one name per axis in its ``out_sharding`` metadata
+(Flax NNX 0.12's key); ``sharding_names`` (what ``with_partitioning`` writes, kept as
+written) and ``sharding`` (stored as ``out_sharding`` at creation) are accepted
+aliases. A name is a mesh axis (``'model'``), ``None`` for an axis that is not
+sharded, a tuple of mesh axes, or a *logical* name (``'embed'``) that
+:class:`logical_axis_rules` maps onto a mesh axis. As in JAX, an annotation shorter
+than the value's rank leaves the remaining axes unsharded.
 
 From those annotations this module derives ``PartitionSpec`` trees
 (:func:`get_partition_spec`), ``NamedSharding`` trees for ``jax.jit``
