@@ -154,3 +154,12 @@ def test_get_var_pspec_reads_the_sharding_annotation() -> None:
     assert nnx.spmd.get_var_pspec(annotated) == PartitionSpec(None, "model")
     assert nnx.spmd.get_var_pspec(nnx.Param(jnp.zeros(3))) == PartitionSpec()
     assert nnx.spmd.get_var_pspec(nnx.Variable("not an array")) is None
+
+
+def test_graphlib_static_is_a_leafless_pytree_node() -> None:
+    wrapped = nnx.graphlib.Static(("relu", 2))
+    assert jax.tree.leaves(wrapped) == []
+    assert jax.tree.structure(wrapped) == jax.tree.structure(nnx.graphlib.Static(("relu", 2)))
+    assert jax.tree.structure(wrapped) != jax.tree.structure(nnx.graphlib.Static(("gelu", 2)))
+    # Under jit the value is part of the compiled function's key, not an argument.
+    assert jax.jit(lambda s: s.value[1] * 2)(wrapped) == 4

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import typing as tp
 from collections.abc import Iterator
 
@@ -28,7 +29,6 @@ from nnx_graph import (
     GraphState,
     Module,
     State,
-    Static,
     UpdateContext,
     Variable,
     as_pure,
@@ -62,6 +62,28 @@ from nnx_graph import (
 from nnx_graph._pytree import is_graph_node
 
 A = tp.TypeVar("A")
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True, slots=True)
+class Static(tp.Generic[A]):
+    """A pytree node without leaves that carries ``value`` as static data (it becomes
+    part of the tree structure, so ``value`` must be hashable and comparable).
+
+    Not the ``nnx.Static`` attribute annotation (``nnx.pytreelib.Static``): this is the
+    graph API's wrapper, as ``flax.nnx.graphlib.Static``.
+
+    Example::
+
+        >>> import jax
+        >>> from nnx_graph.graphlib import Static
+        >>> jax.tree.leaves(Static("relu"))
+        []
+        >>> jax.tree.structure(Static(1)) == jax.tree.structure(Static(1))
+        True
+    """
+
+    value: A
 
 
 def iter_module_children(
