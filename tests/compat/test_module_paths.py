@@ -42,7 +42,7 @@ PATHS: dict[str, list[str]] = {
     "transforms": ["autodiff", "compilation", "general", "iteration", "transforms"],
     "transforms.autodiff": ["grad", "value_and_grad", "custom_vjp", "remat", "DiffState"],
     "transforms.compilation": ["jit", "jit_partial", "JitWrapped", "shard_map"],
-    "transforms.general": [],
+    "transforms.general": ["split_inputs", "merge_inputs"],
     "transforms.iteration": ["vmap", "pmap", "scan", "StateAxes", "Carry", "fori_loop"],
     "transforms.transforms": ["cond", "switch", "eval_shape", "checkify"],
     "nn": [

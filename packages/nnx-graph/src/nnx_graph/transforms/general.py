@@ -1,17 +1,200 @@
-"""Flax's module path ``flax.nnx.transforms.general``.
+"""Lifting plain JAX transforms over graph nodes by hand (``flax.nnx.transforms.general``).
 
-Flax keeps ``split_inputs``/``merge_inputs`` here (lifting a plain JAX transform
-over graph nodes by hand); nnx does not provide them yet: use the nnx transforms
-(``nnx.jit``, ``nnx.vmap``, ...), or ``nnx.split``/``nnx.merge`` around the JAX
-transform.
+``split_inputs`` turns the graph nodes (Modules, ...) among a function's arguments
+into one pure pytree (their State, with the GraphDef as static data) before calling
+it; ``merge_inputs`` turns that pytree back into objects inside the function, runs
+it, and hands the updated State back out, where ``split_inputs`` writes it into the
+caller's objects. In between, any JAX transform can run (``jax.jit``,
+``jax.lax.cond``, ...). The nnx transforms (``nnx.jit``, ``nnx.cond``, ...) do this
+for you; these two are for JAX transforms nnx does not wrap.
 
 Example::
 
-    >>> from nnx_graph.transforms import general
-    >>> general.__all__
-    []
+    >>> import jax, jax.numpy as jnp, nnx_graph
+    >>> from nnx_graph.transforms.general import merge_inputs, split_inputs
+    >>> class Counter(nnx_graph.Module):
+    ...     def __init__(self):
+    ...         self.count = nnx_graph.Variable(jnp.array(0))
+    >>> @split_inputs
+    ... @jax.jit
+    ... @merge_inputs
+    ... def step(counter, x):
+    ...     counter.count.value += 1
+    ...     return x * 2
+    >>> counter = Counter()
+    >>> step(counter, jnp.ones(2)).tolist(), int(counter.count.value)
+    ([2.0, 2.0], 1)
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import functools
+import typing as tp
+
+import jax
+
+import nnx_graph
+from nnx_graph.graphlib import is_graph_node
+
+__all__ = ["merge_inputs", "split_inputs"]
+
+F = tp.TypeVar("F", bound=tp.Callable[..., tp.Any])
+_DEFAULT_TAG = "split_merge_inputs"
+
+
+@jax.tree_util.register_pytree_node_class
+class _Nodes:
+    """Stands for graph node number ``index`` of the split arguments; the first one
+    (index 0) also carries the GraphDef (static) and the State of all of them."""
+
+    def __init__(self, index: int, graphdef: tp.Any, state: tp.Any, tag: str) -> None:
+        self.index, self.graphdef, self.state, self.tag = index, graphdef, state, tag
+
+    def tree_flatten(self) -> tuple[tuple[tp.Any, ...], tuple[tp.Any, ...]]:
+        return (self.state,), (self.index, self.graphdef, self.tag)
+
+    @classmethod
+    def tree_unflatten(cls, aux: tuple[tp.Any, ...], children: tuple[tp.Any, ...]) -> _Nodes:
+        index, graphdef, tag = aux
+        return cls(index, graphdef, children[0], tag)
+
+
+@jax.tree_util.register_pytree_node_class
+class _Merged:
+    """What a ``merge_inputs`` function returns: the updated State of the input nodes
+    and the output (graph nodes in it that are inputs are referred to by index)."""
+
+    def __init__(self, updates: _Nodes | None, output: tp.Any) -> None:
+        self.updates, self.output = updates, output
+
+    def tree_flatten(self) -> tuple[tuple[tp.Any, ...], None]:
+        return (self.updates, self.output), None
+
+    @classmethod
+    def tree_unflatten(cls, aux: None, children: tuple[tp.Any, ...]) -> _Merged:
+        return cls(*children)
+
+
+def _is_node(x: object) -> bool:
+    return is_graph_node(x) or isinstance(x, nnx_graph.Variable)
+
+
+def _is_marker(x: object) -> bool:
+    return isinstance(x, _Nodes)
+
+
+@tp.overload
+def split_inputs(f: F, *, ctxtag: str = _DEFAULT_TAG) -> F: ...
+@tp.overload
+def split_inputs(f: None = None, *, ctxtag: str = _DEFAULT_TAG) -> tp.Callable[[F], F]: ...
+def split_inputs(f: F | None = None, *, ctxtag: str = _DEFAULT_TAG) -> F | tp.Callable[[F], F]:
+    """Call ``f`` with the graph nodes of its arguments replaced by one pure pytree,
+    then write the State that a :func:`merge_inputs` function inside hands back into
+    those nodes. Shared nodes (the same Module in two arguments) stay shared.
+
+    Arguments:
+        f: usually a JAX transform of a :func:`merge_inputs` function; used as a
+            decorator without arguments or with ``ctxtag``.
+        ctxtag: pairs a ``split_inputs`` with its ``merge_inputs`` (nested pairs use
+            different tags).
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, nnx_graph
+        >>> from nnx_graph.transforms.general import merge_inputs, split_inputs
+        >>> class Scale(nnx_graph.Module):
+        ...     def __init__(self):
+        ...         self.s = nnx_graph.Param(jnp.array(3.0))
+        >>> model = Scale()
+        >>> y = split_inputs(jax.lax.cond)(
+        ...     True, merge_inputs(lambda m, x: m.s.value * x),
+        ...     merge_inputs(lambda m, x: x), model, jnp.array(2.0))
+        >>> float(y)
+        6.0
+    """
+    if f is None:
+        return lambda fn: split_inputs(fn, ctxtag=ctxtag)
+
+    @functools.wraps(f)
+    def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        leaves, treedef = jax.tree.flatten((args, kwargs), is_leaf=_is_node)
+        at = [i for i, leaf in enumerate(leaves) if _is_node(leaf)]
+        nodes = [leaves[i] for i in at]
+        if nodes:
+            graphdef, state = nnx_graph.split(nodes)
+            for k, i in enumerate(at):
+                leaves[i] = (
+                    _Nodes(k, graphdef, state, ctxtag) if k == 0 else _Nodes(k, None, None, ctxtag)
+                )
+        pure_args, pure_kwargs = jax.tree.unflatten(treedef, leaves)
+        result = f(*pure_args, **pure_kwargs)
+        if not isinstance(result, _Merged):
+            return result
+        if result.updates is not None and nodes:
+            nnx_graph.update(nodes, result.updates.state)
+        out_leaves, out_def = jax.tree.flatten(result.output, is_leaf=_is_marker)
+        for i, leaf in enumerate(out_leaves):
+            if isinstance(leaf, _Nodes) and leaf.graphdef is None and leaf.tag == ctxtag:
+                out_leaves[i] = nodes[leaf.index]  # an input node returned as is
+            elif isinstance(leaf, _Nodes) and leaf.tag == ctxtag:
+                out_leaves[i] = nnx_graph.merge(leaf.graphdef, leaf.state)[0]
+        return jax.tree.unflatten(out_def, out_leaves)
+
+    return tp.cast(F, wrapper)
+
+
+@tp.overload
+def merge_inputs(f: F, *, ctxtag: str = _DEFAULT_TAG) -> F: ...
+@tp.overload
+def merge_inputs(f: None = None, *, ctxtag: str = _DEFAULT_TAG) -> tp.Callable[[F], F]: ...
+def merge_inputs(f: F | None = None, *, ctxtag: str = _DEFAULT_TAG) -> F | tp.Callable[[F], F]:
+    """Inside a :func:`split_inputs` call: rebuild the graph nodes from the pure
+    pytree, run ``f`` on them, and return their updated State with ``f``'s output.
+
+    Called with arguments that hold no split nodes (outside ``split_inputs``), it
+    simply calls ``f``.
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, nnx_graph
+        >>> from nnx_graph.transforms.general import merge_inputs, split_inputs
+        >>> class Acc(nnx_graph.Module):
+        ...     def __init__(self):
+        ...         self.total = nnx_graph.Variable(jnp.array(0.0))
+        >>> add = split_inputs(jax.jit(merge_inputs(lambda acc, x: acc.total.__iadd__(x))))
+        >>> acc = Acc()
+        >>> _ = add(acc, 2.0); _ = add(acc, 3.0)
+        >>> float(acc.total.value)
+        5.0
+    """
+    if f is None:
+        return lambda fn: merge_inputs(fn, ctxtag=ctxtag)
+
+    @functools.wraps(f)
+    def wrapper(*pure_args: tp.Any, **pure_kwargs: tp.Any) -> tp.Any:
+        leaves, treedef = jax.tree.flatten((pure_args, pure_kwargs), is_leaf=_is_marker)
+        markers = [
+            (i, leaf) for i, leaf in enumerate(leaves) if _is_marker(leaf) and leaf.tag == ctxtag
+        ]
+        carrier = next((m for _, m in markers if m.graphdef is not None), None)
+        if carrier is None:
+            return f(*pure_args, **pure_kwargs)
+        nodes = list(nnx_graph.merge(carrier.graphdef, carrier.state))
+        for i, marker in markers:
+            leaves[i] = nodes[marker.index]
+        args, kwargs = jax.tree.unflatten(treedef, leaves)
+        out = f(*args, **kwargs)
+        graphdef, state = nnx_graph.split(nodes)
+        out_leaves, out_def = jax.tree.flatten(out, is_leaf=_is_node)
+        for i, leaf in enumerate(out_leaves):
+            if not is_graph_node(leaf):
+                continue
+            index = next((k for k, node in enumerate(nodes) if node is leaf), None)
+            if index is not None:
+                out_leaves[i] = _Nodes(index, None, None, ctxtag)
+            else:  # a new node: carried with its own GraphDef and State
+                new_def, new_state = nnx_graph.split([leaf])
+                out_leaves[i] = _Nodes(0, new_def, new_state, ctxtag)
+        return _Merged(_Nodes(0, graphdef, state, ctxtag), jax.tree.unflatten(out_def, out_leaves))
+
+    return tp.cast(F, wrapper)
