@@ -87,14 +87,12 @@ def _check_node(node: tp.Any, fn: str) -> None:
 
 
 @tp.overload
-def split(node: A, /, *, graph: bool | None = None) -> tuple[GraphDef[A], State]: ...
-@tp.overload
-def split(node: A, first: Filter, /, *, graph: bool | None = None) -> tuple[GraphDef[A], State]: ...
+def split(node: A, *, graph: bool | None = None) -> tuple[GraphDef[A], State]: ...
 @tp.overload
 def split(
-    node: A, first: Filter, second: Filter, /, *filters: Filter, graph: bool | None = None
-) -> tuple[tp.Any, ...]: ...
-def split(node: tp.Any, /, *filters: Filter, graph: bool | None = None) -> tuple[tp.Any, ...]:
+    node: A, *filters: Filter, graph: bool | None = None
+) -> tuple[GraphDef[A], *tuple[State, ...]]: ...
+def split(node: tp.Any, *filters: Filter, graph: bool | None = None) -> tuple[tp.Any, ...]:
     """Split an object graph into its static :class:`GraphDef` and one
     :class:`State` per filter (default: one State with everything).
 
@@ -266,14 +264,14 @@ def merge(
 
 
 @tp.overload
-def state(node: tp.Any, /, *, graph: bool | None = None) -> State: ...
+def state(node: tp.Any, *, graph: bool | None = None) -> State: ...
 @tp.overload
 def state(node: tp.Any, first: Filter, /, *, graph: bool | None = None) -> State: ...
 @tp.overload
 def state(
     node: tp.Any, first: Filter, second: Filter, /, *filters: Filter, graph: bool | None = None
 ) -> tuple[State, ...]: ...
-def state(node: tp.Any, /, *filters: Filter, graph: bool | None = None) -> tp.Any:
+def state(node: tp.Any, *filters: Filter, graph: bool | None = None) -> tp.Any:
     """The State of an object graph (one State per filter when filters are given).
 
     Example::
@@ -369,9 +367,7 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
             target._raw_value = value
 
 
-def clone(
-    node: A, /, variables: bool = True, *, arrays: bool = False, graph: bool | None = None
-) -> A:
+def clone(node: A, variables: bool = True, *, arrays: bool = False, graph: bool | None = None) -> A:
     """A deep copy of the object graph (new Variables; sharing within it preserved).
 
     ``variables=False`` shares the Variables with ``node`` (only the Modules and

@@ -131,7 +131,11 @@ class Module(Pytree):
                 yield key, child
 
     def set_attributes(
-        self, *filters: tp.Any, raise_if_not_found: bool = True, **attributes: tp.Any
+        self,
+        *filters: tp.Any,
+        raise_if_not_found: bool = True,
+        graph: bool | None = None,
+        **attributes: tp.Any,
     ) -> None:
         """Set attributes on this Module and every sub-Module that has them
         (optionally only Modules matching ``filters``).

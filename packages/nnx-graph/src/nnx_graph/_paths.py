@@ -13,6 +13,7 @@ __all__ = [
     "match_key",
     "pure_paths",
     "restore_int_path",
+    "restore_int_paths",
     "sorted_keys",
 ]
 
@@ -60,3 +61,20 @@ def pure_paths(node: tp.Any, prefix: tuple[tp.Any, ...]) -> Iterator[tuple[tp.An
             yield from pure_paths(value, (*prefix, key))
     else:
         yield prefix
+
+
+def restore_int_paths(pure_dict: Mapping[tp.Any, tp.Any]) -> dict[Key, tp.Any]:
+    """Turn string keys made of digits back into ints (checkpoint formats store
+    ``{0: ...}`` as ``{"0": ...}``).
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> nnx.restore_int_paths({"layers": {"0": 1}})
+        {'layers': {0: 1}}
+    """
+    out: dict[Key, tp.Any] = {}
+    for key, value in pure_dict.items():
+        new_key = int(key) if isinstance(key, str) and key.isdigit() else key
+        out[new_key] = restore_int_paths(value) if isinstance(value, Mapping) else value
+    return out

@@ -116,46 +116,75 @@ class RngStream(Pytree):
     def split(self, n: int | tuple[int, ...]) -> RngStream:
         return self.fork(split=n)
 
-    def __getattr__(self, name: str) -> tp.Any:
-        if name.startswith("_") or name not in _SAMPLERS:
-            raise AttributeError(f"RngStream has no attribute {name!r}")
-        sampler = getattr(jax.random, name)
-        return functools.partial(_sample, sampler, self)
+    def __getattr__(self, name: str) -> tp.Any:  # only called when lookup failed
+        raise AttributeError(
+            f"RngStream has no attribute {name!r}. Expected a jax.random sampler "
+            f"(e.g. stream.normal(shape)) or an initializer (stream.lecun_normal()). "
+            "Fix: check the spelling."
+        )
+
+    def broadcast(self, k: int | tuple[int, ...]) -> RngStream:
+        """A new stream whose key is a fresh key of this one repeated over the
+        leading shape ``k`` (every slice draws the same numbers).
+
+        Example::
+
+            >>> import nnx_graph as nnx
+            >>> nnx.Rngs(0).default.broadcast(3).key.shape
+            (3,)
+        """
+        shape = (k,) if isinstance(k, int) else tuple(k)
+        key = self()
+        return RngStream(jnp.broadcast_to(key, (*shape, *key.shape)), tag=self.tag)
 
 
-def _sample(
-    sampler: tp.Callable[..., jax.Array], stream: RngStream, *args: tp.Any, **kwargs: tp.Any
-) -> jax.Array:
-    return sampler(stream(), *args, **kwargs)
+# jax.random samplers offered as ``stream.normal(shape)`` / ``rngs.normal(shape)``
+_SAMPLERS = (
+    "ball", "bernoulli", "beta", "binomial", "bits", "categorical", "cauchy",
+    "chisquare", "choice", "dirichlet", "double_sided_maxwell", "exponential", "f",
+    "gamma", "generalized_normal", "geometric", "gumbel", "laplace", "loggamma",
+    "logistic", "lognormal", "maxwell", "multinomial", "multivariate_normal", "normal",
+    "orthogonal", "pareto", "permutation", "poisson", "rademacher", "randint",
+    "rayleigh", "t", "triangular", "truncated_normal", "uniform", "wald", "weibull_min",
+)  # fmt: skip
+# initializers offered key-less: ``rngs.lecun_normal()(shape)``
+_INITIALIZERS = (
+    "delta_orthogonal", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform",
+    "kaiming_normal", "kaiming_uniform", "lecun_normal", "lecun_uniform",
+    "variance_scaling", "xavier_normal", "xavier_uniform",
+)  # fmt: skip
 
 
-_SAMPLERS = frozenset(
-    {
-        "bernoulli",
-        "beta",
-        "categorical",
-        "cauchy",
-        "choice",
-        "dirichlet",
-        "exponential",
-        "gamma",
-        "gumbel",
-        "laplace",
-        "logistic",
-        "multivariate_normal",
-        "normal",
-        "permutation",
-        "poisson",
-        "randint",
-        "truncated_normal",
-        "uniform",
-        "bits",
-        "orthogonal",
-        "rademacher",
-        "t",
-        "loggamma",
-    }
-)
+def _stream_of(owner: tp.Any) -> RngStream:
+    return owner if isinstance(owner, RngStream) else owner.default
+
+
+def _make_sampler(name: str) -> tp.Callable[..., jax.Array]:
+    sampler = getattr(jax.random, name)
+
+    def method(self: tp.Any, *args: tp.Any, **kwargs: tp.Any) -> jax.Array:
+        return tp.cast(jax.Array, sampler(_stream_of(self)(), *args, **kwargs))
+
+    method.__name__ = name
+    method.__doc__ = f"``jax.random.{name}`` with a fresh key from this stream."
+    return method
+
+
+def _make_initializer(name: str) -> tp.Callable[..., tp.Callable[..., jax.Array]]:
+    factory = getattr(jax.nn.initializers, name)
+
+    def method(self: tp.Any, *args: tp.Any, **kwargs: tp.Any) -> tp.Callable[..., jax.Array]:
+        init = factory(*args, **kwargs)
+        stream = _stream_of(self)
+
+        def keyless(shape: tp.Any, dtype: tp.Any = jnp.float32) -> jax.Array:
+            return tp.cast(jax.Array, init(stream(), shape, dtype))
+
+        return keyless
+
+    method.__name__ = name
+    method.__doc__ = f"``jax.nn.initializers.{name}(...)`` taking keys from this stream."
+    return method
 
 
 class Rngs(Pytree):
@@ -191,8 +220,6 @@ class Rngs(Pytree):
         if name.startswith("_"):
             raise AttributeError(name)
         streams = self.__dict__
-        if name in _SAMPLERS and "default" in streams:
-            return getattr(streams["default"], name)
         if "default" in streams:
             return streams["default"]
         available = sorted(self._streams()) or "none"
@@ -258,6 +285,15 @@ class Rngs(Pytree):
         return self.fork(split=n)
 
 
+for _owner in (RngStream, Rngs):
+    for _name in _SAMPLERS:
+        if hasattr(jax.random, _name):
+            setattr(_owner, _name, _make_sampler(_name))
+    for _name in _INITIALIZERS:
+        if hasattr(jax.nn.initializers, _name):
+            setattr(_owner, _name, _make_initializer(_name))
+
+
 # ------------------------------------------------------------------ graph helpers
 def _streams_in(node: tp.Any, only: tp.Any) -> list[tuple[tuple[tp.Any, ...], RngStream]]:
     predicate = to_predicate(only)
@@ -268,7 +304,14 @@ def _streams_in(node: tp.Any, only: tp.Any) -> list[tuple[tuple[tp.Any, ...], Rn
     ]
 
 
-def reseed(node: tp.Any, /, *, policy: str = "scalars_only", **stream_seeds: SeedLike) -> None:
+def reseed(
+    node: tp.Any,
+    /,
+    *,
+    graph: bool | None = None,
+    policy: str = "scalars_only",
+    **stream_seeds: SeedLike,
+) -> None:
     """Reset the named streams found anywhere in ``node`` to new seeds (counts go
     back to zero).
 
@@ -333,11 +376,23 @@ def _split_streams(
 
 @tp.overload
 def split_rngs(
-    *, splits: int | tuple[int, ...], only: tp.Any = ..., squeeze: bool = False
+    *,
+    splits: int | tuple[int, ...],
+    only: tp.Any = ...,
+    squeeze: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
 ) -> tp.Callable[[F], F]: ...
 @tp.overload
 def split_rngs(
-    node: tp.Any, /, *, splits: int | tuple[int, ...], only: tp.Any = ..., squeeze: bool = False
+    node: tp.Any,
+    /,
+    *,
+    splits: int | tuple[int, ...],
+    only: tp.Any = ...,
+    squeeze: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
 ) -> SplitRngs: ...
 def split_rngs(
     node: tp.Any = None,
@@ -346,6 +401,8 @@ def split_rngs(
     splits: int | tuple[int, ...],
     only: tp.Any = ...,
     squeeze: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
 ) -> tp.Any:
     """Give RNG streams a leading axis of ``splits`` keys, for ``vmap``/``scan``.
 
@@ -380,7 +437,14 @@ def split_rngs(
     return _split_streams(node, splits, only, squeeze)
 
 
-def fork_rngs(node: tp.Any, /, *, split: tp.Any = None) -> SplitRngs:
+def fork_rngs(
+    node: tp.Any = None,
+    /,
+    *,
+    split: tp.Any = None,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+) -> tp.Any:
     """Advance every stream in ``node`` to a fresh derived key (optionally split);
     restore with ``restore()`` or a ``with`` block.
 
@@ -391,7 +455,21 @@ def fork_rngs(node: tp.Any, /, *, split: tp.Any = None) -> SplitRngs:
         >>> with nnx.fork_rngs(rngs, split=2):
         ...     print(rngs.default.key.shape)
         (2,)
+
+    Without ``node`` it is a decorator: the streams found in the decorated
+    function's arguments are forked for the call and restored after it.
     """
+    if node is None:
+
+        def decorator(f: F) -> F:
+            @functools.wraps(f)
+            def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+                with fork_rngs((args, kwargs), split=split):
+                    return f(*args, **kwargs)
+
+            return tp.cast(F, wrapper)
+
+        return decorator
     backups = []
     for _, stream in _streams_in(node, ...):
         new = stream.fork(split=split)  # advances the stream; the backup keeps that

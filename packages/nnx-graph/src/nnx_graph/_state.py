@@ -21,6 +21,7 @@ from nnx_graph._paths import (
     _sort_key,
     match_key,
     pure_paths,
+    restore_int_paths,
     sorted_keys,
 )
 from nnx_graph._variables import Variable, value_repr, variable_repr
@@ -178,6 +179,23 @@ class State(MutableMapping[Key, tp.Any]):
 
     def __or__(self, other: State) -> State:
         return merge_state(self, other)
+
+    def __sub__(self, other: Mapping[Key, tp.Any]) -> State:
+        """The entries whose path is not in ``other``: ``state - params``."""
+        drop = set(flat_dict(other))
+        return from_flat_state([(p, v) for p, v in to_flat_state(self) if p not in drop])
+
+    def map(self, f: tp.Callable[[PathParts, tp.Any], tp.Any], /) -> State:
+        """A new State with ``f(path, leaf)`` for every leaf (see :func:`map_state`).
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> s = nnx.State({"w": jnp.ones(1)}).map(lambda path, x: x * 3)
+            >>> s["w"].tolist()
+            [3.0]
+        """
+        return map_state(f, self)
 
     def __repr__(self) -> str:
         return state_repr(self)
@@ -546,23 +564,6 @@ def _set_path(state: State, path: PathParts, value: tp.Any) -> None:
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
-
-
-def restore_int_paths(pure_dict: Mapping[tp.Any, tp.Any]) -> dict[Key, tp.Any]:
-    """Turn string keys made of digits back into ints (checkpoint formats store
-    ``{0: ...}`` as ``{"0": ...}``).
-
-    Example::
-
-        >>> import nnx_graph as nnx
-        >>> nnx.restore_int_paths({"layers": {"0": 1}})
-        {'layers': {0: 1}}
-    """
-    out: dict[Key, tp.Any] = {}
-    for key, value in pure_dict.items():
-        new_key = int(key) if isinstance(key, str) and key.isdigit() else key
-        out[new_key] = restore_int_paths(value) if isinstance(value, Mapping) else value
-    return out
 
 
 def state_repr(state: Mapping[Key, tp.Any]) -> str:

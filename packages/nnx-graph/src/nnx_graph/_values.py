@@ -5,6 +5,7 @@ sharding module installs."""
 from __future__ import annotations
 
 import dataclasses
+import operator
 import typing as tp
 
 import jax
@@ -18,6 +19,7 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "VariableMetadata",
     "array_summary",
+    "install_operators",
     "leaked_tracer",
     "value_repr",
     "with_metadata",
@@ -124,3 +126,66 @@ class _ShardingHook:
 
 
 _sharding_hook = _ShardingHook()
+
+
+def _binary(cls: tp.Any, name: str, op: tp.Callable[[tp.Any, tp.Any], tp.Any]) -> None:
+    def forward(self: tp.Any, other: tp.Any) -> tp.Any:
+        other = other.get_value() if isinstance(other, cls) else other
+        return op(self.get_value(), other)
+
+    def reflected(self: tp.Any, other: tp.Any) -> tp.Any:
+        other = other.get_value() if isinstance(other, cls) else other
+        return op(other, self.get_value())
+
+    def inplace(self: tp.Any, other: tp.Any) -> tp.Any:
+        other = other.get_value() if isinstance(other, cls) else other
+        self.set_value(op(self.get_value(), other))
+        return self
+
+    forward.__name__ = f"__{name}__"
+    reflected.__name__ = f"__r{name}__"
+    inplace.__name__ = f"__i{name}__"
+    setattr(cls, f"__{name}__", forward)
+    setattr(cls, f"__r{name}__", reflected)
+    setattr(cls, f"__i{name}__", inplace)
+
+
+def install_operators(cls: tp.Any) -> None:
+    """Give a Variable class arithmetic on its value (``v + 1``), in-place operators
+    that update it (``v += 1``) and value comparisons (``v == 1`` is an array)."""
+    for _name, _op in {
+        "add": operator.add,
+        "sub": operator.sub,
+        "mul": operator.mul,
+        "truediv": operator.truediv,
+        "floordiv": operator.floordiv,
+        "mod": operator.mod,
+        "pow": operator.pow,
+        "matmul": operator.matmul,
+        "and": operator.and_,
+        "or": operator.or_,
+        "xor": operator.xor,
+        "lshift": operator.lshift,
+        "rshift": operator.rshift,
+    }.items():
+        _binary(cls, _name, _op)
+
+    for _name, _op in {
+        "lt": operator.lt,
+        "le": operator.le,
+        "gt": operator.gt,
+        "ge": operator.ge,
+        # As in Flax NNX, ``==``/``!=`` compare values (``counter.count == 1`` is an
+        # array, not an identity test).  Variables stay hashable by identity (see
+        # ``Variable.__hash__``) so they can key identity maps.
+        "eq": operator.eq,
+        "ne": operator.ne,
+    }.items():
+
+        def _compare(
+            self: tp.Any, other: tp.Any, _op: tp.Callable[[tp.Any, tp.Any], tp.Any] = _op
+        ) -> tp.Any:
+            other = other.get_value() if isinstance(other, cls) else other
+            return _op(self.get_value(), other)
+
+        setattr(cls, f"__{_name}__", _compare)

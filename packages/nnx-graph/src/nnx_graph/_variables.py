@@ -22,6 +22,7 @@ from nnx_graph._values import (
     VariableMetadata,
     _sharding_hook,
     array_summary,
+    install_operators,
     leaked_tracer,
     value_repr,
     with_metadata,
@@ -151,8 +152,16 @@ class Variable(tp.Generic[A]):
         self.set_value(value, index=index)
 
     # ------------------------------------------------------------------ metadata
-    def get_metadata(self, name: str | None = None, default: tp.Any = ...) -> tp.Any:
-        """All metadata as a dict, or one entry by name.
+    def get_metadata(
+        self,
+        name: str | None = None,
+        default: tp.Any = ...,
+        *,
+        exclude_required: bool | None = None,
+    ) -> tp.Any:
+        """All metadata as a dict, or one entry by name. (Flax's required keys
+        ``hijax``/``ref``/``eager_sharding`` are not stored here, so
+        ``exclude_required`` changes nothing.)
 
         Example::
 
@@ -266,17 +275,61 @@ class Variable(tp.Generic[A]):
             {**self._var_metadata, **metadata},
         )
 
-    def copy(self: V) -> V:
-        """A new Variable with the same value and a copy of the metadata."""
-        return self.replace()
+    def copy(self: V, value: tp.Any = ..., **updates: tp.Any) -> V:
+        """A new Variable of the same type: this value (or ``value``) and a copy of
+        the metadata updated with ``updates``.
 
-    def to_state(self: V) -> V:
-        """Compatibility: returns a copy (Variables are their own state)."""
-        return self.copy()
+        Example::
 
-    def to_variable(self: V) -> V:
-        """Compatibility: returns a copy (Variables are their own state)."""
-        return self.copy()
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> q = nnx.Param(jnp.zeros(2), tag="a").copy(jnp.ones(2), tag="b")
+            >>> float(q.value.sum()), q.tag
+            (2.0, 'b')
+        """
+        return self.replace(value, **updates)
+
+    to_state = copy  # compatibility: Variables are their own state
+    to_variable = copy
+    var_type = type  # the ``type`` property: the Variable's class
+
+    def copy_from(self, other: Variable[A]) -> None:
+        """Take ``other``'s value and metadata (this object stays the same)."""
+        self._raw_value = other._raw_value
+        self.set_metadata(dict(other._var_metadata))
+
+    update_from_state = copy_from
+
+    def has_metadata(self, name: str) -> bool:
+        """Whether metadata ``name`` is set."""
+        return name in self._var_metadata
+
+    def del_metadata(self, name: str) -> None:
+        """Remove metadata ``name`` (KeyError naming the known keys when absent)."""
+        if name not in self._var_metadata:
+            raise KeyError(
+                f"{self._describe()} has no metadata {name!r}; its metadata: "
+                f"{sorted(self._var_metadata)}. Fix: check has_metadata({name!r}) first."
+            )
+        delattr(self, name)
+
+    def get_raw_value(self) -> A:
+        """The held value, without checks."""
+        return self._raw_value
+
+    def set_raw_value(self, value: A, *, _unsafe_bypass_check: bool = False) -> None:
+        """Replace the held value, without checks."""
+        self._raw_value = value
+
+    def create_value(self, value: A) -> A:
+        """Hook for subclasses transforming a value on creation; returns it as is."""
+        return value
+
+    @classmethod
+    def from_metadata(cls, value: A, attributes: dict[str, tp.Any]) -> Variable[A]:
+        """``cls(value, **attributes)``."""
+        return cls(value, **attributes)
+
+    required_metadata: tp.ClassVar[frozenset[str]] = frozenset({"hijax", "ref", "eager_sharding"})
 
     @classmethod
     def state(cls, value: tp.Any, **metadata: tp.Any) -> Variable[tp.Any]:
@@ -428,64 +481,7 @@ def variable_repr(var: Variable[tp.Any]) -> str:
     return f"{type(var).__name__}({', '.join(parts)})"
 
 
-def _binary(name: str, op: tp.Callable[[tp.Any, tp.Any], tp.Any]) -> None:
-    def forward(self: Variable[tp.Any], other: tp.Any) -> tp.Any:
-        other = other.get_value() if isinstance(other, Variable) else other
-        return op(self.get_value(), other)
-
-    def reflected(self: Variable[tp.Any], other: tp.Any) -> tp.Any:
-        other = other.get_value() if isinstance(other, Variable) else other
-        return op(other, self.get_value())
-
-    def inplace(self: Variable[tp.Any], other: tp.Any) -> Variable[tp.Any]:
-        other = other.get_value() if isinstance(other, Variable) else other
-        self.set_value(op(self.get_value(), other))
-        return self
-
-    forward.__name__ = f"__{name}__"
-    reflected.__name__ = f"__r{name}__"
-    inplace.__name__ = f"__i{name}__"
-    setattr(Variable, f"__{name}__", forward)
-    setattr(Variable, f"__r{name}__", reflected)
-    setattr(Variable, f"__i{name}__", inplace)
-
-
-for _name, _op in {
-    "add": operator.add,
-    "sub": operator.sub,
-    "mul": operator.mul,
-    "truediv": operator.truediv,
-    "floordiv": operator.floordiv,
-    "mod": operator.mod,
-    "pow": operator.pow,
-    "matmul": operator.matmul,
-    "and": operator.and_,
-    "or": operator.or_,
-    "xor": operator.xor,
-    "lshift": operator.lshift,
-    "rshift": operator.rshift,
-}.items():
-    _binary(_name, _op)
-
-for _name, _op in {
-    "lt": operator.lt,
-    "le": operator.le,
-    "gt": operator.gt,
-    "ge": operator.ge,
-    # As in Flax NNX, ``==``/``!=`` compare values (``counter.count == 1`` is an
-    # array, not an identity test).  Variables stay hashable by identity (see
-    # ``Variable.__hash__``) so they can key identity maps.
-    "eq": operator.eq,
-    "ne": operator.ne,
-}.items():
-
-    def _compare(
-        self: Variable[tp.Any], other: tp.Any, _op: tp.Callable[[tp.Any, tp.Any], tp.Any] = _op
-    ) -> tp.Any:
-        other = other.get_value() if isinstance(other, Variable) else other
-        return _op(self.get_value(), other)
-
-    setattr(Variable, f"__{_name}__", _compare)
+install_operators(Variable)
 
 
 # ---------------------------------------------------------------------- pytree

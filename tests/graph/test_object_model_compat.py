@@ -1,0 +1,123 @@
+"""Flax NNX 0.12 object-model behaviour: Variable methods, State.map and
+difference, keyword-compatible graph functions, Rngs helpers and fork_rngs as a
+decorator. Written against the documented behaviour; runs without flax."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import nnx_graph as nnx
+
+
+class Model(nnx.Module):
+    def __init__(self):
+        self.w = nnx.Param(jnp.ones(2))
+        self.s = nnx.BatchStat(jnp.zeros(2))
+        self.dropout_rate = 0.1
+
+
+# ----------------------------------------------------------------- Variables
+def test_variable_copy_and_to_state_take_a_value_and_metadata_updates():
+    p = nnx.Param(jnp.zeros(2), tag="a")
+    q = p.copy(jnp.ones(2), tag="b")
+    assert type(q) is nnx.Param and q is not p
+    assert q.tag == "b" and float(q.value.sum()) == 2.0
+    assert p.tag == "a" and float(p.value.sum()) == 0.0
+    r = p.to_state()
+    assert r is not p and r.tag == "a"
+
+
+def test_variable_metadata_methods():
+    p = nnx.Param(jnp.zeros(1), tag="a")
+    assert p.has_metadata("tag") and not p.has_metadata("other")
+    p.del_metadata("tag")
+    assert not p.has_metadata("tag")
+    with pytest.raises(KeyError, match="no metadata 'tag'"):
+        p.del_metadata("tag")
+    assert p.get_metadata(exclude_required=True) == {}
+    assert nnx.Param.required_metadata >= {"hijax", "ref", "eager_sharding"}
+
+
+def test_variable_raw_value_copy_from_and_var_type():
+    p = nnx.Param(jnp.zeros(2))
+    p.set_raw_value(jnp.ones(2))
+    assert float(p.get_raw_value().sum()) == 2.0
+    source = nnx.Param(jnp.full(2, 3.0), tag="src")
+    p.copy_from(source)
+    assert float(p.value[0]) == 3.0 and p.tag == "src"
+    other = nnx.Param(jnp.zeros(2))
+    other.update_from_state(source)
+    assert other.tag == "src"
+    assert p.var_type is nnx.Param
+    made = nnx.BatchStat.from_metadata(jnp.ones(1), {"tag": "t"})
+    assert type(made) is nnx.BatchStat and made.tag == "t"
+    assert made.create_value(5) == 5
+
+
+# ----------------------------------------------------------------- State
+def test_state_map_and_difference():
+    state = nnx.state(Model())
+    doubled = state.map(lambda path, v: v.replace(v.value * 2))
+    assert float(doubled["w"].value.sum()) == 4.0
+    assert float(state["w"].value.sum()) == 2.0  # the original is untouched
+    rest = state - nnx.state(Model(), nnx.Param)
+    assert list(rest) == ["s"]
+    assert list(state - nnx.State({})) == list(state)
+
+
+# ----------------------------------------------------------------- graph API
+def test_graph_functions_accept_node_by_keyword():
+    m = Model()
+    graphdef, state = nnx.split(node=m)
+    assert list(nnx.state(node=m)) == ["s", "w"]
+    assert nnx.clone(node=m).w is not m.w
+    assert nnx.merge(graphdef, state).w is m.w
+
+
+def test_set_attributes_accepts_graph():
+    m = Model()
+    m.set_attributes(dropout_rate=0.5, graph=True)
+    assert m.dropout_rate == 0.5
+
+
+# ----------------------------------------------------------------- Rngs
+def test_rngs_random_helpers_draw_from_the_streams():
+    rngs = nnx.Rngs(0, params=1)
+    a = rngs.normal((3,))
+    b = rngs.normal((3,))
+    assert a.shape == (3,) and not bool(jnp.all(a == b))  # fresh keys each call
+    u = rngs.params.uniform((2, 2), minval=1.0, maxval=2.0)
+    assert u.shape == (2, 2) and bool(jnp.all((u >= 1.0) & (u < 2.0)))
+    assert int(rngs.params.count.value) == 1
+    init = rngs.params.lecun_normal()
+    assert init((4, 5)).shape == (4, 5)
+    same_seed = nnx.Rngs(0).normal((3,))
+    assert bool(jnp.all(same_seed == a))
+
+
+def test_rng_stream_broadcast_repeats_one_key():
+    stream = nnx.Rngs(3).default
+    wide = stream.broadcast((2, 3))
+    assert wide.key.shape == (2, 3)
+    data = jax.random.key_data(wide.key.value).reshape(6, -1)
+    assert bool(jnp.all(data == data[0]))
+
+
+def test_fork_rngs_as_decorator_and_graph_keywords():
+    rngs = nnx.Rngs(0)
+    seen = []
+
+    @nnx.fork_rngs(split=4)
+    def f(r):
+        seen.append(r.default.key.shape)
+
+    f(rngs)
+    assert seen == [(4,)] and rngs.default.key.shape == ()
+    with nnx.split_rngs(rngs, splits=2, graph=True, graph_updates=False):
+        assert rngs.default.key.shape == (2,)
+    with nnx.fork_rngs(rngs, split=3, graph=True):
+        assert rngs.default.key.shape == (3,)
+    nnx.reseed(rngs, graph=True, default=5)
+    assert bool(jnp.all(rngs.normal((2,)) == nnx.Rngs(5).normal((2,))))
