@@ -39,7 +39,8 @@ from nnx_graph._sharding_spec import (
     _with_sharding_constraint,
 )
 from nnx_graph._state import State
-from nnx_graph._variables import Variable, _sharding_hook
+from nnx_graph._values import _sharding_hook
+from nnx_graph._variables import Variable
 
 __all__ = [
     "abstract_with_sharding",

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 import jax
 from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec
 
-from nnx_graph._variables import Variable, VariableMetadata, _sharding_hook, with_metadata
+from nnx_graph._values import _sharding_hook
+from nnx_graph._variables import Variable, VariableMetadata, with_metadata
 
 __all__ = [
     "PARTITION_NAME",

@@ -247,8 +247,9 @@ class RNN(nnx_graph.Module):
             split = nnx_graph.split_rngs(self.cell, splits=1, only=broadcast, squeeze=True)
         with split:
             if broadcast is not None:
-                graphdef, fixed, state = nnx_graph.split(
-                    self.cell, nnx_graph.All(nnx_graph.RngState, broadcast), ...
+                graphdef, fixed, state = tp.cast(
+                    tuple[tp.Any, tp.Any, tp.Any],
+                    nnx_graph.split(self.cell, nnx_graph.All(nnx_graph.RngState, broadcast), ...),
                 )
             else:
                 graphdef, state = nnx_graph.split(self.cell)
@@ -266,8 +267,9 @@ class RNN(nnx_graph.Module):
                 else:
                     # split, not state: nnx_graph.state(node, f, ...) does not partition
                     # (each filter matches on its own), unlike Flax's.
-                    _, _, new_state = nnx_graph.split(
-                        cell, nnx_graph.All(nnx_graph.RngState, broadcast), ...
+                    _, _, new_state = tp.cast(
+                        tuple[tp.Any, tp.Any, tp.Any],
+                        nnx_graph.split(cell, nnx_graph.All(nnx_graph.RngState, broadcast), ...),
                     )
                 return (new_state, cell_carry), ((cell_carry, y) if keep_carries else y)
 
