@@ -7,8 +7,17 @@ from collections.abc import Mapping
 
 from nnx_graph._errors import format_path
 from nnx_graph._filters import to_predicate
+from nnx_graph._state import State, to_flat_state
+from nnx_graph._variables import Variable
 
-__all__ = ["Carry", "StateAxes", "check_state_axes_used", "leaf_axes"]
+__all__ = [
+    "Carry",
+    "StateAxes",
+    "check_state_axes_used",
+    "is_prefix_tree",
+    "leaf_axes",
+    "lookup_prefix",
+]
 
 
 class _CarryType:
@@ -51,38 +60,64 @@ def filter_repr(the_filter: tp.Any) -> str:
     return repr(the_filter)
 
 
-class StateAxes:
+class StateAxes(Mapping[tp.Any, tp.Any]):
     """Axis per kind of state for a graph-node argument of ``vmap``/``scan``/``pmap``:
     ``StateAxes({nnx.Param: 0, nnx.BatchStat: None})``. The first matching filter
     wins; every Variable must match one (end with ``...``). ``nnx.Carry`` is allowed
-    as an axis in ``scan``.
+    as an axis in ``scan``. It is a read-only mapping from filter to axis
+    (``keys``/``values``/``items``, ``len``, ``axes[filter]``); ``filters`` and
+    ``axes`` are the two sequences, and ``map_prefix(path, variable)`` gives the axis
+    of one Variable. Given a State of axes (e.g. from ``nnx.prefix``), each path
+    becomes a filter for exactly that path.
 
     Example::
 
         >>> import nnx_graph as nnx
         >>> axes = nnx.StateAxes({nnx.Param: 0, ...: None})
-        >>> list(axes.axes)
-        [0, None]
+        >>> list(axes.axes), len(axes), axes[nnx.Param]
+        ([0, None], 2, 0)
     """
 
     def __init__(
         self, filter_axes: Mapping[tp.Any, tp.Any] | tp.Iterable[tuple[tp.Any, tp.Any]], /
     ) -> None:
-        items = filter_axes.items() if isinstance(filter_axes, Mapping) else filter_axes
-        pairs = list(items)
-        self.filters = tuple(f for f, _ in pairs)
-        self.axes = tuple(a for _, a in pairs)
+        pairs: list[tuple[tp.Any, tp.Any]]
+        if isinstance(filter_axes, State):
+            pairs = [(_PathIs(path), axis) for path, axis in to_flat_state(filter_axes)]
+        else:
+            items = filter_axes.items() if isinstance(filter_axes, Mapping) else filter_axes
+            pairs = list(items)
+        self.filters: tuple[tp.Any, ...] = tuple(f for f, _ in pairs)
+        self.axes: tuple[tp.Any, ...] = tuple(a for _, a in pairs)
         self._predicates = tuple(to_predicate(f) for f in self.filters)
 
-    def items(self) -> list[tuple[tp.Any, tp.Any]]:
-        return list(zip(self.filters, self.axes))
+    # ------------------------------------------------------------- mapping
+    def __getitem__(self, key: tp.Any) -> tp.Any:
+        try:
+            return self.axes[self.filters.index(key)]
+        except ValueError:
+            raise _NoSuchFilter(
+                f"StateAxes: {filter_repr(key)} is not one of its filters "
+                f"[{', '.join(map(filter_repr, self.filters))}]."
+            ) from None
 
+    def __iter__(self) -> tp.Iterator[tp.Any]:
+        return iter(self.filters)
+
+    def __len__(self) -> int:
+        return len(self.filters)
+
+    # ------------------------------------------------------------- lookups
     def index_for(self, path: tuple[tp.Any, ...], leaf: tp.Any) -> int | None:
         """Index of the first filter matching ``leaf`` at ``path``."""
         for k, predicate in enumerate(self._predicates):
             if predicate(path, leaf):
                 return k
         return None
+
+    def map_prefix(self, path: tuple[tp.Any, ...], variable: tp.Any) -> tp.Any:
+        """The axis of ``variable`` at ``path`` (ValueError when no filter matches)."""
+        return self.axis_for(path, variable, "StateAxes.map_prefix", "state")
 
     def axis_for(
         self, path: tuple[tp.Any, ...], leaf: tp.Any, where: str, root: str = "model"
@@ -91,9 +126,10 @@ class StateAxes:
         if k is None:
             raise ValueError(
                 f"{where}: {format_path(path, root)} ({type(leaf).__name__}) matches none of "
-                f"the StateAxes filters [{', '.join(map(filter_repr, self.filters))}]. "
-                "Expected every Variable of the argument to match one filter. Fix: add "
-                "`...: None` (broadcast) or `...: 0` as the last entry."
+                f"the StateAxes filters [{', '.join(map(filter_repr, self.filters))}]: no "
+                "axis found for it. Expected every Variable of "
+                "the argument to match one filter. Fix: add `...: None` (broadcast) or "
+                "`...: 0` as the last entry."
             )
         return self.axes[k]
 
@@ -102,10 +138,69 @@ class StateAxes:
         return f"StateAxes({{{inner}}})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, StateAxes) and self.items() == other.items()
+        return (
+            isinstance(other, StateAxes)
+            and self.filters == other.filters
+            and self.axes == other.axes
+        )
 
     def __hash__(self) -> int:
-        return hash(tuple(self.items()))
+        return hash((self.filters, self.axes))
+
+
+class _NoSuchFilter(KeyError, ValueError):
+    """A filter that a StateAxes does not hold (a KeyError for the mapping protocol,
+    a ValueError as in Flax)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class _PathIs:
+    """A filter matching exactly one path (StateAxes built from a State)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: tuple[tp.Any, ...]) -> None:
+        self.path = tuple(path)
+
+    def __call__(self, path: tuple[tp.Any, ...], leaf: tp.Any) -> bool:
+        return tuple(path) == self.path
+
+    def __repr__(self) -> str:
+        return f"PathIs({format_path(self.path, 'state')})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _PathIs) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+
+def is_prefix_tree(spec: tp.Any) -> bool:
+    """A prefix tree of per-Variable specs over a graph node's state (a State or a
+    mapping of them, e.g. from ``nnx.prefix``), as opposed to a StateAxes or one spec."""
+    return isinstance(spec, Mapping) and not isinstance(spec, StateAxes)
+
+
+def lookup_prefix(spec: tp.Any, path: tuple[tp.Any, ...], where: str, root: str) -> tp.Any:
+    """The spec of the Variable at ``path`` inside a prefix tree: the first entry on
+    the way down that is not a mapping."""
+    node: tp.Any = spec
+    for key in path:
+        if not isinstance(node, Mapping) or isinstance(node, StateAxes):
+            break
+        if key not in node:
+            raise ValueError(
+                f"{where}: the prefix spec for {root} has no entry for "
+                f"{format_path(tuple(path), root)}. Expected a tree over the argument's "
+                "state (as made by nnx.prefix(node, ...)) covering each Variable. Fix: "
+                "build it from the same object, or end it with a single spec higher up."
+            )
+        node = node[key]
+    if isinstance(node, Variable):
+        node = node.get_value()
+    return node
 
 
 def _root(root_names: tp.Callable[[], tp.Sequence[str]] | None, k: int) -> str:
@@ -126,6 +221,8 @@ def leaf_axes(
     out = []
     for pos, path, leaf in zip(leaf_arg, leaf_paths, leaves):
         spec = spec_per_arg[pos]
+        if is_prefix_tree(spec):
+            spec = lookup_prefix(spec, path[1:], where, _root(root_names, path[0]))
         if isinstance(spec, StateAxes):
             out.append(spec.axis_for(path[1:], leaf, where, _root(root_names, path[0])))
         else:

@@ -66,7 +66,8 @@ class CustomVjp(tp.Generic[F]):
             a = args[i]
             if is_node(a):
                 if i in self.diff_filters:
-                    graphdefs[i], diff_state, fixed[i] = split(a, self.diff_filters[i], ...)
+                    parts: tp.Any = split(a, self.diff_filters[i], ...)
+                    graphdefs[i], diff_state, fixed[i] = parts
                 else:
                     graphdefs[i], diff_state = split(a)
                     fixed[i] = State({})

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnx_graph._errors import GraphStructureError
-from nnx_graph.transforms._axes import StateAxes
+from nnx_graph.transforms._axes import StateAxes, is_prefix_tree
 from nnx_graph.transforms._bridge import (
     Bridge,
     Exit,
@@ -26,6 +26,7 @@ from nnx_graph.transforms._bridge import (
     Updates,
     arg_names,
     fill_tree,
+    is_node,
     split_tree,
     tree_names,
 )
@@ -159,13 +160,14 @@ def spread_specs(
 
     A spec for which ``is_whole`` holds applies to every leaf of its argument;
     otherwise it is a pytree prefix of the argument (not allowed when the argument
-    holds graph nodes). A :class:`StateAxes` spec only covers graph nodes, so its
-    argument may hold no other leaves."""
+    holds graph nodes). A :class:`StateAxes` spec, or a prefix tree over a graph
+    node's state (``nnx.prefix``), only covers graph nodes, so its argument may hold
+    no other leaves."""
     out: list[tp.Any] = []
     for pos, (arg, spec) in enumerate(zip(args, specs)):
         tree, nodes = split_tree(arg)
         leaves = jax.tree.leaves(tree)
-        if isinstance(spec, StateAxes):
+        if isinstance(spec, StateAxes) or (is_prefix_tree(spec) and is_node(arg)):
             if leaves:
                 raise TypeError(
                     f"{where}: argument {pos} mixes arrays with Modules and has a StateAxes "

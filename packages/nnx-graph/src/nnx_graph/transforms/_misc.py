@@ -170,6 +170,10 @@ def shard_map(
                 f"nnx.shard_map: in_specs has {len(specs)} entries for {len(args)} arguments. "
                 "Fix: give one spec per argument."
             )
+        make_spec: tp.Any = PartitionSpec
+        replicated = make_spec()
+        whole = [replicated if s is None else s for s in specs]
+        dyn_specs = spread_specs(args, whole, _is_spec, "nnx.shard_map", "in_spec")
         lifted = Lifted("shard_map", args, {}, fun=f)
         bridge = lifted.bridge
         node_pos = positions_of_nodes(args)
@@ -181,10 +185,6 @@ def shard_map(
             "nnx.shard_map",
             lifted.root_names,
         )
-        make_spec: tp.Any = PartitionSpec
-        replicated = make_spec()
-        whole = [replicated if s is None else s for s in specs]
-        dyn_specs = spread_specs(args, whole, _is_spec, "nnx.shard_map", "in_spec")
         pure = lifted.pure(f, changed_only=False)
 
         kwargs: dict[str, tp.Any] = {

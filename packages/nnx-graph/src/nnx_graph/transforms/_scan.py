@@ -76,6 +76,8 @@ class _Scan:
             )
         self.specs = specs
         self.carry_position = carries[0] if carries else None
+        # first: it refuses prefix trees for containers of graph nodes
+        self.dyn_spec = spread_specs(args, specs, _is_axis, "nnx.scan", "in_axes entry")
         self.lifted = lifted = Lifted("scan", args, {}, fun=f)
         bridge = lifted.bridge
         self.node_pos = positions_of_nodes(args)
@@ -89,9 +91,8 @@ class _Scan:
         self.scanned = [i for i, a in enumerate(self.axes) if _is_scanned(a)]
         self.looped = [i for i, a in enumerate(self.axes) if not _is_scanned(a)]
         self.values = lifted.values()
-        self.dyn_spec = spread_specs(args, specs, _is_axis, "nnx.scan", "in_axes entry")
         for spec in (*specs, *self.dyn_spec):
-            if not (_is_axis(spec) or isinstance(spec, (StateAxes, tuple, list, dict))):
+            if not (_is_axis(spec) or isinstance(spec, (StateAxes, tuple, list, dict, Mapping))):
                 raise TypeError(
                     f"nnx.scan: an in_axes entry is {spec!r}; expected nnx.Carry, an int, "
                     "None or nnx.StateAxes."

@@ -21,7 +21,13 @@ import numpy as np
 from nnx_graph._errors import format_path
 from nnx_graph._sharding import PARTITION_NAME, add_axis, remove_axis
 from nnx_graph._variables import Variable
-from nnx_graph.transforms._axes import StateAxes, check_state_axes_used, leaf_axes
+from nnx_graph.transforms._axes import (
+    StateAxes,
+    check_state_axes_used,
+    is_prefix_tree,
+    leaf_axes,
+    lookup_prefix,
+)
 from nnx_graph.transforms._bridge import (
     Outcome,
     Static,
@@ -87,6 +93,8 @@ def _tree_out_axes(out_axes: tp.Any) -> tp.Any:
 
 
 def _axis_of(spec: tp.Any, path: tuple[tp.Any, ...], leaf: tp.Any, where: str) -> tp.Any:
+    if is_prefix_tree(spec):
+        spec = lookup_prefix(spec, path, where, "model")
     if isinstance(spec, StateAxes):
         return spec.axis_for(path, leaf, where)
     return spec
@@ -109,6 +117,8 @@ class _Call:
         self.name, self.f, self.args = name, f, args
         self.out_axes, self.metadata = out_axes, metadata
         self.specs = _per_arg(in_axes, len(args), where)
+        # first: it refuses prefix trees for containers of graph nodes
+        self.dyn_axes = spread_specs(args, self.specs, _is_whole, where, "axis spec")
         self.lifted = lifted = Lifted(name, args, {}, fun=f)
         bridge = lifted.bridge
         self.node_pos = positions_of_nodes(args)
@@ -119,7 +129,6 @@ class _Call:
         self.axes = leaf_axes(
             self.specs, leaf_arg, bridge.paths, bridge.leaves, where, lifted.root_names
         )
-        self.dyn_axes = spread_specs(args, self.specs, _is_whole, where, "axis spec")
         self.values = lifted.values()
 
     # ------------------------------------------------------------- inside

@@ -1,0 +1,109 @@
+"""StateAxes as a mapping, and per-Variable prefix specs (nnx.prefix / a State of
+axes) as in_axes of vmap/scan and in_specs of shard_map."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+import nnx_graph as nnx
+
+
+class Stats(nnx.Module):
+    def __init__(self) -> None:
+        self.scale = nnx.Param(jnp.array(2.0))
+        self.per_example = nnx.BatchStat(jnp.arange(4.0))
+
+
+# ------------------------------------------------------------------ StateAxes
+def test_state_axes_is_a_mapping_from_filter_to_axis():
+    axes = nnx.StateAxes({nnx.Param: 0, nnx.BatchStat: None, ...: 1})
+    assert axes.filters == (nnx.Param, nnx.BatchStat, ...)
+    assert axes.axes == (0, None, 1)
+    assert list(axes.keys()) == [nnx.Param, nnx.BatchStat, ...]
+    assert list(axes.values()) == [0, None, 1]
+    assert list(axes.items()) == [(nnx.Param, 0), (nnx.BatchStat, None), (..., 1)]
+    assert len(axes) == 3
+    assert axes[nnx.BatchStat] is None and axes[...] == 1
+    assert nnx.Param in axes and nnx.Cache not in axes
+    with pytest.raises(ValueError):
+        axes[nnx.Cache]
+    assert axes == nnx.StateAxes([(nnx.Param, 0), (nnx.BatchStat, None), (..., 1)])
+    assert hash(axes) == hash(nnx.StateAxes({nnx.Param: 0, nnx.BatchStat: None, ...: 1}))
+
+
+def test_state_axes_map_prefix_gives_the_first_matching_axis():
+    axes = nnx.StateAxes({nnx.BatchStat: 1, nnx.Param: 0})
+    model = Stats()
+    assert axes.map_prefix(("scale",), model.scale) == 0
+    assert axes.map_prefix(("per_example",), model.per_example) == 1
+    with pytest.raises(ValueError, match=r"state\.c \(Cache\) matches none.*no axis found"):
+        axes.map_prefix(("c",), nnx.Cache(jnp.zeros(1)))
+
+
+def test_state_axes_from_a_state_of_axes_matches_each_path():
+    model = Stats()
+    by_path = nnx.StateAxes(nnx.prefix(model, {nnx.Param: None, ...: 0}))
+    assert len(by_path) == 2
+    assert by_path.map_prefix(("scale",), model.scale) is None
+    assert by_path.map_prefix(("per_example",), model.per_example) == 0
+    out = nnx.vmap(lambda m: m.scale.value * m.per_example.value, in_axes=(by_path,))(model)
+    np.testing.assert_allclose(out, 2.0 * jnp.arange(4.0))
+
+
+# ------------------------------------------------------------------ prefix specs
+def test_vmap_in_axes_as_a_prefix_tree_over_module_state():
+    model = Stats()
+    axes = nnx.prefix(model, {nnx.Param: None, nnx.BatchStat: 0})
+
+    @nnx.vmap(in_axes=(axes, 0))
+    def f(m: Stats, x: jax.Array) -> jax.Array:
+        m.per_example.value = m.per_example.value + x  # mapped state, updated per example
+        return m.scale.value * x
+
+    out = f(model, jnp.ones(4))
+    np.testing.assert_allclose(out, 2.0 * jnp.ones(4))
+    np.testing.assert_allclose(model.per_example.value, jnp.arange(4.0) + 1)
+    assert float(model.scale.value) == 2.0
+
+
+def test_prefix_tree_stops_early_on_a_single_axis():
+    model = nnx.Dict(inner=Stats(), w=nnx.Param(jnp.ones(4)))
+    # the whole 'inner' subtree gets one StateAxes, 'w' gets axis 0
+    spec = {"inner": nnx.StateAxes({nnx.Param: None, ...: 0}), "w": 0}
+    out = nnx.vmap(lambda d: d["inner"].per_example.value * d["w"].value, in_axes=(spec,))(model)
+    np.testing.assert_allclose(out, jnp.arange(4.0))
+
+
+def test_prefix_tree_missing_a_path_names_it():
+    model = Stats()
+    with pytest.raises(ValueError, match=r"no entry for m\.per_example"):
+        nnx.vmap(lambda m: m.scale.value, in_axes=(nnx.State({"scale": None}),))(model)
+
+
+def test_scan_in_axes_as_a_prefix_tree():
+    model = Stats()
+    axes = nnx.prefix(model, {nnx.Param: None, nnx.BatchStat: 0})
+
+    @nnx.scan(in_axes=(axes, nnx.Carry), out_axes=nnx.Carry)
+    def total(m: Stats, carry: jax.Array) -> jax.Array:
+        return carry + m.scale.value * m.per_example.value
+
+    assert float(total(model, jnp.array(0.0))) == pytest.approx(2.0 * 6.0)
+
+
+def test_shard_map_in_specs_as_a_prefix_tree():
+    mesh = jax.make_mesh((1,), ("x",), axis_types=(jax.sharding.AxisType.Auto,))
+    model = Stats()
+    specs = nnx.prefix(model, {nnx.Param: P(), nnx.BatchStat: P("x")})
+
+    def f(m: Stats) -> jax.Array:
+        m.per_example.value = m.per_example.value * m.scale.value
+        return m.per_example.value
+
+    out = nnx.shard_map(f, mesh=mesh, in_specs=(specs,), out_specs=P("x"))(model)
+    np.testing.assert_allclose(out, 2.0 * jnp.arange(4.0))
+    np.testing.assert_allclose(model.per_example.value, 2.0 * jnp.arange(4.0))
