@@ -30,6 +30,7 @@ from nnx_nn import *  # noqa: F403
 from nnx_nn import __all__ as _nn_all
 from nnx_optim import *  # noqa: F403
 from nnx_optim import __all__ as _optim_all
+from nnx_optim import metrics as metrics  # Flax's nnx.metrics: an attribute, not a path
 from nnx_optim.metrics import Metric as Metric
 from nnx_optim.metrics import MultiMetric as MultiMetric
 from nnx_viz import display as display
@@ -40,14 +41,12 @@ from nnx_viz import save_html as save_html
 from nnx_viz import tabulate as tabulate
 
 # isort: split
-# Flax's module paths. `import nnx.X as X` (not `from nnx import X`) so that the real
-# submodule replaces a same-named attribute the star imports brought in (nnx_optim's
-# `metrics` module).
+# Flax's module paths, as real modules. `import nnx.X as X` (not `from nnx import X`):
+# it loads the submodule even where a star import bound a same-named attribute.
 import nnx.filterlib as filterlib  # noqa: F401
 import nnx.graph as graph  # noqa: F401
 import nnx.graphlib as graphlib  # noqa: F401
 import nnx.helpers as helpers  # noqa: F401
-import nnx.metrics as metrics  # type: ignore[no-redef]  # noqa: F401
 import nnx.module as module  # noqa: F401
 import nnx.nn as nn  # noqa: F401
 import nnx.nn.initializers as initializers  # type: ignore[no-redef]  # noqa: F401

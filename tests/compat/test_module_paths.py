@@ -38,7 +38,6 @@ PATHS: dict[str, list[str]] = {
     "training.optimizer": ["Optimizer", "ModelAndOptimizer", "OptState", "OptArray"],
     "training.ema": ["EMA"],
     "optimizer": ["Optimizer", "ModelAndOptimizer", "OptState"],
-    "metrics": ["Metric", "Average", "Accuracy", "MultiMetric"],
     "transforms": ["autodiff", "compilation", "general", "iteration", "transforms"],
     "transforms.autodiff": ["grad", "value_and_grad", "custom_vjp", "remat", "DiffState"],
     "transforms.compilation": ["jit", "jit_partial", "JitWrapped", "shard_map"],
@@ -113,6 +112,15 @@ def test_from_imports_as_user_code_writes_them() -> None:
     assert lecun_normal is nnx.initializers.lecun_normal
     assert MultiMetric is nnx.MultiMetric
     assert StateAxes is nnx.StateAxes
+
+
+def test_metrics_attribute_is_the_optim_module() -> None:
+    # As in Flax, `nnx.metrics` is an attribute (the metrics module), not an import path.
+    import nnx_optim
+
+    assert nnx.metrics is nnx_optim.metrics
+    for name in ("Metric", "Average", "Accuracy", "MultiMetric", "Welford"):
+        assert getattr(nnx.metrics, name) is getattr(nnx.training.metrics, name)
 
 
 def test_flax_aliases_point_at_one_module() -> None:
