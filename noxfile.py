@@ -174,7 +174,7 @@ def _pytest(session: nox.Session, build: str) -> None:
 
 
 def _print_versions(session: nox.Session) -> None:
-    names = ["jax", "jaxlib", "numpy", *DEPENDENCY_FLOORS_CHECKED]
+    names = ["jaxlib", "numpy", *_declared_floors()]
     code = (
         "import importlib.metadata as md, platform; "
         "print('python', platform.python_version()); "
@@ -209,10 +209,6 @@ def tests_cuda12(session: nox.Session) -> None:
     _pytest(session, "cuda12")
 
 
-# The runtime dependencies whose declared floors `tests-lowest` installs and checks.
-DEPENDENCY_FLOORS_CHECKED = ["optax", "treescope", "orbax-checkpoint", "safetensors"]
-
-
 @nox.session(name="tests-lowest", python=PYTHON, tags=["tests"])
 def tests_lowest(session: nox.Session) -> None:
     """Test suite with every declared dependency at the lowest version its floor allows.
@@ -225,16 +221,16 @@ def tests_lowest(session: nox.Session) -> None:
     """
     if session.venv_backend != "uv":
         session.error("tests-lowest needs the uv backend: pip install 'nox[uv]'")
-    tools = [dep for dep in TEST_DEPS if dep not in DEPENDENCY_FLOORS_CHECKED]
+    floors = _declared_floors()
+    tools = [dep for dep in TEST_DEPS if dep not in floors]
     session.install(*tools)
+    # `--reinstall-package`: a dependency a tool already pulled in at a newer version
+    # would otherwise count as satisfied and stay.
+    reinstall = [arg for name in ["jaxlib", *floors] for arg in ("--reinstall-package", name)]
     session.install(
         "--resolution",
         "lowest-direct",
-        "--reinstall-package",
-        "jax",
-        "--reinstall-package",
-        "jaxlib",
-        *[arg for name in DEPENDENCY_FLOORS_CHECKED for arg in ("--reinstall-package", name)],
+        *reinstall,
         *_editable_local_packages(extras={"nnx-optim": "checkpoint"}),
     )
     _check_floors_installed(session)
