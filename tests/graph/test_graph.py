@@ -310,9 +310,13 @@ def test_iter_graph_order_and_sharing():
         ("counter", "w"),
         ("counter",),
         ("layers", 0, "b"),
+        ("layers", 0, "din"),  # static attributes are yielded too, as in Flax
+        ("layers", 0, "dout"),
         ("layers", 0, "w"),
         ("layers", 0),
         ("layers", 1, "b"),
+        ("layers", 1, "din"),
+        ("layers", 1, "dout"),
         ("layers", 1, "w"),
         ("layers", 1),
         ("layers",),
@@ -567,7 +571,7 @@ def test_flax_compatibility_keywords_are_accepted():
     assert len(nnx.state(model, nnx.Param, graph=False).flat_state()) == 5
     assert nnx.graphdef(model, graph=True) == gdef
     assert nnx.variables(model, graph=None).flat_state().paths == state.flat_state().paths
-    assert len(list(nnx.iter_graph(model, graph=True))) == 11
+    assert len(list(nnx.iter_graph(model, graph=True))) == 15
     assert len(list(nnx.iter_modules(model, graph=True))) == 4
     assert nnx.recursive_map(lambda p, x: x, model, graph=True) is not model
     assert nnx.map(lambda p, v: v, model, graph=True, recreate_variables=True) is not model

@@ -121,3 +121,53 @@ def test_fork_rngs_as_decorator_and_graph_keywords():
         assert rngs.default.key.shape == (3,)
     nnx.reseed(rngs, graph=True, default=5)
     assert bool(jnp.all(rngs.normal((2,)) == nnx.Rngs(5).normal((2,))))
+
+
+# ----------------------------------------------------------------- bare Variables
+def test_bare_variable_through_split_state_graphdef_merge():
+    p = nnx.Param(jnp.ones(2), tag="t")
+    graphdef, state = nnx.split(p)
+    assert state is p  # a Variable is its own state
+    assert nnx.state(p) is p
+    assert graphdef.type is nnx.Param and nnx.graphdef(p) == graphdef
+    assert nnx.merge(graphdef, state) is p
+    copied = nnx.merge(graphdef, state, copy=True)
+    assert copied is not p and copied.tag == "t"
+    _, params, rest = nnx.split(p, nnx.Param, ...)
+    assert params is p and len(rest) == 0
+
+
+# ----------------------------------------------------------------- iter_graph
+def test_iter_graph_yields_static_attributes():
+    class Net(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones(1))
+            self.sizes = [3, 4]
+            self.name = "net"
+
+    items = [(p, v) for p, v in nnx.iter_graph(Net())]
+    assert [p for p, _ in items] == [
+        ("name",),
+        ("sizes", 0),
+        ("sizes", 1),
+        ("sizes",),
+        ("w",),
+        (),
+    ]
+    assert items[0][1] == "net" and items[3][1] == [3, 4]
+
+
+# ----------------------------------------------------------------- keywords
+def test_flatten_unflatten_and_merge_state_keywords():
+    m = Model()
+    graphdef, flat = nnx.flatten(m, ref_index=None, ref_outer_index=None)
+    back = nnx.unflatten(graphdef, flat, index_ref=None, outer_index_outer_ref=None)
+    assert back.w is m.w
+    with pytest.raises(ValueError, match="expected None"):
+        nnx.flatten(m, ref_index={})
+
+    class MyState(nnx.State):
+        pass
+
+    merged = nnx.merge_state(nnx.State({"a": 1}), nnx.State({"b": 2}), cls=MyState)
+    assert type(merged) is MyState and sorted(merged) == ["a", "b"]

@@ -27,6 +27,7 @@ from nnx_graph._graph_iter import (
 from nnx_graph._graphdef import (
     GraphDef,
     Slot,
+    VariableDef,
     build,
     flatten_graph,
 )
@@ -111,6 +112,11 @@ def split(node: tp.Any, *filters: Filter, graph: bool | None = None) -> tuple[tp
     """
     _check_node(node, "split")
     gdef, pairs = _pairs(node)
+    if isinstance(node, Variable):  # a bare Variable is its own state, as in Flax
+        if not filters:
+            return gdef, node
+        groups = _split_pairs(pairs, filters, exhaustive=False)
+        return (gdef, *(node if g else State() for g in groups))
     if not filters:
         return gdef, from_flat_state(pairs)
     groups = _split_pairs(pairs, filters) if pairs else [[] for _ in filters]
@@ -253,6 +259,9 @@ def merge(
             f"nnx.merge expected a GraphDef as first argument, found {type(graphdef).__name__}."
             " Fix: `graphdef, state = nnx.split(model); nnx.merge(graphdef, state)`."
         )
+    if isinstance(state, Variable) and isinstance(graphdef.record, VariableDef):
+        leaves: list[tp.Any] = [state.copy() if copy else state]
+        return tp.cast(A, build(graphdef, leaves, reuse_variables=True)[0])
     flat = _flat_lookup((state, *states))
     leaves, missing, extra = _match_leaves(graphdef.leaf_paths, flat)
     if missing or extra:
@@ -284,6 +293,8 @@ def state(node: tp.Any, *filters: Filter, graph: bool | None = None) -> tp.Any:
         ['s']
     """
     _check_node(node, "state")
+    if isinstance(node, Variable) and not filters:
+        return node
     _, pairs = _pairs(node)
     if not filters:
         return from_flat_state(pairs)
@@ -431,7 +442,13 @@ def map(
 
 
 def flatten(
-    node: tp.Any, /, *, with_paths: bool = True, graph: bool | None = None
+    node: tp.Any,
+    /,
+    *,
+    with_paths: bool = True,
+    ref_index: tp.Any = None,
+    ref_outer_index: tp.Any = None,
+    graph: bool | None = None,
 ) -> tuple[GraphDef[tp.Any], tp.Any]:
     """``(graphdef, leaves)``: a :class:`FlatState` of ``(path, leaf)`` pairs, or a
     plain list of leaves with ``with_paths=False``.
@@ -446,10 +463,20 @@ def flatten(
         >>> flat.paths
         (('w',),)
     """
+    _no_ref_maps("flatten", ref_index, ref_outer_index)
     gdef, pairs = _pairs(node)
     if with_paths:
         return gdef, FlatState(pairs, sort=False)
     return gdef, [v for _, v in pairs]
+
+
+def _no_ref_maps(fn: str, *maps: tp.Any) -> None:
+    if any(m is not None for m in maps):
+        raise ValueError(
+            f"nnx.{fn}: Flax's reference maps (ref_index/index_ref, ...) are not used "
+            "here: expected None, found a map. Fix: drop the argument; sharing is kept "
+            "within one flatten/unflatten call."
+        )
 
 
 def unflatten(
@@ -457,6 +484,8 @@ def unflatten(
     leaves: tp.Any,
     /,
     *,
+    index_ref: tp.Any = None,
+    outer_index_outer_ref: tp.Any = None,
     copy_variables: bool = False,
     recreate_variables: bool = True,
 ) -> tp.Any:
@@ -473,6 +502,7 @@ def unflatten(
         >>> nnx.unflatten(gdef, flat).w.shape
         (2,)
     """
+    _no_ref_maps("unflatten", index_ref, outer_index_outer_ref)
     if isinstance(leaves, (FlatState, Mapping)):
         return merge(graphdef, leaves, copy=copy_variables)
     leaves = list(leaves)

@@ -37,8 +37,9 @@ Path = tuple[tp.Any, ...]
 
 
 def iter_graph(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[Path, tp.Any]]:
-    """Yield ``(path, value)`` for every node, Variable and array leaf, children
-    before their parent, each shared object once.
+    """Yield ``(path, value)`` for every node, Variable, array leaf and static
+    attribute (the entries of a static list/tuple/dict first, then the container),
+    children before their parent, each shared object once.
 
     Example::
 
@@ -46,8 +47,9 @@ def iter_graph(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[
         >>> class M(nnx.Module):
         ...     def __init__(self):
         ...         self.w = nnx.Param(jnp.zeros(2))
+        ...         self.size = 2
         >>> [(p, type(v).__name__) for p, v in nnx.iter_graph(M())]
-        [(('w',), 'Param'), ((), 'M')]
+        [(('size',), 'int'), (('w',), 'Param'), ((), 'M')]
     """
     flat = flatten_graph(node)
     nodes = flat.nodes
@@ -62,7 +64,22 @@ def iter_graph(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[
             out.append((visit.path, next(leaves)._raw_value))
         elif isinstance(record, NodeDef) and visit.closing:
             out.append((visit.path, nodes[record.node_index]))
+        elif isinstance(record, StaticDef):
+            _static_items(visit.path, record.value.value, out)
     yield from out
+
+
+def _static_items(path: Path, value: tp.Any, out: list[tuple[Path, tp.Any]]) -> None:
+    """Append a static value, after the entries of the plain containers in it."""
+    stack: list[tuple[Path, tp.Any, bool]] = [(path, value, False)]
+    while stack:
+        where, item, expanded = stack.pop()
+        if expanded or type(item) not in (list, tuple, dict):
+            out.append((where, item))
+            continue
+        stack.append((where, item, True))
+        pairs = list(item.items()) if isinstance(item, dict) else list(enumerate(item))
+        stack.extend(((*where, k), v, False) for k, v in reversed(pairs))
 
 
 def find_duplicates(node: tp.Any, /, *, only: tp.Any = ...) -> list[list[Path]]:

@@ -430,7 +430,9 @@ def split_state(state: Mapping[Key, tp.Any], first: tp.Any, /, *filters: tp.Any)
     return states[0] if len(states) == 1 else states
 
 
-def merge_state(state: Mapping[Key, tp.Any], /, *states: Mapping[Key, tp.Any]) -> State:
+def merge_state(
+    state: Mapping[Key, tp.Any], /, *states: Mapping[Key, tp.Any], cls: type[State] = State
+) -> State:
     """Merge States; later ones win where paths coincide.
 
     Example::
@@ -444,7 +446,7 @@ def merge_state(state: Mapping[Key, tp.Any], /, *states: Mapping[Key, tp.Any]) -
     for s in (state, *states):
         for path, value in to_flat_state(s):
             merged[path] = value
-    return from_flat_state(merged)
+    return from_flat_state(merged, cls=cls)
 
 
 def map_state(f: tp.Callable[[PathParts, tp.Any], tp.Any], state: Mapping[Key, tp.Any]) -> State:
