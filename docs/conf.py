@@ -92,6 +92,8 @@ nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+# Markdown outputs (the generated tables) are parsed as MyST, which has tables.
+nb_render_markdown_format = "myst"
 nb_kernel_rgx_aliases = {".*": "python3"}
 # The kernels find the checkout's packages and run on CPU with quiet logs.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
