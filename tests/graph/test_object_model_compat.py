@@ -171,3 +171,23 @@ def test_flatten_unflatten_and_merge_state_keywords():
 
     merged = nnx.merge_state(nnx.State({"a": 1}), nnx.State({"b": 2}), cls=MyState)
     assert type(merged) is MyState and sorted(merged) == ["a", "b"]
+
+
+# ----------------------------------------------------------------- sow errors
+def test_sow_errors_use_flax_types_and_phrases():
+    class Net(nnx.Module):
+        def __init__(self):
+            self.h = nnx.Param(jnp.ones(1))
+            self.k = 3
+
+        def __call__(self, x, name):
+            self.sow(nnx.Intermediate, name, x)
+            return x
+
+    net = Net()
+    with pytest.raises(ValueError, match="Expected 'h' to be of type 'Intermediate', got 'Param'"):
+        net(jnp.ones(1), "h")
+    with pytest.raises(ValueError, match="Expected 'k' to be a Variable, got int"):
+        net(jnp.ones(1), "k")
+    net(jnp.ones(1), "fresh")
+    assert isinstance(net.fresh, nnx.Intermediate)

@@ -84,12 +84,18 @@ class Module(Pytree):
             variable_type = variable_type_from_name(variable_type, allow_register=True)
         if hasattr(self, name):
             existing = getattr(self, name)
+            if not isinstance(existing, Variable):
+                raise ValueError(
+                    f"Expected {name!r} to be a Variable, got {type(existing).__name__}: "
+                    f"sow on {type(self).__name__} found a non-Variable attribute "
+                    f"{name!r}. Fix: sow under another name."
+                )
             if not isinstance(existing, variable_type):
                 raise ValueError(
-                    f"sow: attribute {name!r} of {type(self).__name__} holds a "
-                    f"{type(existing).__name__}, expected a {variable_type.__name__} (or a "
-                    "name not used yet). "
-                    "Fix: sow under another name or pop the old value first."
+                    f"Expected {name!r} to be of type {variable_type.__name__!r}, got "
+                    f"{type(existing).__name__!r}: attribute {name!r} of "
+                    f"{type(self).__name__} holds a {type(existing).__name__}. Fix: sow "
+                    "under another name or pop the old value first."
                 )
             existing.set_value(reduce_fn(existing.get_value(), value))
         else:
