@@ -1,8 +1,8 @@
 """Release hygiene: versions, pins, CHANGELOGs and the CI session list agree.
 
 - each package's version (``src/<pkg>/__about__.py``, read by hatch) is the top
-  released entry of its CHANGELOG (the meta-package's is at the root) (``## [x.y.z]``; an ``[Unreleased]`` section above
-  it is allowed);
+  released entry (``## [x.y.z]``; an ``[Unreleased]`` section above it is allowed) of
+  its CHANGELOG (the meta-package's is at the root);
 - every requirement naming a member (the ``nnx`` meta-package's pins and the members'
   requirements on each other) admits that member's current version, and the meta
   package pins each member to a range with an upper bound;
