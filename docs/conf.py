@@ -52,7 +52,9 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_use_ivar = True
-autodoc_typehints = "signature"
+# Types go into the parameter lists; signatures stay readable.
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
 autodoc_typehints_format = "short"
 autodoc_member_order = "bysource"
 # (preserve_defaults cannot parse every def line, e.g. a "# type: ignore" comment in it)
