@@ -191,3 +191,27 @@ def test_sow_errors_use_flax_types_and_phrases():
         net(jnp.ones(1), "k")
     net(jnp.ones(1), "fresh")
     assert isinstance(net.fresh, nnx.Intermediate)
+
+
+# ----------------------------------------------------------------- GraphDef
+def test_graphdef_nodes_and_attributes():
+    class Net(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones(1))
+            self.n = 3
+            self.items = nnx.List([nnx.BatchStat(jnp.ones(1))])
+            self.alias = self.w
+
+    graphdef = nnx.graphdef(Net())
+    kinds = [type(r).__name__ for r in graphdef.nodes]
+    assert kinds == ["NodeDef", "NodeDef", "VariableDef", "VariableDef", "RefDef"]
+    attrs = [(k, type(r).__name__) for k, r in graphdef.attributes]
+    assert attrs == [
+        ("alias", "VariableDef"),
+        ("items", "NodeDef"),
+        (0, "VariableDef"),
+        ("n", "StaticDef"),
+        ("w", "RefDef"),
+    ]
+    annotated: nnx.GraphDef[Net] = graphdef
+    assert annotated.type is Net

@@ -101,6 +101,7 @@ class ContainerDef(tp.NamedTuple):
 
 Record = NodeDef | VariableDef | RefDef | ArrayDef | StaticDef | ContainerDef
 ARRAY_DEF = ArrayDef(LEAF)
+_NODE_RECORDS = (NodeDef, VariableDef, RefDef)
 
 
 class Visit(tp.NamedTuple):
@@ -226,6 +227,22 @@ class GraphDef(tp.Generic[M]):
     def record(self) -> Record:
         """The root record."""
         return self._record
+
+    @property
+    def nodes(self) -> tuple[NodeDef | VariableDef | RefDef, ...]:
+        """The node, Variable and reference records, in traversal order."""
+        return tuple(
+            v.record for v in walk(self, paths=False) if isinstance(v.record, _NODE_RECORDS)
+        )
+
+    @property
+    def attributes(self) -> tuple[tuple[tp.Any, Record], ...]:
+        """``(key, record)`` for every attribute / entry of every node, in order."""
+        return tuple(
+            (v.attr, v.record)
+            for v in walk(self, paths=False)
+            if v.owner >= 0 and not v.sub and v.attr is not None
+        )
 
     @property
     def leaf_paths(self) -> tuple[Path, ...]:
