@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import typing as tp
 
 import jax
@@ -171,6 +172,15 @@ def _grad_impl(
     name: str,
 ) -> tp.Callable[..., tp.Any]:
     filters, order, single = _diff_spec(argnums, name)
+    if inspect.ismethod(f) and is_node(f.__self__):
+        owner = type(f.__self__).__name__
+        raise ValueError(
+            f"nnx.{name} does not support bound methods: {owner}.{f.__name__} is bound to "
+            f"a {owner}, whose Variables would be closed over instead of differentiated "
+            f"(their gradients would be lost). Expected a function taking the Module as an "
+            f"argument. Fix: use the decorator form @nnx.{name} on the method, or call "
+            f"nnx.{name}({owner}.{f.__name__})(instance, ...) with the unbound method."
+        )
 
     @functools.wraps(f)
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:

@@ -15,7 +15,12 @@ from nnx_graph._errors import GraphStructureError
 from nnx_graph.transforms._bridge import Outcome, Trace, Updates, fill_tree, split_tree
 from nnx_graph.transforms._lift import Lifted, carry_type_error, describe_aval
 
-__all__ = ["cond", "fori_loop", "switch", "while_loop"]
+__all__ = ["BranchStructureError", "cond", "fori_loop", "switch", "while_loop"]
+
+
+class BranchStructureError(GraphStructureError, TypeError):
+    """A ``cond``/``switch`` branch changed which objects its operands reference
+    (a GraphStructureError, and a TypeError as JAX reports differing branch outputs)."""
 
 
 def cond(
@@ -41,6 +46,7 @@ def cond(
         1
     """
     lifted = Lifted("cond", operands, {}, fun=true_fun)
+    lifted.structure_error = BranchStructureError
     branches = [lifted.pure(fn, changed_only=False) for fn in (true_fun, false_fun)]
     out_tree, updates = jax.lax.cond(pred, *branches, lifted.values(), lifted.dyn)
     return lifted.write_back(out_tree, updates)
@@ -69,6 +75,7 @@ def switch(
         100
     """
     lifted = Lifted("switch", operands, {}, fun=branches[0] if branches else None)
+    lifted.structure_error = BranchStructureError
     pures = [lifted.pure(b, changed_only=False) for b in branches]
     out_tree, updates = jax.lax.switch(index, pures, lifted.values(), lifted.dyn)
     return lifted.write_back(out_tree, updates)

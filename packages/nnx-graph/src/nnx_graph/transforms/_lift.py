@@ -17,8 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnx_graph._errors import GraphStructureError
-from nnx_graph.transforms._axes import StateAxes, is_prefix_tree
+from nnx_graph._errors import GraphStructureError, format_path
+from nnx_graph._graphdef import flatten_graph
+from nnx_graph.transforms._axes import StateAxes, is_prefix_tree, lookup_prefix
 from nnx_graph.transforms._bridge import (
     Bridge,
     Exit,
@@ -35,6 +36,7 @@ __all__ = [
     "Lifted",
     "bind_positional",
     "carry_type_error",
+    "check_aliasing",
     "describe_aval",
     "positions_of_nodes",
     "spread_specs",
@@ -66,6 +68,8 @@ class Lifted:
         self.nodes = nodes
         self._names: tuple[list[str], list[str]] | None = None
         self.bridge = Bridge(nodes, where=f"nnx.{name}", root_names=self.root_names)
+        # what exit raises for a structural change (cond/switch: also a TypeError)
+        self.structure_error: type[Exception] = GraphStructureError
 
     # ------------------------------------------------------------- names for errors
     def _all_names(self) -> tuple[list[str], list[str]]:
@@ -104,7 +108,7 @@ class Lifted:
         nodes in the output) unless ``allow_structure``."""
         result = self.bridge.exit(trace, out)
         if not result.same_structure and not allow_structure:
-            raise GraphStructureError(
+            raise self.structure_error(
                 f"nnx.{self.name}: the function changed the structure of its graph-node "
                 "arguments (added, removed or replaced attributes, Variables or list "
                 "entries) or returned Modules/Variables, which this transform cannot "
@@ -147,6 +151,44 @@ class Lifted:
         """Write what a transform returned back to the caller's objects; returns the
         output."""
         return self.bridge.write_back(updates, out_tree)
+
+
+def check_aliasing(
+    lifted: Lifted,
+    specs: tp.Sequence[tp.Any],
+    node_pos: tp.Sequence[int],
+    axes: tp.Sequence[tp.Any],
+    where: str,
+) -> None:
+    """Raise ValueError when one Variable is reached through two arguments whose
+    specs give it different axes (``axes`` holds what its first path resolved to)."""
+    positions = sorted(set(node_pos))
+    if len(positions) < 2 or all(specs[p] == specs[positions[0]] for p in positions):
+        return
+    bridge = lifted.bridge
+    index = {id(leaf): i for i, leaf in enumerate(bridge.leaves)}
+    names = lifted.root_names()
+    for k, root in enumerate(lifted.nodes):
+        spec = specs[node_pos[k]]
+        flat = flatten_graph(root, check_leaks=False, observe=False)
+        for path, leaf in zip(flat.graphdef.leaf_paths, flat.leaves):
+            i = index.get(id(leaf))
+            if i is None or bridge.paths[i][0] == k:
+                continue
+            axis = spec
+            if is_prefix_tree(axis):
+                axis = lookup_prefix(axis, tuple(path), where, names[k])
+            if isinstance(axis, StateAxes):
+                axis = axis.axis_for(tuple(path), leaf, where, names[k])
+            if axis != axes[i]:
+                raise ValueError(
+                    f"{where}: inconsistent aliasing detected: {lifted.describe_leaf(i)} and "
+                    f"{format_path(tuple(path), names[k])} are the same "
+                    f"{type(leaf).__name__}, reached through two arguments with different "
+                    f"axes ({axes[i]!r} and {axis!r}). Expected one spec per Variable. Fix: "
+                    "give both arguments the same spec for it (nnx.StateAxes / nnx.prefix), "
+                    "or pass the object once."
+                )
 
 
 def spread_specs(

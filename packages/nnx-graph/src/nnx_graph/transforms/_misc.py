@@ -11,7 +11,7 @@ from jax.sharding import PartitionSpec
 from nnx_graph._graphdef import build
 from nnx_graph.transforms._axes import StateAxes, leaf_axes
 from nnx_graph.transforms._bridge import Outcome, Updates, fill_tree
-from nnx_graph.transforms._lift import Lifted, positions_of_nodes, spread_specs
+from nnx_graph.transforms._lift import Lifted, check_aliasing, positions_of_nodes, spread_specs
 
 __all__ = ["StateSharding", "checkify", "eval_shape", "make_jaxpr", "shard_map"]
 
@@ -185,6 +185,7 @@ def shard_map(
             "nnx.shard_map",
             lifted.root_names,
         )
+        check_aliasing(lifted, specs, node_pos, leaf_specs, "nnx.shard_map")
         pure = lifted.pure(f, changed_only=False)
 
         kwargs: dict[str, tp.Any] = {

@@ -24,6 +24,7 @@ from nnx_graph.transforms._lift import (
     Lifted,
     bind_positional,
     carry_type_error,
+    check_aliasing,
     describe_aval,
     positions_of_nodes,
     spread_specs,
@@ -47,6 +48,32 @@ def _is_scanned(axis: tp.Any) -> bool:
 
 def _is_axis(spec: tp.Any) -> bool:
     return spec is None or spec is Carry or _is_scanned(spec)
+
+
+def _check_out_axes(out_axes: tp.Any) -> None:
+    """At most one ``nnx.Carry`` in ``out_axes``, and no broadcast (None) outputs."""
+    if out_axes is None:
+        raise ValueError(
+            "nnx.scan: cannot broadcast output state: out_axes=None. Expected nnx.Carry, "
+            "an int axis, or a tuple of them. Fix: stack the per-step outputs (out_axes=0) "
+            "or return them through the carry."
+        )
+    if not isinstance(out_axes, (tuple, list)):
+        return
+    carries = [i for i, s in enumerate(out_axes) if s is Carry]
+    if len(carries) > 1:
+        raise ValueError(
+            f"nnx.scan: found multiple Carry definitions at out_axes[{carries[0]}] and "
+            f"out_axes[{carries[1]}]. Expected at most one nnx.Carry. Fix: return the carry "
+            "once (pack several carries into one tuple)."
+        )
+    broadcast = [i for i, s in enumerate(out_axes) if s is None]
+    if broadcast:
+        raise ValueError(
+            f"nnx.scan: cannot broadcast output state: out_axes[{broadcast[0]}] is None. "
+            "Expected per-step outputs on an int axis (or nnx.Carry). Fix: use 0 and take "
+            "the last entry, or return the value through the carry."
+        )
 
 
 class _Scan:
@@ -88,6 +115,7 @@ class _Scan:
         self.axes = leaf_axes(
             specs, leaf_arg, bridge.paths, bridge.leaves, "nnx.scan", lifted.root_names
         )
+        check_aliasing(lifted, specs, self.node_pos, self.axes, "nnx.scan")
         self.scanned = [i for i, a in enumerate(self.axes) if _is_scanned(a)]
         self.looped = [i for i, a in enumerate(self.axes) if not _is_scanned(a)]
         self.values = lifted.values()
@@ -100,6 +128,7 @@ class _Scan:
         self.dyn_scanned = [i for i, s in enumerate(self.dyn_spec) if _is_scanned(s)]
         self.dyn_carry = [i for i, s in enumerate(self.dyn_spec) if s is Carry]
         self.out_specs = out_axes if isinstance(out_axes, (tuple, list)) else None
+        _check_out_axes(out_axes)
 
     # ------------------------------------------------------------- checks
     def check_lengths(self, length: int | None) -> None:

@@ -36,7 +36,13 @@ from nnx_graph.transforms._bridge import (
     holes_of,
     split_tree,
 )
-from nnx_graph.transforms._lift import Lifted, bind_positional, positions_of_nodes, spread_specs
+from nnx_graph.transforms._lift import (
+    Lifted,
+    bind_positional,
+    check_aliasing,
+    positions_of_nodes,
+    spread_specs,
+)
 
 __all__ = ["pmap", "transform_metadata", "vmap"]
 
@@ -129,6 +135,7 @@ class _Call:
         self.axes = leaf_axes(
             self.specs, leaf_arg, bridge.paths, bridge.leaves, where, lifted.root_names
         )
+        check_aliasing(lifted, self.specs, self.node_pos, self.axes, where)
         self.values = lifted.values()
 
     # ------------------------------------------------------------- inside
@@ -153,6 +160,7 @@ class _Call:
         new: list[tp.Any] = []
         new_axes, new_names = [], []
         node_specs = _node_out_specs(self.out_axes, result.out_tree, structure.num_out_nodes)
+        self._check_returned(trace.roots, out, node_specs)
         for j, (value, origin) in enumerate(zip(result.values, structure.origins)):
             if origin >= 0:
                 in_slots[origin] = value
@@ -164,6 +172,26 @@ class _Call:
         changed = tuple(i for i in range(n_in) if in_slots[i] is not values[i])
         traced = _Traced(changed, tuple(new_axes), tuple(new_names), structure)
         return result.out_tree, in_slots, new, Static(traced)
+
+    def _check_returned(
+        self, roots: tp.Sequence[tp.Any], out: tp.Any, node_specs: tp.Sequence[tp.Any]
+    ) -> None:
+        """A graph-node argument returned as is must keep its axis."""
+        position = {id(r): k for k, r in enumerate(roots)}
+        for j, node in enumerate(split_tree(out)[1]):
+            k = position.get(id(node))
+            if k is None:
+                continue
+            spec = self.specs[self.node_pos[k]]
+            if spec != node_specs[j]:
+                raise ValueError(
+                    f"nnx.{self.name}: inconsistent aliasing detected: "
+                    f"{self.lifted.root_names()[k]} is returned with out axis "
+                    f"{node_specs[j]!r} but was passed with in axis {spec!r}, so its "
+                    "Variables would need two axes at once. Expected the same spec going "
+                    "in and out. Fix: make out_axes for it match in_axes, or return a new "
+                    "object (or its values) instead."
+                )
 
     def _new_leaf_axis(
         self, path: tuple[tp.Any, ...], leaf: tp.Any, node_specs: tp.Sequence[tp.Any]

@@ -1,0 +1,139 @@
+"""Flax's checks on transform arguments: aliasing with two specs, Modules returned
+with another axis, bound methods under grad, scan's out_axes, branches that change
+references. Each raises Flax's error type with our path detail."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+from jax.sharding import PartitionSpec as P
+
+import nnx_graph as nnx
+
+
+class M(nnx.Module):
+    def __init__(self) -> None:
+        self.w = nnx.Param(jnp.ones(3))
+        self.b = nnx.Param(jnp.zeros(3))
+
+    def loss(self, x: jax.Array) -> jax.Array:
+        return (self.w.value * x).sum()
+
+
+def _values(m: M) -> list[object]:
+    return [m.w.raw_value, m.b.raw_value]
+
+
+# ------------------------------------------------------------------ aliasing
+def test_vmap_one_module_through_two_arguments_with_different_axes():
+    m = M()
+    before = _values(m)
+    pattern = r"inconsistent aliasing detected: a\.([wb]) and b\.\1"
+    with pytest.raises(ValueError, match=pattern) as e:
+        nnx.vmap(lambda a, b: a.w.value + b.w.value, in_axes=(0, None))(m, m)
+    assert "(0 and None)" in str(e.value)
+    assert all(x is y for x, y in zip(_values(m), before))
+    # the same axis through both is fine
+    out = nnx.vmap(lambda a, b: a.w.value + b.w.value, in_axes=(0, 0))(m, m)
+    assert out.shape == (3,)
+
+
+def test_vmap_shared_variable_inside_two_modules_with_different_axes():
+    a, b = M(), M()
+    b.w = a.w  # one Variable reached through both arguments
+    with pytest.raises(ValueError, match=r"inconsistent aliasing detected: a\.w and b\.w"):
+        nnx.vmap(lambda a, b: a.w.value * b.b.value, in_axes=(0, None))(a, b)
+    with pytest.raises(ValueError, match=r"inconsistent aliasing"):
+        nnx.vmap(
+            lambda a, b: a.w.value,
+            in_axes=(0, nnx.StateAxes({nnx.Param: None})),
+        )(a, b)
+
+
+def test_scan_and_shard_map_check_aliasing_too():
+    m = M()
+    with pytest.raises(ValueError, match=r"nnx\.scan: inconsistent aliasing detected"):
+        nnx.scan(lambda a, b: (a, None), in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))(m, m)
+    mesh = jax.make_mesh((1,), ("x",), axis_types=(jax.sharding.AxisType.Auto,))
+    with pytest.raises(ValueError, match=r"nnx\.shard_map: inconsistent aliasing detected"):
+        nnx.shard_map(lambda a, b: a.w.value, mesh=mesh, in_specs=(P("x"), P()), out_specs=P())(
+            m, m
+        )
+
+
+def test_vmap_returning_an_argument_with_another_axis_is_rejected():
+    m = M()
+    before = _values(m)
+    with pytest.raises(ValueError, match=r"inconsistent aliasing detected: m is returned"):
+        nnx.vmap(lambda m, x: m, in_axes=(None, 0))(m, jnp.ones((2, 3)))
+    assert all(x is y for x, y in zip(_values(m), before))
+    same = nnx.vmap(lambda m, x: m, in_axes=(0, 0), out_axes=0)(m, jnp.ones((3, 3)))
+    assert same is m
+
+
+# ------------------------------------------------------------------ bound methods
+@pytest.mark.parametrize("transform", [nnx.grad, nnx.value_and_grad])
+def test_autodiff_of_a_bound_method_is_rejected(transform):
+    m = M()
+    name = transform.__name__
+    with pytest.raises(ValueError, match=rf"nnx\.{name} does not support bound methods") as e:
+        transform(m.loss)
+    assert f"nnx.{name}(M.loss)(instance, ...)" in str(e.value)
+    grads = transform(M.loss)(m, jnp.ones(3))  # the unbound method works
+    g = grads[1] if name == "value_and_grad" else grads
+    assert g["w"].value.tolist() == [1.0, 1.0, 1.0]
+
+
+# ------------------------------------------------------------------ scan out_axes
+def test_scan_out_axes_with_two_carries_is_rejected():
+    with pytest.raises(
+        ValueError, match=r"multiple Carry definitions at out_axes\[0\] and out_axes\[1\]"
+    ):
+        nnx.scan(
+            lambda c, x: (c, c, x), in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, nnx.Carry, 0)
+        )(jnp.zeros(()), jnp.ones(3))
+
+
+def test_scan_broadcast_out_axes_is_rejected():
+    with pytest.raises(ValueError, match=r"cannot broadcast output state: out_axes\[1\] is None"):
+        nnx.scan(lambda c, x: (c, x), in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, None))(
+            jnp.zeros(()), jnp.ones(3)
+        )
+
+
+def test_scan_carry_that_changes_structure_is_a_value_error():
+    with pytest.raises(ValueError, match="different structure than the carry passed in"):
+        nnx.scan(lambda c, x: ((c, c), x), in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))(
+            jnp.zeros(()), jnp.ones(3)
+        )
+
+
+# ------------------------------------------------------------------ branches
+def _alias(m: M) -> None:
+    m.b = m.w  # changes which object m.b refers to
+
+
+def test_cond_branch_changing_references_is_a_type_error_and_changes_nothing():
+    m = M()
+    before = _values(m)
+    b_before = m.b
+    with pytest.raises(TypeError, match="changed the structure of its graph-node") as e:
+        nnx.cond(True, _alias, lambda m: None, m)
+    assert isinstance(e.value, nnx.GraphStructureError)
+    assert m.b is b_before and all(x is y for x, y in zip(_values(m), before))
+    with pytest.raises(TypeError, match=r"nnx\.switch"):
+        nnx.switch(0, [_alias, lambda m: None], m)
+
+
+def test_loop_body_changing_references_is_rejected():
+    def body(i: jax.Array, m: M) -> M:
+        _alias(m)
+        return m
+
+    m = M()
+    with pytest.raises(nnx.GraphStructureError, match=r"nnx\.fori_loop"):
+        nnx.fori_loop(0, 2, body, m)
+    with pytest.raises(nnx.GraphStructureError, match=r"nnx\.while_loop"):
+        nnx.while_loop(lambda m: False, lambda m: (_alias(m), m)[1], m)
+    assert m.b is not m.w
