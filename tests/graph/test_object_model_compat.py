@@ -204,7 +204,7 @@ def test_graphdef_nodes_and_attributes():
 
     graphdef = nnx.graphdef(Net())
     kinds = [type(r).__name__ for r in graphdef.nodes]
-    assert kinds == ["NodeDef", "NodeDef", "VariableDef", "VariableDef", "RefDef"]
+    assert kinds == ["NodeDef", "VariableDef", "NodeDef", "VariableDef", "RefDef"]
     attrs = [(k, type(r).__name__) for k, r in graphdef.attributes]
     assert attrs == [
         ("alias", "VariableDef"),
