@@ -57,18 +57,9 @@ Layout = GraphLayout | TreeLayout
 # Arguments of these classes are single leaves: the graph layout passes them as
 # they are. Anything else (tuples, dicts, States, dataclasses...) may hold Variables
 # or Modules and goes through the tree layout, which finds them.
-_LEAF_CLASSES = frozenset(
-    {
-        type(jax.numpy.zeros(())),
-        np.ndarray,
-        int,
-        float,
-        bool,
-        complex,
-        type(None),
-        str,
-    }
-)
+# (grown with the concrete classes seen, e.g. jax's array class, so that the check is
+# one set lookup; nothing is created at import time)
+_LEAF_CLASSES: set[type] = {np.ndarray, int, float, bool, complex, type(None), str}
 _LEAF_TYPES = (jax.core.Tracer, np.generic, jax.Array)
 _TRACER = jax.core.Tracer
 try:  # the running trace: an EvalTrace unless under a JAX transform (private API)
@@ -111,7 +102,11 @@ def _graph_key(args: tuple[tp.Any, ...]) -> tuple[int | None, ...] | None:
     for a in args:
         if isinstance(a, NODE_TYPES):
             ids.append(id(a))
-        elif a.__class__ in _LEAF_CLASSES or isinstance(a, _LEAF_TYPES):
+        elif a.__class__ in _LEAF_CLASSES:
+            ids.append(None)
+        elif isinstance(a, _LEAF_TYPES):
+            if not isinstance(a, jax.core.Tracer):
+                _LEAF_CLASSES.add(a.__class__)
             ids.append(None)
         else:
             return None
@@ -223,11 +218,15 @@ class JitWrapped:
         dyn, donated_dyn, statics = entry.layout.split(args, kwargs, probe)
         with entry.guard:
             values = [leaf._raw_value for leaf in entry.leaves]
-            donated_values = [leaf._raw_value for leaf in entry.donated_leaves]
+            compiled = entry.compiled
             try:
-                out, updates = entry.compiled.jitted(
-                    values, dyn, donated_values, donated_dyn, statics
-                )
+                if compiled.plain:
+                    out, updates = compiled.jitted(values, dyn)
+                else:
+                    donated_values = [leaf._raw_value for leaf in entry.donated_leaves]
+                    out, updates = compiled.jitted(
+                        values, dyn, donated_values, donated_dyn, statics
+                    )
             except Exception as error:
                 self._diagnose(entry, error, dyn, donated_dyn)
                 raise
@@ -268,6 +267,8 @@ class JitWrapped:
         entry, probe = self._entry(args, kwargs)
         dyn, donated_dyn, statics = entry.layout.split(args, kwargs, probe)
         values = [leaf._raw_value for leaf in entry.leaves]
+        if entry.compiled.plain:
+            return entry, (values, dyn)
         donated_values = [leaf._raw_value for leaf in entry.donated_leaves]
         return entry, (values, dyn, donated_values, donated_dyn, statics)
 
@@ -318,7 +319,11 @@ class JitWrapped:
             ShapeDtypeStruct(shape=(3,), dtype=float32)
         """
         entry, inner = self._inner_args(args, kwargs)
-        out, updates = jax.eval_shape(entry.compiled.jitted, *inner[:4], inner[4])
+        jitted = entry.compiled.jitted
+        if not entry.compiled.plain:  # the static argument stays a Python value
+            jitted = functools.partial(jitted, statics=inner[4])
+            inner = inner[:4]
+        out, updates = jax.eval_shape(jitted, *inner)
         structure = updates.outcome.structure
         if structure is None or not structure.num_out_nodes:
             return out
@@ -456,13 +461,19 @@ class JitWrapped:
             return result.out_tree, result.updates()
 
         jit_kwargs = dict(self._jit_kwargs)
-        jit_kwargs["static_argnums"] = (4,)
+        plain = isinstance(layout, GraphLayout) and not layout.donates
+        if self.in_shardings is not None:
+            shardings = self._in_shardings(bridge, layout, kept_index, donated_index)
+            jit_kwargs["in_shardings"] = shardings[:2] if plain else shardings
+        if plain:
+
+            def plain_inner(values: list[tp.Any], dyn: list[tp.Any]) -> tuple[tp.Any, Updates]:
+                return inner(values, dyn, [], [], None)
+
+            return Compiled(jax.jit(plain_inner, **jit_kwargs), kept_index, donated_index, True)
+        jit_kwargs["static_argnames"] = ("statics",)
         if layout.donates:
             jit_kwargs["donate_argnums"] = (2, 3)
-        if self.in_shardings is not None:
-            jit_kwargs["in_shardings"] = self._in_shardings(
-                bridge, layout, kept_index, donated_index
-            )
         return Compiled(jax.jit(inner, **jit_kwargs), kept_index, donated_index)
 
     def _in_shardings(

@@ -40,19 +40,24 @@ MAX_ENTRIES = 16
 
 class Compiled:
     """A ``jax.jit``-compiled inner function for one structure and argument layout.
-    ``kept_index``/``donated_index`` split the leaves into the two value lists."""
+    ``kept_index``/``donated_index`` split the leaves into the two value lists.
+    ``plain``: it takes just ``(values, dyn)`` (nothing donated, no static
+    arguments), which keeps JAX's dispatch of the common call as cheap as possible;
+    otherwise ``(values, dyn, donated_values, donated_dyn, statics)``."""
 
-    __slots__ = ("jitted", "kept_index", "donated_index")
+    __slots__ = ("jitted", "kept_index", "donated_index", "plain")
 
     def __init__(
         self,
         jitted: tp.Callable[..., tp.Any],
         kept_index: tuple[int, ...],
         donated_index: tuple[int, ...],
+        plain: bool = False,
     ) -> None:
         self.jitted = jitted
         self.kept_index = kept_index
         self.donated_index = donated_index
+        self.plain = plain
 
 
 class WeakSlot(Slot):
