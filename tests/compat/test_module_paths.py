@@ -163,3 +163,20 @@ def test_graph_alias_modules_do_not_import_sibling_packages() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_alias_modules_pick_up_names_the_core_adds_later() -> None:
+    # graphlib/rnglib/variablelib/compat re-export Flax names (split_context,
+    # backup_keys, ...) as soon as nnx_graph has them, without another edit.
+    code = (
+        "import nnx_graph\n"
+        "marker = lambda *a, **k: 'ok'\n"
+        "nnx_graph.split_context = marker\n"
+        "nnx_graph.backup_keys = marker\n"
+        "import nnx_graph.graphlib as g, nnx_graph.rnglib as r, nnx_graph.compat as c\n"
+        "assert g.split_context is marker and 'split_context' in g.__all__\n"
+        "assert r.backup_keys is marker and 'backup_keys' in r.__all__\n"
+        "assert c.backup_keys.func is marker and c.backup_keys.keywords == {'graph': True}\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

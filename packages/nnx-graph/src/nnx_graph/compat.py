@@ -113,3 +113,8 @@ __all__ = [
     "vmap",
     "while_loop",
 ]
+
+# backup_keys joins as soon as nnx_graph exports it (Flax binds graph=True there too).
+if hasattr(_nnx, "backup_keys"):
+    backup_keys = _bind(_nnx.backup_keys)
+    __all__.append("backup_keys")

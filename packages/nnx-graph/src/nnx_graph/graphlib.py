@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 import jax
 
+import nnx_graph as _nnx
 from nnx_graph import (
     GraphDef,
     GraphState,
@@ -169,3 +170,18 @@ __all__ = [
     "vars_as",
     "with_vars",
 ]
+
+
+# Flax names the core has not exported yet: re-exported here as soon as nnx_graph has them.
+_PENDING = (
+    "SplitContext",
+    "MergeContext",
+    "split_context",
+    "merge_context",
+    "NodeDef",
+    "VariableDef",
+    "register_graph_node_type",
+    "register_pytree_node_type",
+)
+globals().update({n: getattr(_nnx, n) for n in _PENDING if hasattr(_nnx, n)})
+__all__ += [n for n in _PENDING if hasattr(_nnx, n)]

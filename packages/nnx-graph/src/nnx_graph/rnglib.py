@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import nnx_graph as _nnx
 from nnx_graph import (
     RngCount,
     RngKey,
@@ -37,3 +38,9 @@ __all__ = [
     "split_rngs",
     "with_rngs",
 ]
+
+
+# Flax names the core has not exported yet: re-exported here as soon as nnx_graph has them.
+_PENDING = ("backup_keys",)
+globals().update({n: getattr(_nnx, n) for n in _PENDING if hasattr(_nnx, n)})
+__all__ += [n for n in _PENDING if hasattr(_nnx, n)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import typing as tp
 
+import nnx_graph as _nnx
 from nnx_graph import (
     BatchStat,
     Cache,
@@ -53,3 +54,9 @@ __all__ = [
     "variable_type_from_name",
     "with_metadata",
 ]
+
+
+# Flax names the core has not exported yet: re-exported here as soon as nnx_graph has them.
+_PENDING = ("VarDefaults", "AbstractVariable")
+globals().update({n: getattr(_nnx, n) for n in _PENDING if hasattr(_nnx, n)})
+__all__ += [n for n in _PENDING if hasattr(_nnx, n)]
