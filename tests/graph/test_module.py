@@ -446,8 +446,8 @@ def test_capture_several_types_and_gradients_through_perturbations():
 def test_capture_needs_a_module():
     with pytest.raises(TypeError, match="expected a Module among the arguments"):
         nnx.capture(lambda x: x, nnx.Intermediate)(1)
-    with pytest.raises(NotImplementedError, match="method_outputs"):
-        nnx.capture(lambda m: m, method_outputs=nnx.Intermediate)
+    with pytest.raises(TypeError, match="expected a Module among the arguments"):
+        nnx.capture(lambda x: x, method_outputs=nnx.Intermediate)(1)
 
 
 def test_m_typevar():

@@ -215,3 +215,31 @@ def test_graphdef_nodes_and_attributes():
     ]
     annotated: nnx.GraphDef[Net] = graphdef
     assert annotated.type is Net
+
+
+# ----------------------------------------------------------------- capture
+def test_capture_method_outputs_sows_every_method_output():
+    class Inner(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.full((2, 2), 0.5))
+
+        def __call__(self, x):
+            return x @ self.w
+
+    class Outer(nnx.Module):
+        def __init__(self):
+            self.inner = Inner()
+
+        def __call__(self, x):
+            return self.inner(x) * 2
+
+    model = Outer()
+    out, captured = nnx.capture(model, method_outputs=nnx.Intermediate)(jnp.ones(2))
+    assert sorted(captured) == ["__call__", "inner"]
+    assert float(captured["__call__"].value[0][0]) == float(out[0]) == 2.0
+    assert float(captured["inner"]["__call__"].value[0][0]) == 1.0
+    # the methods are restored and nothing stays on the model
+    assert "__call__" not in vars(model) and "__call__" not in vars(model.inner)
+    assert Outer.__call__.__qualname__.endswith("Outer.__call__")
+    plain = model(jnp.ones(2))
+    assert float(plain[0]) == 2.0 and len(nnx.state(model, nnx.Intermediate)) == 0

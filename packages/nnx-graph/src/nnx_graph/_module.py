@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import typing as tp
 from collections.abc import Iterator
 
@@ -82,8 +84,8 @@ class Module(Pytree):
         """
         if isinstance(variable_type, str):
             variable_type = variable_type_from_name(variable_type, allow_register=True)
-        if hasattr(self, name):
-            existing = getattr(self, name)
+        if name in self.__dict__:
+            existing = self.__dict__[name]
             if not isinstance(existing, Variable):
                 raise ValueError(
                     f"Expected {name!r} to be a Variable, got {type(existing).__name__}: "
@@ -345,6 +347,9 @@ def capture(
       var_types: the Variable types (filters) to capture.
       init: a State of values placed on the Module before the call (e.g.
         perturbations, to take gradients w.r.t. intermediate values).
+      method_outputs: a Variable type: during the call, the output of every public
+        method (and ``__call__``) of the Modules is sown under the method's name
+        as that type, and captured with the others.
 
     Example::
 
@@ -361,11 +366,6 @@ def capture(
     if isinstance(fn, type) and issubclass(fn, Variable):
         chosen = (fn, *var_types)
         return lambda actual: capture(actual, *chosen, init=init, method_outputs=method_outputs)
-    if method_outputs is not None:
-        raise NotImplementedError(
-            f"nnx.capture(method_outputs={method_outputs!r}) is not supported: expected "
-            "method_outputs=None. Fix: call self.sow(...) on the outputs you want to keep."
-        )
     bound = getattr(fn, "__self__", None)
     owner: Module | None = (
         fn if isinstance(fn, Module) else (bound if isinstance(bound, Module) else None)
@@ -398,12 +398,61 @@ def capture(
         target: tp.Any = nodes[0] if len(nodes) == 1 else tuple(nodes)
         if init is not None:
             place_initial_values(target)
-        out = fn(*args, **kwargs)
-        if not var_types:
+        if method_outputs is None:
+            out = fn(*args, **kwargs)
+        else:
+            with _sowing_method_outputs(target, method_outputs):
+                out = fn(*args, **kwargs)
+        extra = () if method_outputs is None else (method_outputs,)
+        types = tuple(dict.fromkeys((*var_types, *extra)))  # one State per type
+        if not types:
             return out
-        popped = pop(target, *var_types)
-        if len(var_types) == 1:
-            return out, popped
-        return (out, *popped)
+        popped = pop(target, *types)
+        return (out, popped) if len(types) == 1 else (out, *popped)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def _sowing_method_outputs(target: tp.Any, variable_type: tp.Any) -> Iterator[None]:
+    """While active, every call of a public method (or ``__call__``) of a Module in
+    ``target`` sows its output under the method's name as ``variable_type``."""
+    modules = {id(m) for _, m in iter_modules(target)}
+    patched: list[tuple[type, str, tp.Any]] = []
+    classes = {type(m) for _, m in iter_modules(target)}
+    for cls in classes:
+        for name in _own_methods(cls):
+            original = cls.__dict__.get(name) if name in cls.__dict__ else None
+            method = getattr(cls, name)
+            patched.append((cls, name, original))
+            setattr(cls, name, _sowing(method, name, modules, variable_type))
+    try:
+        yield
+    finally:
+        for cls, name, original in reversed(patched):
+            if original is None:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, original)
+
+
+def _own_methods(cls: type) -> list[str]:
+    names = []
+    for klass in cls.__mro__:
+        if klass in (Module, Pytree, object):
+            break
+        for name, value in vars(klass).items():
+            if inspect.isfunction(value) and (name == "__call__" or not name.startswith("_")):
+                names.append(name)
+    return sorted(set(names))
+
+
+def _sowing(method: tp.Any, name: str, modules: set[int], variable_type: tp.Any) -> tp.Any:
+    @functools.wraps(method)
+    def wrapper(self: tp.Any, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        out = method(self, *args, **kwargs)
+        if id(self) in modules:
+            self.sow(variable_type, name, out)
+        return out
 
     return wrapper
