@@ -51,7 +51,6 @@ _IMPORTED_HELPERS = {
     "Sequence",
     "TypeVar",
     "annotations",
-    "first_from",
     "partial",
 }
 

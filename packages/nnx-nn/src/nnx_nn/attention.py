@@ -13,6 +13,7 @@ Example::
 """
 
 from nnx_graph import Module
+from nnx_graph.module import first_from
 from nnx_nn import _dtypes as dtypes
 from nnx_nn import initializers
 from nnx_nn._attention import (
@@ -43,6 +44,7 @@ __all__ = [
     "LayerNorm",
     "LinearGeneral",
     "Module",
+    "first_from",
     "MultiHeadAttention",
     "PrecisionLike",
     "PromoteDtypeFn",

@@ -12,6 +12,7 @@ Example::
 """
 
 from nnx_graph import Module
+from nnx_graph.module import first_from
 from nnx_nn import _dtypes as dtypes
 from nnx_nn import initializers
 from nnx_nn._conv import Conv, ConvTranspose, canonicalize_padding
@@ -59,6 +60,7 @@ __all__ = [
     "Linear",
     "LinearGeneral",
     "Module",
+    "first_from",
     "PaddingLike",
     "PrecisionLike",
     "PromoteDtypeFn",

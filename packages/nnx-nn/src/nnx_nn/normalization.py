@@ -12,6 +12,7 @@ Example::
 """
 
 from nnx_graph import Module
+from nnx_graph.module import first_from
 from nnx_nn import _dtypes as dtypes
 from nnx_nn import initializers
 from nnx_nn._batch_norm import BatchNorm
@@ -29,6 +30,7 @@ __all__ = [
     "InstanceNorm",
     "LayerNorm",
     "Module",
+    "first_from",
     "PromoteDtypeFn",
     "RMSNorm",
     "SpectralNorm",

@@ -10,6 +10,7 @@ Example::
 """
 
 from nnx_graph import Module
+from nnx_graph.module import first_from
 from nnx_nn._dropout import Dropout
 
-__all__ = ["Dropout", "Module"]
+__all__ = ["Dropout", "Module", "first_from"]
