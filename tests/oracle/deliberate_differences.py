@@ -150,6 +150,21 @@ DIFFERENCES: tuple[Difference, ...] = (
             "`nnx.view`) creates the decode cache; Flax ignores the two sizes."
         ),
     ),
+    Difference(
+        path="EMA.update",
+        aspect="behaviour",
+        reason=(
+            "Flax's default `only=...` averages integer Variables with truncation (a "
+            "counter stays near its first value: a silent wrong result) and raises "
+            "TypeError on RNG keys; nnx averages floating-point Variables and copies "
+            "the current value into integer, boolean and key Variables."
+        ),
+        readme=(
+            "`nnx.EMA(...).update` averages floating-point Variables only; integer "
+            "counters and RNG keys take the model's current value (Flax truncates "
+            "integer averages and raises on keys)."
+        ),
+    ),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing as tp
 from collections.abc import Mapping
 
+import jax
 import jax.numpy as jnp
 
 import nnx_graph
@@ -37,13 +38,19 @@ class EMA(nnx_graph.Pytree):
     Arguments:
         params: the model (any graph node) or a State whose Variables to average.
         decay: the decay rate, e.g. ``0.999``.
-        only: filter choosing the Variables (default ``Param``; Flax's default
-            ``...`` would also average integer counters and RNG keys).
+        only: filter choosing the Variables (default ``...``: every Variable,
+            as in Flax; pass ``nnx.Param`` to average only the parameters).
+        graph: accepted for Flax compatibility and kept as ``ema.graph``; graph
+            semantics (shared Variables tracked once) always apply.
+
+    Floating-point Variables are averaged. Variables of other dtypes (integer
+    counters, RNG keys, booleans) have no meaningful average: ``update`` copies
+    the current value into them, so ``apply_to`` sees the latest counter or key.
 
     Attributes:
         params: an ``nnx.Dict`` of the averaged Variables, laid out like the model's
             State (``ema.params.linear.kernel``).
-        decay, filter: the constructor arguments.
+        decay, filter, graph: the constructor arguments.
 
     Example::
 
@@ -67,20 +74,21 @@ class EMA(nnx_graph.Pytree):
         params: tp.Any,
         decay: float,
         *,
-        only: Filter = nnx_graph.Param,
+        only: Filter = ...,
         graph: bool | None = None,
     ) -> None:
-        del graph  # Flax compatibility; graph semantics always apply
         state = _selected_state(params, only, "__init__")
         copies: list[tuple[tuple[tp.Any, ...], tp.Any]] = []
         for path, value in state.flat_state():
             if not isinstance(value, nnx_graph.Variable):
                 raise TypeError(
-                    f"EMA tracks Variables; {format_path(path)} is a "
+                    "EMA only supports Variable leaves: "
+                    f"{format_path(path)} is a "
                     f"{type(value).__name__}.\nFix: hold arrays in Variables "
                     "(nnx.Param(...)) or exclude them with `only=`."
                 )
             copies.append((path, value.copy()))
+        self.graph = graph
         self.decay = decay
         self.filter = only
         self.params = nnx_graph.to_pure_dict(
@@ -119,8 +127,15 @@ class EMA(nnx_graph.Pytree):
         for path, average in averages:
             new = current[path]
             new = new.raw_value if isinstance(new, nnx_graph.Variable) else new
-            value = decay * average.raw_value + (1.0 - decay) * new
-            average.raw_value = jnp.asarray(value).astype(jnp.result_type(average.raw_value))
+            old = average.raw_value
+            if not jax.dtypes.issubdtype(jnp.result_type(old), jnp.inexact):
+                # counters and RNG keys: no average exists; keep the latest value
+                new = jnp.asarray(new)
+                same = new.dtype == old.dtype
+                average.raw_value = new if same else new.astype(old.dtype)
+                continue
+            value = decay * old + (1.0 - decay) * new
+            average.raw_value = jnp.asarray(value).astype(jnp.result_type(old))
 
     def apply_to(self, model: A) -> A:
         """A new model with ``model``'s structure whose tracked Variables are the
