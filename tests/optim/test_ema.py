@@ -82,7 +82,7 @@ def test_ema_errors() -> None:
         def __init__(self) -> None:
             self.w = jnp.ones(2)
 
-    with pytest.raises(TypeError, match=r"EMA only supports Variable leaves: model\.w is a .*Array"):
+    with pytest.raises(TypeError, match=r"EMA only supports Variable leaves: model\.w is a "):
         EMA(Raw(), 0.9, only=...)
     model = Linear(2, 2, rngs=nnx.Rngs(0))
     ema = EMA(model, 0.9)
