@@ -64,12 +64,33 @@ autodoc_class_signature = "mixed"
 # Show the packages' type aliases by name instead of expanding them into long unions.
 autodoc_type_aliases = {
     name: name
-    for name in (
-        "AnyMesh ArrayMode Axes ConvGeneralDilatedT DotGeneralT Dtype DtypeLikeInexact "
-        "EinsumT Filter Initializer IsLeafCallable LaxPadding Layout LogicalRules MeshAxes "
-        "Padding PaddingLike Path PathLike PathParts PrecisionLike Predicate PromoteDtypeFn "
-        "SeedLike Shape"
-    ).split()
+    for name in [
+        "AnyMesh",
+        "ArrayMode",
+        "Axes",
+        "ConvGeneralDilatedT",
+        "DotGeneralT",
+        "Dtype",
+        "DtypeLikeInexact",
+        "EinsumT",
+        "Filter",
+        "Initializer",
+        "IsLeafCallable",
+        "LaxPadding",
+        "Layout",
+        "LogicalRules",
+        "MeshAxes",
+        "Padding",
+        "PaddingLike",
+        "Path",
+        "PathLike",
+        "PathParts",
+        "PrecisionLike",
+        "Predicate",
+        "PromoteDtypeFn",
+        "SeedLike",
+        "Shape",
+    ]
 }
 add_module_names = False
 python_use_unqualified_type_names = True
