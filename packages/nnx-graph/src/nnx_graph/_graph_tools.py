@@ -98,7 +98,9 @@ class _CallableProxy:
     def __getattr__(self, name: str) -> _CallableProxy:
         return _CallableProxy(self._graphdef, self._state, (*self._path, name))
 
-    def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tuple[tp.Any, tuple[GraphDef[tp.Any], State]]:
+    def __call__(
+        self, *args: tp.Any, **kwargs: tp.Any
+    ) -> tuple[tp.Any, tuple[GraphDef[tp.Any], State]]:
         node = merge(self._graphdef, self._state, copy=True)
         method = node
         for name in self._path:
@@ -157,7 +159,11 @@ class NodeStates:
     """
 
     def __init__(
-        self, graphdef: GraphDef[tp.Any], states: tuple[State, ...], metadata: tp.Any = None, count: int = 1
+        self,
+        graphdef: GraphDef[tp.Any],
+        states: tuple[State, ...],
+        metadata: tp.Any = None,
+        count: int = 1,
     ) -> None:
         self.graphdef, self.states, self.metadata, self.count = graphdef, states, metadata, count
 
