@@ -243,3 +243,21 @@ def test_capture_method_outputs_sows_every_method_output():
     assert Outer.__call__.__qualname__.endswith("Outer.__call__")
     plain = model(jnp.ones(2))
     assert float(plain[0]) == 2.0 and len(nnx.state(model, nnx.Intermediate)) == 0
+
+
+# ----------------------------------------------------------------- var_defaults
+def test_var_defaults_as_function_context_manager_and_decorator():
+    assert nnx.var_defaults() == (False, False)
+    context = nnx.var_defaults(ref=True)  # function form: applies at once
+    assert nnx.var_defaults().ref is True
+    with context:
+        assert nnx.var_defaults().ref is True
+    assert nnx.var_defaults().ref is False  # the with block undid it
+
+    @nnx.var_defaults(hijax=True)
+    def inside():
+        return nnx.var_defaults().hijax
+
+    assert nnx.var_defaults().hijax is False  # decorating changes nothing yet
+    assert inside() is True
+    assert nnx.var_defaults().hijax is False

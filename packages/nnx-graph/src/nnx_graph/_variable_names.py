@@ -3,12 +3,14 @@ compatibility ``var_defaults`` flags."""
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import typing as tp
 
 from nnx_graph._variables import BatchStat, Cache, Intermediate, Param, Perturbation, Variable
 
 __all__ = [
+    "VarDefaults",
+    "VarDefaultsContext",
     "register_variable_name",
     "var_defaults",
     "variable_name_from_type",
@@ -95,32 +97,79 @@ for _n, _t in {
     register_variable_name(_n, _t)
 
 
-@dataclasses.dataclass
-class _VarDefaults:
+class VarDefaults(tp.NamedTuple):
+    """The default Variable flags (recorded for Flax compatibility; this library
+    has one Variable implementation, so they change nothing else)."""
+
     hijax: bool = False
-    has_ref: bool = False
+    ref: bool = False
+
+    @property
+    def has_ref(self) -> bool:
+        """Older name of ``ref``."""
+        return self.ref
 
 
-_VAR_DEFAULTS = _VarDefaults()
+_DEFAULTS: list[VarDefaults] = [VarDefaults()]
 
 
-def var_defaults(**settings: bool) -> _VarDefaults:
-    """Compatibility: read (or set) default Variable flags such as ``hijax``.
+class VarDefaultsContext:
+    """Returned by ``var_defaults(...)`` with settings: the settings apply at once;
+    used with ``with`` they are undone on exit; used as a decorator they apply only
+    during calls of the decorated function."""
 
-    This library has one Variable implementation; the flags are recorded and
-    otherwise have no effect.
+    def __init__(self, previous: VarDefaults, new: VarDefaults) -> None:
+        self.previous, self.new = previous, new
+
+    def __enter__(self) -> VarDefaults:
+        return self.new
+
+    def __exit__(self, *exc: tp.Any) -> None:
+        _DEFAULTS[0] = self.previous
+
+    def __call__(self, f: tp.Callable[..., tp.Any]) -> tp.Callable[..., tp.Any]:
+        _DEFAULTS[0] = self.previous  # decorating does not change the defaults
+        new = self.new
+
+        @functools.wraps(f)
+        def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+            saved, _DEFAULTS[0] = _DEFAULTS[0], new
+            try:
+                return f(*args, **kwargs)
+            finally:
+                _DEFAULTS[0] = saved
+
+        return wrapper
+
+
+def var_defaults(*, hijax: bool | None = None, ref: bool | None = None, **legacy: bool) -> tp.Any:
+    """Read or set the default Variable flags, as a function, a context manager or
+    a decorator (Flax compatibility; the flags are recorded only).
 
     Example::
 
         >>> import nnx_graph as nnx
         >>> nnx.var_defaults().hijax
         False
+        >>> with nnx.var_defaults(hijax=True):
+        ...     print(nnx.var_defaults().hijax)
+        True
+        >>> nnx.var_defaults().hijax
+        False
     """
-    for key, value in settings.items():
-        if not hasattr(_VAR_DEFAULTS, key):
-            raise TypeError(
-                f"var_defaults got unknown setting {key!r}; expected one of "
-                f"{[f.name for f in dataclasses.fields(_VarDefaults)]}. Fix: use one of those."
-            )
-        setattr(_VAR_DEFAULTS, key, value)
-    return _VAR_DEFAULTS
+    unknown = set(legacy) - {"has_ref"}
+    if unknown:
+        raise TypeError(
+            f"var_defaults got unknown setting {sorted(unknown)[0]!r}; expected one of "
+            "['hijax', 'ref']. Fix: use one of those."
+        )
+    if "has_ref" in legacy and ref is None:
+        ref = legacy["has_ref"]
+    if hijax is None and ref is None:
+        return _DEFAULTS[0]
+    previous = _DEFAULTS[0]
+    new = previous._replace(
+        **{k: v for k, v in {"hijax": hijax, "ref": ref}.items() if v is not None}
+    )
+    _DEFAULTS[0] = new
+    return VarDefaultsContext(previous, new)
