@@ -3,6 +3,8 @@ state as Variables, wrt filters, extra arguments, sharing across split/merge/jit
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import typing as tp
 
 import jax
@@ -499,3 +501,31 @@ def test_train_state_compat() -> None:
     assert linen_style.params["w"].tolist() == [0.0, 0.0]
     assert linen_style.batch_stats["mean"].tolist() == [1.0, 1.0]
     assert len(jax.tree.leaves(linen_style)) == 3  # step, params, batch_stats (sgd: no state)
+
+
+def test_train_state_fields_follow_flax_order() -> None:
+    model = Linear(2, 3, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    tx = optax.adam(1e-2)
+    # positional, in the order graphdef, params, opt_state, step, tx
+    state = nnx_optim.TrainState(graphdef, params, tx.init(params), jnp.asarray(5), tx)
+    assert state.graphdef is graphdef and state.tx is tx and state.apply_fn is None
+    assert int(state.step) == 5
+    names = [f.name for f in dataclasses.fields(nnx_optim.TrainState)]
+    assert names == ["graphdef", "params", "opt_state", "step", "tx", "apply_fn"]
+    with pytest.raises(TypeError):  # apply_fn is keyword-only
+        nnx_optim.TrainState(graphdef, params, tx.init(params), 0, tx, None)  # type: ignore[misc]
+    # graphdef and tx are static: the leaves are params, Adam's state and the step
+    n_params = len(jax.tree.leaves(params))
+    assert len(jax.tree.leaves(state)) == n_params + len(jax.tree.leaves(tx.init(params))) + 1
+    stepped = state.apply_gradients(jax.tree.map(jnp.ones_like, params))
+    assert int(stepped.step) == 6 and stepped.graphdef is graphdef
+
+    class WithStats(nnx_optim.TrainState):
+        stats: tp.Any
+
+    extended = WithStats(graphdef, params, tx.init(params), jnp.asarray(0), tx, {"m": jnp.ones(1)})
+    assert extended.stats["m"].tolist() == [1.0]
+    params_of = inspect.signature(WithStats).parameters
+    assert list(params_of)[4:6] == ["tx", "stats"]
+    assert params_of["apply_fn"].kind is inspect.Parameter.KEYWORD_ONLY

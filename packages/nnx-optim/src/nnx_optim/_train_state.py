@@ -24,7 +24,7 @@ T = tp.TypeVar("T", bound="TrainState")
 
 def _register(cls: type[tp.Any], *, make_dataclass: bool = True) -> None:
     if make_dataclass:
-        dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+        dataclasses.dataclass(frozen=True)(cls)
     fields = dataclasses.fields(cls)
     jax.tree_util.register_dataclass(
         cls,
@@ -33,16 +33,17 @@ def _register(cls: type[tp.Any], *, make_dataclass: bool = True) -> None:
     )
 
 
-@tp.dataclass_transform(
-    kw_only_default=True, frozen_default=True, field_specifiers=(dataclasses.field,)
-)
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@tp.dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
+@dataclasses.dataclass(frozen=True)
 class TrainState:
     """Params, optimizer state and step count in one immutable pytree.
 
-    ``apply_fn``, ``tx`` and ``graphdef`` are static; the rest are pytree
-    children. Subclasses declare extra fields with annotations (they become
-    keyword-only dataclass fields).
+    The constructor takes Flax's fields in Flax's order,
+    ``TrainState(graphdef, params, opt_state, step, tx)``, plus a keyword-only
+    ``apply_fn`` (default ``None``) for ``flax.training``-style code. ``graphdef``,
+    ``tx`` and ``apply_fn`` are static; ``params``, ``opt_state`` and ``step`` are
+    pytree children. Subclasses declare extra fields with annotations; they follow
+    ``tx`` in the constructor, as in Flax.
 
     Example::
 
@@ -56,18 +57,13 @@ class TrainState:
         ([0.5, 0.5], 1)
     """
 
-    step: tp.Any
+    graphdef: nnx_graph.GraphDef[tp.Any] | None = dataclasses.field(metadata={"static": True})
     params: tp.Any
     opt_state: tp.Any
+    step: tp.Any
+    tx: optax.GradientTransformation = dataclasses.field(metadata={"static": True})
     apply_fn: tp.Callable[..., tp.Any] | None = dataclasses.field(
-        default=None, metadata={"static": True}
-    )
-    tx: optax.GradientTransformation = dataclasses.field(
-        default=None,
-        metadata={"static": True},  # type: ignore[assignment]
-    )
-    graphdef: nnx_graph.GraphDef[tp.Any] | None = dataclasses.field(
-        default=None, metadata={"static": True}
+        default=None, kw_only=True, metadata={"static": True}
     )
 
     def __init_subclass__(cls, **kwargs: tp.Any) -> None:
@@ -87,12 +83,12 @@ class TrainState:
     ) -> T:
         """A new state with ``opt_state = tx.init(params)`` and the given step."""
         return cls(
-            step=jnp.asarray(step),
+            graphdef=graphdef,
             params=params,
             opt_state=tx.init(params),
-            apply_fn=apply_fn,
+            step=jnp.asarray(step),
             tx=tx,
-            graphdef=graphdef,
+            apply_fn=apply_fn,
             **kwargs,
         )
 
