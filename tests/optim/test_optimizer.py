@@ -101,6 +101,29 @@ def test_opt_variable_keeps_metadata() -> None:
     assert isinstance(mu, OptVariable) and mu.sharding_names == ("a", "b")
 
 
+@pytest.mark.parametrize("own", ["out_sharding", "sharding_names"])
+def test_optimizer_sharding_becomes_out_sharding(own: str) -> None:
+    class Model(nnx.Module):
+        def __init__(self) -> None:
+            annotation = {own: ("rows", None)}
+            self.w = nnx.Param(jnp.ones((2, 4)), optimizer_sharding=(None, "rows"), **annotation)
+            self.b = nnx.Param(jnp.ones(4), out_sharding=("rows",))
+
+    model = Model()
+    optimizer = Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+    mu_w = optimizer.opt_state[0].mu["w"]
+    meta = mu_w.get_metadata()
+    assert meta["out_sharding"] == (None, "rows")
+    assert "optimizer_sharding" not in meta and "sharding_names" not in meta
+    # a parameter without optimizer_sharding passes its own annotation through
+    assert optimizer.opt_state[0].mu["b"].get_metadata()["out_sharding"] == ("rows",)
+    specs = nnx.get_partition_spec(nnx.state(optimizer)).flat_state()
+    by_path = {path: v.value for path, v in specs}
+    assert by_path[("opt_state", 0, "mu", "w")] == jax.sharding.PartitionSpec(None, "rows")
+    assert by_path[("opt_state", 0, "nu", "b")] == jax.sharding.PartitionSpec("rows")
+    assert model.w.get_metadata()["optimizer_sharding"] == (None, "rows")  # model untouched
+
+
 @pytest.mark.parametrize("call", ["grads", "model_grads", "keywords"])
 def test_update_forms_match_plain_optax(call: str) -> None:
     model = lora_mlp(dropout=0.0)

@@ -151,6 +151,9 @@ class OptNamedTuple(nnx_graph.Pytree):
         return f"{self._namedtuple_type.__name__}({inner})"
 
 
+_SHARDING_KEYS = ("out_sharding", "sharding_names", "sharding")
+
+
 def _is_variable(x: object) -> bool:
     return isinstance(x, nnx_graph.Variable)
 
@@ -158,6 +161,9 @@ def _is_variable(x: object) -> bool:
 def to_opt_state(tree: tp.Any) -> tp.Any:
     """Wrap the leaves of an optax state in Variables: Variables become
     :class:`OptVariable` (metadata kept), anything else :class:`OptArray`.
+
+    A parameter's ``optimizer_sharding`` metadata becomes its state's
+    ``out_sharding`` (in place of the parameter's own sharding annotation).
 
     Example::
 
@@ -173,8 +179,12 @@ def to_opt_state(tree: tp.Any) -> tp.Any:
         if isinstance(x, nnx_graph.Variable):
             metadata = x.get_metadata()
             if "optimizer_sharding" in metadata:
-                # A Variable may ask for its optimizer state to be sharded differently.
-                metadata["sharding_names"] = metadata.pop("optimizer_sharding")
+                # A Variable may ask for its optimizer state to be sharded
+                # differently: that annotation becomes the state's ``out_sharding``
+                # (Flax 0.12's key), replacing the parameter's own annotation.
+                for key in _SHARDING_KEYS:
+                    metadata.pop(key, None)
+                metadata["out_sharding"] = metadata.pop("optimizer_sharding")
             return OptVariable(x.get_value(), **metadata)
         return OptArray(x)
 
