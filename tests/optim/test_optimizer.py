@@ -552,3 +552,18 @@ def test_train_state_fields_follow_flax_order() -> None:
     params_of = inspect.signature(WithStats).parameters
     assert list(params_of)[4:6] == ["tx", "stats"]
     assert params_of["apply_fn"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_missing_is_exported_on_the_flax_paths() -> None:
+    from nnx_optim import optimizer as optimizer_module
+
+    assert "MISSING" in optimizer_module.__all__
+    sentinel = optimizer_module.MISSING
+    assert repr(sentinel) == "MISSING"
+    # passing the sentinel explicitly is the same as leaving wrt out
+    explicit = Optimizer(Linear(2, 2, rngs=nnx.Rngs(0)), optax.adam(0.1), wrt=sentinel)
+    implicit = Optimizer(Linear(2, 2, rngs=nnx.Rngs(0)), optax.adam(0.1))
+    assert set(nnx.state(explicit)) == set(nnx.state(implicit)) == {"model", "opt_state", "step"}
+    nnx_meta = pytest.importorskip("nnx")
+    assert nnx_meta.optimizer.MISSING is sentinel
+    assert nnx_meta.training.optimizer.MISSING is sentinel

@@ -14,9 +14,10 @@ Example::
 from __future__ import annotations
 
 from nnx_optim._opt_state import OptArray, OptState, OptVariable, to_opt_state
-from nnx_optim._optimizer import ModelAndOptimizer, Optimizer
+from nnx_optim._optimizer import MISSING, ModelAndOptimizer, Optimizer
 
 __all__ = [
+    "MISSING",
     "ModelAndOptimizer",
     "OptArray",
     "OptState",
