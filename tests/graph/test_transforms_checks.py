@@ -137,3 +137,24 @@ def test_loop_body_changing_references_is_rejected():
     with pytest.raises(nnx.GraphStructureError, match=r"nnx\.while_loop"):
         nnx.while_loop(lambda m: False, lambda m: (_alias(m), m)[1], m)
     assert m.b is not m.w
+
+
+# ------------------------------------------------------------------ eval_shape + mesh
+def test_eval_shape_under_a_mesh_gives_named_shardings():
+    mesh = jax.make_mesh((1,), ("model",), axis_types=(jax.sharding.AxisType.Auto,))
+
+    class Sharded(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            init = nnx.with_partitioning(jax.nn.initializers.lecun_normal(), (None, "model"))
+            self.w = nnx.Param(init(rngs.params(), (4, 8)))
+            self.b = nnx.Param(jnp.zeros(8))  # no annotation
+
+    with jax.set_mesh(mesh):
+        abstract = nnx.eval_shape(lambda: Sharded(nnx.Rngs(0)))
+    w = abstract.w.get_value()
+    assert isinstance(w, jax.ShapeDtypeStruct) and w.shape == (4, 8)
+    assert isinstance(w.sharding, jax.sharding.NamedSharding)
+    assert w.sharding.spec == P(None, "model")
+    assert abstract.b.get_value().sharding is None
+    outside = nnx.eval_shape(lambda: Sharded(nnx.Rngs(0)))  # no mesh: no sharding
+    assert outside.w.get_value().sharding is None

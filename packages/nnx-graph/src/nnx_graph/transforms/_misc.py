@@ -9,6 +9,7 @@ import jax
 from jax.sharding import PartitionSpec
 
 from nnx_graph._graphdef import build
+from nnx_graph._sharding_place import as_abstract
 from nnx_graph.transforms._axes import StateAxes, leaf_axes
 from nnx_graph.transforms._bridge import Outcome, Updates, fill_tree
 from nnx_graph.transforms._lift import Lifted, check_aliasing, positions_of_nodes, spread_specs
@@ -27,7 +28,9 @@ def eval_shape(
     Modules created inside come back with ``jax.ShapeDtypeStruct`` values: the
     usual way to build an abstract model for checkpoint restore or sharding.
     The caller's objects are not changed (graph nodes in the output are abstract
-    copies, even when they are arguments).
+    copies, even when they are arguments). Under ``jax.set_mesh``, Variables with a
+    sharding annotation (``with_partitioning``) get ``ShapeDtypeStruct`` values
+    carrying their ``NamedSharding``.
 
     Example::
 
@@ -46,7 +49,11 @@ def eval_shape(
     if structure is None or structure.num_out_nodes == 0:
         return out_tree
     root, _ = build(structure.graphdef, list(updates.values))
-    return fill_tree(out_tree, root[1])
+    out_nodes = root[1]
+    if not jax.sharding.get_abstract_mesh().empty:
+        # under jax.set_mesh: annotated Variables come back with their NamedSharding
+        out_nodes = tuple(as_abstract(node) for node in out_nodes)
+    return fill_tree(out_tree, out_nodes)
 
 
 def checkify(
