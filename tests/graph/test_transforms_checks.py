@@ -29,7 +29,7 @@ def _values(m: M) -> list[object]:
 def test_vmap_one_module_through_two_arguments_with_different_axes():
     m = M()
     before = _values(m)
-    pattern = r"inconsistent aliasing detected: a\.([wb]) and b\.\1"
+    pattern = r"Inconsistent aliasing detected: a\.([wb]) and b\.\1"
     with pytest.raises(ValueError, match=pattern) as e:
         nnx.vmap(lambda a, b: a.w.value + b.w.value, in_axes=(0, None))(m, m)
     assert "(0 and None)" in str(e.value)
@@ -42,9 +42,9 @@ def test_vmap_one_module_through_two_arguments_with_different_axes():
 def test_vmap_shared_variable_inside_two_modules_with_different_axes():
     a, b = M(), M()
     b.w = a.w  # one Variable reached through both arguments
-    with pytest.raises(ValueError, match=r"inconsistent aliasing detected: a\.w and b\.w"):
+    with pytest.raises(ValueError, match=r"Inconsistent aliasing detected: a\.w and b\.w"):
         nnx.vmap(lambda a, b: a.w.value * b.b.value, in_axes=(0, None))(a, b)
-    with pytest.raises(ValueError, match=r"inconsistent aliasing"):
+    with pytest.raises(ValueError, match=r"Inconsistent aliasing"):
         nnx.vmap(
             lambda a, b: a.w.value,
             in_axes=(0, nnx.StateAxes({nnx.Param: None})),
@@ -53,10 +53,10 @@ def test_vmap_shared_variable_inside_two_modules_with_different_axes():
 
 def test_scan_and_shard_map_check_aliasing_too():
     m = M()
-    with pytest.raises(ValueError, match=r"nnx\.scan: inconsistent aliasing detected"):
+    with pytest.raises(ValueError, match=r"nnx\.scan: Inconsistent aliasing detected"):
         nnx.scan(lambda a, b: (a, None), in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0))(m, m)
     mesh = jax.make_mesh((1,), ("x",), axis_types=(jax.sharding.AxisType.Auto,))
-    with pytest.raises(ValueError, match=r"nnx\.shard_map: inconsistent aliasing detected"):
+    with pytest.raises(ValueError, match=r"nnx\.shard_map: Inconsistent aliasing detected"):
         nnx.shard_map(lambda a, b: a.w.value, mesh=mesh, in_specs=(P("x"), P()), out_specs=P())(
             m, m
         )
@@ -65,7 +65,7 @@ def test_scan_and_shard_map_check_aliasing_too():
 def test_vmap_returning_an_argument_with_another_axis_is_rejected():
     m = M()
     before = _values(m)
-    with pytest.raises(ValueError, match=r"inconsistent aliasing detected: m is returned"):
+    with pytest.raises(ValueError, match=r"Inconsistent aliasing detected: m is returned"):
         nnx.vmap(lambda m, x: m, in_axes=(None, 0))(m, jnp.ones((2, 3)))
     assert all(x is y for x, y in zip(_values(m), before))
     same = nnx.vmap(lambda m, x: m, in_axes=(0, 0), out_axes=0)(m, jnp.ones((3, 3)))
@@ -88,7 +88,7 @@ def test_autodiff_of_a_bound_method_is_rejected(transform):
 # ------------------------------------------------------------------ scan out_axes
 def test_scan_out_axes_with_two_carries_is_rejected():
     with pytest.raises(
-        ValueError, match=r"multiple Carry definitions at out_axes\[0\] and out_axes\[1\]"
+        ValueError, match=r"Found multiple Carry definitions at out_axes\[0\] and out_axes\[1\]"
     ):
         nnx.scan(
             lambda c, x: (c, c, x), in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, nnx.Carry, 0)
@@ -96,7 +96,7 @@ def test_scan_out_axes_with_two_carries_is_rejected():
 
 
 def test_scan_broadcast_out_axes_is_rejected():
-    with pytest.raises(ValueError, match=r"cannot broadcast output state: out_axes\[1\] is None"):
+    with pytest.raises(ValueError, match=r"Cannot broadcast output state: out_axes\[1\] is None"):
         nnx.scan(lambda c, x: (c, x), in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, None))(
             jnp.zeros(()), jnp.ones(3)
         )

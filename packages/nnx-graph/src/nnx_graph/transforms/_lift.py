@@ -182,7 +182,7 @@ def check_aliasing(
                 axis = axis.axis_for(tuple(path), leaf, where, names[k])
             if axis != axes[i]:
                 raise ValueError(
-                    f"{where}: inconsistent aliasing detected: {lifted.describe_leaf(i)} and "
+                    f"{where}: Inconsistent aliasing detected: {lifted.describe_leaf(i)} and "
                     f"{format_path(tuple(path), names[k])} are the same "
                     f"{type(leaf).__name__}, reached through two arguments with different "
                     f"axes ({axes[i]!r} and {axis!r}). Expected one spec per Variable. Fix: "

@@ -54,7 +54,7 @@ def _check_out_axes(out_axes: tp.Any) -> None:
     """At most one ``nnx.Carry`` in ``out_axes``, and no broadcast (None) outputs."""
     if out_axes is None:
         raise ValueError(
-            "nnx.scan: cannot broadcast output state: out_axes=None. Expected nnx.Carry, "
+            "nnx.scan: Cannot broadcast output state: out_axes=None. Expected nnx.Carry, "
             "an int axis, or a tuple of them. Fix: stack the per-step outputs (out_axes=0) "
             "or return them through the carry."
         )
@@ -63,14 +63,14 @@ def _check_out_axes(out_axes: tp.Any) -> None:
     carries = [i for i, s in enumerate(out_axes) if s is Carry]
     if len(carries) > 1:
         raise ValueError(
-            f"nnx.scan: found multiple Carry definitions at out_axes[{carries[0]}] and "
+            f"nnx.scan: Found multiple Carry definitions at out_axes[{carries[0]}] and "
             f"out_axes[{carries[1]}]. Expected at most one nnx.Carry. Fix: return the carry "
             "once (pack several carries into one tuple)."
         )
     broadcast = [i for i, s in enumerate(out_axes) if s is None]
     if broadcast:
         raise ValueError(
-            f"nnx.scan: cannot broadcast output state: out_axes[{broadcast[0]}] is None. "
+            f"nnx.scan: Cannot broadcast output state: out_axes[{broadcast[0]}] is None. "
             "Expected per-step outputs on an int axis (or nnx.Carry). Fix: use 0 and take "
             "the last entry, or return the value through the carry."
         )

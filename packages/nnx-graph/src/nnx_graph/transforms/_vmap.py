@@ -185,7 +185,7 @@ class _Call:
             spec = self.specs[self.node_pos[k]]
             if spec != node_specs[j]:
                 raise ValueError(
-                    f"nnx.{self.name}: inconsistent aliasing detected: "
+                    f"nnx.{self.name}: Inconsistent aliasing detected: "
                     f"{self.lifted.root_names()[k]} is returned with out axis "
                     f"{node_specs[j]!r} but was passed with in axis {spec!r}, so its "
                     "Variables would need two axes at once. Expected the same spec going "
