@@ -5,7 +5,6 @@ from __future__ import annotations
 import typing as tp
 from collections.abc import Mapping
 
-import jax
 import jax.numpy as jnp
 
 import nnx_graph
@@ -128,7 +127,7 @@ class EMA(nnx_graph.Pytree):
             new = current[path]
             new = new.raw_value if isinstance(new, nnx_graph.Variable) else new
             old = average.raw_value
-            if not jax.dtypes.issubdtype(jnp.result_type(old), jnp.inexact):
+            if not jnp.issubdtype(jnp.result_type(old), jnp.inexact):
                 # counters and RNG keys: no average exists; keep the latest value
                 new = jnp.asarray(new)
                 same = new.dtype == old.dtype
