@@ -86,7 +86,7 @@ def test_accuracy_errors() -> None:
     with pytest.raises(TypeError, match="Expected threshold to be a float, got <class 'int'>"):
         metrics.Accuracy(threshold=1)  # type: ignore[arg-type]
     assert int(acc.count.value) == 0 and int(binary.count.value) == 0
-    with pytest.raises(ValueError, match="Expected labels.dtype==jnp.int32, got uint8"):
+    with pytest.raises(ValueError, match=r"Expected labels\.dtype==jnp\.int32, got uint8"):
         acc.update(logits=jnp.eye(2), labels=jnp.array([0, 0], jnp.uint8))
     acc.update(logits=jnp.eye(2), labels=np.array([0, 0], np.int64))
     assert float(acc.compute()) == pytest.approx(0.5)
