@@ -10,30 +10,8 @@ Example::
 
 from __future__ import annotations
 
-from nnx_graph.pytreelib import (
-    Data,
-    Object,
-    Pytree,
-    Static,
-    check_pytree,
-    data,
-    dataclass,
-    has_data,
-    is_data,
-    register_data_type,
-    static,
-)
+from nnx_graph import pytreelib
+from nnx_graph.pytreelib import *  # noqa: F403
 
-__all__ = [
-    "Data",
-    "Object",
-    "Pytree",
-    "Static",
-    "check_pytree",
-    "data",
-    "dataclass",
-    "has_data",
-    "is_data",
-    "register_data_type",
-    "static",
-]
+__all__: list[str] = []
+__all__ += pytreelib.__all__

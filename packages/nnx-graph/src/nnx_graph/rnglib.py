@@ -13,31 +13,11 @@ Example::
 from __future__ import annotations
 
 import nnx_graph as _nnx
-from nnx_graph import (
-    RngCount,
-    RngKey,
-    Rngs,
-    RngState,
-    RngStream,
-    fork_rngs,
-    reseed,
-    restore_rngs,
-    split_rngs,
-    with_rngs,
-)
+from nnx_graph import _rngs
+from nnx_graph._rngs import *  # noqa: F403
 
-__all__ = [
-    "RngCount",
-    "RngKey",
-    "RngState",
-    "RngStream",
-    "Rngs",
-    "fork_rngs",
-    "reseed",
-    "restore_rngs",
-    "split_rngs",
-    "with_rngs",
-]
+__all__: list[str] = []
+__all__ += _rngs.__all__
 
 
 # Flax names the core has not exported yet: re-exported here as soon as nnx_graph has them.

@@ -13,19 +13,9 @@ Example::
 
 from __future__ import annotations
 
-from nnx_graph import (
-    FlatState,
-    State,
-    filter_state,
-    from_flat_state,
-    map_state,
-    merge_state,
-    replace_by_pure_dict,
-    restore_int_paths,
-    split_state,
-    to_flat_state,
-    to_pure_dict,
-)
+from nnx_graph import _state
+from nnx_graph._state import *  # noqa: F403
+from nnx_graph._state import State, from_flat_state, to_flat_state
 
 
 def diff(state: State, other: State) -> State:
@@ -45,17 +35,5 @@ def diff(state: State, other: State) -> State:
     return from_flat_state({path: v for path, v in to_flat_state(state) if path not in seen})
 
 
-__all__ = [
-    "FlatState",
-    "diff",
-    "State",
-    "filter_state",
-    "from_flat_state",
-    "map_state",
-    "merge_state",
-    "replace_by_pure_dict",
-    "restore_int_paths",
-    "split_state",
-    "to_flat_state",
-    "to_pure_dict",
-]
+__all__ = ["diff"]
+__all__ += _state.__all__
