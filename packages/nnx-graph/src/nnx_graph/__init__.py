@@ -13,7 +13,7 @@ Example::
     1
 """
 
-from nnx_graph import _graph, _module, _rngs, _state, transforms
+from nnx_graph import _graph, _module, _pytree, _rngs, _sharding, _state, _variables, transforms
 from nnx_graph.__about__ import __version__
 from nnx_graph._errors import FilterError, GraphStructureError, RngStreamError, TraceLeakError
 from nnx_graph._filters import All, Any, Everything, Not, Nothing, OfType, PathContains, WithTag
@@ -37,37 +37,9 @@ from nnx_graph._graph_tools import (
 )
 from nnx_graph._graphdef import GraphDef
 from nnx_graph._module import *  # noqa: F403
-from nnx_graph._pytree import (
-    Data,
-    Dict,
-    List,
-    Object,
-    Pytree,
-    Static,
-    data,
-    dataclass,
-    has_data,
-    is_data,
-    register_data_type,
-    static,
-)
+from nnx_graph._pytree import *  # noqa: F403
 from nnx_graph._rngs import *  # noqa: F403
-from nnx_graph._sharding import (
-    PARTITION_NAME,
-    ShardingError,
-    abstract_with_sharding,
-    add_axis,
-    as_abstract,
-    get_abstract_model,
-    get_logical_axis_rules,
-    get_named_sharding,
-    get_partition_spec,
-    logical_axis_rules,
-    remove_axis,
-    use_eager_sharding,
-    using_eager_sharding,
-    with_partitioning,
-)
+from nnx_graph._sharding import *  # noqa: F403
 from nnx_graph._state import *  # noqa: F403
 from nnx_graph._variable_names import (
     register_variable_name,
@@ -75,65 +47,35 @@ from nnx_graph._variable_names import (
     variable_name_from_type,
     variable_type_from_name,
 )
-from nnx_graph._variables import (
-    BatchStat,
-    Cache,
-    Intermediate,
-    Param,
-    Perturbation,
-    Variable,
-    VariableMetadata,
-    VariableState,
-    with_metadata,
-)
+from nnx_graph._variables import *  # noqa: F403
 from nnx_graph.transforms import *  # noqa: F403
 
 __all__ = [
     "All",
     "Any",
-    "BatchStat",
-    "Cache",
-    "Data",
-    "Dict",
     "Everything",
     "FilterError",
     "GraphDef",
     "GraphStructureError",
-    "Intermediate",
-    "List",
     "NodeStates",
     "Not",
     "Nothing",
-    "Object",
     "OfType",
-    "Param",
     "PathContains",
-    "Perturbation",
-    "Pytree",
     "RngStreamError",
-    "Static",
     "TraceLeakError",
     "UpdateContext",
-    "Variable",
-    "VariableMetadata",
-    "VariableState",
     "WithTag",
     "__version__",
     "as_pure",
     "call",
     "current_update_context",
-    "data",
-    "dataclass",
     "from_tree",
-    "has_data",
-    "is_data",
     "prefix",
     "pure",
-    "register_data_type",
     "register_variable_name",
     "set_graph_mode",
     "set_graph_updates",
-    "static",
     "to_tree",
     "unpack",
     "update_context",
@@ -141,24 +83,12 @@ __all__ = [
     "variable_name_from_type",
     "variable_type_from_name",
     "vars_as",
-    "with_metadata",
     "with_vars",
-    "PARTITION_NAME",
-    "ShardingError",
-    "abstract_with_sharding",
-    "add_axis",
-    "as_abstract",
-    "get_abstract_model",
-    "get_logical_axis_rules",
-    "get_named_sharding",
-    "get_partition_spec",
-    "logical_axis_rules",
-    "remove_axis",
-    "use_eager_sharding",
-    "using_eager_sharding",
-    "with_partitioning",
 ]
 __all__ += _graph.__all__
+__all__ += _pytree.__all__
+__all__ += _sharding.__all__
+__all__ += _variables.__all__
 __all__ += _module.__all__
 __all__ += _rngs.__all__
 __all__ += _state.__all__

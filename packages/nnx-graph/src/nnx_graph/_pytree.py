@@ -43,7 +43,6 @@ __all__ = [
     "dataclass",
     "has_data",
     "is_data",
-    "is_graph_node",
     "register_data_type",
     "static",
 ]

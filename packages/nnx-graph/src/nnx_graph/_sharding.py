@@ -38,7 +38,6 @@ from nnx_graph._sharding_place import (
 )
 from nnx_graph._sharding_spec import (
     PARTITION_NAME,
-    SHARDING_METADATA_KEYS,
     ShardingError,
     get_logical_axis_rules,
     logical_axis_rules,
@@ -49,7 +48,6 @@ from nnx_graph._sharding_spec import (
 
 __all__ = [
     "PARTITION_NAME",
-    "SHARDING_METADATA_KEYS",
     "ShardingError",
     "abstract_with_sharding",
     "add_axis",

@@ -21,12 +21,14 @@ from nnx_graph._hashing import Frozen, hashable
 from nnx_graph._values import (
     VariableMetadata,
     _sharding_hook,
-    array_summary,
     install_operators,
-    leaked_tracer,
-    value_repr,
     with_metadata,
 )
+
+# Helpers other modules import from here (kept out of ``__all__``: not public API).
+from nnx_graph._values import array_summary as array_summary
+from nnx_graph._values import leaked_tracer as leaked_tracer
+from nnx_graph._values import value_repr as value_repr
 
 __all__ = [
     "BatchStat",
@@ -37,11 +39,6 @@ __all__ = [
     "Variable",
     "VariableMetadata",
     "VariableState",
-    "array_summary",
-    "leaked_tracer",
-    "new_variable",
-    "value_repr",
-    "variable_repr",
     "with_metadata",
 ]
 

@@ -16,44 +16,28 @@ from __future__ import annotations
 import typing as tp
 
 import nnx_graph as _nnx
-from nnx_graph import (
-    BatchStat,
-    Cache,
-    Intermediate,
-    Param,
-    Perturbation,
-    Variable,
-    VariableMetadata,
-    VariableState,
+from nnx_graph import _variables
+from nnx_graph._sharding import use_eager_sharding, using_eager_sharding
+from nnx_graph._variable_names import (
     register_variable_name,
-    use_eager_sharding,
-    using_eager_sharding,
     var_defaults,
     variable_name_from_type,
     variable_type_from_name,
-    with_metadata,
 )
+from nnx_graph._variables import *  # noqa: F403
 
 A = tp.TypeVar("A")
 
 __all__ = [
     "A",
-    "BatchStat",
-    "Cache",
-    "Intermediate",
-    "Param",
-    "Perturbation",
-    "Variable",
-    "VariableMetadata",
-    "VariableState",
     "register_variable_name",
     "use_eager_sharding",
     "using_eager_sharding",
     "var_defaults",
     "variable_name_from_type",
     "variable_type_from_name",
-    "with_metadata",
 ]
+__all__ += _variables.__all__
 
 
 # Flax names the core has not exported yet: re-exported here as soon as nnx_graph has them.
