@@ -15,43 +15,10 @@ Example::
     (2, 3)
 """
 
-from nnx_nn import initializers
+from nnx_nn import _activations, _attention, initializers
 from nnx_nn.__about__ import __version__
-from nnx_nn._activations import (
-    PReLU,
-    celu,
-    elu,
-    gelu,
-    glu,
-    hard_sigmoid,
-    hard_silu,
-    hard_swish,
-    hard_tanh,
-    identity,
-    leaky_relu,
-    log_sigmoid,
-    log_softmax,
-    logsumexp,
-    one_hot,
-    relu,
-    relu6,
-    selu,
-    sigmoid,
-    silu,
-    soft_sign,
-    softmax,
-    softplus,
-    standardize,
-    swish,
-    tanh,
-)
-from nnx_nn._attention import (
-    combine_masks,
-    dot_product_attention,
-    dot_product_attention_weights,
-    make_attention_mask,
-    make_causal_mask,
-)
+from nnx_nn._activations import *  # noqa: F403
+from nnx_nn._attention import *  # noqa: F403
 from nnx_nn._batch_norm import BatchNorm
 from nnx_nn._conv import Conv, ConvTranspose
 from nnx_nn._dropout import Dropout
@@ -73,33 +40,6 @@ __all__ = [
     # initializers
     "initializers",
     "Initializer",
-    # activations
-    "celu",
-    "elu",
-    "gelu",
-    "glu",
-    "hard_sigmoid",
-    "hard_silu",
-    "hard_swish",
-    "hard_tanh",
-    "leaky_relu",
-    "log_sigmoid",
-    "log_softmax",
-    "logsumexp",
-    "one_hot",
-    "relu",
-    "relu6",
-    "selu",
-    "sigmoid",
-    "identity",
-    "silu",
-    "soft_sign",
-    "softmax",
-    "softplus",
-    "standardize",
-    "swish",
-    "tanh",
-    "PReLU",
     # linear
     "Linear",
     "LinearGeneral",
@@ -115,14 +55,9 @@ __all__ = [
     "InstanceNorm",
     "SpectralNorm",
     "WeightNorm",
-    # dropout and attention
+    # dropout and attention (attention functions and activations: appended below)
     "Dropout",
     "MultiHeadAttention",
-    "dot_product_attention",
-    "dot_product_attention_weights",
-    "make_attention_mask",
-    "make_causal_mask",
-    "combine_masks",
     # recurrent
     "RNNCellBase",
     "LSTMCell",
@@ -145,3 +80,5 @@ __all__ = [
     "LayerConfigError",
     "LayerInputError",
 ]
+__all__ += _activations.__all__
+__all__ += _attention.__all__

@@ -18,16 +18,9 @@ Example::
     ([-0.5, -0.5], 1)
 """
 
-from nnx_optim import metrics
+from nnx_optim import _checkpoint, metrics
 from nnx_optim.__about__ import __version__
-from nnx_optim._checkpoint import (
-    CheckpointError,
-    CheckpointMismatchError,
-    load_safetensors,
-    restore_checkpoint,
-    save_checkpoint,
-    save_safetensors,
-)
+from nnx_optim._checkpoint import *  # noqa: F403
 from nnx_optim._ema import EMA
 from nnx_optim._opt_state import OptArray, OptNamedTuple, OptState, OptVariable
 from nnx_optim._optimizer import GradientShapeError, ModelAndOptimizer, Optimizer
@@ -46,12 +39,7 @@ __all__ = [
     # averaging and metrics
     "EMA",
     "metrics",
-    # checkpoints
-    "CheckpointError",
-    "CheckpointMismatchError",
-    "load_safetensors",
-    "restore_checkpoint",
-    "save_checkpoint",
-    "save_safetensors",
     "__version__",
 ]
+# checkpoints
+__all__ += _checkpoint.__all__
