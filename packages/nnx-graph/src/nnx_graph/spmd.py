@@ -16,17 +16,11 @@ import typing as tp
 
 from jax.sharding import PartitionSpec
 
-from nnx_graph import (
-    Variable,
-    abstract_with_sharding,
-    add_axis,
-    as_abstract,
-    get_abstract_model,
-    get_named_sharding,
-    get_partition_spec,
-    remove_axis,
-    with_partitioning,
-)
+from nnx_graph import _sharding_place
+from nnx_graph._sharding_place import *  # noqa: F403
+from nnx_graph._sharding_place import get_partition_spec
+from nnx_graph._sharding_spec import with_partitioning
+from nnx_graph._variables import Variable
 
 
 def get_var_pspec(v: Variable[tp.Any]) -> PartitionSpec | None:
@@ -48,14 +42,5 @@ def get_var_pspec(v: Variable[tp.Any]) -> PartitionSpec | None:
     return value if isinstance(value, PartitionSpec) else None
 
 
-__all__ = [
-    "abstract_with_sharding",
-    "get_var_pspec",
-    "add_axis",
-    "as_abstract",
-    "get_abstract_model",
-    "get_named_sharding",
-    "get_partition_spec",
-    "remove_axis",
-    "with_partitioning",
-]
+__all__ = ["get_var_pspec", "with_partitioning"]
+__all__ += _sharding_place.__all__
