@@ -13,22 +13,8 @@ Example::
     {'loss': 1.0, 'acc': 0.5}
 """
 
-from nnx_optim._metrics import (
-    Accuracy,
-    Average,
-    Metric,
-    MetricState,
-    MultiMetric,
-    Statistics,
-    Welford,
-)
+from nnx_optim import _metrics
+from nnx_optim._metrics import *  # noqa: F403
 
-__all__ = [
-    "Accuracy",
-    "Average",
-    "Metric",
-    "MetricState",
-    "MultiMetric",
-    "Statistics",
-    "Welford",
-]
+__all__: list[str] = []
+__all__ += _metrics.__all__
