@@ -9,13 +9,10 @@ Example::
 
     >>> import jax.numpy as jnp, nnx_graph
     >>> from nnx_graph import compat
-    >>> class Box(nnx_graph.Module):
-    ...     def __init__(self):
-    ...         self.w = nnx_graph.Param(jnp.ones(2))
     >>> @compat.jit
     ... def total(box):
-    ...     return box.w.value.sum()
-    >>> float(total(Box()))
+    ...     return box["w"].value.sum()
+    >>> float(total(nnx_graph.Dict(w=nnx_graph.Param(jnp.ones(2)))))
     2.0
 """
 

@@ -7,11 +7,8 @@ Example::
 
     >>> import jax.numpy as jnp, nnx_graph
     >>> from nnx_graph import filterlib
-    >>> class Box(nnx_graph.Module):
-    ...     def __init__(self):
-    ...         self.a = nnx_graph.Param(jnp.ones(1))
-    ...         self.b = nnx_graph.Param(jnp.zeros(1))
-    >>> state = nnx_graph.state(Box(), filterlib.PathIn(("a",)))
+    >>> box = nnx_graph.Dict(a=nnx_graph.Param(jnp.ones(1)), b=nnx_graph.Param(jnp.zeros(1)))
+    >>> state = nnx_graph.state(box, filterlib.PathIn(("a",)))
     >>> list(state.keys())
     ['a']
 """

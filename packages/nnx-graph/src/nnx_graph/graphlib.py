@@ -8,11 +8,8 @@ Example::
 
     >>> import jax.numpy as jnp, nnx_graph
     >>> from nnx_graph import graphlib
-    >>> class Box(nnx_graph.Module):
-    ...     def __init__(self):
-    ...         self.w = nnx_graph.Param(jnp.ones(2))
-    >>> graphdef, state = graphlib.split(Box())
-    >>> graphlib.merge(graphdef, state).w.value.tolist()
+    >>> graphdef, state = graphlib.split(nnx_graph.Dict(w=nnx_graph.Param(jnp.ones(2))))
+    >>> graphlib.merge(graphdef, state)["w"].value.tolist()
     [1.0, 1.0]
 """
 
