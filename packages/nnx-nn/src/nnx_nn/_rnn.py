@@ -354,26 +354,25 @@ class Bidirectional(nnx_graph.Module):
             else (rngs.carry if isinstance(rngs, nnx_graph.Rngs) else rngs)
         )
         forward_carry, backward_carry = (None, None) if initial_carry is None else initial_carry
-        with child_path("forward_rnn"):
-            carry_f, out_f = self.forward_rnn(
-                inputs,
-                initial_carry=forward_carry,
-                rngs=stream,
-                seq_lengths=seq_lengths,
-                return_carry=True,
-                time_major=time_major,
-                reverse=False,
-            )
-        with child_path("backward_rnn"):
-            carry_b, out_b = self.backward_rnn(
-                inputs,
-                initial_carry=backward_carry,
-                rngs=stream,
-                seq_lengths=seq_lengths,
-                return_carry=True,
-                time_major=time_major,
-                reverse=True,
-                keep_order=True,
-            )
+
+        def run(name: str, carry: Carry | None, backward: bool) -> tuple[Carry, tp.Any]:
+            with child_path(name):
+                # The backward pass reads the sequence in reverse and keeps its outputs
+                # in input order, so both directions line up step by step.
+                rnn = self.backward_rnn if backward else self.forward_rnn
+                extra = {"keep_order": True} if backward else {}
+                return rnn(  # type: ignore[no-any-return]
+                    inputs,
+                    initial_carry=carry,
+                    rngs=stream,
+                    seq_lengths=seq_lengths,
+                    return_carry=True,
+                    time_major=time_major,
+                    reverse=backward,
+                    **extra,
+                )
+
+        carry_f, out_f = run("forward_rnn", forward_carry, backward=False)
+        carry_b, out_b = run("backward_rnn", backward_carry, backward=True)
         outputs = jax.tree.map(self.merge_fn, out_f, out_b)
         return ((carry_f, carry_b), outputs) if return_carry else outputs
