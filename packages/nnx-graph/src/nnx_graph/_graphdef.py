@@ -529,7 +529,8 @@ class Fingerprint:
     ``functools.cached_property``), which the structural epoch cannot see.
 
     It records each Pytree's attribute count and every attribute that holds a
-    Variable or graph node; :meth:`matches` compares them in C-level loops.
+    Variable or graph node; ``matches()`` compares them by identity in C-level loops
+    (never ``==``: a Variable compares values, so an equal replacement would pass).
 
     Example::
 
@@ -546,7 +547,7 @@ class Fingerprint:
         False
     """
 
-    __slots__ = ("_dicts", "_sizes", "_edge_dicts", "_edge_keys", "_edge_values")
+    __slots__ = ("matches",)
 
     def __init__(self, nodes: tp.Iterable[tp.Any]) -> None:
         dicts: list[dict[str, tp.Any]] = []
@@ -559,23 +560,33 @@ class Fingerprint:
             d = node.__dict__
             dicts.append(d)
             for key, value in d.items():
-                kind = kind_of(value)
-                if kind in (KIND_VARIABLE, KIND_NODE):
+                if kind_of(value) in (KIND_VARIABLE, KIND_NODE):
                     edge_dicts.append(d)
                     edge_keys.append(key)
                     edge_values.append(value)
-        self._dicts = dicts
-        self._sizes = list(map(len, dicts))
-        self._edge_dicts = edge_dicts
-        self._edge_keys = edge_keys
-        self._edge_values = edge_values
+        # True while no node gained or lost an attribute and every Variable/node
+        # attribute still holds the same object
+        self.matches: tp.Callable[[], bool] = _matcher(dicts, edge_dicts, edge_keys, edge_values)
 
-    def matches(self) -> bool:
-        """True while no recorded node gained or lost an attribute and every
-        recorded Variable/node attribute still holds the same object."""
-        return list(map(len, self._dicts)) == self._sizes and all(
-            map(operator.is_, map(dict.get, self._edge_dicts, self._edge_keys), self._edge_values)
+
+def _matcher(
+    dicts: list[dict[str, tp.Any]],
+    edge_dicts: list[dict[str, tp.Any]],
+    edge_keys: list[str],
+    edge_values: list[tp.Any],
+) -> tp.Callable[[], bool]:
+    """The check, run on every cached ``nnx.jit`` call, as a closure over its lists."""
+    is_, get = operator.is_, dict.get
+    sizes = list(map(len, dicts))
+    # small ints (<= 256) are shared objects: sizes compare by identity too
+    same_size = is_ if all(map(is_, map(len, dicts), sizes)) else operator.eq
+
+    def matches() -> bool:
+        return all(map(same_size, map(len, dicts), sizes)) and all(
+            map(is_, map(get, edge_dicts, edge_keys), edge_values)
         )
+
+    return matches
 
 
 def fingerprint(nodes: tp.Iterable[tp.Any]) -> Fingerprint:

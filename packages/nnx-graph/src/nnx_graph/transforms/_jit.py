@@ -216,7 +216,11 @@ class JitWrapped:
     def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         entry, probe = self._entry(args, kwargs)
         dyn, donated_dyn, statics = entry.layout.split(args, kwargs, probe)
-        with entry.guard:
+        # calls on the same objects are serialised (uncontended: one C call a lock)
+        lock, lock2 = entry.lock, entry.lock2
+        lock.acquire()
+        lock2.acquire()
+        try:
             values = [leaf._raw_value for leaf in entry.leaves]
             compiled = entry.compiled
             try:
@@ -244,6 +248,9 @@ class JitWrapped:
                 for i, value in zip(outcome.changed or (), new_values):
                     leaves[i]._raw_value = value
             return out
+        finally:
+            lock2.release()
+            lock.release()
 
     def _entry(
         self, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]

@@ -8,7 +8,7 @@ yields, kept until the structural epoch moves, without keeping the objects alive
   and the nodes' fingerprint (attributes replaced behind ``__setattr__``) matches.
 * :class:`Compiled`: per (GraphDef, layout), the ``jax.jit`` of the inner function.
 * :class:`Cache`: both maps, bounded (least recently created entries go first).
-* :func:`root_guard`: the lock that serialises calls on the same root objects
+* :func:`root_locks`: the locks that serialise calls on the same root objects
   (re-entrant, one per root object, taken in a fixed order).
 """
 
@@ -20,7 +20,6 @@ import weakref
 
 from nnx_graph import _epoch
 from nnx_graph._graphdef import (
-    Fingerprint,
     GraphDef,
     Slot,
     StaticDef,
@@ -32,7 +31,7 @@ from nnx_graph._hashing import Frozen, hashable
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._bridge import Bridge
 
-__all__ = ["Cache", "Compiled", "Entry", "WeakSlot", "root_guard"]
+__all__ = ["Cache", "Compiled", "Entry", "WeakSlot", "lock_pair", "root_guard", "root_locks"]
 
 _EPOCH = _epoch.EPOCH
 MAX_ENTRIES = 16
@@ -92,8 +91,9 @@ class Entry:
         "layout",
         "all_variables",
         "mutable_statics",
-        "fingerprint",
-        "guard",
+        "matches",
+        "lock",
+        "lock2",
     )
 
     def __init__(
@@ -121,8 +121,9 @@ class Entry:
         self.mutable_statics = mutable_statics(bridge.graphdef)
         # attributes replaced behind __setattr__'s back (vars(m)[k] = v ...) do not
         # move the epoch: the fingerprint of the traversed nodes catches them
-        self.fingerprint: Fingerprint = fingerprint(bridge.nodes)
-        self.guard = root_guard(nodes)
+        self.matches = fingerprint(bridge.nodes).matches
+        # taken as lock then lock2, released in the reverse order (see lock_pair)
+        self.lock, self.lock2 = lock_pair(root_locks(nodes))
 
     def valid(self, nodes: tp.Sequence[tp.Any]) -> bool:
         """Still describes ``nodes``: same epoch, same (live) objects, and no mutable
@@ -135,7 +136,7 @@ class Entry:
                 return False
         if self.mutable_statics and statics_changed(self.mutable_statics):
             return False
-        return self.fingerprint.matches()
+        return self.matches()
 
 
 class Cache:
@@ -224,21 +225,66 @@ class _Locks:
     def __init__(self, locks: tuple[threading.RLock, ...]) -> None:
         self.locks = locks
 
-    def __enter__(self) -> None:
+    def acquire(self) -> bool:
         for lock in self.locks:
             lock.acquire()
+        return True
 
-    def __exit__(self, *exc: object) -> None:
+    def release(self) -> None:
         for lock in reversed(self.locks):
             lock.release()
 
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def root_locks(nodes: tp.Sequence[tp.Any]) -> tuple[threading.RLock, ...]:
+    """The locks serialising calls on ``nodes``, in the (id) order to take them:
+    reading their values, dispatching and writing the results back happen as one
+    step, so concurrent calls on the same objects neither lose updates nor
+    interleave. Uncontended, taking one costs one C call."""
+    unique = {id(n): n for n in nodes}
+    return tuple(_lock_for(unique[k]) for k in sorted(unique))
+
+
+class _Lockable(tp.Protocol):
+    def acquire(self) -> bool: ...  # pragma: no cover
+    def release(self) -> None: ...  # pragma: no cover
+
+
+class _NoLock:
+    __slots__ = ()
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+_NO_LOCK = _NoLock()
+
+
+def lock_pair(locks: tuple[threading.RLock, ...]) -> tuple[_Lockable, _Lockable]:
+    """The root locks as exactly two (taken first then second), so the call path
+    takes them with two plain C calls, without a loop or a context manager: one
+    root's re-entrant lock is taken twice; more than two roots share the first of
+    the pair (a Python-level group); no roots, nothing to serialise."""
+    if not locks:
+        return _NO_LOCK, _NO_LOCK
+    if len(locks) == 1:
+        return locks[0], locks[0]
+    if len(locks) == 2:
+        return locks[0], locks[1]
+    return _Locks(locks[:-1]), locks[-1]
+
 
 def root_guard(nodes: tp.Sequence[tp.Any]) -> tp.ContextManager[tp.Any]:
-    """The context manager serialising calls on ``nodes``: reading their values,
-    dispatching and writing the results back happen as one step, so concurrent
-    calls on the same objects neither lose updates nor interleave."""
-    unique = {id(n): n for n in nodes}
-    locks = tuple(_lock_for(unique[k]) for k in sorted(unique))
+    """:func:`root_locks` as one context manager."""
+    locks = root_locks(nodes)
     if len(locks) == 1:
         return locks[0]
     return _Locks(locks)
