@@ -114,16 +114,7 @@ def save_checkpoint(path: PathLike, *objects: tp.Any, overwrite: bool = False) -
         >>> new_model.w.value.tolist()
         [1.0, 1.0]
     """
-    directory = os.path.abspath(os.fspath(path))
-    targets = Targets(objects)
-    root = targets.root_name()
-    check_collisions(
-        targets.flat,
-        orbax_io.orbax_name,
-        root,
-        f"save_checkpoint: cannot save to {directory}",
-        _KEY_FIX,
-    )
+    directory, targets, root = _collect(path, objects, "save_checkpoint: cannot save to {dir}")
     flat = {
         orbax_io.str_path(p): stored_form(raw(leaf), format_path(p, root))
         for p, leaf in targets.flat.items()
@@ -226,16 +217,7 @@ def restore_checkpoint(path: PathLike, *targets: tp.Any, verify: bool = True) ->
         ...     print(str(error).splitlines()[1])
           - target.w: expected shape (3,) float32 (from the target), found shape (2,) ...
     """
-    directory = os.path.abspath(os.fspath(path))
-    collected = Targets(targets)
-    root = collected.root_name()
-    check_collisions(
-        collected.flat,
-        orbax_io.orbax_name,
-        root,
-        f"restore_checkpoint: cannot fill {root}",
-        _KEY_FIX,
-    )
+    directory, collected, root = _collect(path, targets, "restore_checkpoint: cannot fill {root}")
     source = orbax_io.source_for_restore(directory)
     recorded, notes = integrity.diagnose_orbax(source, verify)
     atomic.warn(notes)
@@ -321,15 +303,22 @@ def _tensor_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _collect(path: PathLike, objects: tuple[tp.Any, ...], context: str) -> tuple[str, Targets, str]:
+    """The checkpoint's absolute directory, the objects' leaves and their root name,
+    after checking that no two leaves share a checkpoint key. ``context`` (with
+    ``{dir}`` and ``{root}`` filled in) begins the collision error."""
+    directory = os.path.abspath(os.fspath(path))
+    targets = Targets(objects)
+    root = targets.root_name()
+    where = context.format(dir=directory, root=root)
+    check_collisions(targets.flat, orbax_io.orbax_name, root, where, _KEY_FIX)
+    return directory, targets, root
+
+
 def _safetensors() -> tp.Any:
-    try:
-        import safetensors.numpy as st
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "save_safetensors/load_safetensors need safetensors. Fix: "
-            'pip install "nnx-optim[checkpoint]" (or pip install safetensors).'
-        ) from error
-    return st
+    return orbax_io.optional_import(
+        "safetensors.numpy", "save_safetensors/load_safetensors", "safetensors"
+    )
 
 
 def _file_leftovers(file: str, *, remove: bool) -> list[str]:

@@ -58,15 +58,21 @@ def restore_item(
     return shape_dtype_struct(shape, dtype, sharding=sharding(target))
 
 
-def orbax() -> tp.Any:
+def optional_import(module: str, needed_by: str, distribution: str) -> tp.Any:
+    """``module`` imported, or an ImportError naming what needs it and how to install it."""
     try:
-        import orbax.checkpoint as ocp
+        return importlib.import_module(module)
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "save_checkpoint/restore_checkpoint need orbax-checkpoint. Fix: "
-            'pip install "nnx-optim[checkpoint]" (or pip install orbax-checkpoint).'
+            f"{needed_by} need {distribution}. Fix: "
+            f'pip install "nnx-optim[checkpoint]" (or pip install {distribution}).'
         ) from error
-    return ocp
+
+
+def orbax() -> tp.Any:
+    return optional_import(
+        "orbax.checkpoint", "save_checkpoint/restore_checkpoint", "orbax-checkpoint"
+    )
 
 
 def source_for_restore(directory: str) -> str:
