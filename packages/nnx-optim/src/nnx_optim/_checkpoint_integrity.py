@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from nnx_optim._checkpoint_tree import CheckpointError
+from nnx_optim._checkpoint_tree import CheckpointError, bullet_list
 
 ALGORITHM = "crc32"
 # key of the checksums in orbax's custom metadata / the safetensors __metadata__
@@ -101,14 +101,11 @@ def damaged(
 
 
 def raise_damaged(where: str, problems: list[str], source: str) -> tp.NoReturn:
-    shown = problems[:50]
-    more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
     raise CheckpointError(
         f"{where} is damaged: {len(problems)} "
         f"{'arrays differ' if len(problems) != 1 else 'array differs'} from the checksums "
-        "recorded when it was saved:\n  - "
-        + "\n  - ".join(shown)
-        + more
+        "recorded when it was saved:"
+        + bullet_list(problems)
         + f"\nNothing was modified. The {source} changed after it was written (disk or "
         "copy error, or an edit). Fix: restore an earlier checkpoint; pass verify=False "
         "only to load the damaged values anyway.",

@@ -257,15 +257,17 @@ def compare(
     return problems
 
 
+def bullet_list(problems: list[str], most: int = 50) -> str:
+    """``problems`` as indented ``-`` bullets, one a line: the first ``most`` and a
+    count of the rest."""
+    more = f"\n  ... and {len(problems) - most} more" if len(problems) > most else ""
+    return "\n  - " + "\n  - ".join(problems[:most]) + more
+
+
 def raise_mismatch(what: str, problems: list[str], fix: str) -> tp.NoReturn:
-    shown = problems[:50]
-    more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
     raise CheckpointMismatchError(
         f"{what} does not match the target ({len(problems)} problem"
-        f"{'s' if len(problems) != 1 else ''}):\n  - "
-        + "\n  - ".join(shown)
-        + more
-        + f"\nFix: {fix}"
+        f"{'s' if len(problems) != 1 else ''}):" + bullet_list(problems) + f"\nFix: {fix}"
     )
 
 
