@@ -141,8 +141,11 @@ def test_update_forms_match_plain_optax(call: str) -> None:
     assert int(optimizer.step.value) == 2
     got = params_of(model)
     assert got.keys() == expected.keys()
-    for path in got:  # eager vs jitted reference: float rounding differs slightly
-        np.testing.assert_allclose(got[path], expected[path], rtol=1e-5, atol=2e-6)
+    # Eager vs jitted reference: float rounding differs slightly, and Adam divides by
+    # sqrt(nu), which magnifies the rounding of near-zero gradients (LoRA weights of
+    # ~1e-6 differ by a few 1e-6 across JAX versions), hence the absolute tolerance.
+    for path in got:
+        np.testing.assert_allclose(got[path], expected[path], rtol=1e-5, atol=1e-5)
 
 
 def test_update_returns_updates_and_counts_steps() -> None:
@@ -417,7 +420,8 @@ def test_jit_with_only_the_optimizer() -> None:
         train_step(optimizer, *batch(step))
         reference_optimizer.update(loss_grads(reference, step))
     for path, value in params_of(model).items():
-        np.testing.assert_allclose(value, params_of(reference)[path], rtol=1e-5, atol=1e-6)
+        # atol: see test_update_forms_match_plain_optax (Adam magnifies rounding).
+        np.testing.assert_allclose(value, params_of(reference)[path], rtol=1e-5, atol=1e-5)
 
 
 def test_surgery_between_jitted_steps_requires_new_optimizer() -> None:
