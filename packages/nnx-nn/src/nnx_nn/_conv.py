@@ -22,7 +22,7 @@ from nnx_nn._errors import (
     LayerConfigError,
     check_positive_int,
     describe,
-    params_key,
+    new_param,
 )
 from nnx_nn._linear import contraction_kwargs, default_bias_init, default_kernel_init
 from nnx_nn._typing import Array, Dtype, Initializer, PaddingLike, PrecisionLike, PromoteDtypeFn
@@ -243,16 +243,12 @@ class Conv(nnx_graph.Module):
         _check_mask(mask, kernel_shape, where)
 
         self.kernel_shape = kernel_shape
-        self.kernel = nnx_graph.Param(
-            kernel_init(params_key(rngs, self), kernel_shape, param_dtype), **kernel_metadata
+        self.kernel = new_param(rngs, self, kernel_init, kernel_shape, param_dtype, kernel_metadata)
+        self.bias: nnx_graph.Param[Array] | None = (
+            new_param(rngs, self, bias_init, (out_features,), param_dtype, bias_metadata)
+            if use_bias
+            else None
         )
-        self.bias: nnx_graph.Param[Array] | None
-        if use_bias:
-            self.bias = nnx_graph.Param(
-                bias_init(params_key(rngs, self), (out_features,), param_dtype), **bias_metadata
-            )
-        else:
-            self.bias = None
         self.in_features = in_features
         self.out_features = out_features
         self.kernel_size = size
@@ -419,16 +415,12 @@ class ConvTranspose(nnx_graph.Module):
         self.promote_dtype = promote_dtype
         self.preferred_element_type = preferred_element_type
         self.kernel_shape = kernel_shape
-        self.kernel = nnx_graph.Param(
-            kernel_init(params_key(rngs, self), kernel_shape, param_dtype), **kernel_metadata
+        self.kernel = new_param(rngs, self, kernel_init, kernel_shape, param_dtype, kernel_metadata)
+        self.bias: nnx_graph.Param[Array] | None = (
+            new_param(rngs, self, bias_init, (out_features,), param_dtype, bias_metadata)
+            if use_bias
+            else None
         )
-        self.bias: nnx_graph.Param[Array] | None
-        if use_bias:
-            self.bias = nnx_graph.Param(
-                bias_init(params_key(rngs, self), (out_features,), param_dtype), **bias_metadata
-            )
-        else:
-            self.bias = None
 
     def __call__(self, inputs: Array) -> Array:
         """Apply the transposed convolution to ``(*batch, *spatial, in_features)``."""

@@ -109,6 +109,19 @@ def params_key(rngs: tp.Any, layer: object) -> jax.Array:
     return rng_stream(rngs, "params", layer)()
 
 
+def new_param(
+    rngs: tp.Any,
+    layer: object,
+    init: tp.Callable[..., jax.Array],
+    shape: tp.Sequence[int],
+    dtype: tp.Any,
+    metadata: tp.Mapping[str, tp.Any],
+) -> nnx_graph.Param[jax.Array]:
+    """A ``Param`` holding ``init(key, shape, dtype)`` with a fresh ``params`` key
+    (see :func:`params_key`) and ``metadata``."""
+    return nnx_graph.Param(init(params_key(rngs, layer), shape, dtype), **metadata)
+
+
 @contextlib.contextmanager
 def child_path(*parts: tp.Any) -> Iterator[None]:
     """Prefix the path of a :class:`LayerInputError` raised inside the block."""

@@ -26,6 +26,7 @@ from nnx_nn._errors import (
     check_axis_size,
     check_positive_int,
     describe,
+    new_param,
     params_key,
 )
 from nnx_nn._typing import Array, Dtype, Initializer, PrecisionLike, PromoteDtypeFn, Shape
@@ -120,17 +121,13 @@ class Linear(nnx_graph.Module):
             in_features=in_features,
             out_features=out_features,
         )
-        self.kernel = nnx_graph.Param(
-            kernel_init(params_key(rngs, self), (in_features, out_features), param_dtype),
-            **kernel_metadata,
+        kernel_shape = (in_features, out_features)
+        self.kernel = new_param(rngs, self, kernel_init, kernel_shape, param_dtype, kernel_metadata)
+        self.bias: nnx_graph.Param[Array] | None = (
+            new_param(rngs, self, bias_init, (out_features,), param_dtype, bias_metadata)
+            if use_bias
+            else None
         )
-        self.bias: nnx_graph.Param[Array] | None
-        if use_bias:
-            self.bias = nnx_graph.Param(
-                bias_init(params_key(rngs, self), (out_features,), param_dtype), **bias_metadata
-            )
-        else:
-            self.bias = None
         self.in_features = in_features
         self.out_features = out_features
         self.use_bias = use_bias
@@ -436,16 +433,14 @@ class Einsum(nnx_graph.Module):
     ) -> None:
         einsum_str = einsum_str.replace(" ", "")
         self._check_einsum_str(einsum_str, tuple(kernel_shape))
-        self.kernel = nnx_graph.Param(
-            kernel_init(params_key(rngs, self), tuple(kernel_shape), param_dtype), **kernel_metadata
+        self.kernel = new_param(
+            rngs, self, kernel_init, tuple(kernel_shape), param_dtype, kernel_metadata
         )
-        self.bias: nnx_graph.Param[Array] | None
-        if bias_shape is not None:
-            self.bias = nnx_graph.Param(
-                bias_init(params_key(rngs, self), tuple(bias_shape), param_dtype), **bias_metadata
-            )
-        else:
-            self.bias = None
+        self.bias: nnx_graph.Param[Array] | None = (
+            new_param(rngs, self, bias_init, tuple(bias_shape), param_dtype, bias_metadata)
+            if bias_shape is not None
+            else None
+        )
         self.einsum_str = einsum_str
         self.kernel_shape = tuple(kernel_shape)
         self.bias_shape = None if bias_shape is None else tuple(bias_shape)

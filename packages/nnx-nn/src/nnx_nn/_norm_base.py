@@ -17,7 +17,7 @@ from jax import lax
 
 import nnx_graph
 from nnx_nn._dtypes import canonicalize_dtype
-from nnx_nn._errors import InputShapeError, check_positive_int, describe, params_key
+from nnx_nn._errors import InputShapeError, check_positive_int, describe, new_param
 from nnx_nn._typing import Array, Axes, Dtype, Initializer, PromoteDtypeFn
 
 __all__ = [
@@ -132,18 +132,14 @@ def create_scale_and_bias(
     bias_metadata: tp.Mapping[str, tp.Any],
 ) -> None:
     """Create ``module.scale`` and ``module.bias`` (or ``None``), scale first."""
-    if use_scale:
-        module.scale = nnx_graph.Param(
-            scale_init(params_key(rngs, module), shape, param_dtype), **scale_metadata
-        )
-    else:
-        module.scale = None
-    if use_bias:
-        module.bias = nnx_graph.Param(
-            bias_init(params_key(rngs, module), shape, param_dtype), **bias_metadata
-        )
-    else:
-        module.bias = None
+    module.scale = (
+        new_param(rngs, module, scale_init, shape, param_dtype, scale_metadata)
+        if use_scale
+        else None
+    )
+    module.bias = (
+        new_param(rngs, module, bias_init, shape, param_dtype, bias_metadata) if use_bias else None
+    )
 
 
 def value_or_none(variable: nnx_graph.Variable[tp.Any] | None) -> Array | None:
@@ -214,13 +210,11 @@ class NormLayer(nnx_graph.Module):
             f"{type(self).__name__}(num_features={num_features!r})", num_features=num_features
         )
         if use_bias is None:  # a layer without bias (RMSNorm)
-            if use_scale:
-                self.scale = nnx_graph.Param(
-                    scale_init(params_key(rngs, self), (num_features,), param_dtype),
-                    **scale_metadata,
-                )
-            else:
-                self.scale = None
+            self.scale = (
+                new_param(rngs, self, scale_init, (num_features,), param_dtype, scale_metadata)
+                if use_scale
+                else None
+            )
         else:
             assert bias_init is not None and bias_metadata is not None
             create_scale_and_bias(
