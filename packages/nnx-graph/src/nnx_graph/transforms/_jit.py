@@ -263,7 +263,11 @@ class JitWrapped:
             key = ("tree", tuple(map(id, probe.nodes)), probe.treedef)
             key += (probe.static_positions, probe.static_names)
         entry = self._cache.get(key)
-        if entry is None or not entry.valid(entry.layout.nodes(args, probe)):
+        if entry is None or not (
+            entry.valid_args(args)
+            if probe is None
+            else entry.valid(entry.layout.nodes(args, probe))
+        ):
             entry = self._new_entry(args, kwargs, key, probe)
         return entry, probe
 

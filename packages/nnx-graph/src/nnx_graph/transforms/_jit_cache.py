@@ -94,6 +94,7 @@ class Entry:
         "matches",
         "lock",
         "lock2",
+        "node_positions",
     )
 
     def __init__(
@@ -124,6 +125,8 @@ class Entry:
         self.matches = fingerprint(bridge.nodes).matches
         # taken as lock then lock2, released in the reverse order (see lock_pair)
         self.lock, self.lock2 = lock_pair(root_locks(nodes))
+        # graph layout: where the roots sit among the arguments (see valid_args)
+        self.node_positions: tuple[int, ...] | None = getattr(layout, "node_positions", None)
 
     def valid(self, nodes: tp.Sequence[tp.Any]) -> bool:
         """Still describes ``nodes``: same epoch, same (live) objects, and no mutable
@@ -133,6 +136,20 @@ class Entry:
         # a plain loop: cheaper than all(<generator>) on the per-call path
         for ref, node in zip(self.refs, nodes):
             if ref() is not node:
+                return False
+        if self.mutable_statics and statics_changed(self.mutable_statics):
+            return False
+        return self.matches()
+
+    def valid_args(self, args: tp.Sequence[tp.Any]) -> bool:
+        """:meth:`valid` for a graph-layout call, reading the roots straight from
+        the positional arguments (no list of nodes built per call)."""
+        if self.node_positions is None:
+            return self.valid(self.layout.nodes(args, None))
+        if self.epoch != _EPOCH[0]:
+            return False
+        for ref, i in zip(self.refs, self.node_positions):
+            if ref() is not args[i]:
                 return False
         if self.mutable_statics and statics_changed(self.mutable_statics):
             return False
