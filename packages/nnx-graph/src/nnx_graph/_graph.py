@@ -495,11 +495,8 @@ def unflatten(
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.Param(jnp.zeros(2))
-        >>> gdef, flat = nnx.flatten(M())
-        >>> nnx.unflatten(gdef, flat).w.shape
+        >>> gdef, flat = nnx.flatten(nnx.Dict(w=nnx.Param(jnp.zeros(2))))
+        >>> nnx.unflatten(gdef, flat)["w"].shape
         (2,)
     """
     _no_ref_maps("unflatten", index_ref, outer_index_outer_ref)

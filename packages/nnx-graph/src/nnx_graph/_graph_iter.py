@@ -182,12 +182,9 @@ def recursive_map(
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.Param(jnp.zeros(2))
         >>> def double(path, x):
         ...     return nnx.Param(x.value + 1) if isinstance(x, nnx.Param) else x
-        >>> nnx.recursive_map(double, M()).w.value.tolist()
+        >>> nnx.recursive_map(double, nnx.Dict(w=nnx.Param(jnp.zeros(2))))["w"].value.tolist()
         [1.0, 1.0]
     """
     flat = flatten_graph(node)

@@ -319,16 +319,13 @@ class UpdateContext:
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class C(nnx.Module):
-        ...     def __init__(self):
-        ...         self.n = nnx.Variable(jnp.array(0))
-        >>> c = C()
+        >>> c = nnx.Dict(n=nnx.Variable(jnp.array(0)))
         >>> with nnx.update_context("demo") as ctx:
         ...     gdef, st = ctx.split(c)
         ...     inner = ctx.merge(gdef, st)
-        ...     inner.n.value = jnp.array(5)
+        ...     inner["n"].value = jnp.array(5)
         ...     ctx.update(c, nnx.state(inner))
-        >>> int(c.n.value)
+        >>> int(c["n"].value)
         5
     """
 

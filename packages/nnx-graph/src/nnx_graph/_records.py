@@ -132,10 +132,8 @@ def walk(
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
         >>> from nnx_graph._graphdef import VAR, walk
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.Param(jnp.ones(2))
-        >>> [v.path for v in walk(nnx.graphdef(M())) if v.record.tag == VAR]
+        >>> graphdef = nnx.graphdef(nnx.Dict(w=nnx.Param(jnp.ones(2))))
+        >>> [v.path for v in walk(graphdef) if v.record.tag == VAR]
         [('w',)]
     """
     root = graphdef._record if isinstance(graphdef, GraphDef) else graphdef
