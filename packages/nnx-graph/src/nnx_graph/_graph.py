@@ -456,10 +456,7 @@ def flatten(
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.Param(jnp.zeros(2))
-        >>> gdef, flat = nnx.flatten(M())
+        >>> gdef, flat = nnx.flatten(nnx.Dict(w=nnx.Param(jnp.zeros(2))))
         >>> flat.paths
         (('w',),)
     """

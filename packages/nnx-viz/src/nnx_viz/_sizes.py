@@ -148,12 +148,9 @@ def variable_sizes(obj: tp.Any) -> dict[str, SizeTotal]:
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class Block(nnx.Module):
-        ...     def __init__(self):
-        ...         self.kernel = nnx.Param(jnp.zeros((2, 3)))
-        ...         self.mean = nnx.BatchStat(jnp.zeros(3))
-        ...         self.tied = self.kernel
-        >>> {name: str(total) for name, total in variable_sizes(Block()).items()}
+        >>> kernel = nnx.Param(jnp.zeros((2, 3)))
+        >>> block = nnx.Dict(kernel=kernel, mean=nnx.BatchStat(jnp.zeros(3)), tied=kernel)
+        >>> {name: str(total) for name, total in variable_sizes(block).items()}
         {'Param': '6 (24 B)', 'BatchStat': '3 (12 B)'}
     """
     totals: dict[str, SizeTotal] = {}
