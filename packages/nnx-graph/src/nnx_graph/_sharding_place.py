@@ -109,13 +109,12 @@ def get_partition_spec(tree: A) -> A:
 
     Example::
 
-        >>> import jax, nnx_graph as nnx
-        >>> class Linear(nnx.Module):
-        ...     def __init__(self, rngs):
-        ...         init = nnx.with_partitioning(jax.nn.initializers.ones, (None, "model"))
-        ...         self.kernel = nnx.Param(init(rngs.params(), (2, 4)))
-        ...         self.bias = nnx.Param(jax.numpy.zeros(4))
-        >>> specs = nnx.get_partition_spec(nnx.state(Linear(nnx.Rngs(0))))
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> layer = nnx.Dict(
+        ...     kernel=nnx.Param(jnp.ones((2, 4)), sharding_names=(None, "model")),
+        ...     bias=nnx.Param(jnp.zeros(4)),
+        ... )
+        >>> specs = nnx.get_partition_spec(nnx.state(layer))
         >>> specs["kernel"].value, specs["bias"].value
         (P(None, 'model'), P())
     """
