@@ -37,12 +37,10 @@ def cond(
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class C(nnx.Module):
-        ...     def __init__(self):
-        ...         self.n = nnx.Variable(jnp.array(0))
         >>> def inc(c):
-        ...     c.n += 1
-        >>> c = C(); nnx.cond(True, inc, lambda c: None, c); int(c.n.value)
+        ...     c["n"].value += 1
+        >>> c = nnx.Dict(n=nnx.Variable(jnp.array(0)))
+        >>> nnx.cond(True, inc, lambda c: None, c); int(c["n"].value)
         1
     """
     lifted = Lifted("cond", operands, {}, fun=true_fun)
@@ -64,14 +62,12 @@ def switch(
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class C(nnx.Module):
-        ...     def __init__(self):
-        ...         self.n = nnx.Variable(jnp.array(0))
         >>> def add(k):
         ...     def f(c):
-        ...         c.n += k
+        ...         c["n"].value += k
         ...     return f
-        >>> c = C(); nnx.switch(2, [add(1), add(10), add(100)], c); int(c.n.value)
+        >>> c = nnx.Dict(n=nnx.Variable(jnp.array(0)))
+        >>> nnx.switch(2, [add(1), add(10), add(100)], c); int(c["n"].value)
         100
     """
     lifted = Lifted("switch", operands, {}, fun=branches[0] if branches else None)
@@ -158,13 +154,11 @@ def while_loop(
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class C(nnx.Module):
-        ...     def __init__(self):
-        ...         self.n = nnx.Variable(jnp.array(0))
         >>> def body(c):
-        ...     c.n += 1
+        ...     c["n"].value += 1
         ...     return c
-        >>> c = nnx.while_loop(lambda c: c.n.value < 5, body, C()); int(c.n.value)
+        >>> c = nnx.Dict(n=nnx.Variable(jnp.array(0)))
+        >>> c = nnx.while_loop(lambda c: c["n"].value < 5, body, c); int(c["n"].value)
         5
     """
     loop = _Loop("while_loop", init_val)
@@ -191,13 +185,11 @@ def fori_loop(
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class C(nnx.Module):
-        ...     def __init__(self):
-        ...         self.n = nnx.Variable(jnp.array(0))
         >>> def body(i, c):
-        ...     c.n += i
+        ...     c["n"].value += i
         ...     return c
-        >>> c = nnx.fori_loop(0, 4, body, C()); int(c.n.value)
+        >>> c = nnx.fori_loop(0, 4, body, nnx.Dict(n=nnx.Variable(jnp.array(0))))
+        >>> int(c["n"].value)
         6
     """
     loop = _Loop("fori_loop", init_val)
