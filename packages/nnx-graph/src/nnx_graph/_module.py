@@ -43,6 +43,13 @@ def _tuple_init() -> tuple[tp.Any, ...]:
     return ()
 
 
+def _set_mode(module: Module, training: bool, attributes: dict[str, tp.Any]) -> None:
+    """``Module.train``/``Module.eval``: the mode flags on every sub-Module that has
+    them, explicit ``attributes`` overriding them."""
+    flags = {"deterministic": not training, "use_running_average": not training}
+    module.set_attributes(raise_if_not_found=False, **{**flags, **attributes})
+
+
 class Module(Pytree):
     """Base class for layers and models: a mutable Python object holding its
     Variables and sub-Modules as attributes.
@@ -191,10 +198,7 @@ class Module(Pytree):
             >>> net = Net(); net.train(); net.deterministic
             False
         """
-        self.set_attributes(
-            raise_if_not_found=False,
-            **{"deterministic": False, "use_running_average": False, **attributes},
-        )
+        _set_mode(self, training=True, attributes=attributes)
 
     def eval(self, **attributes: tp.Any) -> None:
         """Evaluation mode: ``deterministic=True`` and ``use_running_average=True``
@@ -205,14 +209,12 @@ class Module(Pytree):
             >>> import nnx_graph as nnx
             >>> class Net(nnx.Module):
             ...     def __init__(self):
+            ...         self.deterministic = False
             ...         self.use_running_average = False
-            >>> net = Net(); net.eval(); net.use_running_average
-            True
+            >>> net = Net(); net.eval(); (net.deterministic, net.use_running_average)
+            (True, True)
         """
-        self.set_attributes(
-            raise_if_not_found=False,
-            **{"deterministic": True, "use_running_average": True, **attributes},
-        )
+        _set_mode(self, training=False, attributes=attributes)
 
 
 def iter_modules(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[Path, Module]]:
