@@ -199,7 +199,8 @@ def test_optimizer_is_a_pytree_under_plain_jax_jit() -> None:
     assert isinstance(optimizer, Optimizer) and int(optimizer.step.value) == 3
     expected = dict(nnx.state(reference, nnx.Param).flat_state())
     for path, value in nnx.state(model, nnx.Param).flat_state():
-        np.testing.assert_allclose(value.value, expected[path].value, rtol=1e-5, atol=1e-6)
+        # atol: Adam divides by sqrt(nu), magnifying rounding differences across JAX versions
+        np.testing.assert_allclose(value.value, expected[path].value, rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- wrt

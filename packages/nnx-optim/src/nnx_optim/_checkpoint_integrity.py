@@ -178,7 +178,12 @@ def diagnose_orbax(directory: str, verify: bool) -> tuple[dict[str, str] | None,
             f"'tree_metadata' mapping (found {type(tree).__name__}).\n{_WHAT_TO_DO}",
             directory=directory,
         )
-    if metadata.get("use_ocdbt", False):
+    # Older orbax (0.11) does not record `use_ocdbt`; its OCDBT layout shows in the
+    # per-process folders instead.
+    ocdbt = metadata.get("use_ocdbt") or any(
+        name.startswith("ocdbt.process_") for name in os.listdir(directory)
+    )
+    if ocdbt:
         manifest = os.path.join(directory, "manifest.ocdbt")
         if not os.path.isfile(manifest) or os.path.getsize(manifest) == 0:
             state = "is empty" if os.path.isfile(manifest) else "is missing"
