@@ -357,6 +357,24 @@ class SplitRngs:
         self.restore()
 
 
+def _around_calls(change: tp.Callable[[tp.Any], SplitRngs]) -> tp.Callable[[F], F]:
+    """A decorator that applies ``change`` to the streams in each call's
+    ``(args, kwargs)`` and restores them when the call returns or raises."""
+
+    def decorator(f: F) -> F:
+        @functools.wraps(f)
+        def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+            handle = change((args, kwargs))
+            try:
+                return f(*args, **kwargs)
+            finally:
+                handle.restore()
+
+        return tp.cast(F, wrapper)
+
+    return decorator
+
+
 def _split_streams(
     node: tp.Any, splits: int | tuple[int, ...], only: tp.Any, squeeze: bool
 ) -> SplitRngs:
@@ -421,19 +439,7 @@ def split_rngs(
         ()
     """
     if node is None:
-
-        def decorator(f: F) -> F:
-            @functools.wraps(f)
-            def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-                handle = _split_streams((args, kwargs), splits, only, squeeze)
-                try:
-                    return f(*args, **kwargs)
-                finally:
-                    handle.restore()
-
-            return tp.cast(F, wrapper)
-
-        return decorator
+        return _around_calls(lambda args: _split_streams(args, splits, only, squeeze))
     return _split_streams(node, splits, only, squeeze)
 
 
@@ -460,16 +466,7 @@ def fork_rngs(
     function's arguments are forked for the call and restored after it.
     """
     if node is None:
-
-        def decorator(f: F) -> F:
-            @functools.wraps(f)
-            def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-                with fork_rngs((args, kwargs), split=split):
-                    return f(*args, **kwargs)
-
-            return tp.cast(F, wrapper)
-
-        return decorator
+        return _around_calls(lambda args: fork_rngs(args, split=split))
     backups = []
     for _, stream in _streams_in(node, ...):
         new = stream.fork(split=split)  # advances the stream; the backup keeps that
