@@ -103,3 +103,31 @@ def test_jit_sees_cached_property_variable():
     _ = m.extra  # now an attribute, set behind __setattr__'s back
     step(m)
     assert int(m.count.value) == 2 and int(m.extra.value) == 101
+
+
+class Scaled(nnx.Module):
+    def __init__(self):
+        self.w = nnx.Param(jnp.ones(2))
+        self.rate = 0.5
+        self.sizes = (1, 2)
+
+
+@pytest.mark.parametrize("how", sorted(BYPASSES))
+def test_jit_sees_a_replaced_static_attribute(how):
+    m = Scaled()
+    apply = nnx.jit(lambda m: m.w[...] * m.rate * m.sizes[1])
+    assert apply(m).tolist() == [1.0, 1.0]
+    BYPASSES[how](m, "rate", 2.0)
+    assert apply(m).tolist() == [4.0, 4.0], "a replaced static value must retrace"
+    BYPASSES[how](m, "sizes", (1, 3))  # a data-free container
+    assert apply(m).tolist() == [6.0, 6.0]
+
+
+def test_static_attributes_do_not_invalidate_unchanged_calls():
+    m = Scaled()
+    fp = _fp(m)
+    assert fp.matches()
+    m.w.value = jnp.zeros(2)  # a value update is not a structural change
+    assert fp.matches()
+    vars(m)["rate"] = 0.25
+    assert not fp.matches()

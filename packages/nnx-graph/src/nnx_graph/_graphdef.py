@@ -522,6 +522,9 @@ def _unlink(link: tp.Any) -> Path:
 
 
 # --------------------------------------------------------------------- fingerprint
+_WATCHED = (KIND_VARIABLE, KIND_NODE, KIND_OTHER)
+
+
 class Fingerprint:
     """A snapshot of the attribute structure of traversed nodes, to tell whether a
     cached traversal is still valid even when attributes were replaced behind
@@ -529,8 +532,9 @@ class Fingerprint:
     ``functools.cached_property``), which the structural epoch cannot see.
 
     It records each Pytree's attribute count and every attribute that holds a
-    Variable or graph node; ``matches()`` compares them by identity in C-level loops
-    (never ``==``: a Variable compares values, so an equal replacement would pass).
+    Variable, a graph node or a static value; ``matches()`` compares them by identity
+    in C-level loops (never ``==``: a Variable compares values; an equal static value
+    replaced by another object only costs a rebuild).
 
     Example::
 
@@ -560,7 +564,9 @@ class Fingerprint:
             d = node.__dict__
             dicts.append(d)
             for key, value in d.items():
-                if kind_of(value) in (KIND_VARIABLE, KIND_NODE):
+                kind = kind_of(value)
+                # not arrays or containers holding data: a call writes those back
+                if kind in _WATCHED or (kind == KIND_CONTAINER and not has_data(value)):
                     edge_dicts.append(d)
                     edge_keys.append(key)
                     edge_values.append(value)
