@@ -355,6 +355,7 @@ def abstract_with_sharding(tree: A) -> A:
 
 def _abstract_split(init_fn: tp.Callable[[], tp.Any]) -> tuple[tp.Any, tp.Any]:
     """``split`` of the model ``init_fn`` builds, without allocating its arrays."""
+    # nnx.eval_shape is a transform, two layers above this module
     import nnx_graph
 
     eval_shape = getattr(nnx_graph, "eval_shape", None)

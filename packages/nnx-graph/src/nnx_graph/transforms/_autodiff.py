@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from nnx_graph._filters import to_predicate
+from nnx_graph._graph import state as graph_state
 from nnx_graph._state import from_flat_state, to_flat_state
 from nnx_graph._variables import Param, Variable
 from nnx_graph.transforms._bridge import fill_tree, is_hole, is_node, split_tree
@@ -361,7 +362,6 @@ def _tangent_values(diff: _Diff, tangents: tuple[tp.Any, ...]) -> list[tp.Any]:
     """The tangent of every differentiated leaf, looked up by path in what was given
     as the tangent of its graph node (a State, or an object of the same structure);
     zeros when missing."""
-    from nnx_graph._graph import state as graph_state
 
     bridge = diff.lifted.bridge
     per_root: dict[int, dict[tuple[tp.Any, ...], tp.Any]] = {}

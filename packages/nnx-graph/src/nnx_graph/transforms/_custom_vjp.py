@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nnx_graph._graph import merge, split
+from nnx_graph._graph import state as graph_state
 from nnx_graph._state import State, from_flat_state, to_flat_state
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._autodiff import DiffState, _has_nodes
@@ -40,8 +42,6 @@ class CustomVjp(tp.Generic[F]):
         self.fwd, self.bwd = fwd, bwd
 
     def __call__(self, *args: tp.Any) -> tp.Any:
-        from nnx_graph._graph import merge, split
-
         name = getattr(self.fun, "__name__", "function")
         if self.fwd is None or self.bwd is None:
             raise TypeError(
@@ -125,8 +125,6 @@ def _fill_state(template: State, ct: tp.Any) -> State:
     """A cotangent State shaped like ``template`` from what ``bwd`` returned (a
     State/mapping or a graph node holding gradients; zeros where it has nothing)."""
     if is_node(ct):
-        from nnx_graph._graph import state as graph_state
-
         ct = graph_state(ct)
     given = dict(to_flat_state(ct)) if isinstance(ct, tp.Mapping) else {}
     pairs = []

@@ -8,8 +8,10 @@ from collections.abc import Mapping
 import jax
 
 from nnx_graph._errors import format_path
+from nnx_graph._graph import state as graph_state
 from nnx_graph._state import State, to_flat_state
 from nnx_graph._variables import Variable
+from nnx_graph.transforms._bridge import is_node
 
 __all__ = ["constrain_tree", "is_sharding", "leaf_shardings"]
 
@@ -75,8 +77,6 @@ def constrain_tree(out: tp.Any, spec: tp.Any) -> tp.Any:
     """Apply ``with_sharding_constraint`` to ``out`` following ``spec`` (a pytree
     prefix of ``out`` whose entries may be shardings or sharding States for graph
     nodes)."""
-    from nnx_graph._graph import state as graph_state
-    from nnx_graph.transforms._bridge import is_node
 
     def apply(sub_spec: tp.Any, value: tp.Any) -> tp.Any:
         if sub_spec is None:

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from nnx_graph._errors import format_path
+from nnx_graph._graph import iter_graph
 from nnx_graph._sharding import PARTITION_NAME, add_axis, remove_axis
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._axes import (
@@ -208,7 +209,6 @@ class _Call:
     def _add_axes(self, roots: tuple[tp.Any, ...], out: tp.Any) -> None:
         """Give every Variable reachable from the arguments and the output the
         partition axis back (inputs had it removed on entry)."""
-        from nnx_graph._graph import iter_graph
 
         out_tree, out_nodes = split_tree(out)
         node_specs = _node_out_specs(self.out_axes, out_tree, len(out_nodes))
