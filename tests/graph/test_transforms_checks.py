@@ -158,3 +158,17 @@ def test_eval_shape_under_a_mesh_gives_named_shardings():
     assert abstract.b.get_value().sharding is None
     outside = nnx.eval_shape(lambda: Sharded(nnx.Rngs(0)))  # no mesh: no sharding
     assert outside.w.get_value().sharding is None
+
+
+def test_eval_shape_under_a_mesh_keeps_shared_references():
+    class Holder(nnx.Module):
+        def __init__(self, inner):
+            self.inner = inner
+
+    def create():
+        inner = nnx.Dict(w=nnx.Param(jnp.ones((2, 2))))
+        return inner, Holder(inner)
+
+    with jax.set_mesh(jax.make_mesh((1,), ("model",))):
+        inner, holder = nnx.eval_shape(create)
+    assert holder.inner is inner, "the two outputs must share the inner node"

@@ -9,6 +9,7 @@ import jax
 from jax.sharding import PartitionSpec
 
 from nnx_graph._graphdef import build
+from nnx_graph._pytree import List
 from nnx_graph._sharding_place import as_abstract
 from nnx_graph.transforms._axes import StateAxes, leaf_axes
 from nnx_graph.transforms._bridge import Outcome, Updates, fill_tree
@@ -52,7 +53,8 @@ def eval_shape(
     out_nodes = root[1]
     if not jax.sharding.get_abstract_mesh().empty:
         # under jax.set_mesh: annotated Variables come back with their NamedSharding
-        out_nodes = tuple(as_abstract(node) for node in out_nodes)
+        # mapped as one graph (an nnx.List of them): shared references stay shared
+        out_nodes = tuple(as_abstract(List(out_nodes)))
     return fill_tree(out_tree, out_nodes)
 
 
