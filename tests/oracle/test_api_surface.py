@@ -152,6 +152,9 @@ def _is_typevar(obj: object) -> bool:
 
 
 def _is_typing_construct(obj: object) -> bool:
+    # A Protocol subclass is a real class (its metaclass merely lives in `typing`).
+    if isinstance(obj, type):
+        return False
     return type(obj).__module__ == "typing" and not _is_typevar(obj)
 
 
