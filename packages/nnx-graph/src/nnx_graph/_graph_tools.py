@@ -5,17 +5,22 @@ and ``UpdateContext``. All are built on ``split``/``merge``/``update``."""
 from __future__ import annotations
 
 import builtins
-import contextlib
 import dataclasses
 import threading
 import typing as tp
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import jax
 
 from nnx_graph._errors import GraphStructureError, format_path
 from nnx_graph._filters import to_predicate
 from nnx_graph._graph import _pairs, merge, split, update
+from nnx_graph._graph_config import (
+    graph_mode_default,
+    graph_updates_default,
+    set_graph_mode,
+    set_graph_updates,
+)
 from nnx_graph._pytree import is_graph_node
 from nnx_graph._records import GraphDef
 from nnx_graph._state import State, from_flat_state, merge_state
@@ -30,6 +35,8 @@ __all__ = [
     "call",
     "current_update_context",
     "from_tree",
+    "graph_mode_default",
+    "graph_updates_default",
     "prefix",
     "pure",
     "set_graph_mode",
@@ -269,47 +276,6 @@ def prefix(
 
 # ----------------------------------------------------------------- compat switches
 _MODE = threading.local()
-
-
-def _switch(name: str, enabled: bool) -> contextlib.AbstractContextManager[None]:
-    """Record a thread-local flag now; the returned context manager restores it."""
-    previous = getattr(_MODE, name, True)
-    setattr(_MODE, name, bool(enabled))
-
-    @contextlib.contextmanager
-    def restore() -> Iterator[None]:
-        try:
-            yield
-        finally:
-            setattr(_MODE, name, previous)
-
-    return restore()
-
-
-def set_graph_mode(enabled: bool, /) -> contextlib.AbstractContextManager[None]:
-    """Compatibility: Flax can switch transforms between graph and tree mode. This
-    library's transforms always keep full graph semantics at tree-mode cost, so the
-    setting is recorded and has no other effect. Usable as a context manager.
-
-    Example::
-
-        >>> import nnx_graph as nnx
-        >>> with nnx.set_graph_mode(False):
-        ...     pass
-    """
-    return _switch("graph", enabled)
-
-
-def set_graph_updates(enabled: bool, /) -> contextlib.AbstractContextManager[None]:
-    """Compatibility: see :func:`set_graph_mode`; updates always propagate here.
-
-    Example::
-
-        >>> import nnx_graph as nnx
-        >>> with nnx.set_graph_updates(False):
-        ...     pass
-    """
-    return _switch("updates", enabled)
 
 
 class UpdateContext:
