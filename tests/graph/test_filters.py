@@ -44,13 +44,51 @@ def test_type_filter_matches_subclasses():
     assert not nnx.OfType(LoraParam)((), nnx.Param(1))
 
 
-def test_string_filter_is_tag_or_collection_name():
+def test_string_filter_matches_the_tag_only():
     net = Net()
     assert paths(nnx.state(net, "stats")) == ["decoder/mean", "encoder/mean"]
-    assert paths(nnx.state(net, "cache")) == ["decoder/cache", "encoder/cache"]
-    assert paths(nnx.state(net, "params")) == ["decoder/kernel", "encoder/kernel"]
+    # a collection name is not a tag: nothing here is tagged "cache" or "params"
+    assert paths(nnx.state(net, "cache")) == []
+    assert paths(nnx.state(net, "params")) == []
     assert nnx.WithTag("stats")((), nnx.BatchStat(1, tag="stats"))
     assert not nnx.WithTag("stats")((), nnx.BatchStat(1))
+    assert to_predicate("stats") == nnx.WithTag("stats")
+
+
+def test_string_filter_on_rng_streams_selects_the_stream_not_the_params():
+    class Model(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.ones(2))
+            self.tagged = nnx.Param(jnp.zeros(1), tag="params")
+            self.rngs = nnx.Rngs(params=0, dropout=1)
+
+    model = Model()
+    # "params" is the tag of the params RNG stream's key/count (and of a Param
+    # created with tag="params"); the untagged Param is not selected
+    assert paths(nnx.state(model, "params")) == ["rngs/params/count", "rngs/params/key", "tagged"]
+    assert paths(nnx.state(model, "dropout")) == ["rngs/dropout/count", "rngs/dropout/key"]
+    assert paths(nnx.state(model, nnx.Param)) == ["tagged", "w"]
+
+
+def test_path_contains_inexact_compares_as_strings():
+    assert nnx.PathContains(1, exact=False)(("layers", 10), None)
+    assert not nnx.PathContains(1)(("layers", 10), None)
+    assert nnx.PathContains("enc", exact=False)(("encoder", 0), None)
+    assert not nnx.PathContains("dec", exact=False)(("encoder", 0), None)
+
+
+def test_of_type_is_isinstance():
+    class HasTypeAttribute:
+        type = nnx.Param
+
+    assert not nnx.OfType(nnx.Param)((), HasTypeAttribute())
+    assert nnx.OfType(nnx.Param)((), nnx.Param(1))
+
+
+def test_filter_reprs():
+    assert repr(nnx.WithTag("a")) == "WithTag('a')"
+    assert repr(nnx.PathContains("a")) == "PathContains('a', exact=True)"
+    assert repr(nnx.OfType(int)) == "OfType(<class 'int'>)"
 
 
 def test_callable_filter_gets_path_and_value():
@@ -131,13 +169,25 @@ def test_split_first_match_wins_and_needs_exhaustive_filters():
     with pytest.raises(nnx.GraphStructureError) as info:
         nnx.split(net, nnx.Param)
     message = str(info.value)
-    assert "no filter matched state.decoder.cache" in message
+    assert "Non-exhaustive filters, got a non-empty remainder" in message
+    assert "matched state.decoder.cache" in message
     assert "Fix: add `...` as the last filter" in message
+    assert isinstance(info.value, ValueError)
 
 
 def test_ellipsis_must_be_last():
-    with pytest.raises(nnx.FilterError, match=r"may only be the last filter.*position 0"):
+    with pytest.raises(
+        nnx.FilterError, match=r"can only be used as the last filters.*index 0"
+    ) as info:
         nnx.split(Net(), ..., nnx.Param)
+    assert isinstance(info.value, ValueError)  # as in Flax
+    assert "Fix: move `...` to the end" in str(info.value)
+
+
+def test_trailing_ellipses_are_allowed():
+    _, everything, empty, also_empty = nnx.split(Net(), ..., True, ...)
+    assert len(paths(everything)) == 8
+    assert paths(empty) == [] and paths(also_empty) == []
 
 
 @pytest.mark.parametrize("bad", [42, 3.5, object(), b"params", 1, 0])
@@ -145,7 +195,7 @@ def test_invalid_filter_message(bad):
     with pytest.raises(nnx.FilterError) as info:
         nnx.state(Net(), bad)
     message = str(info.value)
-    assert "Expected a filter" in message
+    assert "Invalid collection filter" in message and "Expected a filter" in message
     assert f"found {bad!r} of type {type(bad).__name__}" in message
     assert "Fix: pass e.g. nnx.Param" in message
     assert isinstance(info.value, TypeError)

@@ -1,9 +1,13 @@
 """Filters select Variables (or any graph leaves) by type, tag, path or predicate.
 
-A filter is one of: a type (``nnx.Param``), a string (a tag, or a registered
-collection name such as ``'params'``), a callable ``(path, value) -> bool``, a
-tuple/list (any of), ``...`` / ``True`` (everything), ``None`` / ``False``
-(nothing), or one of the combinators below.
+A filter is one of: a type (``nnx.Param``), a string (matched against the value's
+``tag``: RNG stream Variables are tagged with their stream name, other Variables only
+when created with ``tag=...``), a callable ``(path, value) -> bool``, a tuple/list
+(any of), ``...`` / ``True`` (everything), ``None`` / ``False`` (nothing), or one of
+the combinators below.
+
+A string never matches a collection name: ``"params"`` selects the Variables tagged
+``"params"`` (the ``params`` RNG stream), not the ``nnx.Param``s; use the type.
 """
 
 from __future__ import annotations
@@ -15,8 +19,6 @@ import types
 import typing as tp
 
 from nnx_graph._errors import FilterError, GraphStructureError, format_path
-from nnx_graph._variable_names import variable_name_from_type
-from nnx_graph._variables import Variable
 
 __all__ = [
     "All",
@@ -56,13 +58,16 @@ class WithTag:
     tag: str
 
     def __call__(self, path: Path, value: tp.Any) -> bool:
-        return getattr(value, "tag", None) == self.tag
+        return hasattr(value, "tag") and value.tag == self.tag
+
+    def __repr__(self) -> str:
+        return f"WithTag({self.tag!r})"
 
 
 @dataclasses.dataclass(frozen=True)
 class PathContains:
-    """Matches values whose path contains ``key`` (``exact=False``: a substring of a
-    string path part).
+    """Matches values whose path contains ``key`` (``exact=False``: ``str(key)`` is a
+    substring of ``str(part)`` for some path part, so ``1`` also matches ``10``).
 
     Example::
 
@@ -78,15 +83,16 @@ class PathContains:
     def __call__(self, path: Path, value: tp.Any) -> bool:
         if self.exact:
             return self.key in path
-        return builtins.any(
-            (isinstance(p, str) and isinstance(self.key, str) and self.key in p) or p == self.key
-            for p in path
-        )
+        key = str(self.key)
+        return builtins.any(key in str(part) for part in path)
+
+    def __repr__(self) -> str:
+        return f"PathContains({self.key!r}, exact={self.exact})"
 
 
 @dataclasses.dataclass(frozen=True)
 class OfType:
-    """Matches values that are instances of ``type`` (or Variables of that type).
+    """Matches values that are instances of ``type``.
 
     Example::
 
@@ -98,11 +104,10 @@ class OfType:
     type: type
 
     def __call__(self, path: Path, value: tp.Any) -> bool:
-        return isinstance(value, self.type) or (
-            hasattr(value, "type")
-            and isinstance(value.type, type)
-            and issubclass(value.type, self.type)
-        )
+        return isinstance(value, self.type)
+
+    def __repr__(self) -> str:
+        return f"OfType({self.type!r})"
 
 
 class Any:
@@ -231,22 +236,15 @@ class Nothing:
         return hash(Nothing)
 
 
-@dataclasses.dataclass(frozen=True)
-class _WithCollectionName:
-    """A string filter: a tag, or a registered collection name like 'params'."""
-
-    name: str
-
-    def __call__(self, path: Path, value: tp.Any) -> bool:
-        if getattr(value, "tag", None) == self.name:
-            return True
-        return isinstance(value, Variable) and variable_name_from_type(type(value)) == self.name
+class FilterOrderError(FilterError, ValueError):
+    """``...`` (everything) followed by another filter: a :class:`FilterError` that is
+    also a ``ValueError``, the type Flax raises for it."""
 
 
 _PREDICATE_CACHE: dict[tp.Any, Predicate] = {}
 
 
-def to_predicate(the_filter: tp.Any) -> Predicate:
+def to_predicate(filter: tp.Any) -> Predicate:  # Flax's parameter name
     """Turn any filter into a predicate ``(path, value) -> bool``.
 
     Example::
@@ -256,6 +254,7 @@ def to_predicate(the_filter: tp.Any) -> Predicate:
         >>> to_predicate(nnx.Param)((), nnx.Param(jnp.zeros(1)))
         True
     """
+    the_filter = filter
     # keyed by type too: True == 1 and hash(True) == hash(1), but only True is a filter
     key = (type(the_filter), the_filter)
     try:
@@ -271,7 +270,7 @@ def to_predicate(the_filter: tp.Any) -> Predicate:
 def _to_predicate(the_filter: tp.Any) -> Predicate:
     if isinstance(
         the_filter,
-        (WithTag, PathContains, OfType, Any, All, Not, Everything, Nothing, _WithCollectionName),
+        (WithTag, PathContains, OfType, Any, All, Not, Everything, Nothing),
     ):
         return the_filter
     if the_filter is Ellipsis or the_filter is True:
@@ -281,13 +280,14 @@ def _to_predicate(the_filter: tp.Any) -> Predicate:
     if isinstance(the_filter, type):
         return OfType(the_filter)
     if isinstance(the_filter, str):
-        return _WithCollectionName(the_filter)
+        return WithTag(the_filter)
     if isinstance(the_filter, (tuple, list)):
         return Any(*the_filter)
     if callable(the_filter):
         return tp.cast(Predicate, the_filter)
     raise FilterError(
-        f"Expected a filter (a Variable type such as nnx.Param, a tag string, a "
+        f"Invalid collection filter. Expected a filter (a Variable type such as nnx.Param, "
+        f"a tag string, a "
         f"callable (path, value) -> bool, a tuple of filters, ..., or nnx.Any/All/Not/"
         f"PathContains/WithTag/OfType), found {the_filter!r} of type "
         f"{type(the_filter).__name__}. Fix: pass e.g. nnx.Param or (nnx.Param, "
@@ -296,13 +296,25 @@ def _to_predicate(the_filter: tp.Any) -> Predicate:
 
 
 def filters_to_predicates(filters: tp.Sequence[tp.Any]) -> tuple[Predicate, ...]:
-    """Convert filters for ``split``; ``...`` may only be the last one."""
+    """Convert the filters of a ``split``; ``...``/``True`` may only be followed by
+    more ``...``/``True`` (a filter after "everything" could never match).
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> from nnx_graph.filterlib import filters_to_predicates
+        >>> filters_to_predicates((nnx.Param, ...))
+        (OfType(<class 'nnx_graph._variables.Param'>), Everything())
+    """
     for i, f in enumerate(filters):
         if (f is Ellipsis or f is True) and i != len(filters) - 1:
-            raise FilterError(
-                f"`...` (Everything) may only be the last filter, found it at position {i} "
-                f"of {len(filters)}: every later filter would match nothing. Fix: move `...` "
-                "to the end."
+            later = filters[i + 1 :]
+            if builtins.all(g is Ellipsis or g is True for g in later):
+                continue
+            raise FilterOrderError(
+                f"`...` or `True` can only be used as the last filters, found {f!r} at index "
+                f"{i} of {len(filters)} followed by {tuple(later)!r}: every later filter would "
+                "match nothing. Fix: move `...` to the end."
             )
     return tuple(to_predicate(f) for f in filters)
 
@@ -331,8 +343,8 @@ def split_pairs(
         shown = ", ".join(format_path(p, "state") for p in unmatched[:8])
         more = f" and {len(unmatched) - 8} more" if len(unmatched) > 8 else ""
         raise GraphStructureError(
-            f"Non-exhaustive filters {tuple(filters)!r}: no filter matched {shown}{more}. "
-            "Expected every leaf to match one filter. Fix: add `...` as the last filter "
-            "to collect the rest."
+            f"Non-exhaustive filters, got a non-empty remainder: no filter of "
+            f"{tuple(filters)!r} matched {shown}{more}. Expected every leaf to match one "
+            "filter. Fix: add `...` as the last filter to match all remaining elements."
         )
     return groups

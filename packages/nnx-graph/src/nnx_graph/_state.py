@@ -6,6 +6,7 @@ order), so they pass through ``jax.jit``, ``jax.tree.map`` and optax unchanged.
 
 from __future__ import annotations
 
+import functools
 import typing as tp
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 
@@ -54,12 +55,57 @@ class FlatState(Sequence[tuple[PathParts, tp.Any]]):
 
     __slots__ = ("_paths", "_leaves")
 
-    def __init__(self, items: tp.Iterable[tuple[PathParts, tp.Any]], *, sort: bool = True) -> None:
+    _paths: tuple[PathParts, ...]
+    _leaves: list[tp.Any]
+
+    def __init__(
+        self, items: tp.Iterable[tuple[PathParts, tp.Any]], /, *, sort: bool = True
+    ) -> None:
         pairs = list(items)
         if sort:
             pairs.sort(key=lambda kv: tuple(_sort_key(k) for k in kv[0]))
         self._paths = tuple(p for p, _ in pairs)
         self._leaves = [v for _, v in pairs]
+
+    @staticmethod
+    def from_sorted_keys_values(keys: tuple[PathParts, ...], values: list[tp.Any], /) -> FlatState:
+        """A FlatState over already sorted ``keys`` and their ``values``, taken as they
+        are (not copied, not re-sorted).
+
+        Example::
+
+            >>> from nnx_graph.statelib import FlatState
+            >>> flat = FlatState.from_sorted_keys_values((("a",), ("b",)), [1, 2])
+            >>> flat.paths, flat.leaves
+            ((('a',), ('b',)), [1, 2])
+        """
+        flat = object.__new__(FlatState)
+        flat._paths = keys
+        flat._leaves = values
+        return flat
+
+    @staticmethod
+    def merge(
+        flat_state: tp.Iterable[tuple[PathParts, tp.Any]],
+        /,
+        *flat_states: tp.Iterable[tuple[PathParts, tp.Any]],
+    ) -> FlatState:
+        """Concatenate ``(path, leaf)`` sequences into one path-sorted FlatState.
+
+        Pairs are kept as they are: a path present in several inputs appears several
+        times (in input order). A single FlatState is returned unchanged.
+
+        Example::
+
+            >>> from nnx_graph.statelib import FlatState
+            >>> FlatState.merge([(("z",), 1)], [(("a",), 2)]).paths
+            (('a',), ('z',))
+        """
+        if not flat_states:
+            if isinstance(flat_state, FlatState):
+                return flat_state
+            return FlatState(flat_state, sort=True)
+        return FlatState((pair for flat in (flat_state, *flat_states) for pair in flat), sort=True)
 
     @property
     def paths(self) -> tuple[PathParts, ...]:
@@ -70,6 +116,7 @@ class FlatState(Sequence[tuple[PathParts, tp.Any]]):
         return self._leaves
 
     def __getitem__(self, index: tp.Any) -> tp.Any:
+        """``flat[i]`` is the pair ``(path, leaf)``; a slice gives a FlatState."""
         if isinstance(index, slice):
             return FlatState(zip(self._paths[index], self._leaves[index]), sort=False)
         return (self._paths[index], self._leaves[index])
@@ -84,17 +131,51 @@ class FlatState(Sequence[tuple[PathParts, tp.Any]]):
         return f"FlatState({list(zip(self._paths, self._leaves))!r})"
 
     def to_nested_state(self) -> State:
+        """The nested :class:`State` with these leaves."""
         return from_flat_state(self)
 
     def filter(self, first: tp.Any, /, *filters: tp.Any) -> tp.Any:
         """Keep the leaves matching ``first`` (one FlatState per filter given; with
-        several, each leaf goes to the first filter it matches)."""
+        several, each leaf goes to the first filter it matches).
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> s = nnx.State({"w": nnx.Param(jnp.ones(1)), "m": nnx.BatchStat(jnp.ones(1))})
+            >>> s.flat_state().filter(nnx.BatchStat).paths
+            (('m',),)
+        """
         groups = _split_pairs(list(self), (first, *filters), exhaustive=False)
         flats = tuple(FlatState(group, sort=False) for group in groups)
         return flats[0] if len(flats) == 1 else flats
 
-    def split(self, *filters: tp.Any) -> tuple[FlatState, ...]:
-        return tuple(FlatState(group, sort=False) for group in _split_pairs(list(self), filters))
+    def split(self, first: tp.Any, /, *filters: tp.Any) -> tp.Any:
+        """Partition the leaves by filters (each goes to the first filter it matches;
+        every leaf must match one, so end with ``...``). One filter gives one
+        FlatState, several give a tuple.
+
+        Example::
+
+            >>> import jax.numpy as jnp, nnx_graph as nnx
+            >>> s = nnx.State({"w": nnx.Param(jnp.ones(1)), "m": nnx.BatchStat(jnp.ones(1))})
+            >>> params, rest = s.flat_state().split(nnx.Param, ...)
+            >>> params.paths, rest.paths
+            ((('w',),), (('m',),))
+        """
+        groups = _split_pairs(list(self), (first, *filters))
+        flats = tuple(FlatState(group, sort=False) for group in groups)
+        return flats[0] if len(flats) == 1 else flats
+
+
+def _flat_state_flatten(flat: FlatState) -> tuple[list[tp.Any], tuple[PathParts, ...]]:
+    return flat._leaves, flat._paths
+
+
+def _flat_state_unflatten(paths: tuple[PathParts, ...], leaves: tp.Iterable[tp.Any]) -> FlatState:
+    return FlatState.from_sorted_keys_values(paths, list(leaves))
+
+
+jax.tree_util.register_pytree_node(FlatState, _flat_state_flatten, _flat_state_unflatten)
 
 
 class State(MutableMapping[Key, tp.Any]):
@@ -116,8 +197,21 @@ class State(MutableMapping[Key, tp.Any]):
     __slots__ = ("_mapping",)
 
     def __init__(
-        self, mapping: Mapping[Key, tp.Any] | tp.Iterable[tuple[Key, tp.Any]] = (), /
+        self,
+        mapping: Mapping[Key, tp.Any] | tp.Iterable[tuple[Key, tp.Any]] = (),
+        /,
+        *,
+        _copy: bool = True,
     ) -> None:
+        if not _copy:
+            # wrap ``mapping`` itself: later changes through the State show in the dict
+            if not isinstance(mapping, dict):
+                raise ValueError(
+                    f"Expected a dictionary when `_copy=False`, got {type(mapping)} instead. "
+                    "Fix: pass a plain dict, or leave _copy at its default (True)."
+                )
+            object.__setattr__(self, "_mapping", mapping)
+            return
         items = mapping.items() if isinstance(mapping, Mapping) else mapping
         data: dict[Key, tp.Any] = {}
         for key, value in items:
@@ -126,6 +220,16 @@ class State(MutableMapping[Key, tp.Any]):
             data[key] = value
         object.__setattr__(self, "_mapping", data)
 
+    def __init_subclass__(cls, **kwargs: tp.Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # subclasses are pytrees too, and unflatten to their own class
+        jax.tree_util.register_pytree_with_keys(
+            cls,
+            _state_flatten_with_keys,
+            functools.partial(_state_unflatten_as, cls),
+            _state_flatten,
+        )
+
     # --------------------------------------------------------------- mapping
     @property
     def raw_mapping(self) -> dict[Key, tp.Any]:
@@ -133,7 +237,10 @@ class State(MutableMapping[Key, tp.Any]):
         return mapping
 
     def __getitem__(self, key: Key) -> tp.Any:
-        return self._mapping[key]
+        value = self._mapping[key]
+        if type(value) is dict:  # a nested plain dict of a `_copy=False` State: a view
+            return type(self)(value, _copy=False)
+        return value
 
     def __setitem__(self, key: Key, value: tp.Any) -> None:
         if isinstance(value, Mapping) and not isinstance(value, State):
@@ -156,8 +263,9 @@ class State(MutableMapping[Key, tp.Any]):
             return self._mapping[name]
         except KeyError:
             raise AttributeError(
-                f"State has no entry {name!r}; its keys are {list(self._mapping)}. Fix: "
-                "check the spelling, or take the State from the object that has it."
+                f"No attribute {name!r} in State: expected one of its keys "
+                f"{list(self._mapping)}. Fix: check the spelling, or take the State from the "
+                "object that has it."
             ) from None
 
     def __setattr__(self, name: str, value: tp.Any) -> None:
@@ -185,7 +293,7 @@ class State(MutableMapping[Key, tp.Any]):
         drop = set(flat_dict(other))
         return from_flat_state([(p, v) for p, v in to_flat_state(self) if p not in drop])
 
-    def map(self, f: tp.Callable[[PathParts, tp.Any], tp.Any], /) -> State:
+    def map(self, f: tp.Callable[[PathParts, tp.Any], tp.Any]) -> State:
         """A new State with ``f(path, leaf)`` for every leaf (see :func:`map_state`).
 
         Example::
@@ -207,10 +315,18 @@ class State(MutableMapping[Key, tp.Any]):
 
     @classmethod
     def from_flat_path(
-        cls, flat: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathParts, tp.Any]
+        cls, flat_state: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathParts, tp.Any], /
     ) -> State:
-        """Build a nested State from ``(path, leaf)`` pairs or a ``{path: leaf}`` mapping."""
-        return from_flat_state(flat, cls=cls)
+        """Build a nested State (of this class) from ``(path, leaf)`` pairs or a
+        ``{path: leaf}`` mapping.
+
+        Example::
+
+            >>> import nnx_graph as nnx
+            >>> nnx.State.from_flat_path({("x", 0): 1, ("x", 1): 2})["x"][1]
+            2
+        """
+        return from_flat_state(flat_state, cls=cls)
 
     # --------------------------------------------------------------- filters
     def filter(self, first: tp.Any, /, *filters: tp.Any) -> tp.Any:
@@ -229,16 +345,25 @@ class State(MutableMapping[Key, tp.Any]):
         """Partition leaves by filters; every leaf must match one (use ``...`` last)."""
         return split_state(self, first, *filters)
 
-    @staticmethod
-    def merge(state: Mapping[Key, tp.Any], /, *states: Mapping[Key, tp.Any]) -> State:
-        """Merge States into one; later States win on equal paths."""
+    @classmethod
+    def merge(cls, state: Mapping[Key, tp.Any], /, *states: Mapping[Key, tp.Any]) -> State:
+        """Merge States (or nested mappings) into one State; later ones win on equal
+        paths.
+
+        Example::
+
+            >>> import nnx_graph as nnx
+            >>> nnx.State.merge({"a": 1}, {"b": {"c": 2}, "a": 3}).to_pure_dict()
+            {'a': 3, 'b': {'c': 2}}
+        """
         return merge_state(state, *states)
 
     # --------------------------------------------------------------- pure dicts
     def to_pure_dict(
-        self, extract_fn: tp.Callable[[PathParts, tp.Any], tp.Any] | None = None
+        self, extract_fn: tp.Callable[[tp.Any], tp.Any] | None = None
     ) -> dict[Key, tp.Any]:
-        """Nested plain dicts with the raw values (integer keys kept as ints)."""
+        """Nested plain dicts with the raw values (integer keys kept as ints); see
+        :func:`to_pure_dict`."""
         return to_pure_dict(self, extract_fn)
 
     def replace_by_pure_dict(
@@ -248,7 +373,8 @@ class State(MutableMapping[Key, tp.Any]):
         *,
         allow_missing: bool = True,
     ) -> None:
-        """Replace the values in place from a pure dict (e.g. a loaded checkpoint)."""
+        """Replace the leaves with the values of a pure dict (e.g. a loaded
+        checkpoint); see :func:`replace_by_pure_dict`."""
         replace_by_pure_dict(self, pure_dict, replace_fn, allow_missing=allow_missing)
 
 
@@ -265,6 +391,14 @@ def _state_flatten(state: State) -> tuple[list[tp.Any], tuple[Key, ...]]:
 
 def _state_unflatten(keys: tuple[Key, ...], children: tp.Iterable[tp.Any]) -> State:
     new = object.__new__(State)
+    object.__setattr__(new, "_mapping", dict(zip(keys, children)))
+    return new
+
+
+def _state_unflatten_as(
+    cls: type[State], keys: tuple[Key, ...], children: tp.Iterable[tp.Any]
+) -> State:
+    new = object.__new__(cls)
     object.__setattr__(new, "_mapping", dict(zip(keys, children)))
     return new
 
@@ -310,7 +444,7 @@ _set_mapping = tp.cast(tp.Any, State.__dict__["_mapping"]).__set__
 
 
 def from_flat_state(
-    flat: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathParts, tp.Any],
+    flat_state: tp.Iterable[tuple[PathParts, tp.Any]] | Mapping[PathParts, tp.Any],
     *,
     cls: type[State] = State,
 ) -> State:
@@ -323,7 +457,7 @@ def from_flat_state(
         >>> s["a"][0].shape
         (1,)
     """
-    items = flat.items() if isinstance(flat, Mapping) else flat
+    items = flat_state.items() if isinstance(flat_state, Mapping) else flat_state
     root: dict[Key, tp.Any] = {}
     new = object.__new__
     # Paths usually arrive in traversal order: keep the mappings along the previous
@@ -467,9 +601,12 @@ def _raw(value: tp.Any) -> tp.Any:
 
 
 def to_pure_dict(
-    state: Mapping[Key, tp.Any], extract_fn: tp.Callable[[PathParts, tp.Any], tp.Any] | None = None
+    state: Mapping[Key, tp.Any], extract_fn: tp.Callable[[tp.Any], tp.Any] | None = None
 ) -> dict[Key, tp.Any]:
     """Nested plain ``dict``s of raw values: the format checkpoint libraries store.
+
+    ``extract_fn(leaf)`` turns each leaf into the stored value; by default a
+    Variable gives its value and any other leaf is kept as it is.
 
     Example::
 
@@ -482,8 +619,13 @@ def to_pure_dict(
         node = out
         for key in path[:-1]:
             node = node.setdefault(key, {})
-        node[path[-1]] = extract_fn(path, value) if extract_fn else _raw(value)
+        node[path[-1]] = extract_fn(value) if extract_fn is not None else _raw(value)
     return out
+
+
+def _shape(value: tp.Any) -> tuple[int, ...]:
+    shape = getattr(value, "shape", None)  # arrays and ShapeDtypeStructs
+    return tuple(shape) if shape is not None else np.shape(value)
 
 
 def replace_by_pure_dict(
@@ -493,12 +635,20 @@ def replace_by_pure_dict(
     *,
     allow_missing: bool = True,
 ) -> None:
-    """Replace ``state``'s values in place with those of a pure dict.
+    """Replace ``state``'s leaves with the values of a pure dict (e.g. a checkpoint).
 
-    Integer keys that a checkpoint format turned into strings (``"0"``) are matched
-    to integer paths. Extra keys in ``pure_dict`` or values with a different shape
-    raise an error naming every offending path; missing keys are left alone unless
-    ``allow_missing=False``. Nothing is modified when an error is raised.
+    Each Variable leaf is replaced in ``state`` by ``variable.replace(value)``: a new
+    Variable with the same type and metadata. The Variables it replaces (and so the
+    model the State was taken from) are left unchanged; write the result back with
+    ``nnx.update(model, state)``. ``replace_fn(leaf, value)``, when given, computes the
+    new leaf instead. Integer keys that a checkpoint format turned into strings
+    (``"0"``) are matched to integer paths.
+
+    A key of ``pure_dict`` that is not in ``state`` raises ``ValueError`` ("key in
+    pure_dict not available in state"), as does (without ``replace_fn``) a value
+    whose shape differs from the leaf's; every offending path is named and nothing
+    is replaced. Leaves missing from ``pure_dict`` are kept unless
+    ``allow_missing=False``.
 
     Example::
 
@@ -531,16 +681,18 @@ def replace_by_pure_dict(
             missing.append(path)
             continue
         matched.add(tuple(spelled))
-        old_shape = np.shape(_raw(leaf))
-        new_shape = np.shape(node)
-        if replace_fn is None and old_shape != new_shape:
-            problems.append(
-                f"{format_path(path, 'state')}: expected shape {old_shape}, found {new_shape}"
-            )
+        if replace_fn is None:
+            old_shape, new_shape = _shape(_raw(leaf)), _shape(node)
+            if old_shape != new_shape:
+                problems.append(
+                    f"{format_path(path, 'state')}: expected shape {old_shape}, found {new_shape}"
+                )
         updates.append((path, node))
     extra = [p for p in pure_paths(pure_dict, ()) if p not in matched]
     for p in extra:
-        problems.append(f"{format_path(p, 'state')}: not in the target state")
+        problems.append(
+            f"{format_path(p, 'state')}: key in pure_dict not available in state {tuple(p)!r}"
+        )
     if missing and not allow_missing:
         problems.extend(f"{format_path(p, 'state')}: missing from the pure dict" for p in missing)
     if problems:
@@ -554,11 +706,11 @@ def replace_by_pure_dict(
         leaf = by_path[path]
         if replace_fn is not None:
             new = replace_fn(leaf, value)
-            _set_path(state, path, new)
         elif isinstance(leaf, Variable):
-            leaf.set_value(value)
+            new = leaf.replace(value)
         else:
-            _set_path(state, path, value)
+            new = value
+        _set_path(state, path, new)
 
 
 def _set_path(state: State, path: PathParts, value: tp.Any) -> None:
