@@ -165,6 +165,20 @@ DIFFERENCES: tuple[Difference, ...] = (
             "integer averages and raises on keys)."
         ),
     ),
+    Difference(
+        path="replace_by_pure_dict",
+        aspect="behaviour",
+        reason=(
+            "Flax silently stores a value of another shape (a checkpoint of a different "
+            "model): a bias of shape (1,) then broadcasts and gives wrong results with no "
+            "error; nnx raises naming every mismatched path (a replace_fn skips the check)."
+        ),
+        readme=(
+            "`replace_by_pure_dict` (and `State.replace_by_pure_dict`) raise a `ValueError` "
+            "naming each path whose value has a different shape from the State's, instead "
+            "of storing it; pass a `replace_fn` to store values of any shape."
+        ),
+    ),
 )
 
 
