@@ -347,12 +347,85 @@ def test_custom_vjp_errors():
     def f(m):
         return m.x.value
 
-    with pytest.raises(TypeError, match=r"defvjp\(fwd, bwd\) was not called"):
+    with pytest.raises(ValueError, match=r"defvjp\(fwd, bwd\) was not called"):
         f(Foo())
     g = nnx.custom_vjp(lambda m: m.x.value, nondiff_argnums=(0,))
     g.defvjp(lambda m: (m.x.value, None), lambda m, res, ct: ())
-    with pytest.raises(TypeError, match=r"use nnx\.DiffState"):
+    with pytest.raises(
+        TypeError, match=r"Passing integers to nondiff_argnums for graph nodes(.|\n)*DiffState"
+    ):
         g(Foo())
+    with pytest.raises(ValueError, match=r"argnum 0 is repeated in nondiff_argnums"):
+        nnx.custom_vjp(lambda m: m, nondiff_argnums=(0, nnx.DiffState(0, ...)))
+    with pytest.raises(ValueError, match=r"cannot contain `DiffState`.*graph_updates=False"):
+        nnx.custom_vjp(lambda m: m, nondiff_argnums=(nnx.DiffState(0, ...),), graph_updates=False)
+
+    class WithMethod(Foo):
+        def f(self) -> jax.Array:
+            return self.x.value
+
+    with pytest.raises(ValueError, match=r"does not support bound methods: WithMethod\.f"):
+        nnx.custom_vjp(WithMethod().f)
+
+
+def test_custom_vjp_module_in_int_nondiff_argnums_reaches_bwd():
+    # graph_updates=False: an int in nondiff_argnums may name a Module; fwd and bwd
+    # receive it first, it gets no cotangent
+    seen = []
+
+    @nnx.custom_vjp(nondiff_argnums=(0,), graph_updates=False)
+    def f(m, x):
+        return m.y.value * x
+
+    def f_fwd(m, x):
+        return f(m, x), x
+
+    def f_bwd(m, x, g):
+        seen.append(m)
+        return (g * m.y.value * 10,)  # custom: 10x the true gradient
+
+    f.defvjp(f_fwd, f_bwd)
+    model = Foo()
+    assert float(f(model, jnp.array(3.0))) == 6.0
+    assert float(jax.grad(lambda x: f(model, x))(jnp.array(3.0))) == 20.0
+    assert float(nnx.grad(lambda x: f(model, x))(jnp.array(3.0))) == 20.0
+    assert isinstance(seen[0], Foo) and float(seen[0].y.value) == 2.0
+    # keyword arguments bind by name, as for the plain function
+    assert float(jax.grad(lambda x: f(m=model, x=x))(jnp.array(1.0))) == 20.0
+    # inside nnx.jit the Module's Variables are tracers: JAX cannot take them as
+    # non-differentiable arguments
+    with pytest.raises(TypeError, match=r"argument 0 .*Tracers cannot be passed as non-diff"):
+        nnx.jit(lambda m, x: jax.grad(lambda x: f(m, x))(x))(model, jnp.array(1.0))
+
+
+def test_custom_vjp_symbolic_zeros():
+    perturbed = []
+
+    @nnx.custom_vjp
+    def f(m, x, y):
+        return m.x.value * x * y
+
+    def f_fwd(m, x, y):
+        # every array, also inside Variables, arrives as a CustomVJPPrimal
+        perturbed.append((m.x.value.perturbed, x.perturbed, y.perturbed))
+        mx, xv, yv = m.x.value.value, x.value, y.value
+        return mx * xv * yv, (mx, xv, yv)
+
+    def f_bwd(res, g):
+        (m_zeros, x_zeros, y_zeros), out_g = g
+        assert x_zeros is None and y_zeros is None and sorted(m_zeros) == ["n", "x", "y"]
+        mx, xv, yv = res
+        return nnx.State({"x": out_g * xv * yv}), out_g * mx * yv, None  # None: zero
+
+    f.defvjp(f_fwd, f_bwd, symbolic_zeros=True)
+    model = Foo()
+    g_m, g_x = nnx.grad(f, argnums=(0, 1))(model, jnp.array(3.0), jnp.array(5.0))
+    assert perturbed[-1] == (True, True, False)
+    assert float(g_m["x"].value) == 15.0 and float(g_m["y"].value) == 0.0
+    assert float(g_x) == 5.0
+    g_y = jax.grad(lambda y: f(model, jnp.array(3.0), y))(jnp.array(5.0))
+    assert float(g_y) == 0.0  # bwd said None
+    assert perturbed[-1] == (False, False, True)
 
 
 # ----------------------------------------------------------------- remat
@@ -379,3 +452,23 @@ def test_remat_static_argnums_and_decorator():
     total = nnx.grad(lambda m: f(m, "sum", X))(model)
     mean = nnx.grad(lambda m: f(m, "mean", X))(model)
     np.testing.assert_allclose(total["b"].value, 4 * mean["b"].value, rtol=1e-6)
+
+
+def test_remat_carries_structural_changes_and_returned_modules():
+    def add_and_drop(m, x):
+        m.extra = nnx.BatchStat(x * 2)
+        del m.n
+        return m.x.value * x
+
+    model = Foo()
+    assert float(nnx.remat(add_and_drop)(model, jnp.array(3.0))) == 3.0
+    assert float(model.extra.value) == 6.0 and not hasattr(model, "n")
+
+    # the same under grad: the new Variable holds a concrete value afterwards
+    model = Foo()
+    grads = nnx.grad(lambda m, x: nnx.remat(add_and_drop)(m, x))(model, jnp.array(3.0))
+    assert float(grads["x"].value) == 3.0
+    assert isinstance(model.extra, nnx.BatchStat) and float(model.extra.value) == 6.0
+
+    made = nnx.remat(lambda x: Linear(3, 2, seed=1))(jnp.array(0.0))
+    assert isinstance(made, Linear) and made.w.value.shape == (3, 2)

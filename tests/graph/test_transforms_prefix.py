@@ -35,6 +35,25 @@ def test_state_axes_is_a_mapping_from_filter_to_axis():
     assert hash(axes) == hash(nnx.StateAxes({nnx.Param: 0, nnx.BatchStat: None, ...: 1}))
 
 
+def test_state_axes_filters_and_axes_are_read_only_properties():
+    axes = nnx.StateAxes({nnx.Param: 0, ...: nnx.Carry})
+    assert isinstance(type(axes).__dict__["filters"], property)
+    assert isinstance(type(axes).__dict__["axes"], property)
+    assert axes.axes == (0, nnx.Carry)
+    with pytest.raises(AttributeError):
+        axes.axes = (1, 1)  # type: ignore[misc]
+
+
+def test_diff_state_map_prefix_says_whether_a_variable_is_differentiated():
+    model = Stats()
+    only_params = nnx.DiffState(0, nnx.Param)
+    assert only_params.map_prefix(("scale",), model.scale) is True
+    assert only_params.map_prefix(("per_example",), model.per_example) is False
+    by_path = nnx.DiffState(0, nnx.PathContains("per_example"))
+    assert by_path.map_prefix(("per_example",), model.per_example) is True
+    assert by_path.map_prefix(("scale",), model.scale) is False
+
+
 def test_state_axes_map_prefix_gives_the_first_matching_axis():
     axes = nnx.StateAxes({nnx.BatchStat: 1, nnx.Param: 0})
     model = Stats()

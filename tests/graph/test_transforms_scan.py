@@ -4,6 +4,8 @@ inside jit, and errors."""
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,6 +60,23 @@ def forward(x: jax.Array, layer: Layer) -> jax.Array:
 
 
 # ----------------------------------------------------------------- scan over layers
+def test_carry_is_a_class_and_the_scan_default():
+    assert isinstance(nnx.Carry, type)
+    from nnx_graph.transforms import iteration
+
+    assert iteration.Carry is nnx.Carry
+    defaults = inspect.signature(nnx.scan).parameters
+    assert defaults["in_axes"].default == (nnx.Carry, 0)
+    assert defaults["out_axes"].default == (nnx.Carry, 0)
+
+    @nnx.scan
+    def running(total, x):
+        return total + x, total + x
+
+    total, partial = running(jnp.array(0.0), jnp.arange(4.0))
+    assert float(total) == 6.0 and partial.tolist() == [0.0, 1.0, 3.0, 6.0]
+
+
 def test_scan_over_layers_matches_a_python_loop():
     stack = create_stack(nnx.Rngs(0))  # eager creation
     np.testing.assert_allclose(stack.w.value, make_stack().w.value, rtol=1e-6)

@@ -42,10 +42,17 @@ class DiffState:
         >>> g = nnx.grad(lambda m: (m.w * m.s).sum(), argnums=nnx.DiffState(0, nnx.BatchStat))(M())
         >>> list(g)
         ['s']
+        >>> nnx.DiffState(0, nnx.Param).map_prefix(("w",), nnx.Param(jnp.ones(2)))
+        True
     """
 
     argnum: int
     filter: tp.Any
+
+    def map_prefix(self, path: tuple[tp.Any, ...], variable: tp.Any) -> bool:
+        """Whether the Variable at ``path`` (inside argument ``argnum``) is
+        differentiated, i.e. matches ``filter``."""
+        return bool(to_predicate(self.filter)(path, variable))
 
 
 def _has_nodes(x: tp.Any) -> bool:
@@ -452,7 +459,8 @@ def remat(
 ) -> tp.Any:
     """``jax.checkpoint`` (rematerialisation) for functions of graph nodes: the
     forward activations are recomputed in the backward pass instead of stored.
-    Variable updates made inside reach the caller's objects.
+    Variable updates made inside reach the caller's objects, and so do structural
+    changes (attributes added or deleted); Modules created inside may be returned.
 
     Example::
 
@@ -480,7 +488,7 @@ def remat(
             return f(*[fixed[i] if i in fixed else next(it) for i in range(len(args))], **kw)
 
         lifted = Lifted("remat", dynamic, kwargs, fun=f if not fixed else None)
-        pure = lifted.pure(call)
+        pure = lifted.pure(call, allow_structure=True)
         out_tree, updates = jax.checkpoint(pure, prevent_cse=prevent_cse, policy=policy)(
             lifted.values(), lifted.dyn
         )

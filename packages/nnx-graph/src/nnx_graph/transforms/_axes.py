@@ -20,8 +20,10 @@ __all__ = [
 ]
 
 
-class _CarryType:
-    """Marks the carry argument/output of :func:`nnx.scan` (``nnx.Carry``).
+class Carry:
+    """Marks the carry argument/output of :func:`nnx.scan`: pass the class itself
+    in ``in_axes``/``out_axes`` (``in_axes=(nnx.Carry, 0)``), or as the axis of
+    some Variables in a :class:`StateAxes`. It is never instantiated.
 
     Example::
 
@@ -32,19 +34,6 @@ class _CarryType:
         >>> float(total(0.0, jnp.arange(4.0)))
         6.0
     """
-
-    _instance: _CarryType | None = None
-
-    def __new__(cls) -> _CarryType:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "nnx.Carry"
-
-
-Carry = _CarryType()
 
 
 def filter_repr(the_filter: tp.Any) -> str:
@@ -87,9 +76,19 @@ class StateAxes(Mapping[tp.Any, tp.Any]):
         else:
             items = filter_axes.items() if isinstance(filter_axes, Mapping) else filter_axes
             pairs = list(items)
-        self.filters: tuple[tp.Any, ...] = tuple(f for f, _ in pairs)
-        self.axes: tuple[tp.Any, ...] = tuple(a for _, a in pairs)
-        self._predicates = tuple(to_predicate(f) for f in self.filters)
+        self._filters: tuple[tp.Any, ...] = tuple(f for f, _ in pairs)
+        self._axes: tuple[tp.Any, ...] = tuple(a for _, a in pairs)
+        self._predicates = tuple(to_predicate(f) for f in self._filters)
+
+    @property
+    def filters(self) -> tuple[tp.Any, ...]:
+        """The filters, in order (the first one matching a Variable wins)."""
+        return self._filters
+
+    @property
+    def axes(self) -> tuple[tp.Any, ...]:
+        """The axis of each filter, in the order of :attr:`filters`."""
+        return self._axes
 
     # ------------------------------------------------------------- mapping
     def __getitem__(self, key: tp.Any) -> tp.Any:

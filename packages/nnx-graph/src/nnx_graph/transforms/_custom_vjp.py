@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import typing as tp
 
 import jax
@@ -15,46 +16,113 @@ from nnx_graph._state import State, from_flat_state, to_flat_state
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._autodiff import DiffState, _has_nodes
 from nnx_graph.transforms._bridge import is_node
+from nnx_graph.transforms._lift import bind_positional
 
 __all__ = ["CustomVjp", "custom_vjp"]
 
 F = tp.TypeVar("F", bound=tp.Callable[..., tp.Any])
 
 
+class _NoRule(ValueError, TypeError):
+    """``defvjp`` was not called (a ValueError as in Flax; a TypeError as before)."""
+
+
 class CustomVjp(tp.Generic[F]):
     """What :func:`custom_vjp` returns: call it like the function; set the rule
-    with ``defvjp(fwd, bwd)``."""
+    with ``defvjp(fwd, bwd, symbolic_zeros=False)``.
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, nnx_graph as nnx
+        >>> f = nnx.custom_vjp(lambda x: jnp.sin(x), graph_updates=False)
+        >>> f.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * 2,))
+        >>> float(jax.grad(f)(1.0))
+        2.0
+    """
 
     def __init__(
         self, fun: F, nondiff_argnums: tuple[int | DiffState, ...] = (), updates_g: bool = True
     ) -> None:
         functools.update_wrapper(self, fun)
+        name = getattr(fun, "__name__", "function")
+        if inspect.ismethod(fun) and is_node(fun.__self__):
+            owner = type(fun.__self__).__name__
+            raise ValueError(
+                f"nnx.custom_vjp does not support bound methods: {owner}.{fun.__name__} is "
+                f"bound to a {owner}, whose Variables would be closed over. Expected a "
+                "function taking the Module as an argument. Fix: use the decorator form "
+                f"@nnx.custom_vjp or call nnx.custom_vjp({owner}.{fun.__name__})(instance, "
+                "...) with the unbound method."
+            )
         self.fun = fun
-        self.nondiff = tuple(a for a in nondiff_argnums if isinstance(a, int))
+        self.nondiff_argnums = tuple(nondiff_argnums)
+        seen: set[int] = set()
+        for a in self.nondiff_argnums:
+            index = a.argnum if isinstance(a, DiffState) else a
+            if index in seen:
+                raise ValueError(
+                    f"nnx.custom_vjp({name}): argnum {index} is repeated in nondiff_argnums. "
+                    "Expected each argument at most once. Fix: list it once (an int or one "
+                    "nnx.DiffState)."
+                )
+            seen.add(index)
+        self.nondiff = tuple(a for a in self.nondiff_argnums if isinstance(a, int))
         self.diff_filters = {
-            a.argnum: a.filter for a in nondiff_argnums if isinstance(a, DiffState)
+            a.argnum: a.filter for a in self.nondiff_argnums if isinstance(a, DiffState)
         }
+        if self.diff_filters and not updates_g:
+            raise ValueError(
+                f"nnx.custom_vjp({name}): `nondiff_argnums` cannot contain `DiffState` objects "
+                "when `graph=False` or `graph_updates=False`: there, bwd returns a whole "
+                "tangent per argument. Fix: remove the DiffState, or use graph=True and "
+                "graph_updates=True (the default)."
+            )
         self.updates_g = updates_g
         self.fwd: tp.Callable[..., tp.Any] | None = None
         self.bwd: tp.Callable[..., tp.Any] | None = None
+        self.symbolic_zeros: bool | None = None
 
-    def defvjp(self, fwd: tp.Callable[..., tp.Any], bwd: tp.Callable[..., tp.Any]) -> None:
-        self.fwd, self.bwd = fwd, bwd
+    def defvjp(
+        self,
+        fwd: tp.Callable[..., tp.Any],
+        bwd: tp.Callable[..., tp.Any],
+        symbolic_zeros: bool = False,
+    ) -> None:
+        """Set the rule. ``fwd`` takes the arguments and returns ``(out, residuals)``;
+        ``bwd(*nondiff, residuals, g)`` returns one cotangent per differentiable
+        argument. With ``symbolic_zeros=True`` (as in ``jax.custom_vjp``), ``fwd``
+        sees each array (also inside Variables) as a ``CustomVJPPrimal`` with
+        ``.value`` and ``.perturbed``, ``g`` may hold ``SymbolicZero`` entries, and
+        ``bwd`` may return None for a zero cotangent."""
+        self.fwd, self.bwd, self.symbolic_zeros = fwd, bwd, symbolic_zeros
 
-    def __call__(self, *args: tp.Any) -> tp.Any:
+    def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         name = getattr(self.fun, "__name__", "function")
         if self.fwd is None or self.bwd is None:
-            raise TypeError(
+            raise _NoRule(
                 f"nnx.custom_vjp({name}): defvjp(fwd, bwd) was not called. "
                 "Fix: call f.defvjp(f_fwd, f_bwd) before using f."
             )
+        args = bind_positional("custom_vjp", self.fun, args, kwargs)
         for i in self.nondiff:
-            if i < len(args) and _has_nodes(args[i]):
+            if self.updates_g and i < len(args) and _has_nodes(args[i]):
                 raise TypeError(
-                    f"nnx.custom_vjp({name}): argument {i} holds Modules/Variables and is "
-                    "listed in nondiff_argnums as an int. Expected ints only for non-graph "
-                    f"arguments. Fix: use nnx.DiffState({i}, filter) to choose which of its "
-                    "Variables are differentiated."
+                    f"nnx.custom_vjp({name}): Passing integers to nondiff_argnums for graph "
+                    f"nodes arguments in custom_vjp is not supported: argument {i} holds "
+                    "Modules/Variables and is listed in nondiff_argnums as an int. Expected "
+                    f"ints only for non-graph arguments. Fix: use nnx.DiffState({i}, filter) "
+                    "to choose which of its Variables are differentiated (nnx.DiffState("
+                    f"{i}, nnx.Not(...)) for none), or pass graph_updates=False, where bwd "
+                    "receives the object first."
+                )
+            if i < len(args) and _has_nodes(args[i]) and _holds_tracer(args[i]):
+                raise TypeError(
+                    f"nnx.custom_vjp({name}): argument {i} is in nondiff_argnums but its "
+                    "Variables hold JAX tracers (it is an argument of an enclosing "
+                    "transform, e.g. nnx.jit): Tracers cannot be passed as non-differentiable "
+                    "arguments to custom_vjp functions. Expected concrete state. Fix: make it "
+                    "a differentiable argument (bwd returns its cotangent), or close over it "
+                    "outside the enclosing transform."
                 )
         fun, fwd, bwd = self.fun, self.fwd, self.bwd
         nondiff = {i: args[i] for i in self.nondiff if i < len(args)}
@@ -113,8 +181,24 @@ class CustomVjp(tp.Generic[F]):
                 for i, p, ct in zip(dynamic, pure_args, cts)
             )
 
-        pure.defvjp(pure_fwd, pure_bwd)
+        pure.defvjp(pure_fwd, pure_bwd, symbolic_zeros=bool(self.symbolic_zeros))
         return pure(*pure_args)
+
+
+def _holds_tracer(x: tp.Any) -> bool:
+    """Whether a graph node (or a tree holding some) has a Variable holding a tracer."""
+    nodes = [x] if is_node(x) else [n for n in jax.tree.leaves(x, is_leaf=is_node) if is_node(n)]
+    for node in nodes:
+        variables = (
+            [node]
+            if isinstance(node, Variable)
+            else [v for _, v in to_flat_state(graph_state(node))]
+        )
+        for var in variables:
+            raw = var._raw_value if isinstance(var, Variable) else var
+            if any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(raw)):
+                return True
+    return False
 
 
 def _zeros_state(template: State) -> State:
