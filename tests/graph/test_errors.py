@@ -96,14 +96,16 @@ def test_update_names_extra_paths_and_changes_nothing():
     model = Model()
     before = snapshot(model)
     bad = {
-        "head": {"kernel": jnp.zeros((2, 2)), "bias": jnp.zeros(2)},
+        # head.extra does not exist (nothing to add bias to); blocks has 3 entries, so
+        # index 9 cannot be appended: neither path can be placed
+        "head": {"kernel": jnp.zeros((2, 2)), "extra": {"bias": jnp.zeros(2)}},
         "blocks": {0: {"count": jnp.array(5)}, 9: {"kernel": jnp.zeros((2, 2))}},
     }
     with pytest.raises(nnx.GraphStructureError) as info:
         nnx.update(model, bad)
     message = str(info.value)
     assert message.startswith("nnx.update: the State's paths do not match")
-    assert "extra:   state.head.bias" in message
+    assert "extra:   state.head.extra.bias" in message
     assert "extra:   state.blocks[9].kernel" in message
     assert "head.kernel" not in message
     assert "Fix: pass a State taken from this object" in message
@@ -121,7 +123,10 @@ def test_update_with_a_subtree_where_a_leaf_is_expected():
 
 def test_merge_and_update_reject_non_states():
     gdef = nnx.graphdef(Model())
-    with pytest.raises(TypeError, match=r"Expected a State.*found list.*Fix"):
+    with pytest.raises(TypeError, match=r"Expected a State.*found tuple.*Fix"):
+        nnx.merge(gdef, (1, 2))
+    # a list is a list of leaves (as Flax): the count must match
+    with pytest.raises(ValueError, match=r"expected 8 leaves for this GraphDef, found 2"):
         nnx.merge(gdef, [1, 2])
     with pytest.raises(TypeError, match=r"Expected a State.*found int.*Fix"):
         nnx.update(Model(), 3)

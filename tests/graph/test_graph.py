@@ -490,7 +490,7 @@ def test_non_graph_inputs():
         with pytest.raises(TypeError) as info:
             fn(3)
         assert "expected a graph node" in str(info.value) and "found int" in str(info.value)
-    with pytest.raises(TypeError, match="expected a GraphDef as first argument, found State"):
+    with pytest.raises(TypeError, match="expected a GraphDef or GraphState as first argument, found State"):
         nnx.merge(nnx.State({}), nnx.State({}))
     with pytest.raises(TypeError, match=r"Expected a State .* found int"):
         nnx.merge(nnx.graphdef(Counter()), 3)

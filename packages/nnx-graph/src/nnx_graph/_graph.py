@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import jax
 
-from nnx_graph._errors import GraphStructureError, format_path
+from nnx_graph._errors import GraphStructureError
 from nnx_graph._filters import Filter
 from nnx_graph._filters import split_pairs as _split_pairs
 from nnx_graph._graph_iter import (
@@ -24,19 +24,22 @@ from nnx_graph._graph_iter import (
     recursive_map,
     set_metadata,
 )
+from nnx_graph._graph_match import alias, flat_lookup, match_leaves, mismatch_error, shape_error
+from nnx_graph._graph_modes import check_tree, is_tree_mode
+from nnx_graph._graph_state import GraphState
 from nnx_graph._graphdef import (
     GraphDef,
+    NodeDef,
     Slot,
     VariableDef,
     build,
     flatten_graph,
+    walk,
 )
-from nnx_graph._paths import restore_int_path
-from nnx_graph._pytree import is_graph_node
+from nnx_graph._pytree import List, Pytree, is_graph_node
 from nnx_graph._state import (
     FlatState,
     State,
-    flat_dict,
     from_flat_state,
     map_state,
 )
@@ -66,7 +69,6 @@ __all__ = [
 A = tp.TypeVar("A")
 Path = tuple[tp.Any, ...]
 _MISSING = object()
-GraphState = State
 PureState = State
 
 
@@ -112,6 +114,8 @@ def split(node: tp.Any, *filters: Filter, graph: bool | None = None) -> tuple[tp
     """
     _check_node(node, "split")
     gdef, pairs = _pairs(node)
+    if graph is not True and is_tree_mode(graph):
+        check_tree(gdef, "split")
     if isinstance(node, Variable):  # a bare Variable is its own state, as in Flax
         if not filters:
             return gdef, node
@@ -123,126 +127,19 @@ def split(node: tp.Any, *filters: Filter, graph: bool | None = None) -> tuple[tp
     return (gdef, *(from_flat_state(g) for g in groups))
 
 
-def _flat_lookup(states: tp.Sequence[tp.Any]) -> dict[Path, tp.Any]:
-    flat: dict[Path, tp.Any] = {}
-    for s in states:
-        if isinstance(s, FlatState):
-            items: tp.Iterable[tuple[Path, tp.Any]] = s
-        elif isinstance(s, Mapping):
-            items = flat_dict(s).items()
-        else:
-            raise TypeError(
-                f"Expected a State (or a mapping / FlatState), found {type(s).__name__}. "
-                "Fix: pass the states returned by nnx.split/nnx.state."
-            )
-        for path, value in items:
-            flat[path] = value
-    return flat
-
-
-def _alias(path: Path, table: Mapping[Path, tp.Any]) -> Path | None:
-    """The key of ``table`` that ``path`` names once integer keys are allowed to
-    have become strings (``0`` -> ``"0"``, as checkpoint formats store them) or
-    back; None when there is none."""
-    as_strings = tuple(str(k) if type(k) is int else k for k in path)
-    if as_strings in table:
-        return as_strings
-    as_ints = restore_int_path(path)
-    if as_ints in table:
-        return as_ints
-    return None
-
-
-def _match_leaves(
-    paths: tp.Sequence[Path], flat: Mapping[Path, tp.Any]
-) -> tuple[list[tp.Any], list[Path], list[Path]]:
-    """``(leaves in paths order, missing paths, extra paths of flat)``."""
-    leaves: list[tp.Any] = []
-    missing: list[Path] = []
-    aliased: list[Path] = []
-    get = flat.get
-    for p in paths:
-        value = get(p, _MISSING)
-        if value is not _MISSING:
-            leaves.append(value)
-            continue
-        q = _alias(p, flat)
-        if q is None:
-            missing.append(p)
-        else:
-            leaves.append(flat[q])
-            aliased.append(q)
-    extra: list[Path] = []
-    if missing or aliased or len(flat) != len(paths):
-        used = {*paths, *aliased}
-        extra = [p for p in flat if p not in used]
-    return leaves, missing, extra
-
-
-def shape_error(what: str, found: tp.Sequence[tuple[Path, tp.Any, tp.Any]]) -> GraphStructureError:
-    """The error for values whose shape differs from the one the target holds."""
-    lines = [
-        f"  {format_path(p, 'model')}: expected shape {tuple(old)}, found shape {tuple(new)}"
-        for p, old, new in found[:20]
-    ]
-    if len(found) > 20:
-        lines.append(f"  ... and {len(found) - 20} more")
-    return GraphStructureError(
-        f"{what}: {len(found)} value(s) do not have the shape of the Variable or array they "
-        "replace:\n" + "\n".join(lines) + "\nFix: take the State from a model built with "
-        "the same sizes (or rebuild the model with the new sizes). Nothing was changed."
-    )
-
-
-def _mismatch_error(
-    what: str,
-    missing: list[Path],
-    extra: list[Path],
-    *,
-    expected: int | None = None,
-    fix: str | None = None,
-) -> GraphStructureError:
-    lines = []
-    for p in missing[:20]:
-        lines.append(
-            f"  missing: {format_path(p, 'state')} (the GraphDef needs it; the State "
-            "has no such path)"
-        )
-    for p in extra[:20]:
-        lines.append(
-            f"  extra:   {format_path(p, 'state')} (in the State; the object has no "
-            "such Variable or array)"
-        )
-    more = len(missing) + len(extra) - len(lines)
-    if more > 0:
-        lines.append(f"  ... and {more} more")
-    counts = f"{len(missing)} missing, {len(extra)} extra"
-    if expected is not None:
-        counts = f"expected the {expected} leaf path(s) of the GraphDef; found {counts}"
-    return GraphStructureError(
-        f"{what}: the State's paths do not match the object structure ({counts}):\n"
-        + "\n".join(lines)
-        + "\n"
-        + (
-            fix
-            or "Fix: pass the States produced by nnx.split on the same structure (all "
-            "of them, e.g. `nnx.merge(graphdef, params, rest)`)."
-        )
-    )
-
-
 def merge(
-    graphdef: GraphDef[A],
-    state: tp.Any,
+    graphdef_or_graphstate: GraphDef[A] | GraphState[A],
     /,
     *states: tp.Any,
     copy: bool = False,
     recreate_variables: bool = True,
 ) -> A:
-    """Rebuild an object graph from a GraphDef and States (the inverse of ``split``).
+    """Rebuild an object graph from a GraphDef and States (the inverse of ``split``),
+    or from the :class:`GraphState` values of :func:`unpack` alone.
 
     The States' Variables become the new object's Variables (``copy=True`` copies
-    them). Every leaf the GraphDef needs must be present and no others.
+    them). Every leaf the GraphDef needs must be present and no others. A list of
+    leaves in leaf order (``nnx.flatten(..., with_paths=False)``) is accepted too.
 
     Example::
 
@@ -253,19 +150,53 @@ def merge(
         >>> graphdef, state = nnx.split(M())
         >>> nnx.merge(graphdef, state).w.shape
         (2,)
+        >>> nnx.merge(nnx.unpack(M())).w.shape
+        (2,)
     """
-    if not isinstance(graphdef, GraphDef):
+    if isinstance(graphdef_or_graphstate, GraphState):
+        graphdef = graphdef_or_graphstate._graphdef
+        all_states: tuple[tp.Any, ...] = (graphdef_or_graphstate, *states)
+        for i, gs in enumerate(all_states):
+            if not isinstance(gs, GraphState):
+                raise ValueError(
+                    f"nnx.merge: expected GraphState object for state {i} (the first argument "
+                    f"is a GraphState), found {type(gs).__name__}. Fix: pass all the "
+                    "GraphStates of one nnx.unpack call, or `nnx.merge(graphdef, *states)`."
+                )
+            if gs._graphdef != graphdef:
+                raise ValueError(
+                    f"nnx.merge: GraphDef must be the same for all GraphState objects; state "
+                    f"{i} belongs to another GraphDef. Fix: pass GraphStates from one "
+                    "nnx.unpack call."
+                )
+    elif isinstance(graphdef_or_graphstate, GraphDef):
+        graphdef, all_states = graphdef_or_graphstate, states
+    else:
         raise TypeError(
-            f"nnx.merge expected a GraphDef as first argument, found {type(graphdef).__name__}."
+            "nnx.merge expected a GraphDef or GraphState as first argument, found "
+            f"{type(graphdef_or_graphstate).__name__}."
             " Fix: `graphdef, state = nnx.split(model); nnx.merge(graphdef, state)`."
         )
+    if not all_states:
+        raise TypeError(
+            "merge() missing 1 required positional argument: 'state'. Fix: pass the "
+            "State(s) of nnx.split: `nnx.merge(graphdef, state)`."
+        )
+    state = all_states[0]
+    if type(state) is list:
+        if len(all_states) != 1:
+            raise ValueError(
+                "nnx.merge: Only one state can be passed as a list (of leaves); found "
+                f"{len(all_states)} states. Fix: pass one list, or States."
+            )
+        return tp.cast(A, unflatten(graphdef, state, copy_variables=copy))
     if isinstance(state, Variable) and isinstance(graphdef.record, VariableDef):
         leaves: list[tp.Any] = [state.copy() if copy else state]
         return tp.cast(A, build(graphdef, leaves, reuse_variables=True)[0])
-    flat = _flat_lookup((state, *states))
-    leaves, missing, extra = _match_leaves(graphdef.leaf_paths, flat)
+    flat = flat_lookup(all_states)
+    leaves, missing, extra = match_leaves(graphdef.leaf_paths, flat)
     if missing or extra:
-        raise _mismatch_error("nnx.merge", missing, extra, expected=len(graphdef.leaf_paths))
+        raise mismatch_error("nnx.merge", missing, extra, expected=len(graphdef.leaf_paths))
     if copy:
         leaves = [v.copy() if isinstance(v, Variable) else v for v in leaves]
     root, _ = build(graphdef, leaves, reuse_variables=True)
@@ -295,7 +226,9 @@ def state(node: tp.Any, *filters: Filter, graph: bool | None = None) -> tp.Any:
     _check_node(node, "state")
     if isinstance(node, Variable) and not filters:
         return node
-    _, pairs = _pairs(node)
+    gdef, pairs = _pairs(node)
+    if graph is not True and is_tree_mode(graph):
+        check_tree(gdef, "state")
     if not filters:
         return from_flat_state(pairs)
     states = tuple(from_flat_state(g) for g in _split_pairs(pairs, filters, exhaustive=False))
@@ -318,15 +251,20 @@ def graphdef(node: A, /, *, graph: bool | None = None) -> GraphDef[A]:
         'M'
     """
     _check_node(node, "graphdef")
-    return tp.cast("GraphDef[A]", flatten_graph(node).graphdef)
+    gdef = flatten_graph(node).graphdef
+    if graph is not True and is_tree_mode(graph):
+        check_tree(gdef, "graphdef")
+    return tp.cast("GraphDef[A]", gdef)
 
 
 def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
     """Write the values (and metadata) of ``states`` into ``node``'s Variables.
 
-    States may cover part of the graph; every path in them must exist in ``node``,
-    and a value must have the shape of the one it replaces (when both have a
-    shape). Nothing is modified when a path or a shape does not match.
+    States may cover part of the graph. A path the object lacks is added when its
+    parent exists (a new attribute of a Module, a new key of an ``nnx.Dict``, the
+    next index of an ``nnx.List``) with a copy of the State's Variable (or the raw
+    value); a value must have the shape of the one it replaces (when both have a
+    shape). Nothing is modified when a path cannot be placed or a shape differs.
 
     Example::
 
@@ -334,25 +272,25 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
         >>> class M(nnx.Module):
         ...     def __init__(self):
         ...         self.w = nnx.Param(jnp.zeros(2))
-        >>> m = M(); nnx.update(m, {"w": jnp.ones(2)})
-        >>> m.w.value.tolist()
-        [1.0, 1.0]
+        >>> m = M(); nnx.update(m, {"w": jnp.ones(2), "b": nnx.Param(jnp.zeros(3))})
+        >>> m.w.value.tolist(), m.b.shape
+        ([1.0, 1.0], (3,))
     """
     _check_node(node, "update")
     flat_node = flatten_graph(node)
     targets = dict(zip(flat_node.graphdef.leaf_paths, flat_node.leaves))
-    incoming = _flat_lookup((state, *states))
+    incoming = flat_lookup((state, *states))
     writes: list[tuple[tp.Any, tp.Any]] = []
-    extra: list[Path] = []
+    extra: list[tuple[Path, tp.Any]] = []
     wrong_shape: list[tuple[Path, tp.Any, tp.Any]] = []
     for path, value in incoming.items():
         target = targets.get(path)
         if target is None:
-            alias = _alias(path, targets)
-            if alias is None:
-                extra.append(path)
+            key = alias(path, targets)
+            if key is None:
+                extra.append((path, value))
                 continue
-            target = targets[alias]
+            target = targets[key]
         new = value._raw_value if isinstance(value, Variable) else value
         old_shape = getattr(target._raw_value, "shape", None)
         new_shape = getattr(new, "shape", None)
@@ -361,13 +299,16 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
         writes.append((target, value))
     if wrong_shape:
         raise shape_error("nnx.update", wrong_shape)
-    if extra:
-        raise _mismatch_error(
+    additions, unplaced = _plan_additions(flat_node, extra) if extra else ([], [])
+    if unplaced:
+        raise mismatch_error(
             "nnx.update",
             [],
-            extra,
+            unplaced,
             fix="Fix: pass a State taken from this object (nnx.state(model), possibly "
-            "filtered) or drop the extra entries. Nothing was updated.",
+            "filtered) or drop the extra entries; a new entry is added only where its "
+            "parent exists (a Module attribute not yet set, a new nnx.Dict key, the next "
+            "nnx.List index). Nothing was updated.",
         )
     for target, value in writes:
         if isinstance(value, Variable):
@@ -376,6 +317,59 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
                 target.set_metadata(dict(value._var_metadata))
         else:
             target._raw_value = value
+    for parent, key, value in additions:
+        _add_entry(parent, key, value.copy() if isinstance(value, Variable) else value)
+
+
+def _plan_additions(
+    flat: tp.Any, extra: list[tuple[Path, tp.Any]]
+) -> tuple[list[tuple[tp.Any, tp.Any, tp.Any]], list[Path]]:
+    """For paths the object lacks: ``(parent, key, value)`` to add where the parent
+    node exists and can take the key, else the path in the second list."""
+    parents: dict[Path, tp.Any] = {}
+    for visit in walk(flat.graphdef):
+        if isinstance(visit.record, NodeDef):
+            parents[visit.path] = flat.nodes[visit.record.node_index]
+    additions: list[tuple[tp.Any, tp.Any, tp.Any]] = []
+    unplaced: list[Path] = []
+    list_sizes: dict[int, int] = {}
+    for path, value in sorted(extra, key=_path_order):
+        head = path[:-1]
+        parent = parents.get(head)
+        if parent is None and head:
+            found = alias(head, parents)
+            parent = parents[found] if found is not None else None
+        key = path[-1] if path else None
+        if parent is None or key is None:
+            unplaced.append(path)
+            continue
+        if isinstance(parent, Pytree):
+            ok = isinstance(key, str) and key not in vars(parent)
+        elif isinstance(parent, List):
+            size = list_sizes.get(id(parent), len(parent))
+            ok = str(key) == str(size)
+            if ok:
+                key, list_sizes[id(parent)] = size, size + 1
+        else:
+            ok = key not in parent
+        if ok:
+            additions.append((parent, key, value))
+        else:
+            unplaced.append(path)
+    return additions, unplaced
+
+
+def _path_order(item: tuple[Path, tp.Any]) -> tuple[tuple[int, tp.Any], ...]:
+    return tuple((0, k) if type(k) is int else (1, str(k)) for k in item[0])
+
+
+def _add_entry(parent: tp.Any, key: tp.Any, value: tp.Any) -> None:
+    if isinstance(parent, Pytree):
+        setattr(parent, key, value)
+    elif isinstance(parent, List):
+        parent.append(value)
+    else:
+        parent[key] = value
 
 
 def clone(node: A, variables: bool = True, *, arrays: bool = False, graph: bool | None = None) -> A:
@@ -402,6 +396,8 @@ def clone(node: A, variables: bool = True, *, arrays: bool = False, graph: bool 
             "the arrays (shared Variables cannot hold new buffers). Fix: drop one of them."
         )
     flat = flatten_graph(node)
+    if graph is not True and is_tree_mode(graph):
+        check_tree(flat.graphdef, "clone")
     copy_array: tp.Callable[[tp.Any], tp.Any] = (
         (lambda x: jax.numpy.array(x, copy=True) if isinstance(x, jax.Array) else x)
         if arrays
@@ -437,7 +433,7 @@ def map(
         >>> m2.w.value.tolist()
         [1.0, 1.0]
     """
-    gdef, st = split(node)
+    gdef, st = split(node, graph=graph)
     return merge(gdef, map_state(f, st))
 
 
@@ -462,6 +458,8 @@ def flatten(
     """
     _no_ref_maps("flatten", ref_index, ref_outer_index)
     gdef, pairs = _pairs(node)
+    if graph is not True and is_tree_mode(graph):
+        check_tree(gdef, "flatten")
     if with_paths:
         return gdef, FlatState(pairs, sort=False)
     return gdef, [v for _, v in pairs]
@@ -478,7 +476,7 @@ def _no_ref_maps(fn: str, *maps: tp.Any) -> None:
 
 def unflatten(
     graphdef: GraphDef[tp.Any],
-    leaves: tp.Any,
+    state: tp.Any,
     /,
     *,
     index_ref: tp.Any = None,
@@ -497,9 +495,9 @@ def unflatten(
         (2,)
     """
     _no_ref_maps("unflatten", index_ref, outer_index_outer_ref)
-    if isinstance(leaves, (FlatState, Mapping)):
-        return merge(graphdef, leaves, copy=copy_variables)
-    leaves = list(leaves)
+    if isinstance(state, (FlatState, Mapping)):
+        return merge(graphdef, state, copy=copy_variables)
+    leaves = list(state)
     if copy_variables:
         leaves = [v.copy() if isinstance(v, Variable) else v for v in leaves]
     if len(leaves) != graphdef.num_leaves:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from nnx_graph._errors import GraphStructureError, format_path
 from nnx_graph._filters import to_predicate
+from nnx_graph._graph_modes import check_tree, is_tree_mode
 from nnx_graph._graphdef import (
     ArrayDef,
     ContainerDef,
@@ -52,6 +53,8 @@ def iter_graph(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[
         [(('size',), 'int'), (('w',), 'Param'), ((), 'M')]
     """
     flat = flatten_graph(node)
+    if graph is not True and is_tree_mode(graph):
+        check_tree(flat.graphdef, "iter_graph")
     nodes = flat.nodes
     leaves = iter(flat.leaves)
     out: list[tuple[Path, tp.Any]] = []
@@ -188,6 +191,8 @@ def recursive_map(
         [1.0, 1.0]
     """
     flat = flatten_graph(node)
+    if graph is not True and is_tree_mode(graph):
+        check_tree(flat.graphdef, "recursive_map")
     leaves = iter(flat.leaves)
     done: dict[int, tp.Any] = {}  # node index -> its mapped object
     values: list[tp.Any] = []  # children waiting for their parent

@@ -13,17 +13,18 @@ from collections.abc import Mapping
 import jax
 
 from nnx_graph._errors import GraphStructureError, format_path
-from nnx_graph._filters import to_predicate
-from nnx_graph._graph import _pairs, merge, split, update
+from nnx_graph._filters import All, Filter, to_predicate
+from nnx_graph._graph import _pairs, find_duplicates, merge, split, update
 from nnx_graph._graph_config import (
     graph_mode_default,
     graph_updates_default,
     set_graph_mode,
     set_graph_updates,
 )
+from nnx_graph._graph_state import GraphState
 from nnx_graph._pytree import is_graph_node
 from nnx_graph._records import GraphDef
-from nnx_graph._state import State, from_flat_state, merge_state
+from nnx_graph._state import State, from_flat_state, map_state, merge_state
 from nnx_graph._variables import Variable
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
 A = tp.TypeVar("A")
 
 
-def pure(tree: A, /) -> A:
+def pure(tree: A) -> A:
     """Replace every Variable in a pytree (e.g. a State) with its raw value.
 
     Example::
@@ -74,27 +75,90 @@ def pure(tree: A, /) -> A:
 as_pure = pure
 
 
-def unpack(tree: A, /) -> A:
-    """Compatibility: same as :func:`pure`."""
-    return pure(tree)
-
-
-def vars_as(tree: A, /, **flags: tp.Any) -> A:
-    """Compatibility: Flax's hijax mode flags (``mutable=False``, ...) do not apply to
-    this library's single Variable kind; returns ``tree`` unchanged.
+def unpack(node: A, *filters: Filter, graph: bool | None = None) -> tp.Any:
+    """Like :func:`split`, with the GraphDef bundled into each returned State: a
+    :class:`GraphState` (a tuple of them for two or more filters) that
+    ``nnx.merge`` takes alone.
 
     Example::
 
-        >>> import nnx_graph as nnx
-        >>> nnx.vars_as({"a": 1}, mutable=False)
-        {'a': 1}
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.w = nnx.Param(jnp.ones(2))
+        >>> gs = nnx.unpack(M())
+        >>> nnx.merge(gs).w.shape
+        (2,)
     """
-    return tree
+    gdef, *states = split(node, *filters, graph=graph)
+    if len(states) == 1:
+        return GraphState(gdef, states[0])
+    return tuple(GraphState(gdef, s) for s in states)
 
 
-def with_vars(tree: A, /, **flags: tp.Any) -> A:
-    """Compatibility: see :func:`vars_as`; returns ``tree`` unchanged."""
-    return tree
+_VAR_MODES = {"hijax": False, "ref": False, "mutable": True}
+
+
+def vars_as(
+    node: A,
+    /,
+    *,
+    hijax: bool | None = None,
+    ref: bool | None = None,
+    mutable: bool | None = None,
+    only: Filter = ...,
+    allow_duplicates: bool = False,
+) -> A:
+    """A new graph like ``node`` whose Variables (those matching ``only``) are in
+    the requested mode. Variables already in it are kept (the same objects).
+
+    This library's Variables are plain mutable boxes (``hijax=False``,
+    ``ref=False``, ``mutable=True``); asking for another mode raises a ValueError
+    naming the Variable rather than returning it unchanged. A Variable reachable
+    along two paths would be converted once per path, so it raises too unless
+    ``allow_duplicates=True``.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> d = nnx.Dict(w=nnx.Param(jnp.ones(2)))
+        >>> d2 = nnx.vars_as(d, hijax=False)
+        >>> d2 is d, d2["w"] is d["w"]
+        (False, True)
+    """
+    requested = {
+        k: v for k, v in (("hijax", hijax), ("ref", ref), ("mutable", mutable)) if v is not None
+    }
+    match = to_predicate(only)
+
+    def differs(path: tp.Any, x: tp.Any) -> bool:
+        return isinstance(x, Variable) and any(
+            getattr(x, k, _VAR_MODES[k]) != v for k, v in requested.items()
+        )
+
+    def to_mode(path: tp.Any, x: tp.Any) -> tp.Any:
+        if not (match(path, x) and differs(path, x)):
+            return x
+        flags = ", ".join(f"{k}={v}" for k, v in requested.items())
+        raise ValueError(
+            f"nnx.vars_as({flags}): {format_path(path)} ({type(x).__name__}) cannot be "
+            "converted: expected a Variable type supporting that mode, found a plain "
+            "mutable Variable (hijax=False, ref=False, mutable=True are the only modes "
+            "here). Fix: drop the flag (Variables already behave as mutable boxes)."
+        )
+
+    if requested and not allow_duplicates:
+        for paths in find_duplicates(node, only=All(differs, only)):
+            shown = "\n  ".join(format_path(p) for p in paths)
+            raise ValueError(
+                f"nnx.vars_as: Found duplicate at paths:\n  {shown}\nA shared Variable "
+                "would be converted once per path. Fix: pass allow_duplicates=True."
+            )
+    gdef, st = split(node)
+    return merge(gdef, map_state(to_mode, st))
+
+
+with_vars = vars_as
 
 
 # ----------------------------------------------------------------- functional call
