@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import nnx_graph as nnx
+from nnx_graph import rnglib
 
 
 def same_key(a: jax.Array, b: jax.Array) -> bool:
@@ -141,7 +142,7 @@ def test_unknown_stream_error():
     with pytest.raises(nnx.RngStreamError) as info:
         rngs.noise()
     message = str(info.value)
-    assert "no stream 'noise'" in message
+    assert "No RngStream named 'noise' found in Rngs" in message
     assert "Available streams: ['dropout', 'params']" in message
     assert "Fix: create it, e.g. nnx.Rngs(noise=0)" in message
     assert isinstance(info.value, AttributeError) and isinstance(info.value, KeyError)
@@ -155,14 +156,14 @@ def test_missing_default_stream_error():
     with pytest.raises(nnx.RngStreamError) as info:
         rngs()
     message = str(info.value)
-    assert "no 'default' stream" in message and "['params']" in message
+    assert "No RngStream named 'default' found in Rngs" in message and "['params']" in message
     assert "Fix:" in message and "nnx.Rngs(0" in message
     with pytest.raises(nnx.RngStreamError):
         rngs.normal((2,))
 
 
 def test_unknown_stream_inside_module_construction():
-    with pytest.raises(nnx.RngStreamError, match="no stream 'params'"):
+    with pytest.raises(nnx.RngStreamError, match="No RngStream named 'params'"):
         Model(nnx.Rngs(dropout=0))
 
 
@@ -173,15 +174,17 @@ def test_fork_makes_independent_streams():
     assert sorted(forked) == ["dropout", "params"]
     assert int(rngs.params.count.value) == 1  # forking consumed one key
     assert not same_key(forked.params(), nnx.Rngs(params=0).params())
-    split = rngs.fork(split=2)
+    with pytest.warns(DeprecationWarning, match="use Rngs.split"):
+        split = rngs.fork(split=2)
     assert split.params.key.shape == (2,) and split.params.count.shape == (2,)
     assert rngs.split(2).dropout.key.shape == (2,)
-    mixed = rngs.fork(split={"params": 2, ...: None})
+    with pytest.warns(DeprecationWarning):
+        mixed = rngs.fork(split={"params": 2, ...: None})
     assert mixed.params.key.shape == (2,) and mixed.dropout.key.shape == ()
 
 
 def test_split_keys_draw_per_slice():
-    rngs = nnx.Rngs(0).fork(split=2)
+    rngs = nnx.Rngs(0).split(2)
     keys = rngs()
     assert keys.shape == (2,)
     data = jax.random.key_data(keys)
@@ -192,6 +195,9 @@ def test_stream_fork_and_split():
     stream = nnx.Rngs(params=0).params
     assert stream.fork().key.shape == ()
     assert stream.split((2, 2)).key.shape == (2, 2)
+    assert stream.split(k=3).key.shape == (3,)
+    with pytest.warns(DeprecationWarning, match="use RngStream.split"):
+        assert stream.fork(split=2).key.shape == (2,)
 
 
 def test_split_rngs_context_and_restore():
@@ -245,8 +251,9 @@ def test_fork_rngs_and_with_rngs():
     assert same_key(rngs.default.key.value, original)
     with nnx.fork_rngs(rngs):
         assert not same_key(rngs.default.key.value, original)
-    with nnx.with_rngs(rngs, split=2) as same:
-        assert same is rngs and rngs.default.key.shape == (2,)
+    with nnx.with_rngs(rngs, split=2) as backups:
+        assert isinstance(backups, rnglib.SplitBackups) and len(backups) == 1
+        assert rngs.default.key.shape == (2,)
     with nnx.with_rngs(rngs):
         assert rngs.default.key.shape == ()
     assert same_key(rngs.default.key.value, original)
@@ -258,15 +265,29 @@ def test_reseed():
     model.rngs.dropout()
     nnx.reseed(model, dropout=1)
     assert int(model.rngs.dropout.count.value) == 0
-    assert same_key(model.rngs.dropout(), first)
+    # the new key is the first key of a fresh Rngs(dropout=1), not the seed's key itself
+    assert same_key(model.rngs.dropout.key.value, first)
+    assert not same_key(model.rngs.dropout(), first)
     # other streams are untouched
     assert int(model.rngs.params.count.value) == 1
 
 
-def test_reseed_keeps_split_shape():
-    rngs = nnx.Rngs(0).fork(split=2)
-    nnx.reseed(rngs, default=3)
+def test_reseed_split_keys_need_a_policy():
+    rngs = nnx.Rngs(0).split(2)
+    with pytest.raises(ValueError) as info:
+        nnx.reseed(rngs, default=3)
+    message = str(info.value)
+    assert "Cannot reseed stream at path ('default',)" in message
+    assert "non-scalar key" in message and "(2,)" in message
+    assert 'policy="match_shape"' in message
+    nnx.reseed(rngs, default=3, policy="match_shape")
     assert rngs.default.key.shape == (2,)
+    expected = jax.random.split(nnx.Rngs(3)(), 2)
+    assert same_key(rngs.default.key.value, expected)
+    nnx.reseed(rngs, default=3, policy=lambda path, key, shape: jax.random.split(key, shape)[::-1])
+    assert same_key(rngs.default.key.value, expected[::-1])
+    with pytest.raises(ValueError, match='policy must be "scalars_only", "match_shape" or a'):
+        nnx.reseed(rngs, default=3, policy="nope")  # type: ignore[arg-type]
 
 
 def test_rng_stream_on_its_own():

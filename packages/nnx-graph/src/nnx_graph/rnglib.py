@@ -1,6 +1,8 @@
 """Random streams under Flax's module path (``flax.nnx.rnglib``).
 
-Every name here is the same object as ``nnx_graph.<name>``.
+Every public name here is the same object as ``nnx_graph.<name>``; the module also
+carries the helper types of the stream operations (``SplitBackups``,
+``StreamBackup``, ``RngValue``, ``MISSING``).
 
 Example::
 
@@ -12,15 +14,10 @@ Example::
 
 from __future__ import annotations
 
-import nnx_graph as _nnx
 from nnx_graph import _rngs
+from nnx_graph._rng_ops import MISSING, SplitBackups, StreamBackup
+from nnx_graph._rng_streams import RngValue
 from nnx_graph._rngs import *  # noqa: F403
 
-__all__: list[str] = []
+__all__: list[str] = ["MISSING", "RngValue", "SplitBackups", "StreamBackup"]
 __all__ += _rngs.__all__
-
-
-# Flax names the core has not exported yet: re-exported here as soon as nnx_graph has them.
-_PENDING = ("backup_keys",)
-globals().update({n: getattr(_nnx, n) for n in _PENDING if hasattr(_nnx, n)})
-__all__ += [n for n in _PENDING if hasattr(_nnx, n)]
