@@ -35,6 +35,7 @@ from nnx_graph._errors import TraceLeakError, format_path
 from nnx_graph._graphdef import LEAF, GraphDef, VariableDef, build, flatten_graph, walk
 from nnx_graph._pytree import Dict, List, Pytree
 from nnx_graph._variables import Variable, _leaked_tracer
+from nnx_graph.transforms._modes import Mode, check_inputs, check_outputs
 
 __all__ = [
     "Bridge",
@@ -272,7 +273,7 @@ class Bridge:
     serve any number of concurrent traces: per-call state lives in :class:`Trace`.
     """
 
-    __slots__ = ("graphdef", "leaves", "nodes", "roots", "_paths", "_leaf_keys")
+    __slots__ = ("graphdef", "leaves", "nodes", "roots", "mode", "_paths", "_leaf_keys")
 
     def __init__(
         self,
@@ -280,18 +281,33 @@ class Bridge:
         *,
         where: str = "nnx transform",
         root_names: tp.Callable[[], tp.Sequence[str]] | None = None,
+        mode: Mode | None = None,
+        shared_inputs: bool = True,
     ) -> None:
         self.roots = tuple(roots)
         flat = flatten_graph((self.roots, ()), check_leaks=False)
         self._setup(flat.graphdef, flat.leaves, flat.nodes)
+        self.mode = mode
         self.check_leaks(where, root_names)
+        if mode is not None and (not mode.graph or not shared_inputs):
+            # tree mode (or a transform that refuses shared inputs in its mode)
+            names = root_names() if root_names is not None else ()
+            check_inputs(
+                mode, flat.graphdef, flat.nodes, names, shared=not mode.graph or not shared_inputs
+            )
 
     @classmethod
-    def detached(cls, graphdef: GraphDef[tp.Any], leaves: tp.Sequence[tp.Any] = ()) -> Bridge:
+    def detached(
+        cls,
+        graphdef: GraphDef[tp.Any],
+        leaves: tp.Sequence[tp.Any] = (),
+        mode: Mode | None = None,
+    ) -> Bridge:
         """A bridge for ``graphdef`` holding no caller objects (optionally their
         leaves, to read values and name them in errors)."""
         bridge = cls.__new__(cls)
         bridge.roots = ()
+        bridge.mode = mode
         bridge._setup(graphdef, list(leaves), [])
         return bridge
 
@@ -363,6 +379,8 @@ class Bridge:
     def exit(self, trace: Trace, out: tp.Any) -> Exit:
         """Flatten the trace's objects and the graph nodes in ``out``."""
         out_tree, out_nodes = split_tree(out)
+        if self.mode is not None and out_nodes:
+            self._check_outputs(trace, out_nodes)
         flat = flatten_graph((trace.roots, tuple(out_nodes)), check_leaks=False)
         values = [leaf._raw_value for leaf in flat.leaves]
         if not out_nodes and flat.graphdef == self.graphdef:
@@ -377,6 +395,17 @@ class Bridge:
         origins = tuple(keys.get(_leaf_key(leaf, inner), -1) for leaf in flat.leaves)
         structure = Structure(flat.graphdef, existing, len(out_nodes), origins)
         return Exit(out_tree, values, flat.leaves, Outcome(None, structure))
+
+    def _check_outputs(self, trace: Trace, out_nodes: tp.Sequence[tp.Any]) -> None:
+        """Flax's output checks of a non-default mode (see ``_modes.py``)."""
+        assert self.mode is not None
+        keys = self.leaf_keys
+
+        def describe(node_index: int) -> str:
+            i = keys.get(("var", node_index))
+            return self.describe_leaf(i) if i is not None else f"input node {node_index}"
+
+        check_outputs(self.mode, out_nodes, trace.index, describe)
 
     # ------------------------------------------------------------- outside again
     def write_back(self, updates: Updates, out_tree: tp.Any = None) -> tp.Any:

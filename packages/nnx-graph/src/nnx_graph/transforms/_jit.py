@@ -48,6 +48,8 @@ from nnx_graph.transforms._jit_checks import (
     diagnose,
 )
 from nnx_graph.transforms._jit_layout import GraphLayout, Probe, TreeLayout
+from nnx_graph.transforms._jit_stages import Lowered, Traced
+from nnx_graph.transforms._modes import resolve
 from nnx_graph.transforms._shardings import constrain_tree
 
 __all__ = ["JitWrapped"]
@@ -134,7 +136,6 @@ class JitWrapped:
     def __init__(
         self,
         fun: tp.Callable[..., tp.Any],
-        *,
         in_shardings: tp.Any = None,
         out_shardings: tp.Any = None,
         static_argnums: int | tp.Sequence[int] | None = None,
@@ -146,9 +147,14 @@ class JitWrapped:
         backend: str | None = None,
         inline: bool = False,
         compiler_options: dict[str, tp.Any] | None = None,
+        *,
+        graph: bool | None = None,
+        graph_updates: bool | None = None,
     ) -> None:
         functools.update_wrapper(self, fun)
         self.fun = fun
+        # Flax's checks for graph=False / graph_updates=False (None: the default mode)
+        self._mode = resolve(f"nnx.jit({self._name})", graph, graph_updates)
         self.in_shardings = in_shardings
         self.out_shardings = out_shardings
         self.static_argnums = _normalize(static_argnums)
@@ -284,10 +290,11 @@ class JitWrapped:
         return entry, (values, dyn, donated_values, donated_dyn, statics)
 
     # ------------------------------------------------------------------ AOT / abstract
-    def lower(self, *args: tp.Any, **kwargs: tp.Any) -> jax.stages.Lowered:
-        """Lower the compiled function for these arguments: JAX's ``Lowered``
-        (``.as_text()``, ``.compile()``, ``.cost_analysis()``). The caller's objects
-        are not changed.
+    def lower(self, *args: tp.Any, **kwargs: tp.Any) -> Lowered:
+        """Lower the compiled function for these arguments: a :class:`Lowered`
+        wrapping JAX's (``.as_text()``, ``.cost_analysis()``, ``.compile()``, whose
+        result is called like this function and carries updates back). The caller's
+        objects are not changed.
 
         Example::
 
@@ -301,11 +308,11 @@ class JitWrapped:
         """
         entry, inner = self._inner_args(args, kwargs)
         jitted: tp.Any = entry.compiled.jitted
-        return tp.cast(jax.stages.Lowered, jitted.lower(*inner))
+        return Lowered(jitted.lower(*inner), self)
 
-    def trace(self, *args: tp.Any, **kwargs: tp.Any) -> jax.stages.Traced:
-        """Trace the function for these arguments: JAX's ``Traced`` (``.jaxpr``,
-        ``.lower()``). The caller's objects are not changed.
+    def trace(self, *args: tp.Any, **kwargs: tp.Any) -> Traced:
+        """Trace the function for these arguments: a :class:`Traced` wrapping JAX's
+        (``.jaxpr``, ``.lower()``). The caller's objects are not changed.
 
         Example::
 
@@ -316,7 +323,31 @@ class JitWrapped:
         """
         entry, inner = self._inner_args(args, kwargs)
         jitted: tp.Any = entry.compiled.jitted
-        return tp.cast(jax.stages.Traced, jitted.trace(*inner))
+        return Traced(jitted.trace(*inner), self)
+
+    def _call_with(
+        self,
+        executable: tp.Callable[..., tp.Any],
+        args: tuple[tp.Any, ...],
+        kwargs: dict[str, tp.Any],
+    ) -> tp.Any:
+        """A call through an ahead-of-time compiled ``executable`` (``Compiled``):
+        the same reads and write-back as ``__call__``."""
+        entry, probe = self._entry(args, kwargs)
+        dyn, donated_dyn, _ = entry.layout.split(args, kwargs, probe)
+        with entry.lock, entry.lock2:
+            values = [leaf._raw_value for leaf in entry.leaves]
+            if entry.compiled.plain:
+                out, updates = executable(values, dyn)
+            else:
+                donated_values = [leaf._raw_value for leaf in entry.donated_leaves]
+                out, updates = executable(values, dyn, donated_values, donated_dyn)
+            if updates.outcome.structure is not None:
+                return self._write_structure(entry, args, probe, out, updates)
+            leaves = entry.all_leaves
+            for i, value in zip(updates.outcome.changed or (), updates.values):
+                leaves[i]._raw_value = value
+            return out
 
     def eval_shape(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         """The output's shapes and dtypes (``jax.ShapeDtypeStruct``s; Modules
@@ -406,7 +437,10 @@ class JitWrapped:
         nodes = layout.nodes(args, probe)
         params = self._params()
         bridge = Bridge(
-            nodes, where=f"nnx.jit({self._name})", root_names=lambda: layout.root_names(params)
+            nodes,
+            where=f"nnx.jit({self._name})",
+            root_names=lambda: layout.root_names(params),
+            mode=self._mode,
         )
         compiled = self._compiled_for(bridge, layout)
         if layout.donates:
@@ -426,7 +460,7 @@ class JitWrapped:
         if compiled is None:
             # the compiled function outlives this call's objects: it gets a bridge
             # that only knows the structure
-            compiled = self._compile(Bridge.detached(bridge.graphdef), layout)
+            compiled = self._compile(Bridge.detached(bridge.graphdef, mode=self._mode), layout)
             with self._store.lock:
                 self._compiled[structure_key] = compiled
         return compiled

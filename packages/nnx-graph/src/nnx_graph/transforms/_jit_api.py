@@ -6,9 +6,9 @@ from __future__ import annotations
 import functools
 import typing as tp
 
-import jax
-
+from nnx_graph._graph_config import graph_mode_default, graph_updates_default
 from nnx_graph.transforms._jit import JitWrapped
+from nnx_graph.transforms._jit_stages import Lowered, Traced
 
 __all__ = ["JitPartial", "JitWrapped", "cached_partial", "jit", "jit_partial"]
 
@@ -18,7 +18,6 @@ F = tp.TypeVar("F", bound=tp.Callable[..., tp.Any])
 @tp.overload
 def jit(
     fun: F,
-    /,
     *,
     in_shardings: tp.Any = ...,
     out_shardings: tp.Any = ...,
@@ -53,7 +52,6 @@ def jit(
 ) -> tp.Callable[[F], F]: ...
 def jit(
     fun: tp.Any = None,
-    /,
     *,
     in_shardings: tp.Any = None,
     out_shardings: tp.Any = None,
@@ -77,8 +75,13 @@ def jit(
     Arguments are those of ``jax.jit``; ``in_shardings``/``out_shardings`` for a
     graph-node argument may be one sharding or a State of shardings (e.g. from
     ``nnx.get_named_sharding``). Donating a graph-node argument donates its
-    Variables' buffers. ``graph``/``graph_updates`` are accepted for
-    compatibility (graph semantics are always on here, at flat-call cost).
+    Variables' buffers.
+
+    Graph semantics are always on here, at flat-call cost. ``graph=False`` (tree
+    mode) and ``graph_updates=False`` add Flax's checks for those modes: a Variable
+    reached twice in the arguments or outputs (tree mode), or an input Variable
+    returned, raises ``ValueError``. ``None`` takes the current default
+    (``nnx.set_graph_mode``/``nnx.set_graph_updates``) when ``jit`` is applied.
 
     Example::
 
@@ -106,44 +109,89 @@ def jit(
         backend=backend,
         inline=inline,
         compiler_options=compiler_options,
+        graph=graph_mode_default() if graph is None else graph,
+        graph_updates=graph_updates_default() if graph_updates is None else graph_updates,
     )
     if fun is None:
-        return lambda f: JitWrapped(f, **kwargs)
+        return functools.partial(JitWrapped, **kwargs)
     return JitWrapped(fun, **kwargs)
 
 
 class JitPartial:
-    """``nnx.jit(fun)`` with leading arguments bound; also offers ``lower``,
-    ``trace`` and ``eval_shape`` over the remaining arguments."""
+    """``nnx.jit(fun)`` with leading arguments bound (what :func:`jit_partial`
+    returns); also offers ``lower``, ``trace`` and ``eval_shape`` over the remaining
+    arguments, and ``lower(...).compile()`` is called with the remaining arguments
+    too.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> f = nnx.jit_partial(lambda a, b: a + b, jnp.ones(2))
+        >>> f(jnp.ones(2)).tolist(), f.lower(jnp.ones(2)).compile()(jnp.ones(2)).tolist()
+        ([2.0, 2.0], [2.0, 2.0])
+    """
 
     def __init__(self, jitted: JitWrapped, partial_args: tuple[tp.Any, ...]) -> None:
         functools.update_wrapper(self, jitted.fun)
         self.jitted = jitted
         self.args = partial_args
 
+    @property
+    def partial_args(self) -> tuple[tp.Any, ...]:
+        return self.args
+
     def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         return self.jitted(*self.args, *args, **kwargs)
 
-    def lower(self, *args: tp.Any, **kwargs: tp.Any) -> jax.stages.Lowered:
-        return self.jitted.lower(*self.args, *args, **kwargs)
+    def __get__(self, obj: tp.Any, objtype: tp.Any = None) -> tp.Any:
+        if obj is None:
+            return self
+        return functools.partial(self, obj)
 
-    def trace(self, *args: tp.Any, **kwargs: tp.Any) -> jax.stages.Traced:
-        return self.jitted.trace(*self.args, *args, **kwargs)
+    def lower(self, *args: tp.Any, **kwargs: tp.Any) -> Lowered:
+        return Lowered(self.jitted.lower(*self.args, *args, **kwargs).lowered, self)
+
+    def trace(self, *args: tp.Any, **kwargs: tp.Any) -> Traced:
+        return Traced(self.jitted.trace(*self.args, *args, **kwargs).traced, self)
 
     def eval_shape(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         return self.jitted.eval_shape(*self.args, *args, **kwargs)
+
+    def _call_with(
+        self,
+        executable: tp.Callable[..., tp.Any],
+        args: tuple[tp.Any, ...],
+        kwargs: dict[str, tp.Any],
+    ) -> tp.Any:
+        return self.jitted._call_with(executable, (*self.args, *args), kwargs)
 
     def __repr__(self) -> str:
         return f"nnx.jit_partial({self.jitted._name}, {len(self.args)} bound)"
 
 
 def jit_partial(
-    fun: tp.Callable[..., tp.Any], /, *partial_args: tp.Any, **jit_kwargs: tp.Any
+    fun: tp.Callable[..., tp.Any],
+    *partial_args: tp.Any,
+    in_shardings: tp.Any = None,
+    out_shardings: tp.Any = None,
+    static_argnums: int | tp.Sequence[int] | None = None,
+    static_argnames: str | tp.Iterable[str] | None = None,
+    donate_argnums: int | tp.Sequence[int] | None = None,
+    donate_argnames: str | tp.Iterable[str] | None = None,
+    keep_unused: bool = False,
+    device: tp.Any = None,
+    backend: str | None = None,
+    inline: bool = False,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
 ) -> JitPartial:
-    """``nnx.jit(fun)`` with leading arguments bound (typically the model and the
-    optimizer). Like ``functools.partial(nnx.jit(fun), *partial_args)`` (nnx.jit
-    already caches the traversal, so this is a convenience, not a speed-up), plus
-    ``.lower``/``.trace``/``.eval_shape`` over the remaining arguments.
+    """``nnx.jit(fun, ...)`` with leading arguments bound (typically the model and
+    the optimizer). The keywords are those of :func:`jit`; ``in_shardings``,
+    ``static_argnums`` and ``donate_argnums`` count the bound arguments too. Like
+    ``functools.partial(nnx.jit(fun), *partial_args)`` (nnx.jit already caches the
+    traversal, so this is a convenience, not a speed-up), plus
+    ``.lower``/``.trace``/``.eval_shape`` over the remaining arguments. Variable
+    updates of the bound arguments are carried back after each call.
 
     Example::
 
@@ -159,14 +207,26 @@ def jit_partial(
         >>> "stablehlo" in f.lower().as_text()
         True
     """
-    jit_kwargs.pop("graph", None)
-    jit_kwargs.pop("graph_updates", None)
-    return JitPartial(JitWrapped(fun, **jit_kwargs), partial_args)
+    jitted = jit(
+        fun,
+        in_shardings=in_shardings,
+        out_shardings=out_shardings,
+        static_argnums=static_argnums,
+        static_argnames=static_argnames,
+        donate_argnums=donate_argnums,
+        donate_argnames=donate_argnames,
+        keep_unused=keep_unused,
+        device=device,
+        backend=backend,
+        inline=inline,
+        graph=graph,
+        graph_updates=graph_updates,
+    )
+    return JitPartial(jitted, partial_args)
 
 
 def cached_partial(
-    fun: tp.Callable[..., tp.Any],
-    /,
+    f: tp.Callable[..., tp.Any],
     *cached_args: tp.Any,
     graph: bool | None = None,
     graph_updates: bool | None = None,
@@ -189,4 +249,4 @@ def cached_partial(
         >>> int(c.n.value)
         1
     """
-    return functools.partial(fun, *cached_args)
+    return functools.partial(f, *cached_args)

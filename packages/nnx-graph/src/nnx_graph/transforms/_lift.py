@@ -31,6 +31,7 @@ from nnx_graph.transforms._bridge import (
     split_tree,
     tree_names,
 )
+from nnx_graph.transforms._modes import Mode, take_pending
 
 __all__ = [
     "Lifted",
@@ -58,6 +59,8 @@ class Lifted:
         kwargs: dict[str, tp.Any],
         fun: tp.Any = None,
         param_names: tp.Sequence[str] | None = None,
+        mode: Mode | None = None,
+        shared_inputs: bool = True,
     ) -> None:
         self.name = name
         self.fun = fun
@@ -67,7 +70,14 @@ class Lifted:
         self.dyn, self.treedef = jax.tree.flatten(tree)
         self.nodes = nodes
         self._names: tuple[list[str], list[str]] | None = None
-        self.bridge = Bridge(nodes, where=f"nnx.{name}", root_names=self.root_names)
+        # graph=False / graph_updates=False (given, or set by ``with_mode``): _modes.py
+        self.bridge = Bridge(
+            nodes,
+            where=f"nnx.{name}",
+            root_names=self.root_names,
+            mode=take_pending() if mode is None else mode,
+            shared_inputs=shared_inputs,
+        )
         # what exit raises for a structural change (cond/switch: also a TypeError)
         self.structure_error: type[Exception] = GraphStructureError
 

@@ -14,6 +14,7 @@ from nnx_graph._sharding_place import as_abstract
 from nnx_graph.transforms._axes import StateAxes, leaf_axes
 from nnx_graph.transforms._bridge import Outcome, Updates, fill_tree
 from nnx_graph.transforms._lift import Lifted, check_aliasing, positions_of_nodes, spread_specs
+from nnx_graph.transforms._modes import resolve
 
 __all__ = ["StateSharding", "checkify", "eval_shape", "make_jaxpr", "shard_map"]
 
@@ -33,6 +34,11 @@ def eval_shape(
     sharding annotation (``with_partitioning``) get ``ShapeDtypeStruct`` values
     carrying their ``NamedSharding``.
 
+    With ``graph=False`` or ``graph_updates=False`` (Flax's checks for those modes)
+    a Variable reached twice in the arguments, or an argument's Variable returned,
+    raises ``ValueError``; with ``graph=False`` so does a Variable reached twice in
+    the output.
+
     Example::
 
         >>> import jax, jax.numpy as jnp, nnx_graph as nnx
@@ -43,7 +49,8 @@ def eval_shape(
         >>> type(abstract.w.value).__name__, abstract.w.value.shape
         ('ShapeDtypeStruct', (1000, 1000))
     """
-    lifted = Lifted("eval_shape", args, kwargs, fun=f)
+    mode = resolve("nnx.eval_shape", graph, graph_updates)
+    lifted = Lifted("eval_shape", args, kwargs, fun=f, mode=mode, shared_inputs=mode is None)
     pure = lifted.pure(f, allow_structure=True)
     out_tree, updates = jax.eval_shape(pure, lifted.values(), lifted.dyn)
     structure = updates.outcome.structure
@@ -58,9 +65,15 @@ def eval_shape(
     return fill_tree(out_tree, out_nodes)
 
 
+def _user_checks() -> frozenset[type[Exception]]:
+    from jax._src import checkify as ck  # jax.experimental.checkify's own module
+
+    return tp.cast("frozenset[type[Exception]]", ck.user_checks)
+
+
 def checkify(
     f: tp.Callable[..., tp.Any],
-    errors: tp.Any = None,
+    errors: frozenset[type[Exception]] = _user_checks(),
     graph: bool | None = None,
     graph_updates: bool | None = None,
 ) -> tp.Callable[..., tp.Any]:
@@ -81,10 +94,11 @@ def checkify(
     from jax.experimental import checkify as ck  # ~90 ms to import: only when used
 
     chosen = ck.user_checks if errors is None else errors
+    mode = resolve("nnx.checkify", graph, graph_updates)
 
     @functools.wraps(f)
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-        lifted = Lifted("checkify", args, kwargs, fun=f)
+        lifted = Lifted("checkify", args, kwargs, fun=f, mode=mode)
         pure = lifted.pure(f)
         err, (out_tree, updates) = ck.checkify(pure, errors=chosen)(lifted.values(), lifted.dyn)
         return err, lifted.write_back(out_tree, updates)
@@ -92,9 +106,17 @@ def checkify(
     return wrapper
 
 
-def make_jaxpr(f: tp.Callable[..., tp.Any], **jaxpr_kwargs: tp.Any) -> tp.Callable[..., tp.Any]:
+def make_jaxpr(
+    f: tp.Callable[..., tp.Any] | None = None,
+    *,
+    graph: bool | None = None,
+    graph_updates: bool | None = None,
+    static_argnums: int | tp.Sequence[int] = (),
+) -> tp.Callable[..., tp.Any]:
     """``jax.make_jaxpr`` for functions of graph nodes (Variables become inputs and
-    updated Variables outputs). The caller's objects are not changed.
+    updated Variables outputs). The caller's objects are not changed. Arguments at
+    ``static_argnums`` stay Python values (they must be hashable). Without ``f`` it
+    returns a decorator. ``graph``/``graph_updates``: as in :func:`eval_shape`.
 
     Example::
 
@@ -107,15 +129,35 @@ def make_jaxpr(f: tp.Callable[..., tp.Any], **jaxpr_kwargs: tp.Any) -> tp.Callab
         >>> "add" in str(nnx.make_jaxpr(inc)(C()))
         True
     """
-    jaxpr_kwargs.pop("graph", None)
-    jaxpr_kwargs.pop("graph_updates", None)
+    if f is None:
+        return functools.partial(
+            make_jaxpr, graph=graph, graph_updates=graph_updates, static_argnums=static_argnums
+        )
+    fun = f
+    mode = resolve("nnx.make_jaxpr", graph, graph_updates)
+    statics = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
 
-    @functools.wraps(f)
+    @functools.wraps(fun)
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-        lifted = Lifted("make_jaxpr", args, kwargs, fun=f)
-        pure = lifted.pure(f, allow_structure=True)
-        make: tp.Callable[..., tp.Any] = jax.make_jaxpr
-        return make(pure, **jaxpr_kwargs)(lifted.values(), lifted.dyn)
+        n = len(args)
+        fixed = {p % n: args[p % n] for p in statics if -n <= p < n}
+        dynamic = tuple(a for i, a in enumerate(args) if i not in fixed)
+
+        def call(*dyn_args: tp.Any, **kw: tp.Any) -> tp.Any:
+            it = iter(dyn_args)
+            full = [fixed[i] if i in fixed else next(it) for i in range(n)]
+            return fun(*full, **kw)
+
+        lifted = Lifted(
+            "make_jaxpr",
+            dynamic,
+            kwargs,
+            fun=fun if not fixed else None,
+            mode=mode,
+            shared_inputs=mode is None,
+        )
+        pure = lifted.pure(call, allow_structure=True)
+        return jax.make_jaxpr(pure)(lifted.values(), lifted.dyn)
 
     return wrapper
 
@@ -123,14 +165,31 @@ def make_jaxpr(f: tp.Callable[..., tp.Any], **jaxpr_kwargs: tp.Any) -> tp.Callab
 class StateSharding(StateAxes):
     """Per-kind-of-state partition specs for a graph-node argument of
     :func:`shard_map`: ``StateSharding({nnx.Param: P(None, 'model'), ...: P()})``.
+    ``filters`` and ``shardings`` are the two sequences (the first filter matching
+    a Variable wins); a State of specs (e.g. from ``nnx.prefix``) gives one filter
+    per path.
 
     Example::
 
         >>> import nnx_graph as nnx
         >>> from jax.sharding import PartitionSpec as P
-        >>> len(nnx.StateSharding({nnx.Param: P("model"), ...: P()}).axes)
-        2
+        >>> s = nnx.StateSharding({nnx.Param: P("model"), ...: P()})
+        >>> s.shardings
+        (PartitionSpec('model',), PartitionSpec())
     """
+
+    def __init__(
+        self, filter_sharding: tp.Mapping[tp.Any, tp.Any] | tp.Iterable[tuple[tp.Any, tp.Any]], /
+    ) -> None:
+        super().__init__(filter_sharding)
+
+    @property
+    def shardings(self) -> tuple[tp.Any, ...]:
+        """The sharding (partition spec) of each filter, in the order of ``filters``."""
+        return self.axes
+
+    def __repr__(self) -> str:
+        return f"StateSharding({dict(zip(self.filters, self.shardings))})"
 
 
 def _is_spec(x: object) -> bool:

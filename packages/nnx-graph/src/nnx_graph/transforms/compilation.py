@@ -13,13 +13,16 @@ Example::
 
 from __future__ import annotations
 
-import nnx_graph.transforms as _transforms
 from nnx_graph.transforms import JitWrapped, StateSharding, jit, jit_partial, shard_map
+from nnx_graph.transforms._jit_stages import Compiled, Lowered, Traced
 
-__all__ = ["JitWrapped", "StateSharding", "jit", "jit_partial", "shard_map"]
-
-
-# Flax names the transforms have not exported yet: re-exported as soon as they exist.
-_PENDING = ("Lowered", "Compiled", "Traced")
-globals().update({n: getattr(_transforms, n) for n in _PENDING if hasattr(_transforms, n)})
-__all__ += [n for n in _PENDING if hasattr(_transforms, n)]
+__all__ = [
+    "Compiled",
+    "JitWrapped",
+    "Lowered",
+    "StateSharding",
+    "Traced",
+    "jit",
+    "jit_partial",
+    "shard_map",
+]

@@ -1,0 +1,216 @@
+"""``graph=`` and ``graph_updates=`` of the transforms, checked in one place.
+
+Every transform keeps full graph semantics here; the two flags only add Flax's
+checks for the modes they select (the default, ``graph=True`` with
+``graph_updates=True``, checks nothing and costs nothing):
+
+* ``graph=False`` (tree mode: Modules treated as pytrees): a Variable reached twice
+  in the inputs (two attributes, or the same object passed twice), a reference
+  cycle, and a Variable reached twice in the outputs raise ``ValueError``;
+* ``graph=False`` or ``graph_updates=False``: an input Variable returned in the
+  output (the Module itself, or one of its Variables) raises ``ValueError``.
+
+Variable updates are carried back in every mode. Structural changes made inside
+(new or deleted attributes, replaced Variables, static attributes such as the
+``deterministic`` flag ``.eval()`` sets) are carried back too: Flax drops them
+silently in these modes (see ``tests/oracle/deliberate_differences.py``).
+``None`` means the current default (``nnx.set_graph_mode`` /
+``nnx.set_graph_updates``).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import typing as tp
+
+from nnx_graph._errors import format_path
+from nnx_graph._graph_config import graph_mode_default, graph_updates_default
+from nnx_graph._graphdef import VAR, GraphDef, RefDef, flatten_graph, walk
+from nnx_graph._variables import Variable
+
+__all__ = [
+    "Mode",
+    "aliasing_error",
+    "check_inputs",
+    "check_outputs",
+    "resolve",
+    "take_pending",
+    "with_mode",
+]
+
+
+class Mode(tp.NamedTuple):
+    """A non-default mode: ``tree`` (``graph=False``) and/or ``graph_updates=False``."""
+
+    where: str  # "nnx.jit", "nnx.grad", ...
+    graph: bool
+    updates: bool
+
+    @property
+    def flag(self) -> str:
+        return "graph=False" if not self.graph else "graph_updates=False"
+
+
+def resolve(where: str, graph: bool | None, graph_updates: bool | None) -> Mode | None:
+    """The call's mode, or None for the default (graph mode with updates)."""
+    if graph is None:
+        graph = graph_mode_default()
+    if graph_updates is None:
+        graph_updates = graph_updates_default()
+    if graph and graph_updates:
+        return None
+    return Mode(where, bool(graph), bool(graph_updates))
+
+
+def aliasing_error(mode: Mode, kind: str, first: str, second: str, what: str) -> ValueError:
+    return ValueError(
+        f"Duplicate {kind} found at paths:\n  - {first}\n  - {second}\n"
+        f"{mode.where} with {mode.flag} does not support Variable aliasing (duplicate "
+        f"inputs, duplicate outputs, or input Variables returned as outputs): {what}.\n"
+        "Expected: every Variable reached once.\nFix: remove the duplicate reference, "
+        "pass or return a copy (nnx.clone), or use the default graph mode "
+        "(graph=True, graph_updates=True), which keeps shared references."
+    )
+
+
+def _input_name(path: tp.Sequence[tp.Any], names: tp.Sequence[str]) -> str:
+    """``model.a`` for a path ``(root_index, 'a')`` below the call's roots."""
+    if not path:
+        return "arguments"
+    k, *rest = path
+    root = names[k] if isinstance(k, int) and k < len(names) else f"arg{k}"
+    return format_path(tuple(rest), root)
+
+
+def check_inputs(
+    mode: Mode,
+    graphdef: GraphDef[tp.Any],
+    nodes: tp.Sequence[tp.Any],
+    names: tp.Sequence[str],
+    *,
+    shared: bool,
+) -> None:
+    """Raise ``ValueError`` for a cycle (tree mode) or, with ``shared``, for a
+    Variable reached twice. ``graphdef``/``nodes`` are those of the call's roots
+    flattened together (as ``Bridge`` does)."""
+    first: dict[int, tuple[tp.Any, ...]] = {}
+    for visit in walk(graphdef):
+        record = visit.record
+        path = visit.path[1:]  # drop the (roots, ()) holder's index
+        tag = record[0]
+        if tag != VAR and not isinstance(record, RefDef):
+            if hasattr(record, "node_index") and record.node_index not in first:
+                first[record.node_index] = path
+            continue
+        if not isinstance(record, RefDef):
+            first.setdefault(record.node_index, path)
+            continue
+        i = record.node_index
+        seen = first.get(i, ())
+        node = nodes[i] if i < len(nodes) else None
+        if not mode.graph and len(seen) <= len(path) and tuple(path[: len(seen)]) == seen:
+            raise ValueError(
+                f"{mode.where} with graph=False: {_input_name(path, names)} refers back "
+                f"to {_input_name(seen, names)}, which contains it: a reference cycle, "
+                "which tree mode (Modules treated as pytrees) cannot represent.\n"
+                "Expected: an acyclic object tree.\nFix: remove the cycle, or use the "
+                "default graph mode (graph=True)."
+            )
+        if not shared:
+            continue
+        if isinstance(node, Variable) or node is None:
+            kind = type(node).__name__ if node is not None else "Variable"
+        elif flatten_graph(node, check_leaks=False, observe=False).leaves:
+            kind = f"{type(node).__name__} (and its Variables)"
+        else:  # a shared object holding no Variables: harmless
+            continue
+        raise aliasing_error(
+            mode,
+            kind,
+            _input_name(seen, names),
+            _input_name(path, names),
+            "the same object is reached twice in the inputs",
+        )
+
+
+def check_outputs(
+    mode: Mode,
+    out_nodes: tp.Sequence[tp.Any],
+    input_index: tp.Mapping[int, int],
+    describe_input: tp.Callable[[int], str],
+) -> None:
+    """Inside the transform, after the call: raise ``ValueError`` when an output
+    graph node holds an input Variable (any mode here) or, in tree mode, when a
+    Variable is reached twice in the outputs. ``input_index`` maps ``id`` of the
+    trace's input nodes to their node index."""
+    if not out_nodes:
+        return
+    flat = flatten_graph(tuple(out_nodes), check_leaks=False, observe=False)
+    paths: dict[int, tuple[tp.Any, ...]] = {}
+    for visit in walk(flat.graphdef):
+        record = visit.record
+        if record[0] == VAR:
+            paths[record.node_index] = visit.path
+            var = flat.nodes[record.node_index]
+            j = input_index.get(id(var))
+            if j is not None:
+                raise aliasing_error(
+                    mode,
+                    type(var).__name__,
+                    describe_input(j),
+                    format_path(tuple(visit.path[1:]), f"output[{visit.path[0]}]"),
+                    "an input Variable (or the Module holding it) is returned",
+                )
+        elif isinstance(record, RefDef) and not mode.graph:
+            var = flat.nodes[record.node_index]
+            if isinstance(var, Variable):
+                seen = paths.get(record.node_index, ())
+                raise aliasing_error(
+                    mode,
+                    type(var).__name__,
+                    format_path(tuple(seen[1:]), f"output[{seen[0] if seen else 0}]"),
+                    format_path(tuple(visit.path[1:]), f"output[{visit.path[0]}]"),
+                    "the same Variable is reached twice in the outputs",
+                )
+
+
+# ------------------------------------------------------------------ threading the mode
+# The transforms built on ``Lifted`` take their mode from here: ``with_mode`` wraps
+# a transformed function (only for a non-default mode, so the default path is
+# untouched) and hands the mode to the one ``Lifted`` its call creates, which takes
+# it (so transforms nested inside the function do not see it).
+class _Pending(threading.local):
+    mode: Mode | None = None
+
+
+_PENDING = _Pending()
+
+
+def take_pending() -> Mode | None:
+    """The mode of the transform being called (once; None afterwards)."""
+    mode = _PENDING.mode
+    if mode is not None:
+        _PENDING.mode = None
+    return mode
+
+
+def with_mode(
+    fun: tp.Callable[..., tp.Any], where: str, graph: bool | None, graph_updates: bool | None
+) -> tp.Callable[..., tp.Any]:
+    """``fun`` (a transformed function) running in the mode ``graph``/
+    ``graph_updates`` select (``None``: the current defaults, read now); ``fun``
+    itself for the default mode."""
+    mode = resolve(where, graph, graph_updates)
+    if mode is None:
+        return fun
+
+    @functools.wraps(fun)
+    def in_mode(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        _PENDING.mode = mode
+        try:
+            return fun(*args, **kwargs)
+        finally:
+            _PENDING.mode = None
+
+    return in_mode
