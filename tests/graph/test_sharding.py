@@ -19,6 +19,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import nnx_graph as nnx
+from nnx_graph import spmd
 from nnx_graph._sharding import (
     PARTITION_NAME,
     ShardingError,
@@ -549,6 +550,54 @@ def test_abstract_with_sharding_is_a_deprecated_alias() -> None:
     with pytest.warns(DeprecationWarning, match="as_abstract"), jax.set_mesh(one_device_mesh()):
         out = abstract_with_sharding(state)
     assert out["w"].value.sharding.spec == P(None, "model")
+
+
+class SharedKernel(nnx.Module):
+    """``tied`` is the same Variable as ``up.kernel``: a shared reference."""
+
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.up = Linear(2, 4, rngs=rngs)
+        self.tied = self.up.kernel
+
+
+def test_get_abstract_model_graph_modes() -> None:
+    mesh = one_device_mesh("data", "model")
+    for graph in (None, True, False):  # no shared Variables: every mode gives the same
+        graphdef, abstract = get_abstract_model(lambda: MLP(rngs=nnx.Rngs(0)), mesh, graph=graph)
+        assert isinstance(graphdef, nnx.GraphDef)
+        assert abstract["up"]["kernel"].value.sharding.spec == P(None, "model")
+    # graph mode keeps the shared kernel once; tree mode rejects the shared reference
+    _, abstract = get_abstract_model(lambda: SharedKernel(nnx.Rngs(0)), mesh, graph=True)
+    # the shared kernel appears once, at its first path in key order
+    assert abstract["tied"].value.sharding.spec == P(None, "model")
+    assert "kernel" not in abstract["up"]
+    with pytest.raises(ValueError, match="Duplicate Param"):
+        get_abstract_model(lambda: SharedKernel(nnx.Rngs(0)), mesh, graph=False)
+
+
+def test_as_abstract_graph_modes() -> None:
+    with jax.set_mesh(one_device_mesh("data", "model")):
+        abstract = nnx.eval_shape(lambda: SharedKernel(nnx.Rngs(0)))
+        for graph in (None, True):
+            annotated = as_abstract(abstract, graph=graph)
+            assert annotated.tied is annotated.up.kernel  # still shared
+            assert annotated.tied.value.sharding.spec == P(None, "model")
+        with pytest.raises(ValueError, match="Duplicate Param"):
+            as_abstract(abstract, graph=False)
+        plain = nnx.eval_shape(lambda: MLP(rngs=nnx.Rngs(0)))
+        tree = as_abstract(plain, graph=False)
+        assert tree.up.kernel.value.sharding.spec == P(None, "model")
+        with pytest.warns(DeprecationWarning, match="Use as_abstract instead"):
+            old = abstract_with_sharding(plain, graph=False)
+        assert old.down.kernel.value.sharding.spec == P("model", None)
+
+
+def test_logical_axis_rules_keyword() -> None:
+    init = with_partitioning(ones, ("embed", "hidden"))
+    w = nnx.Param(init(jax.random.key(0), (2, 4)))
+    with logical_axis_rules(rules=[("embed", None), ("hidden", "model")]):
+        assert get_partition_spec(w).value == P(None, "model")
+    assert spmd.get_var_pspec(w) == P("embed", "hidden")  # no rules: names as given
 
 
 # ------------------------------------------------------------------------ transform axes

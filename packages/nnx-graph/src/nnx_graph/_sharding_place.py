@@ -304,7 +304,7 @@ def _abstract_leaf(where: str, leaf: tp.Any, mesh: AnyMesh | None) -> tp.Any:
     )
 
 
-def as_abstract(tree: A) -> A:
+def as_abstract(tree: A, graph: bool | None = None) -> A:
     """Attach shardings to the abstract Variables of an ``eval_shape``-d model.
 
     Every Variable whose value is a ``jax.ShapeDtypeStruct`` with no sharding yet and
@@ -313,6 +313,9 @@ def as_abstract(tree: A) -> A:
 
     Arguments:
         tree: a Module (or other graph node), a State or a pytree of Variables.
+        graph: how a graph node is traversed (as in :func:`nnx.map`): ``True`` or
+            ``None`` (the default, graph mode) keeps shared Variables shared;
+            ``False`` (tree mode) raises on a Variable reachable twice.
 
     Returns:
         A new tree whose annotated abstract values carry their shardings.
@@ -330,11 +333,13 @@ def as_abstract(tree: A) -> A:
     mesh = _current_mesh()
     if is_graph_node(tree) and not isinstance(tree, State):
         # the graph map keeps shared Variables shared
-        return graph_map(lambda path, leaf: _abstract_leaf(format_path(path), leaf, mesh), tree)
+        return graph_map(
+            lambda path, leaf: _abstract_leaf(format_path(path), leaf, mesh), tree, graph=graph
+        )
     return tp.cast(A, _map_leaves(lambda where, leaf: _abstract_leaf(where, leaf, mesh), tree))
 
 
-def abstract_with_sharding(tree: A) -> A:
+def abstract_with_sharding(tree: A, graph: bool | None = None) -> A:
     """Deprecated alias of :func:`as_abstract` (as in Flax NNX 0.12).
 
     Example::
@@ -346,26 +351,26 @@ def abstract_with_sharding(tree: A) -> A:
         True
     """
     warnings.warn(
-        "nnx.abstract_with_sharding is deprecated; use nnx.as_abstract.",
+        "nnx.abstract_with_sharding: This function is deprecated. Use as_abstract instead.",
         DeprecationWarning,
         stacklevel=2,
     )
-    return as_abstract(tree)
+    return as_abstract(tree, graph=graph)
 
 
-def _abstract_split(init_fn: tp.Callable[[], tp.Any]) -> tuple[tp.Any, tp.Any]:
+def _abstract_split(init_fn: tp.Callable[[], tp.Any], graph: bool | None) -> tuple[tp.Any, tp.Any]:
     """``split`` of the model ``init_fn`` builds, without allocating its arrays."""
     # nnx.eval_shape is a transform, two layers above this module
     import nnx_graph
 
     eval_shape = getattr(nnx_graph, "eval_shape", None)
     if eval_shape is not None:  # the nnx transform: handles outer Rngs correctly
-        graphdef, state = split(eval_shape(init_fn))
+        graphdef, state = split(eval_shape(init_fn, graph=graph), graph=graph)
         return graphdef, state
     captured: list[tp.Any] = []
 
     def build_state() -> tp.Any:
-        graphdef, state = split(init_fn())
+        graphdef, state = split(init_fn(), graph=graph)
         captured.append(graphdef)
         return state
 
@@ -373,7 +378,9 @@ def _abstract_split(init_fn: tp.Callable[[], tp.Any]) -> tuple[tp.Any, tp.Any]:
     return captured[0], state
 
 
-def get_abstract_model(init_fn: tp.Callable[[], tp.Any], mesh: Mesh) -> tuple[tp.Any, tp.Any]:
+def get_abstract_model(
+    init_fn: tp.Callable[[], tp.Any], mesh: Mesh, *, graph: bool | None = None
+) -> tuple[tp.Any, tp.Any]:
     """The GraphDef and abstract State of the model ``init_fn`` builds, with shardings.
 
     Nothing is allocated: ``init_fn`` runs under ``eval_shape`` with ``mesh`` set.
@@ -387,6 +394,9 @@ def get_abstract_model(init_fn: tp.Callable[[], tp.Any], mesh: Mesh) -> tuple[tp
             the ``Rngs`` inside it: an outer one would be advanced by the abstract
             run and left holding tracers.
         mesh: the mesh to shard on.
+        graph: passed to ``nnx.eval_shape`` and ``nnx.split``: ``False`` (tree mode)
+            raises when the model reaches a Variable twice; the default keeps
+            shared Variables shared.
 
     Returns:
         ``(graphdef, abstract_state)``.
@@ -404,7 +414,7 @@ def get_abstract_model(init_fn: tp.Callable[[], tp.Any], mesh: Mesh) -> tuple[tp
         ((2, 4), P(None, 'model'))
     """
     with jax.set_mesh(mesh):
-        graphdef, abstract = _abstract_split(init_fn)
+        graphdef, abstract = _abstract_split(init_fn, graph)
     shardings = get_named_sharding(abstract, mesh)
 
     def with_sharding(value: tp.Any, sharding: tp.Any) -> tp.Any:

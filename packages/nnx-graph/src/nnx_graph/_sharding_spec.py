@@ -111,7 +111,7 @@ class logical_axis_rules:  # lower case: used like a function, as in Flax
         P(None, 'model')
     """
 
-    def __init__(self, rules: LogicalRules, /) -> None:
+    def __init__(self, rules: LogicalRules) -> None:
         self._previous = _axis_rules.rules
         _axis_rules.rules = _normalize_rules(rules)
 
