@@ -335,7 +335,10 @@ class JitWrapped:
         the same reads and write-back as ``__call__``."""
         entry, probe = self._entry(args, kwargs)
         dyn, donated_dyn, _ = entry.layout.split(args, kwargs, probe)
-        with entry.lock, entry.lock2:
+        lock, lock2 = entry.lock, entry.lock2
+        lock.acquire()
+        lock2.acquire()
+        try:
             values = [leaf._raw_value for leaf in entry.leaves]
             if entry.compiled.plain:
                 out, updates = executable(values, dyn)
@@ -348,6 +351,9 @@ class JitWrapped:
             for i, value in zip(updates.outcome.changed or (), updates.values):
                 leaves[i]._raw_value = value
             return out
+        finally:
+            lock2.release()
+            lock.release()
 
     def eval_shape(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         """The output's shapes and dtypes (``jax.ShapeDtypeStruct``s; Modules

@@ -208,7 +208,7 @@ def jit_partial(
         True
     """
     jitted = jit(
-        fun,
+        tp.cast(tp.Any, fun),
         in_shardings=in_shardings,
         out_shardings=out_shardings,
         static_argnums=static_argnums,

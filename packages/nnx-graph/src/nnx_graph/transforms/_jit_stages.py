@@ -166,7 +166,8 @@ class Compiled(Stage):
         return self.compiled.out_tree
 
     def as_text(self) -> str | None:
-        return tp.cast("str | None", self.compiled.as_text())
+        text: str | None = self.compiled.as_text()
+        return text
 
     def cost_analysis(self) -> tp.Any:
         return self.compiled.cost_analysis()

@@ -93,7 +93,7 @@ def checkify(
     """
     from jax.experimental import checkify as ck  # ~90 ms to import: only when used
 
-    chosen = ck.user_checks if errors is None else errors
+    chosen: tp.Any = ck.user_checks if errors is None else errors
     mode = resolve("nnx.checkify", graph, graph_updates)
 
     @functools.wraps(f)

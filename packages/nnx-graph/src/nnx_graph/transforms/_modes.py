@@ -26,7 +26,7 @@ import typing as tp
 
 from nnx_graph._errors import format_path
 from nnx_graph._graph_config import graph_mode_default, graph_updates_default
-from nnx_graph._graphdef import VAR, GraphDef, RefDef, flatten_graph, walk
+from nnx_graph._graphdef import GraphDef, NodeDef, RefDef, VariableDef, flatten_graph, walk
 from nnx_graph._variables import Variable
 
 __all__ = [
@@ -83,6 +83,18 @@ def _input_name(path: tp.Sequence[tp.Any], names: tp.Sequence[str]) -> str:
     return format_path(tuple(rest), root)
 
 
+def _first_variable(node: tp.Any) -> tuple[tuple[tp.Any, ...], tp.Any] | None:
+    """``(path inside node, Variable)`` of the first Variable reached from ``node``
+    (itself when it is one); None when it holds none."""
+    if isinstance(node, Variable):
+        return (), node
+    flat = flatten_graph(node, check_leaks=False, observe=False)
+    for path, leaf in zip(flat.graphdef.leaf_paths, flat.leaves):
+        if isinstance(leaf, Variable):
+            return tuple(path), leaf
+    return None
+
+
 def check_inputs(
     mode: Mode,
     graphdef: GraphDef[tp.Any],
@@ -98,13 +110,10 @@ def check_inputs(
     for visit in walk(graphdef):
         record = visit.record
         path = visit.path[1:]  # drop the (roots, ()) holder's index
-        tag = record[0]
-        if tag != VAR and not isinstance(record, RefDef):
-            if hasattr(record, "node_index") and record.node_index not in first:
-                first[record.node_index] = path
+        if isinstance(record, (NodeDef, VariableDef)):
+            first.setdefault(record.node_index, path)
             continue
         if not isinstance(record, RefDef):
-            first.setdefault(record.node_index, path)
             continue
         i = record.node_index
         seen = first.get(i, ())
@@ -119,17 +128,15 @@ def check_inputs(
             )
         if not shared:
             continue
-        if isinstance(node, Variable) or node is None:
-            kind = type(node).__name__ if node is not None else "Variable"
-        elif flatten_graph(node, check_leaks=False, observe=False).leaves:
-            kind = f"{type(node).__name__} (and its Variables)"
-        else:  # a shared object holding no Variables: harmless
+        found = _first_variable(node) if node is not None else ((), None)
+        if found is None:  # a shared object holding no Variables: harmless
             continue
+        sub, var = found
         raise aliasing_error(
             mode,
-            kind,
-            _input_name(seen, names),
-            _input_name(path, names),
+            type(var).__name__ if var is not None else "Variable",
+            _input_name((*seen, *sub), names),
+            _input_name((*path, *sub), names),
             "the same object is reached twice in the inputs",
         )
 
@@ -150,7 +157,7 @@ def check_outputs(
     paths: dict[int, tuple[tp.Any, ...]] = {}
     for visit in walk(flat.graphdef):
         record = visit.record
-        if record[0] == VAR:
+        if isinstance(record, VariableDef):
             paths[record.node_index] = visit.path
             var = flat.nodes[record.node_index]
             j = input_index.get(id(var))
@@ -162,17 +169,24 @@ def check_outputs(
                     format_path(tuple(visit.path[1:]), f"output[{visit.path[0]}]"),
                     "an input Variable (or the Module holding it) is returned",
                 )
-        elif isinstance(record, RefDef) and not mode.graph:
-            var = flat.nodes[record.node_index]
-            if isinstance(var, Variable):
-                seen = paths.get(record.node_index, ())
+        elif isinstance(record, (NodeDef, RefDef)):
+            if isinstance(record, RefDef):
+                if mode.graph:
+                    continue
+                found = _first_variable(flat.nodes[record.node_index])
+                if found is None:
+                    continue
+                sub, var = found
+                seen = (*paths.get(record.node_index, (0,)), *sub)
+                again = (*visit.path, *sub)
                 raise aliasing_error(
                     mode,
                     type(var).__name__,
-                    format_path(tuple(seen[1:]), f"output[{seen[0] if seen else 0}]"),
-                    format_path(tuple(visit.path[1:]), f"output[{visit.path[0]}]"),
+                    format_path(tuple(seen[1:]), f"output[{seen[0]}]"),
+                    format_path(tuple(again[1:]), f"output[{again[0]}]"),
                     "the same Variable is reached twice in the outputs",
                 )
+            paths.setdefault(record.node_index, visit.path)
 
 
 # ------------------------------------------------------------------ threading the mode
