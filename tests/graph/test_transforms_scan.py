@@ -306,13 +306,92 @@ def test_structural_change_inside_scan_is_rejected():
 
 
 def test_bad_in_and_out_axes():
-    with pytest.raises(ValueError, match=r"marks arguments \[0, 1\] as nnx\.Carry"):
+    with pytest.raises(
+        ValueError, match=r"Found multiple Carry definitions at in_axes\[0\] and in_axes\[1\]"
+    ):
         nnx.scan(lambda a, b: (a, b), in_axes=(nnx.Carry, nnx.Carry))(1.0, 2.0)
     with pytest.raises(ValueError, match="in_axes has 1 entries but the function got 2"):
         nnx.scan(lambda a, b: a, in_axes=(nnx.Carry,))(1.0, 2.0)
     with pytest.raises(ValueError, match=r"expects the function to return a tuple of 2"):
         nnx.scan(lambda c, x: c, in_axes=(nnx.Carry, 0))(jnp.zeros(()), jnp.ones(3))
-    with pytest.raises(nnx.GraphStructureError, match="per-step outputs may not contain Modules"):
-        nnx.scan(lambda c, x: (c, Layer(3, rngs=nnx.Rngs(0))), in_axes=(nnx.Carry, 0))(
-            jnp.zeros(()), jnp.ones(3)
-        )
+    with pytest.raises(
+        ValueError, match=r"If one of in_axes or out_axes has Carry, the other must also"
+    ):
+        nnx.scan(lambda c, x: x, in_axes=(nnx.Carry, 0), out_axes=0)(1.0, jnp.ones(3))
+    with pytest.raises(ValueError, match=r"the other must also have Carry. Got in_axes=\(None"):
+        nnx.scan(lambda c, x: (c, x), in_axes=(None, 0))(1.0, jnp.ones(3))
+
+
+class Tag(nnx.Module):
+    def __init__(self, x: jax.Array) -> None:
+        self.w = nnx.Param(x * jnp.ones(2))
+        self.n = nnx.BatchStat(x)
+
+
+# ----------------------------------------------------------------- per-step outputs
+def test_per_step_outputs_may_be_objects_created_in_the_step():
+    xs = jnp.arange(3.0)
+    total, tags = nnx.scan(lambda c, x: (c + x, Tag(x)))(jnp.array(0.0), xs)
+    assert float(total) == 3.0 and isinstance(tags, Tag)
+    assert tags.w.value.shape == (3, 2) and tags.w.value[:, 0].tolist() == [0.0, 1.0, 2.0]
+    assert tags.n.value.tolist() == [0.0, 1.0, 2.0]
+    # a bare Variable, and arrays next to it
+    _, (var, y) = nnx.scan(lambda c, x: (c, (nnx.Param(x * 2), x)))(jnp.array(0.0), xs)
+    assert isinstance(var, nnx.Param) and var.value.tolist() == [0.0, 2.0, 4.0]
+    assert y.tolist() == xs.tolist()
+    # an out axis other than 0, and per kind of state with StateAxes
+    _, var = nnx.scan(lambda c, x: (c, nnx.Param(x * jnp.ones(2))), out_axes=(nnx.Carry, 1))(
+        jnp.array(0.0), xs
+    )
+    assert var.value.shape == (2, 3) and var.value[0].tolist() == [0.0, 1.0, 2.0]
+    per_kind = nnx.StateAxes({nnx.Param: 1, ...: 0})
+    _, tags = nnx.scan(lambda c, x: (c, Tag(x)), out_axes=(nnx.Carry, per_kind))(jnp.array(0.0), xs)
+    assert tags.w.value.shape == (2, 3) and tags.n.value.shape == (3,)
+    # an int out_axes without a carry moves plain outputs too
+    assert nnx.scan(lambda x: x * jnp.ones(2), in_axes=0, out_axes=1)(xs).shape == (2, 3)
+
+
+def test_per_step_output_may_return_a_scanned_argument():
+    stack = make_stack()
+
+    def step(x, layer):
+        return layer(x), layer
+
+    out, same = nnx.scan(step)(X, stack)
+    assert same is stack  # the caller's object, updated like any argument
+    assert stack.count.value.tolist() == [1.0] * DEPTH
+    np.testing.assert_allclose(out, python_loop(stack, X), rtol=1e-5)
+    _, w = nnx.scan(lambda x, layer: (x, layer.w))(X, stack)
+    assert w is stack.w
+
+
+def test_per_step_outputs_of_carried_or_broadcast_objects_are_rejected():
+    tag, xs = Tag(jnp.array(1.0)), jnp.arange(3.0)
+    with pytest.raises(
+        ValueError,
+        match=r"Inconsistent aliasing detected: c\.w is returned as the per-step output "
+        r"output\[0\] with out axis 0 but was passed with in axis nnx\.Carry",
+    ):
+        nnx.scan(lambda c, x: (c, c.w))(tag, xs)
+    with pytest.raises(ValueError, match=r"m\.n is returned .* in axis None"):
+        nnx.scan(lambda c, m, x: (c, m), in_axes=(nnx.Carry, None, 0))(1.0, tag, xs)
+    stack = make_stack()
+    with pytest.raises(ValueError, match=r"out axis 1 but was passed with in axis 0"):
+        nnx.scan(lambda x, layer: (x, layer), out_axes=(nnx.Carry, 1))(X, stack)
+    with pytest.raises(ValueError, match=r"Cannot broadcast output state: .*output\[0\]\.n"):
+        nnx.scan(
+            lambda c, x: (c, Tag(x)), out_axes=(nnx.Carry, nnx.StateAxes({nnx.Param: 0, ...: None}))
+        )(1.0, xs)
+    assert float(tag.w.value[0]) == 1.0 and stack.count.value.tolist() == [0.0] * DEPTH
+
+
+def test_carry_references_must_stay_the_same():
+    xs = jnp.arange(3.0)
+    with pytest.raises(ValueError, match=r"Carry references must be the same between iterations"):
+        nnx.scan(lambda c, x: (Tag(x), x))(Tag(jnp.array(0.0)), xs)
+    with pytest.raises(ValueError, match=r"Carry references must be the same.*0 graph node"):
+        nnx.scan(lambda c, x: (c.n.value, x))(Tag(jnp.array(0.0)), xs)
+    a, b = nnx.Param(jnp.array(1.0)), nnx.Param(jnp.array(2.0))
+    with pytest.raises(ValueError, match=r"Carry references must be the same"):
+        nnx.scan(lambda c, x: ((c[1], c[0]), x))((a, b), xs)
+    assert float(a.value) == 1.0 and float(b.value) == 2.0

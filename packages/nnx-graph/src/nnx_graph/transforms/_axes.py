@@ -20,7 +20,12 @@ __all__ = [
 ]
 
 
-class Carry:
+class _CarryMeta(type):
+    def __repr__(cls) -> str:
+        return "nnx.Carry"
+
+
+class Carry(metaclass=_CarryMeta):
     """Marks the carry argument/output of :func:`nnx.scan`: pass the class itself
     in ``in_axes``/``out_axes`` (``in_axes=(nnx.Carry, 0)``), or as the axis of
     some Variables in a :class:`StateAxes`. It is never instantiated.

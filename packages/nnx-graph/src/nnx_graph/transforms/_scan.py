@@ -29,6 +29,7 @@ from nnx_graph.transforms._lift import (
     positions_of_nodes,
     spread_specs,
 )
+from nnx_graph.transforms._scan_outputs import YsNodes, is_spec_leaf, lift_ys_nodes
 
 __all__ = ["scan"]
 
@@ -98,8 +99,20 @@ class _Scan:
         carries = [i for i, s in enumerate(specs) if s is Carry]
         if len(carries) > 1:
             raise ValueError(
-                f"nnx.scan: in_axes marks arguments {carries} as nnx.Carry; expected at most "
-                "one. Fix: pack the carries into one tuple argument."
+                f"nnx.scan: Found multiple Carry definitions at in_axes[{carries[0]}] and "
+                f"in_axes[{carries[1]}]: in_axes marks arguments {carries} as nnx.Carry; "
+                "expected at most one. Fix: pack the carries into one tuple argument."
+            )
+        _check_out_axes(out_axes)
+        carry_out = out_axes is Carry or (
+            isinstance(out_axes, (tuple, list)) and any(s is Carry for s in out_axes)
+        )
+        if bool(carries) != carry_out:
+            raise ValueError(
+                "nnx.scan: If one of in_axes or out_axes has Carry, the other must also have "
+                f"Carry. Got in_axes={in_axes!r} and out_axes={out_axes!r}. Expected a carry "
+                "going in and coming out, or neither. Fix: e.g. in_axes=(nnx.Carry, 0) with "
+                "out_axes=(nnx.Carry, 0), or in_axes=0 with out_axes=0."
             )
         self.specs = specs
         self.carry_position = carries[0] if carries else None
@@ -128,7 +141,6 @@ class _Scan:
         self.dyn_scanned = [i for i, s in enumerate(self.dyn_spec) if _is_scanned(s)]
         self.dyn_carry = [i for i, s in enumerate(self.dyn_spec) if s is Carry]
         self.out_specs = out_axes if isinstance(out_axes, (tuple, list)) else None
-        _check_out_axes(out_axes)
 
     # ------------------------------------------------------------- checks
     def check_lengths(self, length: int | None) -> None:
@@ -189,10 +201,10 @@ class _Scan:
         in_carry_nodes = [roots[k] for k, p in enumerate(self.node_pos) if p == self.carry_position]
         if [id(n) for n in carry_nodes] != [id(n) for n in in_carry_nodes]:
             raise GraphStructureError(
-                "nnx.scan: the carry returned holds different Modules/Variables than the carry "
-                f"passed in ({len(carry_nodes)} graph node(s) out, {len(in_carry_nodes)} in). "
-                "Expected the same objects, updated in place. Fix: return the carry argument "
-                "itself."
+                "nnx.scan: Carry references must be the same between iterations: the carry "
+                "returned holds different Modules/Variables than the carry passed in "
+                f"({len(carry_nodes)} graph node(s) out, {len(in_carry_nodes)} in). Expected "
+                "the same objects, updated in place. Fix: return the carry argument itself."
             )
         new_values = lifted.exit(trace, None, allow_structure=False).values
         new_c_dyn = jax.tree.leaves(carry_tree)
@@ -210,19 +222,27 @@ class _Scan:
             )
         self.check_carry([*c_dyn, *c_graph], [*new_c_dyn, *(new_values[i] for i in self.looped)])
         ys_tree, ys_nodes = split_tree(ys)
+        ys_info: YsNodes | None = None
+        ys_state = None
         if ys_nodes:
-            raise GraphStructureError(
-                "nnx.scan: per-step outputs may not contain Modules or Variables. Fix: create "
-                "stacked Modules with nnx.vmap, or return arrays."
+            ys_info, ys_state = lift_ys_nodes(
+                lifted, trace, self.axes, ys_tree, ys_nodes, self._ys_spec()
             )
         return (
             ([new_values[i] for i in self.looped], new_c_dyn),
             (
                 [new_values[i] for i in self.scanned],
-                ys_tree,
+                (ys_tree, ys_state),
                 Static(jax.tree.structure(carry_tree)),
+                Static(ys_info),
             ),
         )
+
+    def _ys_spec(self) -> tp.Any:
+        """The out spec of the per-step outputs (a tuple when out_axes is one)."""
+        if self.out_specs is None:
+            return self.out_axes
+        return tuple(s for s in self.out_specs if s is not Carry)
 
     def _split_output(self, out: tp.Any) -> tuple[tp.Any, tp.Any]:
         if self.out_axes is Carry:
@@ -265,7 +285,7 @@ class _Scan:
         kwargs: dict[str, tp.Any] = {"length": length, "reverse": reverse, "unroll": unroll}
         if split_transpose:
             kwargs["_split_transpose"] = True
-        (c_graph, c_dyn), (ys_graph, ys, carry_tree) = jax.lax.scan(
+        (c_graph, c_dyn), (ys_graph, (ys, ys_state), carry_tree, ys_info) = jax.lax.scan(
             self.body, carry, (xs_graph, xs_dyn), **kwargs
         )
         values = list(self.values)
@@ -282,19 +302,27 @@ class _Scan:
         carry_value = fill_tree(jax.tree.unflatten(carry_tree.value, c_dyn), carry_nodes)
         if self.out_axes is Carry:
             return carry_value
+        ys = _move_ys(ys, self._ys_spec())
+        if ys_info.value is not None:
+            ys = ys_info.value.rebuild(ys, ys_state, lifted.nodes, self.metadata)
         if self.out_specs is None:
             return ys
-        result = []
         y_iter = iter(ys)
-        for s in self.out_specs:
-            if s is Carry:
-                result.append(carry_value)
-                continue
-            y = next(y_iter)
-            if _is_scanned(s) and s != 0:
-                y = jax.tree.map(lambda v, s=s: _move(v, 0, s), y)
-            result.append(y)
-        return tuple(result)
+        return tuple(carry_value if s is Carry else next(y_iter) for s in self.out_specs)
+
+
+def _move_ys(ys: tp.Any, spec: tp.Any) -> tp.Any:
+    """Move the stacked axis (0) of the per-step output arrays to their out axis
+    (graph nodes are left to ``YsNodes.rebuild``)."""
+
+    def move(s: tp.Any, sub: tp.Any) -> tp.Any:
+        if not _is_scanned(s) or s == 0:
+            return sub
+        return jax.tree.map(lambda v: _move(v, 0, s), sub)
+
+    if is_spec_leaf(spec):
+        return move(spec, ys)
+    return jax.tree.map(move, spec, ys, is_leaf=is_spec_leaf)
 
 
 def scan(
