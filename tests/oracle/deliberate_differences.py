@@ -179,6 +179,61 @@ DIFFERENCES: tuple[Difference, ...] = (
             "of storing it; pass a `replace_fn` to store values of any shape."
         ),
     ),
+    Difference(
+        path="with_rngs",
+        aspect="behaviour",
+        reason=(
+            "Flax raises NotImplementedError with graph=True and graph_updates=True (its "
+            "defaults); nnx applies the split/fork/broadcast in place and returns a "
+            "SplitBackups handle, like split_rngs, so `with nnx.with_rngs(rngs, split=n):` "
+            "(the seed-era form) keeps working. With graph=False or graph_updates=False "
+            "it returns a copy, as Flax does."
+        ),
+        readme=(
+            "`nnx.with_rngs(node, ...)` with the default `graph`/`graph_updates` (Flax "
+            "raises) changes the streams in place and returns a handle that restores "
+            "them (`with nnx.with_rngs(rngs, split=4): ...`); pass `graph=False` for "
+            "Flax's copy."
+        ),
+    ),
+    Difference(
+        path="Rngs.split",
+        aspect="behaviour",
+        reason=(
+            "Flax rebuilds a stream that no filter changes from its key with the count "
+            "reset to zero, so the new Rngs silently repeats keys the original already "
+            "drew (correlated randomness); nnx shares that stream object unchanged. "
+            "Same for Rngs.broadcast."
+        ),
+        readme=(
+            "`Rngs.split({...})`/`Rngs.broadcast({...})` share the streams no filter "
+            "selects with the original Rngs instead of restarting them at count 0 "
+            "(which would repeat keys already drawn)."
+        ),
+    ),
+    Difference(
+        path="fork_rngs",
+        aspect="behaviour",
+        reason=(
+            "With a split mapping where a stream matches several filters, Flax forks it "
+            "once per match and restoring then leaves the stream at an intermediate "
+            "(split) key, a silent wrong result; nnx applies the first matching filter "
+            "only, like Rngs.split and with_rngs."
+        ),
+        readme=(
+            "`fork_rngs(node, split={...})` applies the first matching filter to each "
+            "stream (Flax applies every match, and its restore can leave keys split)."
+        ),
+    ),
+    Difference(
+        path="Rngs",
+        aspect="behaviour",
+        reason=(
+            "Flax raises ValueError for an integer array seed (jnp.array(0), np.int64); "
+            "nnx treats any integer scalar as a seed, as the seed-era API did."
+        ),
+        readme="`nnx.Rngs(jnp.array(0))` (an integer scalar array) is accepted as a seed.",
+    ),
 )
 
 
