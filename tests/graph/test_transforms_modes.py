@@ -208,3 +208,90 @@ def test_make_jaxpr_modes_and_static_argnums() -> None:
         return x**n
 
     assert "integer_pow" in str(power(2, jnp.ones(2))) or "mul" in str(power(2, jnp.ones(2)))
+
+
+# ----------------------------------------------------------------- the other transforms
+def _loss(m: M) -> jax.Array:
+    return (m.a.value**2).sum()
+
+
+TREE_MODE_SHARED_REJECTED: list[tuple[str, tp.Callable[..., tp.Any]]] = [
+    ("grad", lambda m, **kw: nnx.grad(_loss, **kw)(m)),
+    ("value_and_grad", lambda m, **kw: nnx.value_and_grad(_loss, **kw)(m)),
+    ("vjp", lambda m, **kw: nnx.vjp(_loss, m, **kw)),
+    ("jvp", lambda m, **kw: nnx.jvp(_loss, (m,), (nnx.state(m),), **kw)),
+    ("remat", lambda m, **kw: nnx.remat(_loss, **kw)(m)),
+    ("vmap", lambda m, **kw: nnx.vmap(lambda m, x: m.a.value * x, in_axes=(None, 0), **kw)(
+        m, jnp.ones(3)
+    )),
+    ("cond", lambda m, **kw: nnx.cond(True, _loss, _loss, m, **kw)),
+    ("switch", lambda m, **kw: nnx.switch(1, [_loss, _loss], m, **kw)),
+    ("fori_loop", lambda m, **kw: nnx.fori_loop(0, 2, lambda i, m: m, m, **kw)),
+    ("while_loop", lambda m, **kw: nnx.while_loop(lambda m: False, lambda m: m, m, **kw)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "call"), TREE_MODE_SHARED_REJECTED, ids=lambda x: x)
+def test_tree_mode_rejects_shared_variables_in_every_transform(
+    name: str, call: tp.Callable[..., tp.Any]
+) -> None:
+    with pytest.raises(ValueError, match="does not support Variable aliasing") as info:
+        call(shared(), graph=False)
+    assert f"nnx.{name}" in str(info.value)
+    call(shared(), graph=True, graph_updates=False)  # graph mode: sharing is fine
+    call(shared())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_grad_updates_propagate_and_returned_inputs_raise(mode: dict[str, tp.Any]) -> None:
+    m = M()
+    m.n = nnx.BatchStat(jnp.zeros(()))
+
+    def f(m: M) -> jax.Array:
+        m.n.value = m.n.value + 1
+        return _loss(m)
+
+    grads = nnx.grad(f, **mode)(m)
+    np.testing.assert_allclose(grads["a"].value, [2.0, 2.0])
+    assert float(m.n.value) == 1.0
+    with pytest.raises(ValueError, match="input Variable"):
+        nnx.value_and_grad(lambda m: (_loss(m), m), has_aux=True, **mode)(M())
+
+
+def test_decorator_forms_keep_the_mode() -> None:
+    @nnx.grad(graph=False)
+    def g(m: M) -> jax.Array:
+        return _loss(m)
+
+    with pytest.raises(ValueError, match="aliasing"):
+        g(shared())
+
+    @nnx.vmap(in_axes=(None, 0), graph=False)
+    def v(m: M, x: jax.Array) -> jax.Array:
+        return m.a.value * x
+
+    with pytest.raises(ValueError, match="aliasing"):
+        v(shared(), jnp.ones(2))
+
+
+def test_nested_transforms_take_their_own_mode() -> None:
+    # the outer transform is in tree mode; the inner one (default mode) may share
+    m = M()
+
+    def outer(m: M) -> jax.Array:
+        inner = shared()
+        return nnx.grad(_loss)(inner)["a"].value.sum() + _loss(m)
+
+    out = nnx.jit(outer, graph=False)(m)
+    assert float(out) == pytest.approx(6.0)
+    grads = nnx.grad(lambda m: nnx.cond(True, _loss, _loss, shared()) + _loss(m), graph=False)(m)
+    np.testing.assert_allclose(grads["a"].value, [2.0, 2.0])
+
+
+def test_set_graph_mode_default_reaches_the_other_transforms() -> None:
+    with nnx.set_graph_mode(False):
+        with pytest.raises(ValueError, match="aliasing"):
+            nnx.cond(True, _loss, _loss, shared())
+        with pytest.raises(ValueError, match="aliasing"):
+            nnx.grad(_loss)(shared())
+    np.testing.assert_allclose(nnx.grad(_loss)(shared())["a"].value, [2.0, 2.0])

@@ -23,6 +23,7 @@ from nnx_graph._state import from_flat_state, to_flat_state
 from nnx_graph._variables import Param, Variable
 from nnx_graph.transforms._bridge import fill_tree, is_hole, is_node, split_tree
 from nnx_graph.transforms._lift import Lifted, positions_of_nodes
+from nnx_graph.transforms._modes import with_mode
 
 __all__ = ["DiffState", "grad", "jvp", "remat", "value_and_grad", "vjp"]
 
@@ -267,9 +268,16 @@ def grad(
     """
     if f is None:
         return functools.partial(
-            grad, argnums=argnums, has_aux=has_aux, holomorphic=holomorphic, allow_int=allow_int
+            grad,
+            argnums=argnums,
+            has_aux=has_aux,
+            holomorphic=holomorphic,
+            allow_int=allow_int,
+            graph=graph,
+            graph_updates=graph_updates,
         )
-    return _grad_impl(f, argnums, has_aux, holomorphic, allow_int, False, "grad")
+    grad_fn = _grad_impl(f, argnums, has_aux, holomorphic, allow_int, False, "grad")
+    return with_mode(grad_fn, "nnx.grad", graph, graph_updates)
 
 
 def value_and_grad(
@@ -303,8 +311,11 @@ def value_and_grad(
             has_aux=has_aux,
             holomorphic=holomorphic,
             allow_int=allow_int,
+            graph=graph,
+            graph_updates=graph_updates,
         )
-    return _grad_impl(f, argnums, has_aux, holomorphic, allow_int, True, "value_and_grad")
+    grad_fn = _grad_impl(f, argnums, has_aux, holomorphic, allow_int, True, "value_and_grad")
+    return with_mode(grad_fn, "nnx.value_and_grad", graph, graph_updates)
 
 
 # --------------------------------------------------------------------- vjp / jvp
@@ -347,10 +358,15 @@ def vjp(
         (3.0, 2.0)
     """
     if f is None:
-        return functools.partial(vjp, has_aux=has_aux, wrt=wrt)
+        return functools.partial(
+            vjp, has_aux=has_aux, wrt=wrt, graph=graph, graph_updates=graph_updates
+        )
     if not primals:
-        return functools.partial(vjp, f, has_aux=has_aux, wrt=wrt)
-    diff = _Diff("vjp", f, primals, {}, _all_positions(primals, wrt))
+        return functools.partial(
+            vjp, f, has_aux=has_aux, wrt=wrt, graph=graph, graph_updates=graph_updates
+        )
+    make_diff = with_mode(_Diff, "nnx.vjp", graph, graph_updates)
+    diff = make_diff("vjp", f, primals, {}, _all_positions(primals, wrt))
     pure = diff.pure(f, _aux_splitter(has_aux), allow_structure=False)
     out, raw_vjp, (aux_tree, updates) = jax.vjp(pure, *diff.primals(), has_aux=True)
     aux = diff.lifted.write_back(aux_tree, updates)
@@ -427,16 +443,21 @@ def jvp(
         (4.0, 4.0)
     """
     if f is None:
-        return functools.partial(jvp, has_aux=has_aux, wrt=wrt)
+        return functools.partial(
+            jvp, has_aux=has_aux, wrt=wrt, graph=graph, graph_updates=graph_updates
+        )
     if primals is None or tangents is None:
-        return functools.partial(jvp, f, has_aux=has_aux, wrt=wrt)
+        return functools.partial(
+            jvp, f, has_aux=has_aux, wrt=wrt, graph=graph, graph_updates=graph_updates
+        )
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(
             f"nnx.jvp: got {len(primals)} primals but {len(tangents)} tangents. Expected one "
             "tangent per primal (a State for a Module). Fix: pass matching tuples."
         )
-    diff = _Diff("jvp", f, primals, {}, _all_positions(primals, wrt))
+    make_diff = with_mode(_Diff, "nnx.jvp", graph, graph_updates)
+    diff = make_diff("jvp", f, primals, {}, _all_positions(primals, wrt))
     pure = diff.pure(f, _aux_splitter(has_aux), allow_structure=False)
     diff_tangents = _tangent_values(diff, tangents)
     plain_tangents = [tangents[i] for i in diff.plain]
@@ -474,7 +495,12 @@ def remat(
     """
     if f is None:
         return functools.partial(
-            remat, prevent_cse=prevent_cse, static_argnums=static_argnums, policy=policy
+            remat,
+            prevent_cse=prevent_cse,
+            static_argnums=static_argnums,
+            policy=policy,
+            graph=graph,
+            graph_updates=graph_updates,
         )
     statics = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
 
@@ -494,4 +520,4 @@ def remat(
         )
         return lifted.write_back(out_tree, updates)
 
-    return wrapper
+    return with_mode(wrapper, "nnx.remat", graph, graph_updates)

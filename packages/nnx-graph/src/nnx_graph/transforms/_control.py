@@ -14,6 +14,7 @@ import jax
 from nnx_graph._errors import GraphStructureError
 from nnx_graph.transforms._bridge import Outcome, Trace, Updates, fill_tree, split_tree
 from nnx_graph.transforms._lift import Lifted, carry_type_error, describe_aval
+from nnx_graph.transforms._modes import Mode, resolve
 
 __all__ = ["BranchStructureError", "cond", "fori_loop", "switch", "while_loop"]
 
@@ -43,7 +44,8 @@ def cond(
         >>> nnx.cond(True, inc, lambda c: None, c); int(c["n"].value)
         1
     """
-    lifted = Lifted("cond", operands, {}, fun=true_fun)
+    mode = resolve("nnx.cond", graph, graph_updates)
+    lifted = Lifted("cond", operands, {}, fun=true_fun, mode=mode)
     lifted.structure_error = BranchStructureError
     branches = [lifted.pure(fn, changed_only=False) for fn in (true_fun, false_fun)]
     out_tree, updates = jax.lax.cond(pred, *branches, lifted.values(), lifted.dyn)
@@ -70,7 +72,8 @@ def switch(
         >>> nnx.switch(2, [add(1), add(10), add(100)], c); int(c["n"].value)
         100
     """
-    lifted = Lifted("switch", operands, {}, fun=branches[0] if branches else None)
+    mode = resolve("nnx.switch", graph, graph_updates)
+    lifted = Lifted("switch", operands, {}, fun=branches[0] if branches else None, mode=mode)
     lifted.structure_error = BranchStructureError
     pures = [lifted.pure(b, changed_only=False) for b in branches]
     out_tree, updates = jax.lax.switch(index, pures, lifted.values(), lifted.dyn)
@@ -80,9 +83,9 @@ def switch(
 class _Loop:
     """The carry of a loop as (graph leaf values, other leaves)."""
 
-    def __init__(self, name: str, init_val: tp.Any) -> None:
+    def __init__(self, name: str, init_val: tp.Any, mode: Mode | None = None) -> None:
         self.name = name
-        self.lifted = Lifted(name, (init_val,), {}, param_names=["init_val"])
+        self.lifted = Lifted(name, (init_val,), {}, param_names=["init_val"], mode=mode)
 
     def enter(self, carry: tp.Any) -> tuple[Trace, tp.Any]:
         values, dyn = carry
@@ -161,7 +164,7 @@ def while_loop(
         >>> c = nnx.while_loop(lambda c: c["n"].value < 5, body, c); int(c["n"].value)
         5
     """
-    loop = _Loop("while_loop", init_val)
+    loop = _Loop("while_loop", init_val, resolve("nnx.while_loop", graph, graph_updates))
 
     def pure_cond(carry: tp.Any) -> tp.Any:
         return cond_fun(loop.enter(carry)[1])
@@ -192,7 +195,7 @@ def fori_loop(
         >>> int(c["n"].value)
         6
     """
-    loop = _Loop("fori_loop", init_val)
+    loop = _Loop("fori_loop", init_val, resolve("nnx.fori_loop", graph, graph_updates))
     kwargs = {} if unroll is None else {"unroll": unroll}
     body = loop.body(body_fun, with_index=True)
     return loop.run(lambda carry: jax.lax.fori_loop(lower, upper, body, carry, **kwargs))

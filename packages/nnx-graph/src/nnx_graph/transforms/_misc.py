@@ -228,7 +228,10 @@ def shard_map(
             out_specs=out_specs,
             axis_names=axis_names,
             check_vma=check_vma,
+            graph=graph,
+            graph_updates=graph_updates,
         )
+    mode = resolve("nnx.shard_map", graph, graph_updates)
 
     @functools.wraps(f)
     def wrapper(*args: tp.Any) -> tp.Any:
@@ -242,7 +245,7 @@ def shard_map(
         replicated = make_spec()
         whole = [replicated if s is None else s for s in specs]
         dyn_specs = spread_specs(args, whole, _is_spec, "nnx.shard_map", "in_spec")
-        lifted = Lifted("shard_map", args, {}, fun=f)
+        lifted = Lifted("shard_map", args, {}, fun=f, mode=mode)
         bridge = lifted.bridge
         node_pos = positions_of_nodes(args)
         leaf_specs = leaf_axes(

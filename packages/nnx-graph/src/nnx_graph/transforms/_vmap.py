@@ -21,6 +21,8 @@ import numpy as np
 from nnx_graph._errors import format_path
 from nnx_graph._graph import iter_graph
 from nnx_graph._sharding import PARTITION_NAME, add_axis, remove_axis
+from nnx_graph._state import State
+from nnx_graph._variable_meta import current_trace
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._axes import (
     StateAxes,
@@ -44,6 +46,7 @@ from nnx_graph.transforms._lift import (
     positions_of_nodes,
     spread_specs,
 )
+from nnx_graph.transforms._modes import with_mode
 
 __all__ = ["pmap", "transform_metadata", "vmap"]
 
@@ -61,7 +64,9 @@ def _per_arg(axes: tp.Any, nargs: int, where: str) -> list[tp.Any]:
 
 
 def _is_axis_leaf(x: object) -> bool:
-    return x is None or isinstance(x, (int, StateAxes))
+    """One spec for a whole output subtree: an int, None, a StateAxes, or a State of
+    axes over one graph node (``nnx.prefix``)."""
+    return x is None or isinstance(x, (int, StateAxes, State))
 
 
 def _is_whole(x: object) -> bool:
@@ -95,7 +100,9 @@ def _tree_out_axes(out_axes: tp.Any) -> tp.Any:
     """``out_axes`` for the non-graph part of the output (StateAxes entries only
     concern graph nodes, which have no leaves there)."""
     return jax.tree.map(
-        lambda s: None if isinstance(s, StateAxes) else s, out_axes, is_leaf=_is_axis_leaf
+        lambda s: None if isinstance(s, (StateAxes, State)) else s,
+        out_axes,
+        is_leaf=_is_axis_leaf,
     )
 
 
@@ -161,7 +168,7 @@ class _Call:
         new: list[tp.Any] = []
         new_axes, new_names = [], []
         node_specs = _node_out_specs(self.out_axes, result.out_tree, structure.num_out_nodes)
-        self._check_returned(trace.roots, out, node_specs)
+        self._check_returned(trace, out, node_specs)
         for j, (value, origin) in enumerate(zip(result.values, structure.origins)):
             if origin >= 0:
                 in_slots[origin] = value
@@ -175,24 +182,45 @@ class _Call:
         return result.out_tree, in_slots, new, Static(traced)
 
     def _check_returned(
-        self, roots: tp.Sequence[tp.Any], out: tp.Any, node_specs: tp.Sequence[tp.Any]
+        self, trace: tp.Any, out: tp.Any, node_specs: tp.Sequence[tp.Any]
     ) -> None:
-        """A graph-node argument returned as is must keep its axis."""
-        position = {id(r): k for k, r in enumerate(roots)}
+        """Every argument Variable reachable from the output must come out on the axis
+        it came in on; objects captured from outside the function cannot be returned."""
+        leaf_of = {
+            id(v): i
+            for i, v in enumerate(self.lifted.bridge.inner_variables(trace))
+            if v is not None
+        }
+        now = current_trace()
         for j, node in enumerate(split_tree(out)[1]):
-            k = position.get(id(node))
-            if k is None:
-                continue
-            spec = self.specs[self.node_pos[k]]
-            if spec != node_specs[j]:
-                raise ValueError(
-                    f"nnx.{self.name}: Inconsistent aliasing detected: "
-                    f"{self.lifted.root_names()[k]} is returned with out axis "
-                    f"{node_specs[j]!r} but was passed with in axis {spec!r}, so its "
-                    "Variables would need two axes at once. Expected the same spec going "
-                    "in and out. Fix: make out_axes for it match in_axes, or return a new "
-                    "object (or its values) instead."
-                )
+            if isinstance(node, Variable):
+                owned: list[tuple[tuple[tp.Any, ...], Variable]] = [((), node)]
+            else:
+                owned = [(tuple(p), v) for p, v in iter_graph(node) if isinstance(v, Variable)]
+            for sub, var in owned:
+                i = leaf_of.get(id(var))
+                out_name = format_path(sub, f"output[{j}]")
+                if i is None:
+                    created = getattr(var, "_nnx_trace", now)
+                    if created is not None and created is not now:
+                        raise ValueError(
+                            f"nnx.{self.name}: the output {out_name} is a {type(var).__name__} "
+                            "created outside the function and not passed in (captured): Cannot "
+                            "extract graph node from different trace level. Expected returned "
+                            "objects to be arguments or created inside. Fix: pass it as an "
+                            "argument (axis None to broadcast) or return a copy made inside."
+                        )
+                    continue
+                out_axis = _axis_of(node_specs[j], sub, var, f"nnx.{self.name}")
+                if out_axis != self.axes[i]:
+                    raise ValueError(
+                        f"nnx.{self.name}: Inconsistent aliasing detected: "
+                        f"{self.lifted.describe_leaf(i)} is returned as {out_name} with out "
+                        f"axis {out_axis!r} but was passed with in axis {self.axes[i]!r}, so "
+                        "it would need two axes at once. Expected the same spec going in and "
+                        "out. Fix: make out_axes for it match in_axes, or return a new object "
+                        "(or its values) instead."
+                    )
 
     def _new_leaf_axis(
         self, path: tuple[tp.Any, ...], leaf: tp.Any, node_specs: tp.Sequence[tp.Any]
@@ -397,11 +425,14 @@ def vmap(
             axis_size=axis_size,
             spmd_axis_name=spmd_axis_name,
             transform_metadata=transform_metadata,
+            graph=graph,
+            graph_updates=graph_updates,
         )
     kwargs: dict[str, tp.Any] = {"axis_name": axis_name, "axis_size": axis_size}
     if spmd_axis_name is not None:
         kwargs["spmd_axis_name"] = spmd_axis_name
-    return _mapped(jax.vmap, "vmap", f, in_axes, out_axes, kwargs, transform_metadata)
+    mapped = _mapped(jax.vmap, "vmap", f, in_axes, out_axes, kwargs, transform_metadata)
+    return with_mode(mapped, "nnx.vmap", graph, graph_updates)
 
 
 def pmap(
@@ -443,6 +474,8 @@ def pmap(
             axis_size=axis_size,
             donate_argnums=donate_argnums,
             transform_metadata=transform_metadata,
+            graph=graph,
+            graph_updates=graph_updates,
         )
     kwargs: dict[str, tp.Any] = {"axis_name": axis_name, "devices": devices, "backend": backend}
     if axis_size is not None:
@@ -453,7 +486,8 @@ def pmap(
         else tuple(static_broadcasted_argnums)
     )
     if not static:
-        return _mapped(jax.pmap, "pmap", f, in_axes, out_axes, kwargs, transform_metadata)
+        mapped = _mapped(jax.pmap, "pmap", f, in_axes, out_axes, kwargs, transform_metadata)
+        return with_mode(mapped, "nnx.pmap", graph, graph_updates)
 
     @functools.wraps(f)
     def with_statics(*args: tp.Any, **kw: tp.Any) -> tp.Any:
@@ -471,7 +505,7 @@ def pmap(
             *rest
         )
 
-    return with_statics
+    return with_mode(with_statics, "nnx.pmap", graph, graph_updates)
 
 
 def transform_metadata(
