@@ -234,6 +234,23 @@ DIFFERENCES: tuple[Difference, ...] = (
         ),
         readme="`nnx.Rngs(jnp.array(0))` (an integer scalar array) is accepted as a seed.",
     ),
+    # ---------------------------------------------- Flax silently loses data
+    Difference(
+        path="jit(graph_updates)",
+        aspect="behaviour",
+        reason=(
+            "silent data loss: with graph_updates=False or graph=False, Flax's transforms "
+            "(jit, grad, vmap, ...) drop structural changes made inside (a new attribute, "
+            "a replaced Variable, the flag .eval() sets) without a word, while Variable "
+            "updates do propagate; nnx carries both back, as in the default mode, and keeps "
+            "Flax's aliasing errors for these modes."
+        ),
+        readme=(
+            "With `graph=False` / `graph_updates=False`, attributes added, deleted or "
+            "replaced inside a transform are written back to the caller's objects (Flax "
+            "drops them silently); Flax's Variable-aliasing `ValueError`s are kept."
+        ),
+    ),
 )
 
 
