@@ -91,7 +91,7 @@ class EMA(nnx_graph.Pytree):
         self.decay = decay
         self.filter = only
         self.params = nnx_graph.to_pure_dict(
-            nnx_graph.from_flat_state(copies), lambda path, variable: variable
+            nnx_graph.from_flat_state(copies), lambda variable: variable
         )
 
     def __repr__(self) -> str:
