@@ -518,7 +518,7 @@ def test_update_context():
         inner(jnp.ones(2))
         ctx.update(model, nnx.state(inner))
     assert int(model.count.value) == 1
-    with pytest.raises(ValueError, match=r"No update context with tag 'demo' is active.*Fix"):
+    with pytest.raises(ValueError, match=r"No update context found for tag 'demo'.*Fix"):
         nnx.current_update_context("demo")
 
 

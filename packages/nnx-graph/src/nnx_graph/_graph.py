@@ -17,7 +17,6 @@ from nnx_graph._errors import GraphStructureError
 from nnx_graph._filters import Filter
 from nnx_graph._filters import split_pairs as _split_pairs
 from nnx_graph._graph_iter import (
-    check_pytree,
     find_duplicates,
     iter_graph,
     pop,
@@ -48,7 +47,6 @@ from nnx_graph._variables import Variable
 __all__ = [
     "GraphState",
     "PureState",
-    "check_pytree",
     "clone",
     "find_duplicates",
     "flatten",

@@ -1,6 +1,5 @@
 """Readers of an object graph built on the walker: ``iter_graph``,
-``find_duplicates``, ``recursive_map``, ``pop``, ``set_metadata`` and
-``check_pytree``. Each traverses the graph once with ``flatten_graph`` and reads
+``find_duplicates``, ``recursive_map``, ``pop`` and ``set_metadata``. Each traverses the graph once with ``flatten_graph`` and reads
 the result through ``walk`` (iteratively, so deep graphs work)."""
 
 from __future__ import annotations
@@ -21,12 +20,11 @@ from nnx_graph._graphdef import (
     flatten_graph,
     walk,
 )
-from nnx_graph._pytree import List, Pytree, has_data
+from nnx_graph._pytree import List, Pytree
 from nnx_graph._state import from_flat_state
 from nnx_graph._variables import Variable
 
 __all__ = [
-    "check_pytree",
     "find_duplicates",
     "iter_graph",
     "pop",
@@ -261,30 +259,3 @@ def set_metadata(node: tp.Any, /, *, only: tp.Any = Variable, **metadata: tp.Any
     for path, value in iter_graph(node):
         if isinstance(value, Variable) and predicate(path, value):
             value.set_metadata(**metadata)
-
-
-def check_pytree(node: tp.Any) -> None:
-    """Raise if a Pytree holds data in an attribute explicitly marked static.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.static(nnx.Param(jnp.ones(1)))
-        >>> try:
-        ...     nnx.check_pytree(M())
-        ... except ValueError as e:
-        ...     print("static" in str(e))
-        True
-    """
-    for path, value in iter_graph(node):
-        if isinstance(value, Pytree):
-            for name, attr in value._nnx_attributes():
-                if value._nnx_kind(name) is False and has_data(attr):
-                    raise ValueError(
-                        f"{format_path((*path, name))} is marked static but holds data "
-                        f"({type(attr).__name__}). Expected static attributes to hold no "
-                        "Variables or arrays. Fix: assign it with nnx.data(...) or drop "
-                        "nnx.static(...)."
-                    )

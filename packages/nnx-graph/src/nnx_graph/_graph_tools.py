@@ -4,7 +4,6 @@ and ``UpdateContext``. All are built on ``split``/``merge``/``update``."""
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import threading
 import typing as tp
@@ -14,12 +13,21 @@ import jax
 
 from nnx_graph._errors import GraphStructureError, format_path
 from nnx_graph._filters import All, Filter, to_predicate
-from nnx_graph._graph import _pairs, find_duplicates, merge, split, update
+from nnx_graph._graph import _pairs, find_duplicates, merge, split
 from nnx_graph._graph_config import (
     graph_mode_default,
     graph_updates_default,
     set_graph_mode,
     set_graph_updates,
+)
+from nnx_graph._graph_contexts import (
+    MergeContext,
+    SplitContext,
+    UpdateContext,
+    current_update_context,
+    merge_context,
+    split_context,
+    update_context,
 )
 from nnx_graph._graph_state import GraphState
 from nnx_graph._pytree import is_graph_node
@@ -28,7 +36,11 @@ from nnx_graph._state import State, from_flat_state, map_state, merge_state
 from nnx_graph._variables import Variable
 
 __all__ = [
+    "MergeContext",
     "NodeStates",
+    "SplitContext",
+    "merge_context",
+    "split_context",
     "merge",
     "merge_state",
     "UpdateContext",
@@ -340,63 +352,3 @@ def prefix(
 
 # ----------------------------------------------------------------- compat switches
 _MODE = threading.local()
-
-
-class UpdateContext:
-    """Compatibility helper for hand-written transforms: ``split`` outside,
-    ``merge`` inside, then ``update`` the original objects with the result.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> c = nnx.Dict(n=nnx.Variable(jnp.array(0)))
-        >>> with nnx.update_context("demo") as ctx:
-        ...     gdef, st = ctx.split(c)
-        ...     inner = ctx.merge(gdef, st)
-        ...     inner["n"].value = jnp.array(5)
-        ...     ctx.update(c, nnx.state(inner))
-        >>> int(c["n"].value)
-        5
-    """
-
-    def __init__(self, tag: tp.Hashable) -> None:
-        self.tag = tag
-
-    def split(self, node: tp.Any, *filters: tp.Any) -> tuple[tp.Any, ...]:
-        return split(node, *filters)
-
-    def merge(self, graphdef: GraphDef[tp.Any], state: tp.Any, *states: tp.Any) -> tp.Any:
-        return merge(graphdef, state, *states, copy=True)
-
-    def update(self, node: tp.Any, state: tp.Any, *states: tp.Any) -> None:
-        update(node, state, *states)
-
-    def __enter__(self) -> UpdateContext:
-        stack = _contexts().setdefault(self.tag, [])
-        stack.append(self)
-        return self
-
-    def __exit__(self, *exc: tp.Any) -> None:
-        _contexts()[self.tag].pop()
-
-
-def _contexts() -> builtins.dict[tp.Hashable, list[UpdateContext]]:
-    if not hasattr(_MODE, "contexts"):
-        _MODE.contexts = {}
-    return tp.cast(builtins.dict[tp.Hashable, list[UpdateContext]], _MODE.contexts)
-
-
-def update_context(tag: tp.Hashable) -> UpdateContext:
-    """Create an :class:`UpdateContext` (use with ``with``)."""
-    return UpdateContext(tag)
-
-
-def current_update_context(tag: tp.Hashable) -> UpdateContext:
-    """The innermost active :class:`UpdateContext` with this tag."""
-    stack = _contexts().get(tag)
-    if not stack:
-        raise ValueError(
-            f"No update context with tag {tag!r} is active. Fix: call this inside "
-            f"`with nnx.update_context({tag!r}):`."
-        )
-    return stack[-1]

@@ -60,6 +60,27 @@ class NodeDef(tp.NamedTuple):
     explicit: Frozen | None
     attrs: tuple[tuple[tp.Any, Record], ...]
 
+    # Flax-style read-only views (``graphdef.nodes[i].index`` ...)
+    @property
+    def index(self) -> int:  # type: ignore[override]
+        """The node index (Flax's name for ``node_index``)."""
+        return self.node_index
+
+    @property
+    def outer_index(self) -> None:
+        """Always None: outer indices are kept on the GraphDef, not per record."""
+        return None
+
+    @property
+    def num_attributes(self) -> int:
+        """The number of attributes / entries."""
+        return len(self.attrs)
+
+    @property
+    def metadata(self) -> tp.Any:
+        """The node type (what Flax's NodeDef metadata holds for a Module)."""
+        return self.type
+
 
 class VariableDef(tp.NamedTuple):
     """A Variable: its type, node index and metadata; its value is the next leaf."""
@@ -68,6 +89,21 @@ class VariableDef(tp.NamedTuple):
     type: type
     node_index: int
     metadata: Frozen
+
+    @property
+    def index(self) -> int:  # type: ignore[override]
+        """The node index (Flax's name for ``node_index``)."""
+        return self.node_index
+
+    @property
+    def outer_index(self) -> None:
+        """Always None: outer indices are kept on the GraphDef, not per record."""
+        return None
+
+    @property
+    def array_refdef(self) -> None:
+        """Always None: Variables here hold arrays, not array references."""
+        return None
 
 
 class RefDef(tp.NamedTuple):
@@ -194,7 +230,16 @@ class GraphDef(tp.Generic[M]):
         (True, True)
     """
 
-    __slots__ = ("_record", "_hash", "_leaf_paths", "_plan", "num_leaves", "num_nodes")
+    __slots__ = (
+        "_record",
+        "_hash",
+        "_leaf_paths",
+        "_plan",
+        "_external",
+        "_outer",
+        "num_leaves",
+        "num_nodes",
+    )
 
     def __init__(
         self,
@@ -207,6 +252,11 @@ class GraphDef(tp.Generic[M]):
         self._hash = hash(record)
         self._leaf_paths = leaf_paths
         self._plan: list[tuple[tp.Any, ...]] | None = None
+        # node indices referenced but defined by an earlier split of the same
+        # split context (computed with the plan)
+        self._external: tuple[int, ...] = ()
+        # node index -> index in the outer graph (inner splits of an update context)
+        self._outer: dict[int, int] | None = None
         self.num_leaves = num_leaves
         self.num_nodes = num_nodes
 
@@ -277,6 +327,8 @@ class GraphDef(tp.Generic[M]):
         self._hash = hash(self._record)
         self._leaf_paths = None
         self._plan = None
+        self._external = ()
+        self._outer = None
 
 
 def _graph_api() -> tp.Any:
@@ -331,8 +383,14 @@ def _compile_plan(graphdef: GraphDef[tp.Any]) -> list[tuple[tp.Any, ...]]:
     """The builder's instructions, in walk order: values are pushed on a stack and
     each closing step pops its children."""
     plan: list[tuple[tp.Any, ...]] = []
+    defined: set[int] = set()
+    external: list[int] = []
     for visit in walk(graphdef, closing=True, paths=False):
         r = visit.record
+        if isinstance(r, RefDef) and r.node_index not in defined:
+            external.append(r.node_index)
+        elif isinstance(r, (NodeDef, VariableDef)):
+            defined.add(r.node_index)
         if isinstance(r, NodeDef):
             typ = r.type
             kind = 0 if issubclass(typ, Pytree) else 1 if issubclass(typ, List) else 2
@@ -353,6 +411,7 @@ def _compile_plan(graphdef: GraphDef[tp.Any]) -> list[tuple[tp.Any, ...]]:
             plan.append((STATIC, r.value.value))
         else:
             plan.append(tuple(r))
+    graphdef._external = tuple(external)
     return plan
 
 
@@ -362,6 +421,7 @@ def build(
     *,
     reuse_variables: bool = False,
     existing: tp.Mapping[int, tp.Any] | None = None,
+    nodes: list[tp.Any] | None = None,
 ) -> tuple[tp.Any, list[tp.Any]]:
     """Create the object graph described by ``graphdef`` with ``leaves`` in leaf
     order. Returns ``(root, nodes_by_index)``.
@@ -369,11 +429,21 @@ def build(
     ``reuse_variables``: when a leaf is a Variable, use that object itself.
     ``existing``: map of node index -> object to update in place instead of
     creating (used to carry structural changes back out of transforms).
+    ``nodes``: the objects built so far by a merge context, by node index (extended
+    and filled in place); references to them resolve there.
     """
     plan = graphdef._plan
     if plan is None:
         plan = graphdef._plan = _compile_plan(graphdef)
-    nodes: list[tp.Any] = [None] * graphdef.num_nodes
+    if nodes is None:
+        if graphdef._external:
+            raise _external_error(graphdef, None)
+        nodes = [None] * graphdef.num_nodes
+    else:
+        if len(nodes) < graphdef.num_nodes:
+            nodes.extend([None] * (graphdef.num_nodes - len(nodes)))
+        if graphdef._external and any(nodes[i] is None for i in graphdef._external):
+            raise _external_error(graphdef, nodes)
     old_nodes = existing or {}
     values: list[tp.Any] = []
     push = values.append
@@ -451,6 +521,21 @@ def build(
         else:  # STATIC
             push(op[1])
     return values[0], nodes
+
+
+def _external_error(graphdef: GraphDef[tp.Any], nodes: list[tp.Any] | None) -> KeyError:
+    missing = [i for i in graphdef._external if nodes is None or nodes[i] is None]
+    return _ContextKeyError(
+        f"GraphDef refers to node index(es) {missing} created by an earlier split of the "
+        "same nnx.split_context, which this merge has not seen. Expected them to be "
+        "merged first in the same nnx.merge_context. Fix: merge every GraphDef of the "
+        "split context, in split order, inside one `with nnx.merge_context() as ctx:`."
+    )
+
+
+class _ContextKeyError(KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 
 
 def _fill_existing(

@@ -58,6 +58,7 @@ from nnx_graph import (
     with_vars,
 )
 from nnx_graph._pytree import is_graph_node
+from nnx_graph._records import NodeDef, VariableDef
 
 A = tp.TypeVar("A")
 
@@ -133,6 +134,8 @@ __all__ = [
     "is_node",
     "GraphDef",
     "GraphState",
+    "NodeDef",
+    "VariableDef",
     "State",
     "Static",
     "UpdateContext",
@@ -175,8 +178,6 @@ _PENDING = (
     "MergeContext",
     "split_context",
     "merge_context",
-    "NodeDef",
-    "VariableDef",
     "register_graph_node_type",
     "register_pytree_node_type",
 )
