@@ -195,3 +195,165 @@ def test_update_cannot_skip_list_positions():
     with pytest.raises(ValueError, match=r"extra:   state\[5\]"):
         nnx.update(seq, {5: nnx.Param(jnp.zeros(1))})
     assert len(seq) == 1
+
+
+# ----------------------------------------------------------------- split / merge contexts
+class Holder(nnx.Module):
+    def __init__(self, v) -> None:
+        self.v = v
+        self.w = nnx.Param(jnp.ones(2))
+
+
+def test_split_context_shares_references_across_splits():
+    shared = nnx.Param(jnp.zeros(3))
+    a, b = Holder(shared), Holder(shared)
+    with nnx.split_context() as ctx:
+        assert isinstance(ctx, nnx.SplitContext)
+        ga, sa = ctx.split(a)
+        gb, sb = ctx.split(b)
+        gb_again, sb_again = ctx.split(b)
+    assert sorted(sa) == ["v", "w"] and sorted(sb) == ["w"]  # v is a reference to a.v
+    assert len(sb_again) == 0 and gb_again.nodes[0].index == gb.nodes[0].index
+    with nnx.merge_context() as ctx:
+        assert isinstance(ctx, nnx.MergeContext)
+        a2, b2, b3 = ctx.merge(ga, sa), ctx.merge(gb, sb), ctx.merge(gb_again, sb_again)
+    assert a2.v is b2.v and b3 is b2
+    assert a2.v is not shared  # merge copies the Variables
+    assert a2.v.value.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_context_graphdef_with_references_needs_its_merge_context():
+    shared = nnx.Param(jnp.zeros(3))
+    with nnx.split_context() as ctx:
+        ctx.split(Holder(shared))
+        gb, sb = ctx.split(Holder(shared))
+    with pytest.raises(KeyError) as info:
+        nnx.merge(gb, sb)
+    assert "earlier split of the same nnx.split_context" in str(info.value)
+    with nnx.merge_context() as mctx, pytest.raises(KeyError, match="Fix: merge every GraphDef"):
+        mctx.merge(gb, sb)  # the first GraphDef was not merged first
+
+
+def test_split_context_flatten_and_merge_context_unflatten():
+    shared = nnx.Param(jnp.zeros(3))
+    a, b = Holder(shared), Holder(shared)
+    with nnx.split_context() as ctx:
+        ga, params, rest = ctx.flatten(a, nnx.Param, ...)
+        gb, leaves = ctx.flatten(b, with_paths=False)
+        with pytest.raises(ValueError, match="Cannot use filters with with_paths=False"):
+            ctx.flatten(a, nnx.Param, with_paths=False)
+    assert sorted(params.paths) == [("v",), ("w",)] and len(rest) == 0
+    assert leaves == [b.w]
+    with nnx.merge_context() as ctx:
+        a2 = ctx.unflatten(ga, params, rest)
+        b2 = ctx.unflatten(gb, leaves)
+    assert a2.v is shared and b2.v is shared and b2.w is b.w  # unflatten reuses Variables
+
+
+def test_update_context_protocol_updates_the_outer_object_in_place():
+    model = Counter()
+    original_n = model.n
+    with nnx.update_context("step") as uctx:
+        assert isinstance(uctx, nnx.UpdateContext)
+        with nnx.split_context("step") as ctx:
+            assert ctx.is_inner is False
+            g, s = ctx.split(model)
+        with nnx.merge_context("step", inner=True) as ctx:
+            inner = ctx.merge(g, s)
+        assert inner is not model
+        inner.n.value = inner.n.value + 5
+        inner.extra = nnx.Param(jnp.ones(1))
+        with nnx.split_context("step") as ctx:
+            assert ctx.is_inner is True
+            g2, s2 = ctx.split(inner)
+        with nnx.merge_context("step", inner=False) as ctx:
+            out = ctx.merge(g2, s2)
+    assert out is model and model.n is original_n
+    assert int(model.n.value) == 5 and model.extra.value.tolist() == [1.0]
+
+
+def test_context_errors():
+    missing = pytest.raises(ValueError, match="No update context found for tag 'missing'")
+    with missing, nnx.split_context("missing"):
+        pass
+    no_inner = pytest.raises(ValueError, match="inner_merge must be specified")
+    with nnx.update_context("t"), no_inner, nnx.merge_context("t"):
+        pass
+
+
+def test_graphlib_exports():
+    from nnx_graph import graphlib
+
+    for name in ("SplitContext", "MergeContext", "split_context", "merge_context"):
+        assert getattr(graphlib, name) is getattr(nnx, name)
+    gdef = nnx.graphdef(Counter())
+    node, var = gdef.nodes
+    assert isinstance(node, graphlib.NodeDef) and isinstance(var, graphlib.VariableDef)
+    assert (node.index, node.outer_index, node.num_attributes) == (0, None, 1)
+    assert (var.index, var.outer_index, var.array_refdef) == (1, None, None)
+
+
+# ----------------------------------------------------------------- GraphState / unpack / merge
+class Two(nnx.Module):
+    def __init__(self) -> None:
+        self.w = nnx.Param(jnp.ones(2))
+        self.s = nnx.BatchStat(jnp.zeros(1))
+
+
+def test_unpack_and_merge_graph_states():
+    gs = nnx.unpack(Two())
+    assert isinstance(gs, nnx.GraphState) and sorted(gs) == ["s", "w"] and "w" in gs
+    assert gs.graphdef == nnx.graphdef(Two()) and len(gs) == 2
+    rebuilt = nnx.merge(gs)
+    assert isinstance(rebuilt, Two) and rebuilt.w is gs["w"]
+    params, rest = nnx.unpack(Two(), nnx.Param, ...)
+    assert list(params) == ["w"] and list(rest) == ["s"]
+    assert nnx.merge(params, rest).s is rest["s"]
+    assert nnx.merge(params.graphdef, params, rest).w is params["w"]  # GraphDef + GraphStates
+    single = nnx.unpack(Two(), ...)
+    assert isinstance(single, nnx.GraphState)
+
+
+def test_graph_state_is_a_pytree_and_validates():
+    import jax
+
+    gs = nnx.unpack(Two())
+    doubled = jax.tree.map(lambda x: x * 2, gs)
+    assert isinstance(doubled, nnx.GraphState) and doubled["w"].value.tolist() == [2.0, 2.0]
+    assert len(jax.tree.leaves(gs)) == 2
+    with pytest.raises(ValueError, match="expected a State object"):
+        nnx.GraphState(gs.graphdef, {"a": 1})
+
+
+def test_merge_argument_errors():
+    params, _ = nnx.unpack(Two(), nnx.Param, ...)
+    with pytest.raises(ValueError, match="expected GraphState object"):
+        nnx.merge(params, nnx.state(Two(), nnx.BatchStat))
+    other = nnx.unpack(Counter())
+    with pytest.raises(ValueError, match="GraphDef must be the same for all GraphState"):
+        nnx.merge(params, other)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'state'"):
+        nnx.merge(nnx.graphdef(Two()))
+    g, leaves = nnx.flatten(Two(), with_paths=False)
+    assert nnx.merge(g, leaves).w is leaves[1]  # a list of leaves, in leaf order
+    with pytest.raises(ValueError, match="Only one state can be passed as a list"):
+        nnx.merge(g, leaves, leaves)
+
+
+def test_vars_as_and_with_vars():
+    d = nnx.Dict(w=nnx.Param(jnp.ones(2)))
+    for fn in (nnx.vars_as, nnx.with_vars):
+        out = fn(d, hijax=False, ref=False, mutable=True)
+        assert out is not d and out["w"] is d["w"]  # nothing to change: same Variables
+        with pytest.raises(ValueError) as info:
+            fn(d, ref=True)
+        assert "model.w (Param) cannot be converted" in str(info.value)
+        assert fn(d, ref=True, only=nnx.BatchStat)["w"] is d["w"]  # nothing selected
+    v = nnx.Param(jnp.ones(1))
+    with pytest.raises(ValueError, match=r"Found duplicate at paths:\n  model.a\n  model.b"):
+        nnx.vars_as(nnx.Dict(a=v, b=v), hijax=True)
+
+
+def test_pure_takes_tree_by_keyword():
+    out = nnx.as_pure(tree=nnx.State({"w": nnx.Param(jnp.zeros(2))}))
+    assert out["w"].tolist() == [0.0, 0.0]

@@ -112,6 +112,11 @@ class RefDef(tp.NamedTuple):
     tag: int
     node_index: int
 
+    @property
+    def index(self) -> int:  # type: ignore[override]
+        """The referenced node index (Flax's ``NodeRef.index``)."""
+        return self.node_index
+
 
 class ArrayDef(tp.NamedTuple):
     """An array stored directly on a node; its value is the next leaf."""
