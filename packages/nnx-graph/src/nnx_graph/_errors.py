@@ -7,6 +7,7 @@ __all__ = [
     "FilterError",
     "GraphStructureError",
     "RngStreamError",
+    "TraceContextError",
     "TraceLeakError",
     "format_path",
 ]
@@ -14,6 +15,31 @@ __all__ = [
 
 class TraceLeakError(RuntimeError):
     """A JAX tracer was stored on an object that outlived its transform."""
+
+
+class TraceContextError(TraceLeakError):
+    """A transform would store its tracers on an object from a different trace level
+    (one it was not given as an argument), or a Module/Pytree created in one trace
+    is mutated inside another (a plain ``jax.jit`` closing over it): raised at the
+    call or assignment, with the object left exactly as it was.
+
+    Example::
+
+        >>> import jax, nnx_graph as nnx
+        >>> class Counter(nnx.Module):
+        ...     def __init__(self):
+        ...         self.n = 0
+        >>> c = Counter()
+        >>> @jax.jit  # a plain jax transform closing over `c`
+        ... def f(x):
+        ...     c.n = 1
+        ...     return x
+        >>> try:
+        ...     f(1)
+        ... except nnx.TraceContextError as e:
+        ...     print("from different trace level" in str(e), c.n)
+        True 0
+    """
 
 
 class GraphStructureError(ValueError):

@@ -60,6 +60,8 @@ class Fingerprint:
             d = node.__dict__
             dicts.append(d)
             for key, value in d.items():
+                if key == "_nnx_trace":
+                    continue  # the creation trace never changes (the count covers it)
                 kind = kind_of(value)
                 # not arrays or containers holding data: a call writes those back
                 if kind in _WATCHED or (kind == KIND_CONTAINER and not has_data(value)):

@@ -55,14 +55,15 @@ def data(value: A = _NO_VALUE, /, **field_kwargs: tp.Any) -> A:  # type: ignore[
 
 
 def static(value: A = _NO_VALUE, /, **field_kwargs: tp.Any) -> A:  # type: ignore[assignment]
-    """Mark a value as static (part of the structure, never traced).
+    """Mark a value as static (part of the structure, never traced). The value
+    must not hold arrays or Variables (ValueError).
 
     Example::
 
-        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> import nnx_graph as nnx
         >>> class M(nnx.Module):
         ...     def __init__(self):
-        ...         self.table = nnx.static(jnp.arange(3))
+        ...         self.shape = nnx.static((2, 3))
         >>> len(nnx.state(M()))
         0
     """
@@ -128,9 +129,21 @@ def _class_kinds(cls: type) -> dict[str, bool]:
 
 # ------------------------------------------------------------------ dataclass
 @tp.dataclass_transform(field_specifiers=(dataclasses.field, data, static))
-def dataclass(cls: type[T] | None = None, /, **kwargs: tp.Any) -> tp.Any:
-    """``dataclasses.dataclass`` for Pytree subclasses; ``nnx.data()`` /
-    ``nnx.static()`` mark fields.
+def dataclass(
+    cls: type[T] | None = None,
+    /,
+    *,
+    init: bool = True,
+    eq: bool = True,
+    order: bool = False,
+    unsafe_hash: bool = False,
+    match_args: bool = True,
+    kw_only: bool = False,
+    slots: bool = False,
+    weakref_slot: bool = False,
+) -> tp.Any:
+    """``dataclasses.dataclass`` for Pytree subclasses (the Pytree repr is kept);
+    ``nnx.data()`` / ``nnx.static()`` mark fields. Works with and without arguments.
 
     Example::
 
@@ -142,11 +155,19 @@ def dataclass(cls: type[T] | None = None, /, **kwargs: tp.Any) -> tp.Any:
         >>> Pair(jnp.ones(1)).label
         'x'
     """
+    options = {
+        "init": init,
+        "eq": eq,
+        "order": order,
+        "unsafe_hash": unsafe_hash,
+        "match_args": match_args,
+        "kw_only": kw_only,
+        "slots": slots,
+        "weakref_slot": weakref_slot,
+    }
 
     def wrap(klass: type[T]) -> type[T]:
-        kwargs.setdefault("repr", False)
-        kwargs.setdefault("eq", False)
-        out: tp.Any = dataclasses.dataclass(**kwargs)(klass)
+        out: tp.Any = dataclasses.dataclass(repr=False, **options)(klass)
         explicit = {
             f.name: f.metadata["nnx_data"]
             for f in dataclasses.fields(out)
@@ -163,3 +184,65 @@ def dataclass(cls: type[T] | None = None, /, **kwargs: tp.Any) -> tp.Any:
         return tp.cast("type[T]", out)
 
     return wrap if cls is None else wrap(cls)
+
+
+# ------------------------------------------------------------ attribute-kind errors
+# Messages of the data/static checks of ``Pytree.__setattr__`` and ``check_pytree``.
+# Each carries Flax 0.12's key phrase, then the object path, what was expected, what
+# was found and the fix.
+def _where(obj: object, name: str) -> str:
+    return f"{type(obj).__name__}.{name}"
+
+
+def static_to_data_message(obj: object, name: str, value: object) -> str:
+    return (
+        f"Cannot assign data value of type '{type(value).__name__}' to static attribute "
+        f"'{name}' of Pytree type '{type(obj).__name__}': {_where(obj, name)} holds a "
+        "static value (no arrays or Variables), so it is part of the structure; an "
+        "attribute does not change kind static -> data on assignment. Expected a static "
+        f"value, found a {type(value).__name__}. Fix: declare it data when assigning, "
+        f"`self.{name} = nnx.data(...)`, or delete it first (`del self.{name}`)."
+    )
+
+
+def data_in_static_message(obj: object, name: str, value: object, found: list[str]) -> str:
+    base = next((b.__name__ for b in type(obj).__mro__[1:] if hasattr(b, "_nnx_is_pytree")), "")
+    return (
+        f"Found data on value of type '{type(value).__name__}' assigned to static "
+        f"attribute '{name}' of Pytree type '{type(obj).__name__}': {_where(obj, name)} is "
+        "declared static (nnx.Static[...] / nnx.static()), but the value holds "
+        f"{', '.join(sorted(found))}. Expected a value without arrays or Variables. Fix: "
+        f"remove the data from it, assign `self.{name} = nnx.data(...)`, declare the "
+        f"class attribute data (`{name}: nnx.Data[...]`), or opt out with "
+        f"`class {type(obj).__name__}({base}, pytree=False)`."
+    )
+
+
+def static_marker_message(obj: object, name: str, value: object, found: list[str]) -> str:
+    return (
+        f"Found data in value of type '{type(value).__name__}' annotated with "
+        f"nnx.static(...) when setting attribute '{name}' of Pytree type "
+        f"'{type(obj).__name__}': {_where(obj, name)} would be static, but the value holds "
+        f"{', '.join(sorted(found))}. Expected nnx.static(...) to wrap a value without "
+        f"arrays or Variables. Fix: drop nnx.static(...) (or use nnx.data(...)) for "
+        "values holding state."
+    )
+
+
+def nested_marker_message(obj: object, name: str, value: object) -> str:
+    return (
+        f"Found unexpected tags on attribute '{_where(obj, name)}': nnx.data(...) / "
+        "nnx.static(...) must be assigned to a Pytree attribute directly, found one "
+        f"inside a {type(value).__name__}. Expected `self.{name} = nnx.data(value)`. Fix: "
+        f"wrap the whole value (`self.{name} = nnx.data([...])`) instead of its items."
+    )
+
+
+def unexpected_data_message(obj: object, name: str, value: object) -> str:
+    return (
+        f"Found unexpected data on value of type {type(value).__name__} in static "
+        f"attribute '{name}' of Pytree type '{type(obj).__name__}': {_where(obj, name)} is "
+        "static but holds arrays or Variables. Expected static attributes to hold no "
+        f"data. Fix: assign it with `self.{name} = nnx.data(...)`, declare it "
+        f"`{name}: nnx.Data[...]`, or remove the data from it."
+    )

@@ -15,10 +15,21 @@ from __future__ import annotations
 import typing as tp
 
 import jax
-import numpy as np
 
-from nnx_graph import _epoch
+from nnx_graph import _epoch, _kinds
 from nnx_graph._hashing import hashable
+
+# the graph layer reads the kind table and helpers from here
+from nnx_graph._kinds import _KINDS as _KINDS
+from nnx_graph._kinds import KIND_ARRAY as KIND_ARRAY
+from nnx_graph._kinds import KIND_CONTAINER as KIND_CONTAINER
+from nnx_graph._kinds import KIND_NODE as KIND_NODE
+from nnx_graph._kinds import KIND_OTHER as KIND_OTHER
+from nnx_graph._kinds import KIND_VARIABLE as KIND_VARIABLE
+from nnx_graph._kinds import data_types, has_data, has_marker
+from nnx_graph._kinds import is_data as is_data
+from nnx_graph._kinds import kind_of as kind_of
+from nnx_graph._kinds import register_data_type as register_data_type
 from nnx_graph._markers import (
     Data,
     Static,
@@ -26,11 +37,16 @@ from nnx_graph._markers import (
     _DataMarker,
     _Marker,
     data,
+    data_in_static_message,
     dataclass,
+    nested_marker_message,
     static,
+    static_marker_message,
+    static_to_data_message,
+    unexpected_data_message,
 )
 from nnx_graph._paths import sorted_keys
-from nnx_graph._variables import Variable
+from nnx_graph._traces import check_trace, current_trace
 
 __all__ = [
     "Data",
@@ -39,6 +55,7 @@ __all__ = [
     "Object",
     "Pytree",
     "Static",
+    "check_pytree",
     "data",
     "dataclass",
     "has_data",
@@ -48,91 +65,11 @@ __all__ = [
 ]
 
 A = tp.TypeVar("A")
-T = tp.TypeVar("T")
-
-_EXTRA_DATA_TYPES: set[type] = set()
-
-# What a value is, decided once per type (isinstance against ABCs such as jax.Array
-# is slow and the traversals ask for every attribute).
-KIND_OTHER, KIND_VARIABLE, KIND_NODE, KIND_ARRAY, KIND_CONTAINER = range(5)
-_KINDS: dict[type, int] = {}
-
-
-def _classify(typ: type) -> int:
-    if issubclass(typ, Variable):
-        return KIND_VARIABLE
-    if issubclass(typ, (Pytree, List, Dict)):
-        return KIND_NODE
-    if issubclass(typ, (jax.Array, np.ndarray, jax.core.Tracer)) or (
-        _EXTRA_DATA_TYPES and issubclass(typ, tuple(_EXTRA_DATA_TYPES))
-    ):
-        return KIND_ARRAY
-    if issubclass(typ, (list, tuple, dict)):
-        return KIND_CONTAINER
-    return KIND_OTHER
-
-
-def kind_of(value: object) -> int:
-    """``KIND_VARIABLE`` / ``KIND_NODE`` / ``KIND_ARRAY`` (a data leaf) /
-    ``KIND_CONTAINER`` (a list, tuple or dict, maybe holding data) / ``KIND_OTHER``."""
-    typ = type(value)
-    kind = _KINDS.get(typ)
-    if kind is None:
-        kind = _KINDS[typ] = _classify(typ)
-    return kind
-
-
-def register_data_type(typ: type, /) -> None:
-    """Treat instances of ``typ`` as data (state) when assigned to a Pytree.
-
-    Example::
-
-        >>> import nnx_graph as nnx
-        >>> class Box:
-        ...     pass
-        >>> nnx.register_data_type(Box)
-        >>> nnx.is_data(Box())
-        True
-    """
-    _EXTRA_DATA_TYPES.add(typ)
-    _KINDS.clear()
 
 
 def is_graph_node(value: object) -> bool:
     """True for objects the graph API traverses with identity (Pytree, List, Dict)."""
     return isinstance(value, (Pytree, List, Dict))
-
-
-def is_data(value: object) -> bool:
-    """True when ``value`` is state: a Variable, array, graph node, or a registered
-    data type.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> nnx.is_data(jnp.ones(1)), nnx.is_data(3)
-        (True, False)
-    """
-    kind = kind_of(value)
-    return kind != KIND_OTHER and kind != KIND_CONTAINER
-
-
-def has_data(value: object) -> bool:
-    """True when ``value`` is data or a (nested) list/tuple/dict containing data.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> nnx.has_data((1, [jnp.ones(1)])), nnx.has_data((1, "a"))
-        (True, False)
-    """
-    kind = kind_of(value)
-    if kind == KIND_OTHER:
-        return False
-    if kind != KIND_CONTAINER:
-        return True
-    values = value.values() if isinstance(value, dict) else value
-    return any(has_data(v) for v in values)  # type: ignore[attr-defined]
 
 
 def _convert_container(value: tp.Any) -> tp.Any:
@@ -149,6 +86,12 @@ class Pytree:
     """Base class for graph nodes: mutable Python objects whose data attributes are
     state.  Subclasses are registered as JAX pytrees (data attributes are children).
 
+    An attribute's kind is fixed by its first assignment: data (Variables, arrays,
+    graph nodes, containers of them) or static (everything else), unless declared
+    with ``nnx.data(...)``/``nnx.static(...)`` or ``nnx.Data[...]``/``nnx.Static[...]``
+    annotations. Assigning data to a static attribute raises ValueError; a data
+    attribute stays data. ``pytree=False`` subclasses skip these checks.
+
     Example::
 
         >>> import jax, jax.numpy as jnp, nnx_graph as nnx
@@ -164,6 +107,14 @@ class Pytree:
     _nnx_explicit: dict[str, bool] = {}  # noqa: RUF012  (per-instance copy on write)
     _nnx_is_pytree: bool = True
     _nnx_class_kinds: dict[str, bool] = {}  # noqa: RUF012  (set per class, read-only)
+    # the trace the object was created in; None (objects rebuilt by merge/unflatten,
+    # always inside the trace that uses them) skips the check
+    _nnx_trace: tp.Any = None
+
+    def __new__(cls, *args: tp.Any, **kwargs: tp.Any) -> tp.Self:
+        obj = object.__new__(cls)
+        obj.__dict__["_nnx_trace"] = current_trace()
+        return obj
 
     def __init_subclass__(cls, pytree: bool = True, **kwargs: tp.Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -174,18 +125,28 @@ class Pytree:
                 cls, _pytree_flatten_with_keys, _make_unflatten(cls), _pytree_flatten
             )
 
+    def __getstate__(self) -> dict[str, tp.Any]:
+        # the creation trace is process-local: a copy or unpickled object records its own
+        return {k: v for k, v in self.__dict__.items() if k != "_nnx_trace"}
+
     def __setattr__(self, name: str, value: tp.Any) -> None:
-        if name.startswith("_nnx_"):
+        if name[:5] == "_nnx_":
             object.__setattr__(self, name, value)
             return
+        created = self._nnx_trace
+        if created is not None and created is not current_trace():
+            check_trace(self, created, f"setting attribute {name!r}")
         d = self.__dict__
         if isinstance(value, _Marker):
-            explicit = dict(self._nnx_explicit)
-            explicit[name] = isinstance(value, _DataMarker)
-            object.__setattr__(self, "_nnx_explicit", explicit)
-            value = value.value
-        elif name in d and d[name] is value:
-            return  # e.g. `self.count += 1` re-assigning the same Variable
+            value = self._nnx_set_explicit(name, value)
+        elif name in d:
+            old = d[name]
+            if old is value:
+                return  # e.g. `self.count += 1` re-assigning the same Variable
+            if self._nnx_is_pytree:
+                self._nnx_check_reassign(name, old, value)
+        elif self._nnx_is_pytree and self._nnx_kind(name) is False and has_data(value):
+            raise ValueError(data_in_static_message(self, name, value, data_types(value)))
         if self._nnx_kind(name) is not False:
             value = _convert_container(value)
         if self._nnx_observed:
@@ -193,9 +154,49 @@ class Pytree:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
-        if self._nnx_observed and not name.startswith("_nnx_"):
-            _epoch.bump()
+        if name[:5] != "_nnx_":
+            created = self._nnx_trace
+            if created is not None and created is not current_trace():
+                check_trace(self, created, f"deleting attribute {name!r}")
+            if self._nnx_observed:
+                _epoch.bump()
+            if name in self._nnx_explicit and name not in type(self)._nnx_class_kinds:
+                explicit = dict(self._nnx_explicit)
+                del explicit[name]  # a deleted attribute's kind is decided afresh
+                object.__setattr__(self, "_nnx_explicit", explicit)
         object.__delattr__(self, name)
+
+    def _nnx_set_explicit(self, name: str, marker: _Marker) -> tp.Any:
+        """Record the kind ``nnx.data(...)``/``nnx.static(...)`` declares; the value."""
+        value = marker.value
+        is_data_marker = isinstance(marker, _DataMarker)
+        if self._nnx_is_pytree:
+            if not is_data_marker and has_data(value):
+                raise ValueError(static_marker_message(self, name, value, data_types(value)))
+            if has_marker(value):
+                raise ValueError(nested_marker_message(self, name, value))
+        explicit = dict(self._nnx_explicit)
+        explicit[name] = is_data_marker
+        object.__setattr__(self, "_nnx_explicit", explicit)
+        return value
+
+    def _nnx_check_reassign(self, name: str, old: tp.Any, value: tp.Any) -> None:
+        """Flax 0.12's rule for an existing attribute: static stays static (data may
+        not be assigned), data stays data (a static value becomes a data leaf)."""
+        kind = self._nnx_kind(name)
+        new_data = has_data(value)
+        if kind is None:
+            old_data = has_data(old)
+            if old_data and not new_data and not has_marker(value):
+                explicit = dict(self._nnx_explicit)
+                explicit[name] = True
+                object.__setattr__(self, "_nnx_explicit", explicit)
+            elif new_data and not old_data:
+                raise ValueError(static_to_data_message(self, name, value))
+        elif kind is False and new_data:
+            raise ValueError(static_to_data_message(self, name, value))
+        if has_marker(value):
+            raise ValueError(nested_marker_message(self, name, value))
 
     # ------------------------------------------------------------ classification
     def _nnx_kind(self, name: str) -> bool | None:
@@ -215,6 +216,36 @@ class Pytree:
 
     def __repr__(self) -> str:
         return _node_repr(self)
+
+
+def check_pytree(pytree: tp.Any) -> None:
+    """Raise ValueError if a static attribute of ``pytree`` (not of its sub-nodes)
+    holds data, e.g. after an ``nnx.Static[...]``-declared attribute was filled
+    behind ``__setattr__``'s back; TypeError if ``pytree`` is not a Pytree.
+
+    Example::
+
+        >>> import jax.numpy as jnp, nnx_graph as nnx
+        >>> class M(nnx.Module):
+        ...     def __init__(self):
+        ...         self.cfg = nnx.static({"k": 1})
+        >>> m = M(); m.cfg["k"] = jnp.ones(1)   # data inside a static attribute
+        >>> try:
+        ...     nnx.check_pytree(m)
+        ... except ValueError as e:
+        ...     print("Found unexpected data" in str(e))
+        True
+    """
+    if not isinstance(pytree, Pytree):
+        raise TypeError(
+            f"Expected a Pytree, got {type(pytree).__name__}: nnx.check_pytree checks the "
+            "attributes of one Pytree/Module. Fix: pass a Module or Pytree instance."
+        )
+    if not pytree._nnx_is_pytree:
+        return
+    for name, value in pytree._nnx_attributes():
+        if pytree._nnx_kind(name) is False and has_data(value):
+            raise ValueError(unexpected_data_message(pytree, name, value))
 
 
 def _node_repr(node: tp.Any) -> str:
@@ -518,3 +549,6 @@ def _dict_flatten_with_keys(
 jax.tree_util.register_pytree_with_keys(
     Dict, _dict_flatten_with_keys, _dict_unflatten, _dict_flatten
 )
+
+
+_kinds.NODE_TYPES = (Pytree, List, Dict)

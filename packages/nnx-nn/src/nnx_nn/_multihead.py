@@ -226,9 +226,9 @@ class MultiHeadAttention(nnx_graph.Module):
         self.rngs: nnx_graph.RngStream | None = (
             rng_stream(rngs, "dropout", self).fork() if keep_rngs and dropout_rate > 0 else None
         )
-        self.cached_key: nnx_graph.Cache[Array] | None = None
-        self.cached_value: nnx_graph.Cache[Array] | None = None
-        self.cache_index: nnx_graph.Cache[Array] | None = None
+        self.cached_key: nnx_graph.Cache[Array] | None = nnx_graph.data(None)
+        self.cached_value: nnx_graph.Cache[Array] | None = nnx_graph.data(None)
+        self.cache_index: nnx_graph.Cache[Array] | None = nnx_graph.data(None)
 
     def _check_config(self, dropout_rate: float) -> None:
         where = (

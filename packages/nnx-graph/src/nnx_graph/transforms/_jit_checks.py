@@ -18,7 +18,7 @@ import typing as tp
 
 import jax
 
-from nnx_graph._errors import TraceLeakError, format_path
+from nnx_graph._errors import TraceContextError, format_path
 from nnx_graph._graphdef import flatten_graph
 from nnx_graph.transforms._bridge import NODE_TYPES, Bridge, is_node
 
@@ -30,27 +30,6 @@ __all__ = [
     "closure_guard",
     "diagnose",
 ]
-
-
-class TraceContextError(TraceLeakError):
-    """A transform would store its tracers on an object from a different trace level
-    (one it was not given as an argument): raised at the call, with the object
-    left exactly as it was.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> from nnx_graph.transforms import TraceContextError
-        >>> counter = nnx.Variable(jnp.array(0))
-        >>> @nnx.jit
-        ... def bump(x):
-        ...     counter.value = counter.value + x  # closes over `counter`
-        >>> try:
-        ...     bump(1)
-        ... except TraceContextError as e:
-        ...     print("pass the Module as an argument" in str(e), int(counter.value))
-        True 0
-    """
 
 
 # ---------------------------------------------------------------- static arguments
