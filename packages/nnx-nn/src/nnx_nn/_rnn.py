@@ -244,7 +244,9 @@ class RNN(nnx_graph.Module):
         # sees the same keys; the split is undone afterwards.
         split: contextlib.AbstractContextManager[tp.Any] = contextlib.nullcontext()
         if broadcast is not None:
-            split = nnx_graph.split_rngs(self.cell, splits=1, only=broadcast, squeeze=True)
+            split = nnx_graph.split_rngs(
+                self.cell, splits=1, only=broadcast, squeeze=True, graph=True, graph_updates=True
+            )  # in place whatever nnx.set_graph_mode/set_graph_updates say
         with split:
             if broadcast is not None:
                 graphdef, fixed, state = tp.cast(
@@ -260,7 +262,9 @@ class RNN(nnx_graph.Module):
                 if fixed is None:
                     cell = nnx_graph.merge(graphdef, cell_state)
                 else:
-                    cell = nnx_graph.merge(graphdef, fixed, cell_state)
+                    # copies: the broadcast streams' Variables belong to the outer trace,
+                    # drawing from them here must not write this trace's values into them
+                    cell = nnx_graph.merge(graphdef, fixed, cell_state, copy=True)
                 cell_carry, y = cell(cell_carry, x)
                 if fixed is None:
                     new_state = nnx_graph.state(cell)
