@@ -4,11 +4,13 @@ FlatState.merge/split, pytree registration, to_pure_dict/replace_by_pure_dict.""
 from __future__ import annotations
 
 import inspect
+import typing as tp
 
 import jax
 import jax.numpy as jnp
 import pytest
 
+import nnx_graph
 import nnx_graph as nnx
 from nnx_graph.statelib import FlatState
 
@@ -172,3 +174,26 @@ def test_split_merge_or_sub_round_trip():
     assert (s - params) == rest
     assert nnx.statelib.diff(s, params) == rest
     assert s.filter(nnx.Param, ...)[1] == rest
+
+
+def test_create_path_filters_groups_paths_by_value():
+    from nnx_graph.statelib import create_path_filters
+
+    state = nnx.State({"a": nnx.Param(1), "b": {"c": nnx.Param(1)}, "d": 2})
+    filters = create_path_filters(state)
+    by_value = {value: f for f, value in filters.items()}
+    assert set(by_value) == {1, 2}
+    assert by_value[1](("b", "c"), None) and by_value[1](("a",), None)
+    assert not by_value[1](("d",), None) and by_value[2](("d",), None)
+    # usable as filters: split the State with them
+    ones, twos = nnx.split_state(state, by_value[1], by_value[2])
+    assert ones.flat_state().paths == (("a",), ("b", "c")) and list(twos) == ["d"]
+
+
+def test_filterlib_type_aliases():
+    from nnx_graph import filterlib
+
+    assert filterlib.Filter is nnx_graph._filters.Filter
+    assert int not in tp.get_args(filterlib.FilterLiteral)
+    assert str in tp.get_args(filterlib.FilterLiteral)
+    assert filterlib.PathParts == tuple[filterlib.Key, ...]

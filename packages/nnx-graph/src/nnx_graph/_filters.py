@@ -303,8 +303,8 @@ def filters_to_predicates(filters: tp.Sequence[tp.Any]) -> tuple[Predicate, ...]
 
         >>> import nnx_graph as nnx
         >>> from nnx_graph.filterlib import filters_to_predicates
-        >>> filters_to_predicates((nnx.Param, ...))
-        (OfType(<class 'nnx_graph._variables.Param'>), Everything())
+        >>> filters_to_predicates(("dropout", ...))
+        (WithTag('dropout'), Everything())
     """
     for i, f in enumerate(filters):
         if (f is Ellipsis or f is True) and i != len(filters) - 1:

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import types
 import typing as tp
 from collections.abc import Hashable
 
@@ -28,7 +29,12 @@ from nnx_graph import (
     PathContains,
     WithTag,
 )
-from nnx_graph._filters import filters_to_predicates, to_predicate
+from nnx_graph._filters import Filter, Predicate, filters_to_predicates, to_predicate
+from nnx_graph._paths import Key, PathParts
+
+#: The filters that are not combinators: a type, a tag string, a predicate, a bool,
+#: ``...`` or ``None`` (``Filter`` adds tuples and lists of filters).
+FilterLiteral = type | str | Predicate | bool | types.EllipsisType | None
 
 
 @tp.runtime_checkable
@@ -88,12 +94,17 @@ __all__ = [
     "All",
     "Any",
     "Everything",
+    "Filter",
+    "FilterLiteral",
     "HasTag",
+    "Key",
     "Not",
     "Nothing",
     "OfType",
     "PathContains",
     "PathIn",
+    "PathParts",
+    "Predicate",
     "WithTag",
     "filters_to_predicates",
     "to_predicate",

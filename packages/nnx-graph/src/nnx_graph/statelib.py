@@ -13,9 +13,13 @@ Example::
 
 from __future__ import annotations
 
+import typing as tp
+
 from nnx_graph import _state
 from nnx_graph._state import *  # noqa: F403
 from nnx_graph._state import State, from_flat_state, to_flat_state
+from nnx_graph._variables import Variable
+from nnx_graph.filterlib import PathIn
 
 
 def diff(state: State, other: State) -> State:
@@ -35,5 +39,29 @@ def diff(state: State, other: State) -> State:
     return from_flat_state({path: v for path, v in to_flat_state(state) if path not in seen})
 
 
-__all__ = ["diff"]
+def create_path_filters(state: State) -> dict[PathIn, tp.Any]:
+    """Group the paths of ``state`` by leaf value: ``{PathIn(*paths): value}``, one
+    entry per distinct (hashable) value, Variables contributing their value.
+
+    Useful to build a filter-keyed mapping (e.g. for ``nnx.StateAxes`` or sharding)
+    from a State whose leaves are the per-path settings.
+
+    Example::
+
+        >>> import nnx_graph
+        >>> from nnx_graph.statelib import create_path_filters
+        >>> axes = nnx_graph.State({"a": 0, "b": 0, "c": None})
+        >>> for f, value in create_path_filters(axes).items():
+        ...     print(sorted(f.paths), value)
+        [('a',), ('b',)] 0
+        [('c',)] None
+    """
+    paths_by_value: dict[tp.Any, list[tuple[tp.Any, ...]]] = {}
+    for path, leaf in to_flat_state(state):
+        value = leaf.get_value() if isinstance(leaf, Variable) else leaf
+        paths_by_value.setdefault(value, []).append(path)
+    return {PathIn(*paths): value for value, paths in paths_by_value.items()}
+
+
+__all__ = ["create_path_filters", "diff"]
 __all__ += _state.__all__
