@@ -217,7 +217,7 @@ class Module(Pytree):
         _set_mode(self, training=False, attributes=attributes)
 
 
-def iter_modules(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[Path, Module]]:
+def iter_modules(module: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[Path, Module]]:
     """``(path, module)`` for every Module in the graph (sub-Modules first, the root
     last, each shared Module once).
 
@@ -231,7 +231,7 @@ def iter_modules(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tupl
         >>> [p for p, _ in nnx.iter_modules(B())]
         [('a',), ()]
     """
-    for path, value in iter_graph(node):
+    for path, value in iter_graph(module):
         if isinstance(value, Module):
             yield path, value
 
