@@ -65,11 +65,45 @@ def test_scan_and_shard_map_check_aliasing_too():
 def test_vmap_returning_an_argument_with_another_axis_is_rejected():
     m = M()
     before = _values(m)
-    with pytest.raises(ValueError, match=r"Inconsistent aliasing detected: m is returned"):
+    with pytest.raises(
+        ValueError,
+        match=r"Inconsistent aliasing detected: m\.\w+ is returned as output\[0\]\.\w+ with "
+        r"out axis 0 but was passed with in axis None",
+    ):
         nnx.vmap(lambda m, x: m, in_axes=(None, 0))(m, jnp.ones((2, 3)))
     assert all(x is y for x, y in zip(_values(m), before))
     same = nnx.vmap(lambda m, x: m, in_axes=(0, 0), out_axes=0)(m, jnp.ones((3, 3)))
     assert same is m
+    kept = nnx.vmap(lambda m, x: m, in_axes=(None, 0), out_axes=None)(m, jnp.ones((2, 3)))
+    assert kept is m
+
+
+def test_vmap_returning_part_of_an_argument_checks_each_variable():
+    m = M()
+    xs = jnp.ones((2, 3))
+    # a Variable of a broadcast argument, returned on axis 0
+    with pytest.raises(ValueError, match=r"m\.w is returned as output\[0\] with out axis 0"):
+        nnx.vmap(lambda m, x: m.w, in_axes=(None, 0))(m, xs)
+    # an argument inside a new container, or returned twice with two axes
+    with pytest.raises(ValueError, match=r"m\.\w+ is returned as output\[0\]\[0\]\.\w+"):
+        nnx.vmap(lambda m, x: nnx.List([m]), in_axes=(None, 0))(m, xs)
+    with pytest.raises(ValueError, match=r"is returned as output\[1\]\.\w+ with out axis 0"):
+        nnx.vmap(lambda m, x: (m, m), in_axes=(None, 0), out_axes=(None, 0))(m, xs)
+    # returned on the axis it came in on: the caller's object
+    w = nnx.vmap(lambda m, x: m.w, in_axes=(None, 0), out_axes=None)(m, xs)
+    assert w is m.w
+
+
+def test_vmap_returning_a_captured_object_is_rejected():
+    m = M()
+    with pytest.raises(
+        ValueError,
+        match=r"output\[0\]\.\w+ is a \w+ created outside the function and not passed in "
+        r"\(captured\): Cannot extract graph node from different trace level",
+    ):
+        nnx.vmap(lambda x: m)(jnp.ones((2, 3)))
+    made = nnx.vmap(lambda x: M())(jnp.ones((2, 3)))  # created inside: stacked
+    assert made.w.value.shape[0] == 2
 
 
 # ------------------------------------------------------------------ bound methods

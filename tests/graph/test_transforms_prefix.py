@@ -126,3 +126,37 @@ def test_shard_map_in_specs_as_a_prefix_tree():
     out = nnx.shard_map(f, mesh=mesh, in_specs=(specs,), out_specs=P("x"))(model)
     np.testing.assert_allclose(out, 2.0 * jnp.arange(4.0))
     np.testing.assert_allclose(model.per_example.value, 2.0 * jnp.arange(4.0))
+
+
+class Pair(nnx.Module):
+    def __init__(self, x: jax.Array) -> None:
+        self.w = nnx.Param(x * jnp.ones(2))
+        self.s = nnx.BatchStat(x * jnp.ones(2))
+
+
+def test_vmap_and_pmap_out_axes_as_state_axes_or_a_prefix_tree():
+    xs = jnp.arange(3.0)
+    template = Pair(jnp.array(0.0))
+    per_kind = nnx.StateAxes({nnx.Param: 1, ...: 0})
+    by_path = nnx.prefix(template, {nnx.Param: 1, ...: 0})
+    for spec in (per_kind, by_path, nnx.State({"w": 1, "s": 0})):
+        made = nnx.vmap(lambda x: Pair(x), out_axes=spec)(xs)
+        assert made.w.value.shape == (2, 3) and made.s.value.shape == (3, 2)
+        assert made.w.value[0].tolist() == [0.0, 1.0, 2.0]
+    # the spec of one output inside a tuple; plain outputs keep their int axis
+    made, y = nnx.vmap(lambda x: (Pair(x), x * jnp.ones(2)), out_axes=(by_path, 1))(xs)
+    assert made.w.value.shape == (2, 3) and y.shape == (2, 3)
+    n = jax.local_device_count()
+    made = nnx.pmap(lambda x: Pair(x), out_axes=per_kind)(jnp.arange(float(n)))
+    assert made.w.value.shape == (2, n) and made.s.value.shape == (n, 2)
+    with pytest.raises(ValueError, match=r"no entry for output\[0\]\.s"):
+        nnx.vmap(lambda x: Pair(x), out_axes=nnx.State({"w": 1}))(xs)
+
+
+def test_scan_out_axes_as_a_prefix_tree():
+    by_path = nnx.prefix(Pair(jnp.array(0.0)), {nnx.Param: 1, ...: 0})
+    _, made = nnx.scan(lambda c, x: (c, Pair(x)), out_axes=(nnx.Carry, by_path))(
+        jnp.array(0.0), jnp.arange(3.0)
+    )
+    assert made.w.value.shape == (2, 3) and made.s.value.shape == (3, 2)
+    assert made.s.value[:, 0].tolist() == [0.0, 1.0, 2.0]

@@ -106,11 +106,13 @@ def _tree_out_axes(out_axes: tp.Any) -> tp.Any:
     )
 
 
-def _axis_of(spec: tp.Any, path: tuple[tp.Any, ...], leaf: tp.Any, where: str) -> tp.Any:
+def _axis_of(
+    spec: tp.Any, path: tuple[tp.Any, ...], leaf: tp.Any, where: str, root: str = "model"
+) -> tp.Any:
     if is_prefix_tree(spec):
-        spec = lookup_prefix(spec, path, where, "model")
+        spec = lookup_prefix(spec, path, where, root)
     if isinstance(spec, StateAxes):
-        return spec.axis_for(path, leaf, where)
+        return spec.axis_for(path, leaf, where, root)
     return spec
 
 
@@ -181,9 +183,7 @@ class _Call:
         traced = _Traced(changed, tuple(new_axes), tuple(new_names), structure)
         return result.out_tree, in_slots, new, Static(traced)
 
-    def _check_returned(
-        self, trace: tp.Any, out: tp.Any, node_specs: tp.Sequence[tp.Any]
-    ) -> None:
+    def _check_returned(self, trace: tp.Any, out: tp.Any, node_specs: tp.Sequence[tp.Any]) -> None:
         """Every argument Variable reachable from the output must come out on the axis
         it came in on; objects captured from outside the function cannot be returned."""
         leaf_of = {
@@ -194,7 +194,7 @@ class _Call:
         now = current_trace()
         for j, node in enumerate(split_tree(out)[1]):
             if isinstance(node, Variable):
-                owned: list[tuple[tuple[tp.Any, ...], Variable]] = [((), node)]
+                owned: list[tuple[tuple[tp.Any, ...], Variable[tp.Any]]] = [((), node)]
             else:
                 owned = [(tuple(p), v) for p, v in iter_graph(node) if isinstance(v, Variable)]
             for sub, var in owned:
@@ -211,7 +211,7 @@ class _Call:
                             "argument (axis None to broadcast) or return a copy made inside."
                         )
                     continue
-                out_axis = _axis_of(node_specs[j], sub, var, f"nnx.{self.name}")
+                out_axis = _axis_of(node_specs[j], sub, var, f"nnx.{self.name}", f"output[{j}]")
                 if out_axis != self.axes[i]:
                     raise ValueError(
                         f"nnx.{self.name}: Inconsistent aliasing detected: "
@@ -227,7 +227,8 @@ class _Call:
     ) -> tp.Any:
         which, k, *rest = path
         spec = self.specs[self.node_pos[k]] if which == 0 else node_specs[k]
-        return _axis_of(spec, tuple(rest), leaf, f"nnx.{self.name}")
+        root = self.lifted.root_names()[k] if which == 0 else f"output[{k}]"
+        return _axis_of(spec, tuple(rest), leaf, f"nnx.{self.name}", root)
 
     def _describe_new(self, path: tuple[tp.Any, ...]) -> str:
         which, k, *rest = path
