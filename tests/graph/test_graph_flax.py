@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -357,3 +358,48 @@ def test_vars_as_and_with_vars():
 def test_pure_takes_tree_by_keyword():
     out = nnx.as_pure(tree=nnx.State({"w": nnx.Param(jnp.zeros(2))}))
     assert out["w"].tolist() == [0.0, 0.0]
+
+
+# ----------------------------------------------------------------- to_tree / from_tree
+def test_to_tree_with_prefix_checks_aliasing():
+    model = Two()
+    seen = []
+
+    def record(ctx, path, prefix, node):
+        seen.append((jax.tree_util.keystr(path), prefix))
+        return nnx.NodeStates.from_split(*ctx.split(node), metadata=prefix)
+
+    tree = nnx.to_tree({"a": model, "b": 3}, prefix={"a": 0, "b": None}, split_fn=record)
+    assert seen == [("['a']", 0)] and tree["b"] == 3 and tree["a"].metadata == 0
+    with pytest.raises(ValueError) as info:
+        nnx.to_tree((model, model), prefix=(0, 1))
+    assert "Inconsistent aliasing detected" in str(info.value) and "w: 0" in str(info.value)
+    assert isinstance(
+        nnx.to_tree((model, model), prefix=(0, 1), check_aliasing=False)[0], nnx.NodeStates
+    )
+    with pytest.raises(ValueError, match="not a tree prefix"):
+        nnx.to_tree((model, model), prefix=(0, 1, 2))
+
+
+def test_to_tree_shares_and_from_tree_copies():
+    model = Two()
+    v = nnx.Param(jnp.ones(1))
+    tree = nnx.to_tree({"m": model, "again": model, "v": v})
+    # keys are visited sorted: "again" is split first, "m" is a reference to it
+    assert len(tree["again"].states[0]) == 2 and len(tree["m"].states[0]) == 0
+    back = nnx.from_tree(tree)
+    assert back["m"] is back["again"] and back["m"] is not model
+    assert isinstance(back["v"], nnx.Param) and back["v"] is not v
+    with pytest.raises(ValueError, match="Expected TreeNode"):
+        nnx.from_tree([1], map_non_graph_nodes=True)
+
+
+def test_node_states_interface():
+    ns = nnx.NodeStates.from_prefixes([0, None], metadata="axes")
+    assert ns.states == (0, None) and ns.metadata == "axes"
+    with pytest.raises(ValueError, match="No graphdef available"):
+        ns.graphdef
+    with pytest.raises(ValueError, match="Expected exactly one state, got 2"):
+        ns.state
+    assert nnx.NodeStates.from_states(1).state == 1
+    assert ns.replace(metadata=None).metadata is None and ns.metadata == "axes"

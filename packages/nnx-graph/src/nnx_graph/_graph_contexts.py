@@ -100,6 +100,8 @@ class SplitContext:
     def split(self, node: A, *filters: Filter) -> tuple[tp.Any, ...]:
         """Like :func:`nnx.split`, sharing references with earlier calls in this context."""
         gdef, pairs = self._flatten(node)
+        if isinstance(node, Variable) and not filters:  # a bare Variable is its own state
+            return gdef, (pairs[0][1] if pairs else from_flat_state([]))
         if not filters:
             return gdef, from_flat_state(pairs)
         return (gdef, *(from_flat_state(g) for g in _split_pairs(pairs, filters)))
@@ -166,6 +168,9 @@ class MergeContext:
     def _unflatten(
         self, graphdef: GraphDef[tp.Any], states: tuple[tp.Any, ...], copy: bool
     ) -> tp.Any:
+        if isinstance(states[0], Variable) and len(states) == 1:
+            leaves: list[tp.Any] = [states[0].copy() if copy else states[0]]
+            return self._build(graphdef, leaves)
         flat = flat_lookup(states)
         leaves, missing, extra = match_leaves(graphdef.leaf_paths, flat)
         if missing or extra:

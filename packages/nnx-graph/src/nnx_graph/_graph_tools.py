@@ -4,7 +4,6 @@ and ``UpdateContext``. All are built on ``split``/``merge``/``update``."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import typing as tp
 from collections.abc import Mapping
@@ -30,7 +29,7 @@ from nnx_graph._graph_contexts import (
     update_context,
 )
 from nnx_graph._graph_state import GraphState
-from nnx_graph._pytree import is_graph_node
+from nnx_graph._graph_trees import NodeStates, from_tree, to_tree
 from nnx_graph._records import GraphDef
 from nnx_graph._state import State, from_flat_state, map_state, merge_state
 from nnx_graph._variables import Variable
@@ -211,111 +210,6 @@ def call(graphdef_state: tuple[GraphDef[tp.Any], tp.Any], /) -> tp.Any:
     """
     gdef, st = graphdef_state
     return _CallableProxy(gdef, st)
-
-
-# ----------------------------------------------------------------- to_tree / from_tree
-@dataclasses.dataclass(frozen=True)
-class _SharedNode:
-    """Placeholder for a graph node that appears earlier in the same tree."""
-
-    position: int
-
-
-jax.tree_util.register_pytree_node(
-    _SharedNode, lambda n: ((), n.position), lambda pos, _: _SharedNode(pos)
-)
-
-
-class NodeStates:
-    """A pytree standing for one or more graph nodes: a GraphDef (static) and its
-    States (children). Produced by :func:`to_tree`.
-
-    Example::
-
-        >>> import jax, jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.Param(jnp.zeros(2))
-        >>> tree = nnx.to_tree([M()])
-        >>> len(jax.tree.leaves(tree))
-        1
-    """
-
-    def __init__(
-        self,
-        graphdef: GraphDef[tp.Any],
-        states: tuple[State, ...],
-        metadata: tp.Any = None,
-        count: int = 1,
-    ) -> None:
-        self.graphdef, self.states, self.metadata, self.count = graphdef, states, metadata, count
-
-    @property
-    def state(self) -> State:
-        return self.states[0]
-
-    @classmethod
-    def from_split(
-        cls, graphdef: GraphDef[tp.Any], state: State, /, *states: State, metadata: tp.Any = None
-    ) -> NodeStates:
-        return cls(graphdef, (state, *states), metadata)
-
-    def __repr__(self) -> str:
-        return f"NodeStates(count={self.count}, states={self.states!r})"
-
-
-jax.tree_util.register_pytree_node(
-    NodeStates,
-    lambda n: (n.states, (n.graphdef, n.metadata, n.count)),
-    lambda aux, states: NodeStates(aux[0], tuple(states), aux[1], aux[2]),
-)
-
-
-def to_tree(tree: tp.Any, /, *, prefix: tp.Any = ..., split_fn: tp.Any = None) -> tp.Any:
-    """Replace the graph nodes inside a pytree with :class:`NodeStates` so the
-    result is a plain pytree. Sharing between the nodes is preserved: all nodes are
-    split together, stored at the first node's position.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.w = nnx.Param(jnp.zeros(2))
-        >>> m = M(); back = nnx.from_tree(nnx.to_tree((m, m)))
-        >>> back[0] is back[1]
-        True
-    """
-    leaves, treedef = jax.tree.flatten(tree, is_leaf=is_graph_node)
-    positions = [i for i, leaf in enumerate(leaves) if is_graph_node(leaf)]
-    if not positions:
-        return tree
-    nodes = tuple(leaves[i] for i in positions)
-    filters = prefix if isinstance(prefix, tuple) and prefix is not ... else ()
-    gdef, *states = split(nodes, *filters) if filters else split(nodes)
-    new_leaves = list(leaves)
-    new_leaves[positions[0]] = NodeStates(gdef, tuple(states), None, len(nodes))
-    for k, i in enumerate(positions[1:], start=1):
-        new_leaves[i] = _SharedNode(k)
-    return jax.tree.unflatten(treedef, new_leaves)
-
-
-def from_tree(tree: tp.Any, /) -> tp.Any:
-    """Inverse of :func:`to_tree`."""
-    leaves, treedef = jax.tree.flatten(
-        tree, is_leaf=lambda x: isinstance(x, (NodeStates, _SharedNode))
-    )
-    nodes: tuple[tp.Any, ...] = ()
-    out = []
-    for leaf in leaves:
-        if isinstance(leaf, NodeStates):
-            nodes = merge(leaf.graphdef, *leaf.states)
-            out.append(nodes[0])
-        elif isinstance(leaf, _SharedNode):
-            out.append(nodes[leaf.position])
-        else:
-            out.append(leaf)
-    return jax.tree.unflatten(treedef, out)
 
 
 def prefix(
