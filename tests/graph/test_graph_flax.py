@@ -403,3 +403,37 @@ def test_node_states_interface():
         ns.state
     assert nnx.NodeStates.from_states(1).state == 1
     assert ns.replace(metadata=None).metadata is None and ns.metadata == "axes"
+
+
+# ----------------------------------------------------------------- GraphDef extras
+class Tied(nnx.Module):
+    def __init__(self) -> None:
+        self.a = nnx.Param(jnp.zeros(1))
+        self.b = self.a
+
+    def __call__(self, x):
+        self.a.value = self.a.value + x
+        return self.b.value
+
+
+def test_graphdef_apply_graph_argument():
+    gdef, state = nnx.split(Tied())
+    out, (g2, s2) = gdef.apply(state)(1.0)
+    assert out.tolist() == [1.0] and g2 == gdef and s2["a"].value.tolist() == [1.0]
+    with pytest.raises(ValueError, match=r"Tree mode \(graph=False\) does not support shared"):
+        gdef.apply(state, graph=False)(1.0)
+
+
+def test_graphdef_outer_index_copies():
+    gdef = nnx.graphdef(Pair(Counter(), Counter()))
+    same = gdef.with_same_outer_index()
+    assert same == gdef and same._outer == {0: 0, 1: 1, 2: 2, 3: 3, 4: 4}
+    assert gdef.with_no_outer_index()._outer is None
+    other = nnx.graphdef(Pair(Counter(), Counter())).with_same_outer_index()
+    assert gdef.with_matching_outer_index(other)._outer == same._outer
+
+
+def test_graphlib_is_graph_node_takes_x():
+    from nnx_graph import graphlib
+
+    assert graphlib.is_graph_node(x=Counter()) and not graphlib.is_graph_node(x=[1])

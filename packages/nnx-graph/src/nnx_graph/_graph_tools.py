@@ -174,11 +174,17 @@ with_vars = vars_as
 
 # ----------------------------------------------------------------- functional call
 class _CallableProxy:
-    def __init__(self, graphdef: GraphDef[tp.Any], st: State, path: tuple[str, ...] = ()) -> None:
-        self._graphdef, self._state, self._path = graphdef, st, path
+    def __init__(
+        self,
+        graphdef: GraphDef[tp.Any],
+        st: State,
+        path: tuple[str, ...] = (),
+        graph: bool | None = None,
+    ) -> None:
+        self._graphdef, self._state, self._path, self._graph = graphdef, st, path, graph
 
     def __getattr__(self, name: str) -> _CallableProxy:
-        return _CallableProxy(self._graphdef, self._state, (*self._path, name))
+        return _CallableProxy(self._graphdef, self._state, (*self._path, name), self._graph)
 
     def __call__(
         self, *args: tp.Any, **kwargs: tp.Any
@@ -188,7 +194,7 @@ class _CallableProxy:
         for name in self._path:
             method = getattr(method, name)
         out = method(*args, **kwargs)
-        return out, split(node)
+        return out, split(node, graph=self._graph)
 
 
 def call(graphdef_state: tuple[GraphDef[tp.Any], tp.Any], /) -> tp.Any:
@@ -210,6 +216,12 @@ def call(graphdef_state: tuple[GraphDef[tp.Any], tp.Any], /) -> tp.Any:
     """
     gdef, st = graphdef_state
     return _CallableProxy(gdef, st)
+
+
+def call_with_graph(graphdef_state: tuple[GraphDef[tp.Any], tp.Any], graph: bool | None) -> tp.Any:
+    """:func:`call` whose result is split with ``graph`` (``GraphDef.apply``)."""
+    gdef, st = graphdef_state
+    return _CallableProxy(gdef, st, (), graph)
 
 
 def prefix(

@@ -315,11 +315,41 @@ class GraphDef(tp.Generic[M]):
         """``nnx.merge(self, state, *states)``."""
         return tp.cast(M, _graph_api().merge(self, state, *states))
 
-    def apply(self, state: tp.Any, *states: tp.Any) -> tp.Any:
+    def apply(self, state: tp.Any, *states: tp.Any, graph: bool | None = None) -> tp.Any:
         """Compatibility functional call: ``graphdef.apply(state)(x)`` returns
-        ``(out, (graphdef, state))``."""
+        ``(out, (graphdef, state))``. ``graph=False`` splits the result in tree mode
+        (shared references raise)."""
         api = _graph_api()
-        return api.call((self, api.merge_state(state, *states)))
+        return api.call_with_graph((self, api.merge_state(state, *states)), graph)
+
+    def _with_outer(self, outer: dict[int, int] | None) -> GraphDef[M]:
+        copy: GraphDef[M] = GraphDef(
+            self._record, self.num_leaves, self.num_nodes, self._leaf_paths
+        )
+        copy._outer = outer
+        return copy
+
+    def _defined(self) -> list[int]:
+        return [r.node_index for r in self.nodes if not isinstance(r, RefDef)]
+
+    def with_same_outer_index(self) -> GraphDef[M]:
+        """A copy whose nodes' outer indices are their own indices (used when an
+        inner graph mirrors the outer one)."""
+        return self._with_outer({i: i for i in self._defined()})
+
+    def with_no_outer_index(self) -> GraphDef[M]:
+        """A copy without outer indices."""
+        return self._with_outer(None)
+
+    def with_matching_outer_index(self, other: GraphDef[tp.Any]) -> GraphDef[M]:
+        """A copy taking ``other``'s outer indices, node by node in traversal order."""
+        theirs = other._outer or {}
+        outer = {
+            mine: theirs[their]
+            for mine, their in zip(self._defined(), other._defined())
+            if their in theirs
+        }
+        return self._with_outer(outer)
 
     def __repr__(self) -> str:
         return graphdef_repr(self)

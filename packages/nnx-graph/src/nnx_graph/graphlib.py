@@ -57,7 +57,7 @@ from nnx_graph import (
     vars_as,
     with_vars,
 )
-from nnx_graph._pytree import is_graph_node
+from nnx_graph._pytree import is_graph_node as _is_graph_node
 from nnx_graph._records import NodeDef, VariableDef
 
 A = tp.TypeVar("A")
@@ -110,6 +110,20 @@ def iter_module_children(
             yield key, child
 
 
+def is_graph_node(x: tp.Any) -> bool:
+    """True for objects the graph API traverses with identity: Modules, Pytrees,
+    ``nnx.List``/``nnx.Dict`` and registered graph node types.
+
+    Example::
+
+        >>> import nnx_graph
+        >>> from nnx_graph.graphlib import is_graph_node
+        >>> is_graph_node(nnx_graph.Module()), is_graph_node((1, 2))
+        (True, False)
+    """
+    return _is_graph_node(x)
+
+
 def is_node(x: tp.Any) -> bool:
     """True for what the graph API descends into: graph nodes (Modules, Pytrees,
     nnx.List/Dict) and JAX pytree containers (tuples, lists, dicts, None); False for
@@ -126,7 +140,7 @@ def is_node(x: tp.Any) -> bool:
     """
     if isinstance(x, Variable):
         return False
-    return is_graph_node(x) or not jax.tree_util.all_leaves([x])
+    return _is_graph_node(x) or not jax.tree_util.all_leaves([x])
 
 
 __all__ = [
