@@ -251,6 +251,35 @@ DIFFERENCES: tuple[Difference, ...] = (
             "drops them silently); Flax's Variable-aliasing `ValueError`s are kept."
         ),
     ),
+    Difference(
+        path="scan",
+        aspect="behaviour",
+        reason=(
+            "silent data loss: when a scan step returns the carried Variables in another "
+            "arrangement (e.g. a tuple (a, b) returned as (b, a)), Flax returns new Variable "
+            "objects and leaves the caller's a and b at their old values, breaking reference "
+            "semantics without a word; nnx raises its 'Carry references must be the same "
+            "between iterations' ValueError instead."
+        ),
+        readme=(
+            "`nnx.scan` raises when a step returns the carried Variables rearranged (Flax "
+            "returns fresh copies and leaves the caller's Variables stale)."
+        ),
+    ),
+    # ------------------------------------- Flax raises, nnx does something useful
+    Difference(
+        path="vmap(out_axes)",
+        aspect="behaviour",
+        reason=(
+            "Flax raises for a State of axes (nnx.prefix) in out_axes in the default graph "
+            "mode; nnx accepts it per output node in every mode (pmap and scan too), as it "
+            "already accepts one in in_axes."
+        ),
+        readme=(
+            "`out_axes` of `vmap`/`pmap`/`scan` accepts `nnx.prefix(...)` trees in every "
+            "mode, like `in_axes` (Flax: only with `graph_updates=False`)."
+        ),
+    ),
 )
 
 
