@@ -358,6 +358,39 @@ def test_in_shardings_with_static_arguments_exclude_them():
         nnx.jit(f.fun, static_argnums=1, in_shardings=(device,) * 3)(model, 2, jnp.ones(2))
 
 
+def test_state_sharding_in_and_out_shardings_with_static_arguments():
+    mesh = jax.make_mesh((1,), ("x",), axis_types=(jax.sharding.AxisType.Auto,))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    along_x = NamedSharding(mesh, PartitionSpec("x"))
+    by_kind = nnx.StateSharding({nnx.Param: along_x, ...: replicated})
+    assert by_kind.filters == (nnx.Param, ...)
+    assert by_kind.shardings == (along_x, replicated)
+
+    class Stats(nnx.Module):
+        def __init__(self) -> None:
+            self.w = nnx.Param(jnp.ones(2))
+            self.n = nnx.BatchStat(jnp.zeros(()))
+
+    def step(m, k, x):
+        m.w.value = m.w.value * k
+        m.n.value = m.n.value + 1
+        return x * k, m
+
+    f = nnx.jit(step, static_argnums=1, in_shardings=(by_kind, replicated))
+    g = nnx.jit(step, static_argnames="k", in_shardings=(by_kind, replicated),
+                out_shardings=(replicated, by_kind))  # fmt: skip
+    m = Stats()
+    out, same = f(m, 3, jnp.ones(2))
+    assert same is m and out.tolist() == [3.0, 3.0]
+    out, _ = g(m, 2, jnp.ones(2))
+    assert m.w.value.tolist() == [6.0, 6.0] and float(m.n.value) == 2.0
+    assert m.w.value.sharding.is_equivalent_to(along_x, 1)
+    # a filter matching no Variable is named in the error
+    partial_spec = nnx.StateSharding({nnx.Param: along_x})
+    with pytest.raises(ValueError, match=r"state\.n"):
+        nnx.jit(step, static_argnums=1, in_shardings=(partial_spec, None))(Stats(), 1, jnp.ones(2))
+
+
 # ----------------------------------------------------------------- propagation
 def test_only_changed_variables_are_written_back():
     model = Linear(2, 2, seed=0)
@@ -782,3 +815,43 @@ def test_graph_node_arguments_are_named_in_containers():
     f = nnx.jit(lambda batch, scale: batch["m"].w.value * scale, static_argnums=1)
     with pytest.raises(nnx.TraceLeakError, match=r"batch\['m'\]\.w \(Param\)"):
         f({"m": model}, 2)
+
+
+# ----------------------------------------------------------------- Flax's signatures
+def test_jit_fun_by_keyword_and_jitwrapped_positional_parameters():
+    f = nnx.jit(fun=lambda x: x + 1)
+    assert f(jnp.zeros(2)).tolist() == [1.0, 1.0]
+    device = SingleDeviceSharding(jax.devices()[0])
+    # JitWrapped(fun, in_shardings, out_shardings, static_argnums, ...) positionally
+    w = nnx.JitWrapped(lambda x, k: x * k, (device,), None, 1)
+    assert w(jnp.ones(2), 3).tolist() == [3.0, 3.0]
+    assert w.static_argnums == (1,)
+
+
+def test_jit_partial_keywords_and_bound_in_shardings():
+    device = SingleDeviceSharding(jax.devices()[0])
+    model = Linear(2, 2, seed=0)
+
+    def scale(m, k, x):
+        m.b.value = m.b.value + k
+        return x * k
+
+    # in_shardings and static_argnums count the bound argument, as in Flax
+    f = nnx.jit_partial(scale, model, in_shardings=(device, device), static_argnums=1)
+    assert f(2, jnp.ones(2)).tolist() == [2.0, 2.0]
+    assert model.b.value.tolist() == [2.0, 2.0]
+    assert f.partial_args == (model,)
+
+
+def test_cached_partial_and_checkify_and_make_jaxpr_signatures():
+    import inspect
+
+    from jax.experimental import checkify as ck
+
+    assert list(inspect.signature(nnx.cached_partial).parameters)[:2] == ["f", "cached_args"]
+    assert inspect.signature(nnx.checkify).parameters["errors"].default == ck.user_checks
+    params = inspect.signature(nnx.make_jaxpr).parameters
+    assert params["f"].default is None and params["static_argnums"].default == ()
+    assert params["graph"].kind is inspect.Parameter.KEYWORD_ONLY
+    sharding_params = inspect.signature(nnx.StateSharding).parameters
+    assert list(sharding_params) == ["filter_sharding"]

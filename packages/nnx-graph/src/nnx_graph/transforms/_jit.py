@@ -28,8 +28,9 @@ import typing as tp
 import jax
 import numpy as np
 
-from nnx_graph._graphdef import build
+from nnx_graph._graphdef import build, flatten_graph
 from nnx_graph._variables import Variable
+from nnx_graph.transforms._axes import StateAxes
 from nnx_graph.transforms._bridge import (
     NODE_TYPES,
     Bridge,
@@ -544,7 +545,14 @@ class JitWrapped:
                 specs, bridge.paths, where, self._describe_position
             )
         else:
-            values, dyn, donated_dyn = layout.in_shardings(specs, bridge.paths, where)
+            # a StateSharding matches its filters against the Variables: stand-ins
+            # of the right types and metadata, built from the GraphDef
+            leaves = None
+            if any(isinstance(s, StateAxes) for s in specs):
+                graphdef = bridge.graphdef
+                root, _ = build(graphdef, [None] * graphdef.num_leaves)
+                leaves = flatten_graph(root, check_leaks=False, observe=False).leaves
+            values, dyn, donated_dyn = layout.in_shardings(specs, bridge.paths, where, leaves)
         kept = [values[i] for i in kept_index]
         donated = [values[i] for i in donated_index]
         return (kept, dyn, donated, donated_dyn)

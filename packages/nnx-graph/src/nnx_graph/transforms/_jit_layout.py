@@ -95,11 +95,16 @@ class GraphLayout(tp.NamedTuple):
         return [params[p] if p < len(params) else f"args[{p}]" for p in self.node_positions]
 
     def in_shardings(
-        self, specs: tp.Sequence[tp.Any], paths: tp.Sequence[tuple[tp.Any, ...]], where: str
+        self,
+        specs: tp.Sequence[tp.Any],
+        paths: tp.Sequence[tuple[tp.Any, ...]],
+        where: str,
+        leaves: tp.Sequence[tp.Any] | None = None,
     ) -> tuple[list[tp.Any], list[tp.Any], list[tp.Any]]:
         """``(per graph leaf, per dyn argument, per donated argument)`` shardings
-        from one spec per positional argument."""
-        values = leaf_shardings([specs[p] for p in self.node_positions], paths, where)
+        from one spec per positional argument (``leaves``: for StateSharding specs)."""
+        node_specs = [specs[p] for p in self.node_positions]
+        values = leaf_shardings(node_specs, paths, where, leaves)
         return (
             values,
             [specs[p] for p in self.dyn_positions],

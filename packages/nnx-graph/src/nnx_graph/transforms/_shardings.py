@@ -11,6 +11,7 @@ from nnx_graph._errors import format_path
 from nnx_graph._graph import state as graph_state
 from nnx_graph._state import State, to_flat_state
 from nnx_graph._variables import Variable
+from nnx_graph.transforms._axes import StateAxes
 from nnx_graph.transforms._bridge import is_node
 
 __all__ = ["constrain_tree", "is_sharding", "leaf_shardings"]
@@ -37,11 +38,14 @@ def _constrain(x: tp.Any, sharding: tp.Any) -> tp.Any:
     return _with_sharding_constraint(x, sharding)
 
 
-def _lookup(spec: tp.Any, path: tuple[tp.Any, ...], where: str) -> tp.Any:
+def _lookup(spec: tp.Any, path: tuple[tp.Any, ...], where: str, leaf: tp.Any = None) -> tp.Any:
     """Find the sharding for a leaf at ``path`` inside ``spec`` (a sharding, None,
-    or a State/mapping with shardings at leaf paths)."""
+    a State/mapping with shardings at leaf paths, or a ``StateSharding``, which
+    needs the ``leaf`` to match its filters)."""
     if spec is None or is_sharding(spec):
         return spec
+    if isinstance(spec, StateAxes):
+        return spec.axis_for(path, leaf, where, "state")
     if isinstance(spec, Variable):
         return spec.get_value()
     if isinstance(spec, Mapping):
@@ -67,10 +71,17 @@ def _lookup(spec: tp.Any, path: tuple[tp.Any, ...], where: str) -> tp.Any:
 
 
 def leaf_shardings(
-    spec_per_node: tp.Sequence[tp.Any], leaf_paths: tp.Sequence[tuple[tp.Any, ...]], where: str
+    spec_per_node: tp.Sequence[tp.Any],
+    leaf_paths: tp.Sequence[tuple[tp.Any, ...]],
+    where: str,
+    leaves: tp.Sequence[tp.Any] | None = None,
 ) -> list[tp.Any]:
-    """One sharding per leaf; ``leaf_paths`` are ``(node_index, *path)``."""
-    return [_lookup(spec_per_node[p[0]], tuple(p[1:]), where) for p in leaf_paths]
+    """One sharding per leaf; ``leaf_paths`` are ``(node_index, *path)``; ``leaves``
+    (the Variables, in the same order) are needed for ``StateSharding`` specs."""
+    return [
+        _lookup(spec_per_node[p[0]], tuple(p[1:]), where, leaves[i] if leaves else None)
+        for i, p in enumerate(leaf_paths)
+    ]
 
 
 def constrain_tree(out: tp.Any, spec: tp.Any) -> tp.Any:
@@ -84,7 +95,7 @@ def constrain_tree(out: tp.Any, spec: tp.Any) -> tp.Any:
         if is_node(value):
             flat = to_flat_state(graph_state(value))
             for path, var in flat:
-                sharding = _lookup(sub_spec, path, "out_shardings")
+                sharding = _lookup(sub_spec, path, "out_shardings", var)
                 if sharding is not None:
                     var._raw_value = _constrain(var._raw_value, sharding)
             return value
