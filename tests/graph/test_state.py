@@ -262,8 +262,6 @@ def test_pure_helpers():
     assert isinstance(pure, nnx.State)
     assert isinstance(pure["layers"][0]["w"], jax.Array)
     assert nnx.as_pure is nnx.pure
-    assert nnx.vars_as(s, mutable=False) is s
-    assert nnx.with_vars(s) is s
 
 
 def test_state_copy_deepcopy_pickle():
