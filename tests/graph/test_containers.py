@@ -176,7 +176,8 @@ def test_pickle_and_deepcopy_containers():
 
 def test_container_repr():
     text = repr(nnx.List([Leaf()]))
-    assert text.startswith("List([\n  Leaf(\n")
+    assert text.startswith("List([\n  Leaf( # Param: 2 (8 B)\n    w=Param( # 2 (8 B)\n")
+    assert text.endswith("\n  )\n])")
     assert repr(nnx.List()) == "List([])"
     assert repr(nnx.Dict()) == "Dict({})"
     assert "'a': Leaf(" in repr(nnx.Dict(a=Leaf()))

@@ -68,8 +68,9 @@ A = tp.TypeVar("A")
 
 
 def is_graph_node(value: object) -> bool:
-    """True for objects the graph API traverses with identity (Pytree, List, Dict)."""
-    return isinstance(value, (Pytree, List, Dict))
+    """True for objects the graph API traverses with identity (Pytree, List, Dict and
+    types registered with ``graphlib.register_graph_node_type``)."""
+    return isinstance(value, _kinds.NODE_TYPES)
 
 
 def _convert_container(value: tp.Any) -> tp.Any:
@@ -249,10 +250,10 @@ def check_pytree(pytree: tp.Any) -> None:
 
 
 def _node_repr(node: tp.Any) -> str:
-    # the graph repr walks the GraphDef, which sits one layer above this module
-    from nnx_graph._graphdef import node_repr
+    # the repr walks the GraphDef, which sits one layer above this module
+    from nnx_graph._repr import object_repr
 
-    return node_repr(node)
+    return object_repr(node)
 
 
 Object = Pytree
