@@ -266,6 +266,23 @@ DIFFERENCES: tuple[Difference, ...] = (
             "returns fresh copies and leaves the caller's Variables stale)."
         ),
     ),
+    Difference(
+        path="scan(in_axes)",
+        aspect="behaviour",
+        reason=(
+            "silent data loss: state passed to nnx.scan with in_axes=None (broadcast) may be "
+            "changed by the body, but Flax drops those changes without a word: every step "
+            "sees the original values, and an Rngs broadcast into the scan draws the same "
+            "key at every step and on every call (its count never advances); nnx threads "
+            "the updates through the steps and writes them back."
+        ),
+        readme=(
+            "State broadcast into `nnx.scan` (`in_axes=None`) keeps the body's updates: a "
+            "broadcast `Rngs` draws a new key at every step (Flax repeats one key and drops "
+            "the count); use `nnx.split_rngs`/`with_rngs(broadcast=...)` for the same keys "
+            "on purpose."
+        ),
+    ),
     # ------------------------------------- Flax raises, nnx does something useful
     Difference(
         path="vmap(out_axes)",
