@@ -150,3 +150,10 @@ def test_compiled_with_donation_and_static_argument():
     exe = f.lower(c, 3, jnp.ones(2)).compile()
     np.testing.assert_allclose(exe(c, 3, jnp.ones(2)), [3.0, 3.0])
     assert int(c.count.value) == 3
+
+
+def test_unsupported_stage_constructors_say_how_to_get_a_stage():
+    with pytest.raises(NotImplementedError, match="lower"):
+        compilation.Lowered.from_flat_info(None)
+    with pytest.raises(NotImplementedError, match="call the Compiled object itself"):
+        compilation.Compiled.call()

@@ -110,6 +110,14 @@ class Lowered(Stage):
     def out_tree(self) -> tp.Any:
         return self.lowered.out_tree
 
+    @classmethod
+    def from_flat_info(cls, *args: tp.Any, **kwargs: tp.Any) -> Lowered:
+        """Not supported (as in Flax): a Lowered comes from ``JitWrapped.lower``."""
+        raise NotImplementedError(
+            "nnx Lowered.from_flat_info is not supported: obtain a Lowered from "
+            "nnx.jit(f).lower(*args)."
+        )
+
     def compile(self, compiler_options: dict[str, tp.Any] | None = None) -> Compiled:
         """Compile: a :class:`Compiled`, called with the same arguments as the jitted
         function."""
@@ -156,6 +164,14 @@ class Compiled(Stage):
 
     def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         return self.jit_wrapped._call_with(self.compiled, args, kwargs)
+
+    @staticmethod
+    def call(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        """Not supported (as in Flax): call the ``Compiled`` object itself."""
+        raise NotImplementedError(
+            "nnx Compiled.call is not supported: call the Compiled object itself, "
+            "compiled(*args), with the same arguments as the jitted function."
+        )
 
     @property
     def args_info(self) -> tp.Any:
