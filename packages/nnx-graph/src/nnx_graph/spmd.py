@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec
 from nnx_graph import _sharding_place
 from nnx_graph._sharding_place import *  # noqa: F403
 from nnx_graph._sharding_place import get_partition_spec
-from nnx_graph._sharding_spec import with_partitioning
+from nnx_graph._sharding_spec import PARTITION_NAME, with_partitioning
 from nnx_graph._variables import Variable
 
 
@@ -42,5 +42,5 @@ def get_var_pspec(v: Variable[tp.Any]) -> PartitionSpec | None:
     return value if isinstance(value, PartitionSpec) else None
 
 
-__all__ = ["get_var_pspec", "with_partitioning"]
+__all__ = ["PARTITION_NAME", "PartitionSpec", "get_var_pspec", "with_partitioning"]
 __all__ += _sharding_place.__all__

@@ -16,10 +16,16 @@ from __future__ import annotations
 import typing as tp
 
 from nnx_graph import _state
+from nnx_graph._paths import Key, PathParts
 from nnx_graph._state import *  # noqa: F403
 from nnx_graph._state import State, from_flat_state, to_flat_state
 from nnx_graph._variables import Variable
 from nnx_graph.filterlib import PathIn
+
+#: ``extract_fn`` of :func:`to_pure_dict`: a leaf to the value to store.
+ExtractValueFn = tp.Callable[[tp.Any], tp.Any]
+#: ``replace_fn`` of :func:`replace_by_pure_dict`: ``(old_leaf, value) -> new_leaf``.
+SetValueFn = tp.Callable[[tp.Any, tp.Any], tp.Any]
 
 
 def diff(state: State, other: State) -> State:
@@ -63,5 +69,5 @@ def create_path_filters(state: State) -> dict[PathIn, tp.Any]:
     return {PathIn(*paths): value for value, paths in paths_by_value.items()}
 
 
-__all__ = ["create_path_filters", "diff"]
+__all__ = ["ExtractValueFn", "Key", "PathParts", "SetValueFn", "create_path_filters", "diff"]
 __all__ += _state.__all__

@@ -147,4 +147,10 @@ def unflatten_mapping(xs: tp.Any, /, *, sep: str | None = None) -> dict[tp.Any, 
     return result
 
 
-__all__ = ["empty_node", "flatten_mapping", "flatten_to_sequence", "unflatten_mapping"]
+__all__ = [
+    "IsLeafCallable",
+    "empty_node",
+    "flatten_mapping",
+    "flatten_to_sequence",
+    "unflatten_mapping",
+]
