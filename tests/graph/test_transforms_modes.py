@@ -295,3 +295,22 @@ def test_set_graph_mode_default_reaches_the_other_transforms() -> None:
         with pytest.raises(ValueError, match="aliasing"):
             nnx.grad(_loss)(shared())
     np.testing.assert_allclose(nnx.grad(_loss)(shared())["a"].value, [2.0, 2.0])
+
+
+@pytest.mark.parametrize("mode", [*MODES, pytest.param({}, id="default")])
+def test_scan_carry_updates_and_tree_mode_sharing(mode: dict[str, tp.Any]) -> None:
+    def f(m: M, x: jax.Array) -> tuple[M, jax.Array]:
+        m.a.value = m.a.value + x
+        return m, x * 2
+
+    scan = nnx.scan(f, in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0), **mode)
+    m = M()
+    out, ys = scan(m, jnp.arange(3.0))
+    assert out is m  # the carry comes back as the caller's object in every mode
+    np.testing.assert_allclose(m.a.value, [4.0, 4.0])
+    np.testing.assert_allclose(ys, [0.0, 2.0, 4.0])
+    if mode.get("graph") is False:
+        with pytest.raises(ValueError, match=r"nnx\.scan with graph=False"):
+            scan(shared(), jnp.arange(3.0))
+    else:
+        scan(shared(), jnp.arange(3.0))

@@ -29,6 +29,7 @@ from nnx_graph.transforms._lift import (
     positions_of_nodes,
     spread_specs,
 )
+from nnx_graph.transforms._modes import with_mode
 from nnx_graph.transforms._scan_outputs import YsNodes, is_spec_leaf, lift_ys_nodes
 
 __all__ = ["scan"]
@@ -375,6 +376,8 @@ def scan(
             in_axes=in_axes,
             out_axes=out_axes,
             transform_metadata=transform_metadata,
+            graph=graph,
+            graph_updates=graph_updates,
         )
     metadata = dict(transform_metadata) if PARTITION_NAME in transform_metadata else {}
 
@@ -385,4 +388,4 @@ def scan(
             length, reverse, unroll, _split_transpose
         )
 
-    return wrapper
+    return with_mode(wrapper, "nnx.scan", graph, graph_updates)
