@@ -9,8 +9,9 @@ import typing as tp
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
-from nnx_graph._graph import merge, split
+from nnx_graph._graph import merge, split, update
 from nnx_graph._graph import state as graph_state
 from nnx_graph._state import State, from_flat_state, to_flat_state
 from nnx_graph._variables import Variable
@@ -154,20 +155,55 @@ class CustomVjp(tp.Generic[F]):
                 out.append(merge(graphdefs[i], p, fixed[i], copy=True) if i in graphdefs else p)
             return out
 
+        node_args = [i for i in dynamic if i in graphdefs]
+        changed: list[tuple[int, tuple[tp.Any, ...]]] = []  # set while tracing
+
+        def run(call: tp.Callable[..., tp.Any], pargs: tp.Sequence[tp.Any]) -> tp.Any:
+            """Call on fresh objects; also return the new values of the Variables the
+            call changed (extra outputs, so their updates reach the caller)."""
+            objs = rebuild(pargs)
+            before = {
+                (i, tuple(p)): v._raw_value
+                for i in node_args
+                for p, v in to_flat_state(graph_state(objs[i]))
+            }
+            result = call(*objs)
+            changed.clear()
+            values = []
+            for i in node_args:
+                for p, v in to_flat_state(graph_state(objs[i])):
+                    if before.get((i, tuple(p)), _MISSING) is not v._raw_value:
+                        changed.append((i, tuple(p)))
+                        values.append(_primal_value(v._raw_value))
+            return result, values
+
         @jax.custom_vjp
         def pure(*pargs: tp.Any) -> tp.Any:
-            return fun(*rebuild(pargs))
+            return run(fun, pargs)
 
         def pure_fwd(*pargs: tp.Any) -> tp.Any:
-            return fwd(*rebuild(pargs))
+            (out, res), values = run(fwd, pargs)
+            return (out, values), res
 
         def pure_bwd(res: tp.Any, g: tp.Any) -> tuple[tp.Any, ...]:
+            out_g, values_g = g
+            by_arg: dict[int, list[tuple[tp.Any, tp.Any]]] = {i: [] for i in node_args}
+            for (i, path), ct in zip(changed, values_g):
+                by_arg[i].append((path, ct))
             if self.updates_g:
-                zeros = tuple(
-                    _zeros_state(p) if i in graphdefs else None for i, p in zip(dynamic, pure_args)
+                updates_g = tuple(
+                    _zeros_state(p, by_arg[i]) if i in graphdefs else None
+                    for i, p in zip(dynamic, pure_args)
                 )
-                g = (zeros, g)
-            cts = bwd(*nondiff.values(), res, g)
+                cts = bwd(*nondiff.values(), res, (updates_g, out_g))
+            else:
+                kwargs = {}
+                if _accepts_updates_g(bwd):
+                    kwargs["updates_g"] = tuple(
+                        from_flat_state(by_arg[i]) if i in by_arg else None
+                        for i in range(len(args))
+                    )
+                cts = bwd(*nondiff.values(), res, out_g, **kwargs)
             if not isinstance(cts, tuple):
                 cts = (cts,)
             if len(cts) != len(dynamic):
@@ -182,7 +218,30 @@ class CustomVjp(tp.Generic[F]):
             )
 
         pure.defvjp(pure_fwd, pure_bwd, symbolic_zeros=bool(self.symbolic_zeros))
-        return pure(*pure_args)
+        out, values = pure(*pure_args)
+        for i in node_args:
+            mine = [(path, v) for (j, path), v in zip(changed, values) if j == i]
+            if mine:
+                update(args[i], from_flat_state(mine))
+        return out
+
+
+_MISSING = object()
+
+
+def _primal_value(x: tp.Any) -> tp.Any:
+    """The array inside a ``CustomVJPPrimal`` (fwd with ``symbolic_zeros=True``)."""
+    return x.value if isinstance(x, jax.custom_derivatives.CustomVJPPrimal) else x
+
+
+def _accepts_updates_g(bwd: tp.Callable[..., tp.Any]) -> bool:
+    try:
+        parameters = inspect.signature(bwd).parameters
+    except (TypeError, ValueError):
+        return False
+    return "updates_g" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 def _holds_tracer(x: tp.Any) -> bool:
@@ -201,8 +260,18 @@ def _holds_tracer(x: tp.Any) -> bool:
     return False
 
 
-def _zeros_state(template: State) -> State:
-    return tp.cast(State, jax.tree.map(jnp.zeros_like, template))
+def _zeros_state(template: State, given: tp.Sequence[tuple[tp.Any, tp.Any]] = ()) -> State:
+    """Zeros shaped like ``template``, with the cotangents ``given`` by path (the
+    Variables the function changed) filled in."""
+    by_path = dict(given)
+    pairs = []
+    for path, var in to_flat_state(template):
+        raw = var._raw_value if isinstance(var, Variable) else var
+        value = by_path.get(tuple(path))
+        if value is None or isinstance(value, SymbolicZero):
+            value = jnp.zeros_like(_primal_value(raw))
+        pairs.append((path, var.replace(value) if isinstance(var, Variable) else value))
+    return from_flat_state(pairs)
 
 
 def _fill_state(template: State, ct: tp.Any) -> State:
@@ -238,11 +307,16 @@ def custom_vjp(
     returns one cotangent per differentiable argument: for a graph-node argument
     a State (or an object holding gradients; missing entries are zero). As in
     Flax's graph mode, ``g`` is ``(input_updates_g, out_g)`` where
-    ``input_updates_g`` holds a zero State per graph-node argument (a template to
-    fill); with ``graph_updates=False`` or ``graph=False``, ``g`` is ``out_g``.
-    ``nondiff_argnums`` takes ints (non-graph arguments, passed to ``bwd`` first)
-    and :class:`DiffState` (only the matching Variables of that argument are
-    differentiated). Variable updates inside ``fun`` are not carried out.
+    ``input_updates_g`` holds a State per graph-node argument shaped like its
+    differentiated state (a template to fill): the cotangents of the Variables
+    ``fun``/``fwd`` changed, zeros elsewhere. With ``graph_updates=False`` or
+    ``graph=False``, ``g`` is ``out_g``, and a ``bwd`` declaring an ``updates_g``
+    keyword gets per argument a State of those cotangents (None for non-graph
+    arguments). Variable updates made by ``fun``/``fwd`` reach the caller's objects.
+    ``nondiff_argnums`` takes ints (non-graph arguments, and with
+    ``graph_updates=False`` also Modules; passed to ``bwd`` first) and
+    :class:`DiffState` (only the matching Variables of that argument are
+    differentiated).
 
     Example::
 
