@@ -43,6 +43,9 @@ Filter = tp.Union[
 ]
 
 
+_NO_TAG = object()
+
+
 @dataclasses.dataclass(frozen=True)
 class WithTag:
     """Matches values whose ``tag`` metadata equals ``tag`` (RNG streams are tagged
@@ -58,7 +61,8 @@ class WithTag:
     tag: str
 
     def __call__(self, path: Path, value: tp.Any) -> bool:
-        return hasattr(value, "tag") and value.tag == self.tag
+        tag = getattr(value, "tag", _NO_TAG)  # one lookup (Variables resolve it in metadata)
+        return tag is not _NO_TAG and tag == self.tag
 
     def __repr__(self) -> str:
         return f"WithTag({self.tag!r})"
