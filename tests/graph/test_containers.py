@@ -236,3 +236,41 @@ def test_deepcopy_of_a_module_keeps_sharing():
     assert other.layers[0] is other.table["same"] and other.tied is other.layers[0].w
     assert other.tied is not h.tied
     assert nnx.graphdef(other) == nnx.graphdef(h)
+
+
+# ----------------------------------------------------------------- Module methods
+class Drop(nnx.Module):
+    def __init__(self):
+        self.deterministic = False
+        self.use_running_average = False
+
+
+def test_list_and_dict_have_module_methods():
+    layers = nnx.List([Drop(), Drop()])
+    layers.eval()
+    assert all(d.deterministic and d.use_running_average for d in layers)
+    layers.train()
+    assert not any(d.deterministic for d in layers)
+    layers.set_attributes(deterministic=True)
+    assert all(d.deterministic for d in layers)
+    assert [p for p, _ in layers.iter_modules()] == [(0,), (1,)]
+    assert [k for k, _ in layers.iter_children()] == [0, 1]
+    with pytest.raises(AttributeError, match="no Module in List has the attribute"):
+        layers.set_attributes(missing=1)
+
+    blocks = nnx.Dict(a=Drop())
+    blocks.eval()
+    assert blocks.a.deterministic
+    assert [k for k, _ in blocks.iter_children()] == ["a"]
+
+
+def test_list_takes_flax_it_argument_and_dict_sows_entries():
+    assert list(nnx.List()) == [] and list(nnx.List(None)) == []
+    assert list(nnx.List(iter([1, 2]))) == [1, 2]
+    d = nnx.Dict()
+    d.sow(nnx.Intermediate, "h", jnp.ones(1))
+    d.sow(nnx.Intermediate, "h", jnp.zeros(1))
+    assert isinstance(d["h"], nnx.Intermediate) and len(d["h"].value) == 2
+    assert "h" in nnx.state(d, nnx.Intermediate)
+    assert d.perturb("p", jnp.ones(2)).tolist() == [1.0, 1.0]
+    assert isinstance(d["p"], nnx.Perturbation)

@@ -91,8 +91,9 @@ class Module(Pytree):
         """
         if isinstance(variable_type, str):
             variable_type = variable_type_from_name(variable_type, allow_register=True)
-        if name in self.__dict__:
-            existing = self.__dict__[name]
+        entries: tp.Any = self if isinstance(self, Dict) else self.__dict__
+        if name in entries:
+            existing = entries[name]
             if not isinstance(existing, Variable):
                 raise ValueError(
                     f"Expected {name!r} to be a Variable, got {type(existing).__name__}: "
@@ -458,3 +459,14 @@ def _sowing(method: tp.Any, name: str, modules: set[int], variable_type: tp.Any)
         return out
 
     return wrapper
+
+
+# Flax's nnx.List and nnx.Dict are Modules. Here they are graph containers defined in
+# the Pytree layer, below the graph functions these methods use, so they receive
+# Module's methods once Module exists: `layers.eval()`, `blocks.set_attributes(...)`,
+# `blocks.iter_modules()`; an nnx.Dict also stores `sow`/`perturb` values as entries.
+for _name in ("iter_modules", "iter_children", "set_attributes", "train", "eval"):
+    setattr(List, _name, Module.__dict__[_name])
+    setattr(Dict, _name, Module.__dict__[_name])
+for _name in ("sow", "perturb"):
+    setattr(Dict, _name, Module.__dict__[_name])

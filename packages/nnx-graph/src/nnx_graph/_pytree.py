@@ -334,8 +334,22 @@ class List(list[A]):
 
     __slots__ = ("_nnx_observed", "__weakref__")
 
-    def __init__(self, iterable: tp.Iterable[A] = (), /) -> None:
-        super().__init__(_convert_container(v) for v in iterable)
+    if tp.TYPE_CHECKING:  # Module's methods, attached by nnx_graph._module
+
+        def iter_modules(self) -> tp.Iterator[tuple[tuple[tp.Any, ...], tp.Any]]: ...
+        def iter_children(self) -> tp.Iterator[tuple[tp.Any, tp.Any]]: ...
+        def set_attributes(
+            self,
+            *filters: tp.Any,
+            raise_if_not_found: bool = True,
+            graph: bool | None = None,
+            **attributes: tp.Any,
+        ) -> None: ...
+        def train(self, **attributes: tp.Any) -> None: ...
+        def eval(self, **attributes: tp.Any) -> None: ...
+
+    def __init__(self, it: tp.Iterable[A] | None = None, /) -> None:
+        super().__init__(_convert_container(v) for v in (it or ()))
         self._nnx_observed = False
 
     def _nnx_changed(self) -> None:
@@ -416,6 +430,29 @@ class Dict(dict[tp.Any, A]):
     """
 
     __slots__ = ("_nnx_observed", "__weakref__")
+
+    if tp.TYPE_CHECKING:  # Module's methods, attached by nnx_graph._module
+
+        def iter_modules(self) -> tp.Iterator[tuple[tuple[tp.Any, ...], tp.Any]]: ...
+        def iter_children(self) -> tp.Iterator[tuple[tp.Any, tp.Any]]: ...
+        def set_attributes(
+            self,
+            *filters: tp.Any,
+            raise_if_not_found: bool = True,
+            graph: bool | None = None,
+            **attributes: tp.Any,
+        ) -> None: ...
+        def train(self, **attributes: tp.Any) -> None: ...
+        def eval(self, **attributes: tp.Any) -> None: ...
+        def sow(
+            self,
+            variable_type: tp.Any,
+            name: str,
+            value: tp.Any,
+            reduce_fn: tp.Any = ...,
+            init_fn: tp.Any = ...,
+        ) -> bool: ...
+        def perturb(self, name: str, value: tp.Any, variable_type: tp.Any = ...) -> tp.Any: ...
 
     def __init__(self, *args: tp.Any, **kwargs: A) -> None:
         super().__init__()
