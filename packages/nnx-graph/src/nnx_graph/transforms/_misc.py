@@ -174,8 +174,8 @@ class StateSharding(StateAxes):
         >>> import nnx_graph as nnx
         >>> from jax.sharding import PartitionSpec as P
         >>> s = nnx.StateSharding({nnx.Param: P("model"), ...: P()})
-        >>> s.shardings
-        (PartitionSpec('model',), PartitionSpec())
+        >>> s.shardings == (P("model"), P()), s.filters[0] is nnx.Param
+        (True, True)
     """
 
     def __init__(
