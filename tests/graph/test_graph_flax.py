@@ -437,3 +437,84 @@ def test_graphlib_is_graph_node_takes_x():
     from nnx_graph import graphlib
 
     assert graphlib.is_graph_node(x=Counter()) and not graphlib.is_graph_node(x=[1])
+
+
+# ----------------------------------------------------------------- register_graph_node_type
+class Bag:
+    """A user type made a graph node: its entries live in a plain dict."""
+
+    def __init__(self, tag: str = "") -> None:
+        self.tag = tag
+        self.items: dict[str, object] = {}
+
+
+def _register_bag() -> None:
+    from nnx_graph import graphlib
+
+    graphlib.register_graph_node_type(
+        Bag,
+        flatten=lambda b: (sorted(b.items.items()), b.tag),
+        set_key=lambda b, k, v: b.items.__setitem__(k, v),
+        pop_key=lambda b, k: b.items.pop(k),
+        create_empty=lambda tag: Bag(tag),
+        clear=lambda b: b.items.clear(),
+        init=lambda b, pairs: b.items.update(pairs),
+    )
+
+
+_register_bag()
+
+
+def _bag() -> Bag:
+    bag = Bag("first")
+    bag.items.update(w=nnx.Param(jnp.ones(2)), n=3, arr=jnp.zeros(1))
+    return bag
+
+
+def test_registered_type_splits_and_merges():
+    from nnx_graph import graphlib
+
+    bag = _bag()
+    assert graphlib.is_graph_node(bag)
+    gdef, state = nnx.split(bag)
+    assert sorted(state.flat_state().paths) == [("arr",), ("w",)]
+    rebuilt = nnx.merge(gdef, state)
+    assert isinstance(rebuilt, Bag) and rebuilt.tag == "first"  # aux data kept
+    assert rebuilt.items["n"] == 3 and rebuilt.items["w"] is state["w"]
+    assert gdef == nnx.graphdef(_bag()) and gdef != nnx.graphdef(Bag("other"))
+    with pytest.raises(ValueError, match="is already registered"):
+        _register_bag()
+
+
+def test_registered_type_inside_a_module_keeps_sharing_and_works_in_jit():
+    bag = _bag()
+    model = Pair(bag, bag)
+    assert sorted(nnx.state(model).flat_state().paths) == [("a", "arr"), ("a", "w")]
+    clone = nnx.clone(model)
+    assert clone.a is clone.b and clone.a is not bag
+
+    @nnx.jit
+    def step(m):
+        m.a.items["w"].value += 1
+        m.a.items["arr"] = m.a.items["arr"] + 1
+
+    step(model)
+    step(model)
+    assert bag.items["w"].value.tolist() == [3.0, 3.0] and bag.items["arr"].tolist() == [2.0]
+    bag.items["new"] = nnx.Param(jnp.zeros(1))  # changed behind the cache's back
+
+    @nnx.jit
+    def total(m):
+        return m.a.items["new"].value.sum()
+
+    assert float(total(model)) == 0.0
+    bag.items["new"] = nnx.Param(jnp.ones(1))
+    assert float(total(model)) == 1.0  # the cached traversal noticed the new Variable
+    step(model)
+    assert sorted(bag.items) == ["arr", "n", "new", "w"]
+
+
+def test_update_adds_entries_to_registered_types():
+    bag = _bag()
+    nnx.update(bag, {"arr": jnp.full(1, 7.0), "b": nnx.Param(jnp.zeros(1))})
+    assert bag.items["arr"].tolist() == [7.0] and isinstance(bag.items["b"], nnx.Param)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import operator
 import typing as tp
 
+from nnx_graph._graph_registry import GRAPH_REGISTRY
 from nnx_graph._pytree import (
+    KIND_ARRAY,
     KIND_CONTAINER,
     KIND_NODE,
     KIND_OTHER,
@@ -17,6 +19,8 @@ from nnx_graph._pytree import (
 )
 
 __all__ = ["Fingerprint", "fingerprint"]
+
+_ANY = object()  # an array entry of a registered node: any value matches
 
 _WATCHED = (KIND_VARIABLE, KIND_NODE, KIND_OTHER)
 
@@ -54,9 +58,17 @@ class Fingerprint:
         edge_dicts: list[dict[str, tp.Any]] = []
         edge_keys: list[str] = []
         edge_values: list[tp.Any] = []
+        registered: list[tuple[tp.Any, tp.Any, list[tp.Any], list[tp.Any]]] = []
         for node in nodes:
             if not isinstance(node, Pytree):
-                continue  # Variables and List/Dict: every change goes through methods
+                # Variables and List/Dict: every change goes through methods; a
+                # registered graph node type is read through its flatten function
+                impl = GRAPH_REGISTRY.get(type(node)) if GRAPH_REGISTRY else None
+                if impl is not None:
+                    items = impl.items(node)
+                    watched = [v if kind_of(v) != KIND_ARRAY else _ANY for _, v in items]
+                    registered.append((node, impl, [k for k, _ in items], watched))
+                continue
             d = node.__dict__
             dicts.append(d)
             for key, value in d.items():
@@ -71,6 +83,8 @@ class Fingerprint:
         # True while no node gained or lost an attribute and every Variable/node
         # attribute still holds the same object
         self.matches: tp.Callable[[], bool] = _matcher(dicts, edge_dicts, edge_keys, edge_values)
+        if registered:
+            self.matches = _with_registered(self.matches, registered)
 
 
 def _matcher(
@@ -89,6 +103,24 @@ def _matcher(
         return all(map(same_size, map(len, dicts), sizes)) and all(
             map(is_, map(get, edge_dicts, edge_keys), edge_values)
         )
+
+    return matches
+
+
+def _with_registered(
+    base: tp.Callable[[], bool], registered: list[tuple[tp.Any, tp.Any, list[tp.Any], list[tp.Any]]]
+) -> tp.Callable[[], bool]:
+    """``base`` plus: every registered-type node has the same keys and holds the same
+    Variables / nodes / static values (arrays may change)."""
+
+    def same(node: tp.Any, impl: tp.Any, keys: list[tp.Any], watched: list[tp.Any]) -> bool:
+        items = impl.items(node)
+        return [k for k, _ in items] == keys and all(
+            w is _ANY or w is v for w, (_, v) in zip(watched, items)
+        )
+
+    def matches() -> bool:
+        return base() and all(same(*entry) for entry in registered)
 
     return matches
 

@@ -25,6 +25,7 @@ from nnx_graph._graph_iter import (
 )
 from nnx_graph._graph_match import alias, flat_lookup, match_leaves, mismatch_error, shape_error
 from nnx_graph._graph_modes import check_tree, is_tree_mode
+from nnx_graph._graph_registry import GRAPH_REGISTRY
 from nnx_graph._graph_state import GraphState
 from nnx_graph._graphdef import (
     GraphDef,
@@ -348,6 +349,8 @@ def _plan_additions(
             ok = str(key) == str(size)
             if ok:
                 key, list_sizes[id(parent)] = size, size + 1
+        elif type(parent) in GRAPH_REGISTRY:
+            ok = key not in dict(GRAPH_REGISTRY[type(parent)].items(parent))
         else:
             ok = key not in parent
         if ok:
@@ -366,6 +369,8 @@ def _add_entry(parent: tp.Any, key: tp.Any, value: tp.Any) -> None:
         setattr(parent, key, value)
     elif isinstance(parent, List):
         parent.append(value)
+    elif type(parent) in GRAPH_REGISTRY:
+        GRAPH_REGISTRY[type(parent)].set_key(parent, key, value)
     else:
         parent[key] = value
 

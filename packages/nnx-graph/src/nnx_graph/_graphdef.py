@@ -15,8 +15,10 @@ from collections import OrderedDict
 
 import jax
 
+from nnx_graph._build import build
 from nnx_graph._errors import GraphStructureError, TraceLeakError, format_path
 from nnx_graph._fingerprint import Fingerprint, fingerprint
+from nnx_graph._graph_registry import GRAPH_REGISTRY
 from nnx_graph._hashing import Frozen
 from nnx_graph._paths import sorted_keys
 from nnx_graph._pytree import (
@@ -49,7 +51,6 @@ from nnx_graph._records import (
     StaticDef,
     VariableDef,
     Visit,
-    build,
     graphdef_repr,
     walk,
 )
@@ -127,6 +128,9 @@ class Slot:
             return owner.__dict__[self.key]
         if isinstance(owner, List):
             return list.__getitem__(owner, self.key)
+        impl = GRAPH_REGISTRY.get(type(owner))
+        if impl is not None:
+            return dict(impl.items(owner))[self.key]
         return dict.__getitem__(owner, self.key)
 
     def _set_top(self, value: tp.Any) -> None:
@@ -135,6 +139,8 @@ class Slot:
             owner.__dict__[self.key] = value
         elif isinstance(owner, List):
             list.__setitem__(owner, self.key, value)
+        elif type(owner) in GRAPH_REGISTRY:
+            GRAPH_REGISTRY[type(owner)].set_key(owner, self.key, value)
         else:
             dict.__setitem__(owner, self.key, value)
 
@@ -337,6 +343,14 @@ def flatten_graph(
             i = len(nodes)
             index[id(value)] = i
             nodes.append(value)
+            impl = GRAPH_REGISTRY.get(type(value)) if GRAPH_REGISTRY else None
+            if impl is not None:  # a registered type: entries and static data from it
+                pairs, aux = impl.flatten(value)
+                items = [(k, v, 1 if has_data(v) else 0) for k, v in pairs]
+                frame = _Frame(NODE, value, i, key, items, value, None, ())
+                frame.keys = (Frozen(aux),)
+                stack.append(frame)
+                return None
             if observe and not value._nnx_observed:
                 object.__setattr__(value, "_nnx_observed", True)
             stack.append(_Frame(NODE, value, i, key, _node_items(value), value, None, ()))
@@ -396,8 +410,11 @@ def flatten_graph(
         stack.pop()
         obj = frame.obj
         if frame.kind == NODE:
-            explicit = obj._nnx_explicit if isinstance(obj, Pytree) else None
-            frozen = Frozen(explicit) if explicit else None
+            if frame.keys:  # a registered type's static data
+                frozen = frame.keys[0]
+            else:
+                explicit = obj._nnx_explicit if isinstance(obj, Pytree) else None
+                frozen = Frozen(explicit) if explicit else None
             record = _new(NodeDef, (NODE, type(obj), frame.index, frozen, tuple(frame.out)))
         else:
             record = _new(ContainerDef, (CONTAINER, type(obj), frame.keys, tuple(frame.out)))
