@@ -118,6 +118,9 @@ class RngStream(Pytree):
         self.count = RngCount(jnp.zeros(key.shape, dtype=jnp.uint32), tag=tag)
 
     def __call__(self) -> jax.Array:
+        # Drawing inside a JAX transform the stream was neither created in nor passed
+        # to raises TraceContextError ("Cannot mutate RngCount from a different trace
+        # level") from the count's set_value, before anything is stored.
         key = _fold_in(self.key.get_value(), self.count.get_value())
         self.count.set_value(self.count.get_value() + 1)
         return key
