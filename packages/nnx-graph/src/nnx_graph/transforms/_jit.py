@@ -309,7 +309,7 @@ class JitWrapped:
         """
         entry, inner = self._inner_args(args, kwargs)
         jitted: tp.Any = entry.compiled.jitted
-        return Lowered(jitted.lower(*inner), self)
+        return Lowered(jitted.lower(*inner), self, self._static_args(args, kwargs))
 
     def trace(self, *args: tp.Any, **kwargs: tp.Any) -> Traced:
         """Trace the function for these arguments: a :class:`Traced` wrapping JAX's
@@ -324,16 +324,33 @@ class JitWrapped:
         """
         entry, inner = self._inner_args(args, kwargs)
         jitted: tp.Any = entry.compiled.jitted
-        return Traced(jitted.trace(*inner), self)
+        return Traced(jitted.trace(*inner), self, self._static_args(args, kwargs))
+
+    def _static_args(self, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]) -> tp.Any:
+        """The static arguments of a call, kept by the AOT stages."""
+        if self._simple:
+            return None
+        n = len(args)
+        positions = sorted({p % n for p in self.static_argnums if -n <= p < n})
+        names = {k: v for k, v in kwargs.items() if k in self.static_argnames}
+        return tuple((p, args[p]) for p in positions), names
 
     def _call_with(
         self,
         executable: tp.Callable[..., tp.Any],
         args: tuple[tp.Any, ...],
         kwargs: dict[str, tp.Any],
+        static_args: tp.Any = None,
     ) -> tp.Any:
         """A call through an ahead-of-time compiled ``executable`` (``Compiled``):
-        the same reads and write-back as ``__call__``."""
+        the same reads and write-back as ``__call__``; ``static_args`` (those given
+        to ``lower``) are put back in place."""
+        if static_args is not None:
+            positional, named = static_args
+            full = list(args)
+            for p, value in positional:
+                full.insert(p, value)
+            args, kwargs = tuple(full), {**kwargs, **named}
         entry, probe = self._entry(args, kwargs)
         dyn, donated_dyn, _ = entry.layout.split(args, kwargs, probe)
         lock, lock2 = entry.lock, entry.lock2

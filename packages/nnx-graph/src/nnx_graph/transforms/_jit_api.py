@@ -149,10 +149,12 @@ class JitPartial:
         return functools.partial(self, obj)
 
     def lower(self, *args: tp.Any, **kwargs: tp.Any) -> Lowered:
-        return Lowered(self.jitted.lower(*self.args, *args, **kwargs).lowered, self)
+        lowered = self.jitted.lower(*self.args, *args, **kwargs)
+        return Lowered(lowered.lowered, self, lowered.static_args)
 
     def trace(self, *args: tp.Any, **kwargs: tp.Any) -> Traced:
-        return Traced(self.jitted.trace(*self.args, *args, **kwargs).traced, self)
+        traced = self.jitted.trace(*self.args, *args, **kwargs)
+        return Traced(traced.traced, self, traced.static_args)
 
     def eval_shape(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         return self.jitted.eval_shape(*self.args, *args, **kwargs)
@@ -162,8 +164,9 @@ class JitPartial:
         executable: tp.Callable[..., tp.Any],
         args: tuple[tp.Any, ...],
         kwargs: dict[str, tp.Any],
+        static_args: tp.Any = None,
     ) -> tp.Any:
-        return self.jitted._call_with(executable, (*self.args, *args), kwargs)
+        return self.jitted._call_with(executable, (*self.args, *args), kwargs, static_args)
 
     def __repr__(self) -> str:
         return f"nnx.jit_partial({self.jitted._name}, {len(self.args)} bound)"

@@ -19,10 +19,13 @@ __all__ = ["Compiled", "Lowered", "Stage", "Traced"]
 
 
 class Stage:
-    """What the three stages share: JAX's stage object and the jitted function."""
+    """What the three stages share: JAX's stage object, the jitted function and the
+    static arguments it was traced with (a :class:`Compiled` is called, as JAX's
+    is, without them)."""
 
-    __slots__ = ("jit_wrapped",)
+    __slots__ = ("jit_wrapped", "static_args")
     jit_wrapped: tp.Any
+    static_args: tp.Any  # ((position, value), ...), {name: value}; or None
 
     @property
     def _inner_obj(self) -> tp.Any:
@@ -30,7 +33,13 @@ class Stage:
 
     def __getattr__(self, name: str) -> tp.Any:
         # everything JAX's stage offers that is not spelled out here
-        if name.startswith("__") or name in ("jit_wrapped", "traced", "lowered", "compiled"):
+        if name.startswith("__") or name in (
+            "jit_wrapped",
+            "static_args",
+            "traced",
+            "lowered",
+            "compiled",
+        ):
             raise AttributeError(name)
         return getattr(self._inner_obj, name)
 
@@ -64,9 +73,12 @@ class Traced(Stage):
 
     __slots__ = ("traced",)
 
-    def __init__(self, traced: jax.stages.Traced, jit_wrapped: tp.Any) -> None:
+    def __init__(
+        self, traced: jax.stages.Traced, jit_wrapped: tp.Any, static_args: tp.Any = None
+    ) -> None:
         self.traced = traced
         self.jit_wrapped = jit_wrapped
+        self.static_args = static_args
 
     @property
     def _inner_obj(self) -> tp.Any:
@@ -78,7 +90,8 @@ class Traced(Stage):
 
     def lower(self, *, lowering_platforms: tuple[str, ...] | None = None) -> Lowered:
         """Lower to the compiler's input: a :class:`Lowered`."""
-        return Lowered(self.traced.lower(lowering_platforms=lowering_platforms), self.jit_wrapped)
+        lowered = self.traced.lower(lowering_platforms=lowering_platforms)
+        return Lowered(lowered, self.jit_wrapped, self.static_args)
 
 
 class Lowered(Stage):
@@ -94,9 +107,12 @@ class Lowered(Stage):
 
     __slots__ = ("lowered",)
 
-    def __init__(self, lowered: jax.stages.Lowered, jit_wrapped: tp.Any) -> None:
+    def __init__(
+        self, lowered: jax.stages.Lowered, jit_wrapped: tp.Any, static_args: tp.Any = None
+    ) -> None:
         self.lowered = lowered
         self.jit_wrapped = jit_wrapped
+        self.static_args = static_args
 
     @property
     def _inner_obj(self) -> tp.Any:
@@ -121,7 +137,8 @@ class Lowered(Stage):
     def compile(self, compiler_options: dict[str, tp.Any] | None = None) -> Compiled:
         """Compile: a :class:`Compiled`, called with the same arguments as the jitted
         function."""
-        return Compiled(self.lowered.compile(compiler_options), self.jit_wrapped)
+        compiled = self.lowered.compile(compiler_options)
+        return Compiled(compiled, self.jit_wrapped, self.static_args)
 
     def as_text(self, dialect: str | None = None, *, debug_info: bool = False) -> str:
         """The lowered program as text (StableHLO unless ``dialect`` says otherwise)."""
@@ -136,8 +153,9 @@ class Lowered(Stage):
 
 class Compiled(Stage):
     """``nnx.jit(f).lower(*args).compile()``: the executable. Calling it takes the
-    same arguments as the jitted function (Modules included, which must have the
-    structure it was lowered for) and carries their Variable updates back.
+    arguments of the jitted function (Modules included, which must have the
+    structure it was lowered for) except the static ones, which are those given to
+    ``lower`` (as with JAX's), and carries the Variable updates back.
 
     Example::
 
@@ -154,16 +172,19 @@ class Compiled(Stage):
 
     __slots__ = ("compiled",)
 
-    def __init__(self, compiled: jax.stages.Compiled, jit_wrapped: tp.Any) -> None:
+    def __init__(
+        self, compiled: jax.stages.Compiled, jit_wrapped: tp.Any, static_args: tp.Any = None
+    ) -> None:
         self.compiled = compiled
         self.jit_wrapped = jit_wrapped
+        self.static_args = static_args
 
     @property
     def _inner_obj(self) -> tp.Any:
         return self.compiled
 
     def __call__(self, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-        return self.jit_wrapped._call_with(self.compiled, args, kwargs)
+        return self.jit_wrapped._call_with(self.compiled, args, kwargs, self.static_args)
 
     @staticmethod
     def call(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
