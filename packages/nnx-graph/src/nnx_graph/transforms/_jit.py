@@ -49,7 +49,7 @@ from nnx_graph.transforms._jit_checks import (
     diagnose,
 )
 from nnx_graph.transforms._jit_layout import GraphLayout, Probe, TreeLayout
-from nnx_graph.transforms._jit_stages import Lowered, Traced
+from nnx_graph.transforms._jit_stages import Lowered, Traced, static_args_of, with_static_args
 from nnx_graph.transforms._modes import resolve
 from nnx_graph.transforms._shardings import constrain_tree
 
@@ -309,7 +309,8 @@ class JitWrapped:
         """
         entry, inner = self._inner_args(args, kwargs)
         jitted: tp.Any = entry.compiled.jitted
-        return Lowered(jitted.lower(*inner), self, self._static_args(args, kwargs))
+        statics = None if self._simple else static_args_of(self, args, kwargs)
+        return Lowered(jitted.lower(*inner), self, statics)
 
     def trace(self, *args: tp.Any, **kwargs: tp.Any) -> Traced:
         """Trace the function for these arguments: a :class:`Traced` wrapping JAX's
@@ -324,16 +325,8 @@ class JitWrapped:
         """
         entry, inner = self._inner_args(args, kwargs)
         jitted: tp.Any = entry.compiled.jitted
-        return Traced(jitted.trace(*inner), self, self._static_args(args, kwargs))
-
-    def _static_args(self, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]) -> tp.Any:
-        """The static arguments of a call, kept by the AOT stages."""
-        if self._simple:
-            return None
-        n = len(args)
-        positions = sorted({p % n for p in self.static_argnums if -n <= p < n})
-        names = {k: v for k, v in kwargs.items() if k in self.static_argnames}
-        return tuple((p, args[p]) for p in positions), names
+        statics = None if self._simple else static_args_of(self, args, kwargs)
+        return Traced(jitted.trace(*inner), self, statics)
 
     def _call_with(
         self,
@@ -346,11 +339,7 @@ class JitWrapped:
         the same reads and write-back as ``__call__``; ``static_args`` (those given
         to ``lower``) are put back in place."""
         if static_args is not None:
-            positional, named = static_args
-            full = list(args)
-            for p, value in positional:
-                full.insert(p, value)
-            args, kwargs = tuple(full), {**kwargs, **named}
+            args, kwargs = with_static_args(args, kwargs, static_args)
         entry, probe = self._entry(args, kwargs)
         dyn, donated_dyn, _ = entry.layout.split(args, kwargs, probe)
         lock, lock2 = entry.lock, entry.lock2

@@ -15,7 +15,28 @@ import typing as tp
 
 import jax
 
-__all__ = ["Compiled", "Lowered", "Stage", "Traced"]
+__all__ = ["Compiled", "Lowered", "Stage", "Traced", "static_args_of", "with_static_args"]
+
+Args = tuple[tp.Any, ...]
+Kwargs = dict[str, tp.Any]
+
+
+def static_args_of(jit_wrapped: tp.Any, args: Args, kwargs: Kwargs) -> tp.Any:
+    """The static arguments of a call (kept by the stages): ``((position, value),
+    ...), {name: value}``."""
+    n = len(args)
+    positions = sorted({p % n for p in jit_wrapped.static_argnums if -n <= p < n})
+    names = {k: v for k, v in kwargs.items() if k in jit_wrapped.static_argnames}
+    return tuple((p, args[p]) for p in positions), names
+
+
+def with_static_args(args: Args, kwargs: Kwargs, static_args: tp.Any) -> tuple[Args, Kwargs]:
+    """The call's arguments with the kept static ones put back in place."""
+    positional, named = static_args
+    full = list(args)
+    for p, value in positional:
+        full.insert(p, value)
+    return tuple(full), {**kwargs, **named}
 
 
 class Stage:
