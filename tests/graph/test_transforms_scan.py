@@ -320,6 +320,14 @@ def test_bad_in_and_out_axes():
         nnx.scan(lambda c, x: x, in_axes=(nnx.Carry, 0), out_axes=0)(1.0, jnp.ones(3))
     with pytest.raises(ValueError, match=r"the other must also have Carry. Got in_axes=\(None"):
         nnx.scan(lambda c, x: (c, x), in_axes=(None, 0))(1.0, jnp.ones(3))
+    with pytest.raises(ValueError, match=r"Carry must be at the top-level, it cannot be nested"):
+        nnx.scan(lambda c: c, in_axes=((nnx.Carry, 0),))((1.0, jnp.ones(3)))
+    with pytest.raises(ValueError, match=r"cannot be nested: out_axes\[0\]"):
+        nnx.scan(lambda c, x: (c, x), out_axes=((nnx.Carry, 0),))(1.0, jnp.ones(3))
+    with pytest.raises(ValueError, match=r"When in_axes=Carry, the function must take exactly one"):
+        nnx.scan(lambda a, b: (a, b), in_axes=nnx.Carry, out_axes=nnx.Carry, length=2)(1.0, 2.0)
+    counted = nnx.scan(lambda c: c + 1, in_axes=nnx.Carry, out_axes=nnx.Carry, length=3)(0.0)
+    assert float(counted) == 3.0
 
 
 class Tag(nnx.Module):

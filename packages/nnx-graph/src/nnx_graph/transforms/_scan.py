@@ -78,6 +78,21 @@ def _check_out_axes(out_axes: tp.Any) -> None:
         )
 
 
+def _check_not_nested(axes: tp.Any, what: str) -> None:
+    """``nnx.Carry`` may only be one whole entry of in_axes/out_axes."""
+    if not isinstance(axes, (tuple, list)):
+        return
+    for k, spec in enumerate(axes):
+        if spec is Carry or not isinstance(spec, (tuple, list, dict)):
+            continue
+        if any(leaf is Carry for leaf in jax.tree.leaves(spec, is_leaf=lambda x: x is Carry)):
+            raise ValueError(
+                f"nnx.scan: Carry must be at the top-level, it cannot be nested: {what}[{k}] "
+                f"is {spec!r}. Expected nnx.Carry as a whole entry of {what}. Fix: make the "
+                f"carry one argument/output, e.g. {what}=(nnx.Carry, 0)."
+            )
+
+
 class _Scan:
     """One call of a scanned function."""
 
@@ -90,6 +105,14 @@ class _Scan:
         metadata: Mapping[str, tp.Any],
     ) -> None:
         self.f, self.args, self.out_axes, self.metadata = f, args, out_axes, metadata
+        if in_axes is Carry and len(args) != 1:
+            raise ValueError(
+                "nnx.scan: When in_axes=Carry, the function must take exactly one argument, "
+                f"got {len(args)} arguments. Fix: pack them into one tuple argument, or give "
+                "one spec per argument, e.g. in_axes=(nnx.Carry, 0)."
+            )
+        _check_not_nested(in_axes, "in_axes")
+        _check_not_nested(out_axes, "out_axes")
         specs = list(in_axes) if isinstance(in_axes, (tuple, list)) else [in_axes] * len(args)
         if len(specs) != len(args):
             raise ValueError(
