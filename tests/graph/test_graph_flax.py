@@ -518,3 +518,53 @@ def test_update_adds_entries_to_registered_types():
     bag = _bag()
     nnx.update(bag, {"arr": jnp.full(1, 7.0), "b": nnx.Param(jnp.zeros(1))})
     assert bag.items["arr"].tolist() == [7.0] and isinstance(bag.items["b"], nnx.Param)
+
+
+# ----------------------------------------------------------------- register_pytree_node_type
+class Point:
+    def __init__(self, x, y, name: str) -> None:
+        self.x, self.y, self.name = x, y, name
+
+
+def _register_point() -> None:
+    from nnx_graph import graphlib
+
+    graphlib.register_pytree_node_type(
+        Point,
+        flatten=lambda p: ([("x", p.x), ("y", p.y)], p.name),
+        unflatten=lambda pairs, name: Point(**dict(pairs), name=name),
+    )
+
+
+_register_point()
+
+
+def test_registered_pytree_type_splits_and_merges():
+    point = Point(nnx.Param(jnp.ones(1)), jnp.zeros(2), "p")
+    gdef, state = nnx.split(point)
+    assert sorted(state) == ["x", "y"]
+    rebuilt = nnx.merge(gdef, state)
+    assert isinstance(rebuilt, Point) and rebuilt is not point and rebuilt.name == "p"
+    assert rebuilt.x is point.x and rebuilt.y is point.y
+    assert gdef != nnx.graphdef(Point(nnx.Param(jnp.ones(1)), jnp.zeros(2), "other"))
+    with pytest.raises(ValueError, match="is already registered"):
+        _register_point()
+
+
+def test_registered_pytree_type_as_module_attribute():
+    point = Point(nnx.Param(jnp.ones(1)), jnp.zeros(2), "p")
+    static = Counter()
+    static.p = point  # not data unless declared (as Flax)
+    assert sorted(nnx.state(static).flat_state().paths) == [("n",)]
+    model = Counter()
+    model.p = nnx.data(point)
+    assert sorted(nnx.state(model).flat_state().paths) == [("n",), ("p", "x"), ("p", "y")]
+    nnx.update(model, {"p": {"y": jnp.ones(2)}})
+    assert model.p.y.tolist() == [1.0, 1.0] and model.p.name == "p"
+
+    @nnx.jit
+    def step(m):
+        m.p.x.value += 1
+
+    step(model)
+    assert model.p.x.value.tolist() == [2.0]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typing as tp
 
 from nnx_graph import _epoch
-from nnx_graph._graph_registry import GRAPH_REGISTRY
+from nnx_graph._graph_registry import GRAPH_REGISTRY, PYTREE_REGISTRY
 from nnx_graph._hashing import Frozen
 from nnx_graph._kinds import KIND_ARRAY, kind_of
 from nnx_graph._pytree import Dict, List, Pytree
@@ -59,6 +59,10 @@ def _compile_plan(graphdef: GraphDef[tp.Any]) -> list[tuple[tp.Any, ...]]:
         elif isinstance(r, ContainerDef):
             if visit.closing:
                 typ = r.type
+                if typ in PYTREE_REGISTRY:
+                    aux = r[4].value if len(r) > 4 else None
+                    plan.append((_CLOSE_CONTAINER, typ, r.keys, 3, aux))
+                    continue
                 kind = 0 if issubclass(typ, dict) else 1 if hasattr(typ, "_fields") else 2
                 plan.append((_CLOSE_CONTAINER, typ, r.keys, kind))
         elif isinstance(r, VariableDef):
@@ -170,8 +174,10 @@ def build(
                 push(typ(zip(keys, children)))
             elif kind == 1:
                 push(typ(*children))
-            else:
+            elif kind == 2:
                 push(typ(children))
+            else:
+                push(PYTREE_REGISTRY[typ].unflatten(list(zip(keys, children)), op[4]))
         elif tag == REF:
             push(nodes[op[1]])
         elif tag == LEAF:

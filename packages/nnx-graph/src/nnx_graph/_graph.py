@@ -25,7 +25,7 @@ from nnx_graph._graph_iter import (
 )
 from nnx_graph._graph_match import alias, flat_lookup, match_leaves, mismatch_error, shape_error
 from nnx_graph._graph_modes import check_tree, is_tree_mode
-from nnx_graph._graph_registry import GRAPH_REGISTRY
+from nnx_graph._graph_registry import GRAPH_REGISTRY, PYTREE_REGISTRY
 from nnx_graph._graph_state import GraphState
 from nnx_graph._graphdef import (
     GraphDef,
@@ -80,7 +80,11 @@ def _pairs(node: tp.Any) -> tuple[GraphDef[tp.Any], list[tuple[Path, tp.Any]]]:
 
 
 def _check_node(node: tp.Any, fn: str) -> None:
-    if not (is_graph_node(node) or isinstance(node, (tuple, list, dict, Variable))):
+    if not (
+        is_graph_node(node)
+        or isinstance(node, (tuple, list, dict, Variable))
+        or type(node) in PYTREE_REGISTRY
+    ):
         raise TypeError(
             f"nnx.{fn} expected a graph node (a Module, Pytree, nnx.List/Dict, a Variable, "
             f"or a tuple/list/dict of them), found {type(node).__name__}: {node!r:.80}. "

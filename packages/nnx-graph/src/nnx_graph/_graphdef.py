@@ -18,7 +18,7 @@ import jax
 from nnx_graph._build import build
 from nnx_graph._errors import GraphStructureError, TraceLeakError, format_path
 from nnx_graph._fingerprint import Fingerprint, fingerprint
-from nnx_graph._graph_registry import GRAPH_REGISTRY
+from nnx_graph._graph_registry import GRAPH_REGISTRY, PYTREE_REGISTRY
 from nnx_graph._hashing import Frozen
 from nnx_graph._paths import sorted_keys
 from nnx_graph._pytree import (
@@ -46,6 +46,7 @@ from nnx_graph._records import (
     ContainerDef,
     GraphDef,
     NodeDef,
+    PytreeContainerDef,
     Record,
     RefDef,
     StaticDef,
@@ -148,7 +149,10 @@ class Slot:
     def _raw_value(self) -> tp.Any:
         value = self._get_top()
         for k in self.subpath:
-            value = value[k]
+            if PYTREE_REGISTRY and type(value) in PYTREE_REGISTRY:
+                value = PYTREE_REGISTRY[type(value)].child(value, k)
+            else:
+                value = value[k]
         return value
 
     @_raw_value.setter
@@ -167,6 +171,11 @@ class Slot:
 
 def _replace_in(container: tp.Any, subpath: Path, new: tp.Any) -> tp.Any:
     key, rest = subpath[0], subpath[1:]
+    impl = PYTREE_REGISTRY.get(type(container)) if PYTREE_REGISTRY else None
+    if impl is not None:
+        return impl.replace(
+            container, key, new if not rest else _replace_in(impl.child(container, key), rest, new)
+        )
     child = new if not rest else _replace_in(container[key], rest, new)
     if isinstance(container, dict):
         out = dict(container)
@@ -372,6 +381,13 @@ def flatten_graph(
             frame.keys = keys
             stack.append(frame)
             return None
+        if PYTREE_REGISTRY and type(value) in PYTREE_REGISTRY:
+            pairs = PYTREE_REGISTRY[type(value)].flatten(value)[0]
+            frame = _Frame(CONTAINER, value, -2, key, [], owner, attr, sub)
+            frame.items = [(k, v, 1 if has_data(v) else 0) for k, v in pairs]
+            frame.keys = tuple(k for k, _ in pairs)
+            stack.append(frame)
+            return None
         if mode == 2:
             leaves.append(Slot(owner, attr, sub))
             leaf_paths.append((*keys_path, key) if stack else ())
@@ -418,6 +434,9 @@ def flatten_graph(
             record = _new(NodeDef, (NODE, type(obj), frame.index, frozen, tuple(frame.out)))
         else:
             record = _new(ContainerDef, (CONTAINER, type(obj), frame.keys, tuple(frame.out)))
+            if frame.index == -2:  # a registered pytree type: keep its static data
+                aux = Frozen(PYTREE_REGISTRY[type(obj)].flatten(obj)[1])
+                record = _new(PytreeContainerDef, (*record, aux))
         if stack:
             keys_path.pop()
             parent = stack[-1]

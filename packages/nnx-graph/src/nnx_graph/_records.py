@@ -35,6 +35,7 @@ __all__ = [
     "ContainerDef",
     "GraphDef",
     "NodeDef",
+    "PytreeContainerDef",
     "RefDef",
     "StaticDef",
     "VariableDef",
@@ -135,6 +136,21 @@ class ContainerDef(tp.NamedTuple):
     type: type
     keys: tuple[tp.Any, ...]
     children: tuple[Record, ...]
+
+
+class PytreeContainerDef(ContainerDef):
+    """A ContainerDef of a type registered with ``register_pytree_node_type``; a
+    fifth element holds the type's static data (``aux``)."""
+
+    __slots__ = ()
+
+    @property
+    def aux(self) -> Frozen:
+        """The static data given back to the type's ``unflatten``."""
+        return tp.cast(Frozen, self[4])
+
+    def __repr__(self) -> str:
+        return f"PytreeContainerDef(type={self.type!r}, keys={self.keys!r}, aux={self.aux!r})"
 
 
 Record = NodeDef | VariableDef | RefDef | ArrayDef | StaticDef | ContainerDef

@@ -57,7 +57,7 @@ from nnx_graph import (
     vars_as,
     with_vars,
 )
-from nnx_graph._graph_registry import register_graph_node_type
+from nnx_graph._graph_registry import register_graph_node_type, register_pytree_node_type
 from nnx_graph._pytree import is_graph_node as _is_graph_node
 from nnx_graph._records import NodeDef, VariableDef
 
@@ -173,6 +173,7 @@ __all__ = [
     "pure",
     "recursive_map",
     "register_graph_node_type",
+    "register_pytree_node_type",
     "set_graph_mode",
     "set_graph_updates",
     "set_metadata",
@@ -194,7 +195,6 @@ _PENDING = (
     "MergeContext",
     "split_context",
     "merge_context",
-    "register_pytree_node_type",
 )
 globals().update({n: getattr(_nnx, n) for n in _PENDING if hasattr(_nnx, n)})
 __all__ += [n for n in _PENDING if hasattr(_nnx, n)]
