@@ -283,7 +283,7 @@ def test_rank_mismatch_names_the_path() -> None:
     assert "3 entries but the value has rank 2" in text
     assert "entries past axis 1 are not None" in text
     assert "Expected: at most one entry per axis (2 in all)" in text
-    assert "Found: sharding_names=('data', None, 'model')" in text
+    assert "Found: out_sharding=('data', None, 'model')" in text
     assert "Fix: give one entry per axis, e.g. (None, 'model')" in text
 
     with pytest.raises(ShardingError) as excinfo:
@@ -311,7 +311,7 @@ def test_unknown_mesh_axis() -> None:
     text = message(excinfo)
     assert text.startswith("state.layers[1].kernel: mesh axis 'modle' is not an axis of the mesh")
     assert "Expected: one of the mesh axes ('data', 'model'), or None" in text
-    assert "Found: 'modle' in sharding_names=(None, 'modle')" in text
+    assert "Found: 'modle' in out_sharding=(None, 'modle')" in text
     assert "Fix: correct the name; if 'modle' is a logical axis name" in text
 
 
@@ -333,7 +333,7 @@ def test_logical_axis_without_rule() -> None:
     assert text.startswith("state.layers[1].kernel: logical axis 'embed' has no rule")
     assert "Expected: a logical name covered by the rules ['mlp']" in text
     assert "or one of the mesh axes ('data', 'model')" in text
-    assert "Found: 'embed' in sharding_names=('embed', 'mlp')" in text
+    assert "Found: 'embed' in out_sharding=('embed', 'mlp')" in text
     assert "Fix: add a rule, e.g. nnx.logical_axis_rules([..., ('embed', 'data')])" in text
 
 
@@ -711,8 +711,7 @@ def test_get_abstract_model_multidevice(axis_type: AxisType) -> None:
     _, abstract = get_abstract_model(lambda: MLP(rngs=nnx.Rngs(0)), mesh)
     assert abstract["up"]["kernel"].value.sharding == NamedSharding(mesh, P(None, "model"))
     shardings = get_named_sharding(abstract, mesh)
-    with use_eager_sharding(False):
-        state = jax.jit(lambda: nnx.split(MLP(rngs=nnx.Rngs(0)))[1], out_shardings=shardings)()
+    state = jax.jit(lambda: nnx.split(MLP(rngs=nnx.Rngs(0)))[1], out_shardings=shardings)()
     check_mlp_shardings(state, mesh)
 
 
