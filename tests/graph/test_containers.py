@@ -274,3 +274,30 @@ def test_list_takes_flax_it_argument_and_dict_sows_entries():
     assert "h" in nnx.state(d, nnx.Intermediate)
     assert d.perturb("p", jnp.ones(2)).tolist() == [1.0, 1.0]
     assert isinstance(d["p"], nnx.Perturbation)
+
+
+def test_list_and_dict_mutated_inside_plain_jax_jit_raise_trace_context_error():
+    items, table = nnx.List([1]), nnx.Dict(a=1)
+
+    @jax.jit
+    def f(x):
+        items.append(2)
+        return x
+
+    @jax.jit
+    def g(x):
+        table["b"] = 2
+        return x
+
+    with pytest.raises(nnx.TraceContextError, match="Cannot mutate 'List' from different trace"):
+        f(1)
+    with pytest.raises(nnx.TraceContextError, match="changing its items"):
+        g(1)
+    assert list(items) == [1] and dict(table) == {"a": 1}
+
+    @nnx.jit
+    def h(items):
+        items.append(3)  # an nnx transform rebuilds it inside the trace
+
+    h(items)
+    assert list(items) == [1, 3]

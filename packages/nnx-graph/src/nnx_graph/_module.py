@@ -14,7 +14,7 @@ from nnx_graph._filters import to_predicate
 from nnx_graph._graph import merge, split
 from nnx_graph._graph_iter import iter_graph, pop
 from nnx_graph._paths import sorted_keys
-from nnx_graph._pytree import Dict, List, Pytree, is_graph_node
+from nnx_graph._pytree import Dict, List, Pytree, _ModuleMethods, is_graph_node
 from nnx_graph._state import to_flat_state
 from nnx_graph._variable_names import variable_type_from_name
 from nnx_graph._variables import Perturbation, Variable
@@ -466,7 +466,6 @@ def _sowing(method: tp.Any, name: str, modules: set[int], variable_type: tp.Any)
 # Module's methods once Module exists: `layers.eval()`, `blocks.set_attributes(...)`,
 # `blocks.iter_modules()`; an nnx.Dict also stores `sow`/`perturb` values as entries.
 for _name in ("iter_modules", "iter_children", "set_attributes", "train", "eval"):
-    setattr(List, _name, Module.__dict__[_name])
-    setattr(Dict, _name, Module.__dict__[_name])
+    setattr(_ModuleMethods, _name, Module.__dict__[_name])
 for _name in ("sow", "perturb"):
     setattr(Dict, _name, Module.__dict__[_name])

@@ -315,7 +315,38 @@ def _make_unflatten(cls: type[Pytree]) -> tp.Callable[[_PytreeAux, tp.Iterable[t
 
 
 # ------------------------------------------------------------------ containers
-class List(list[A]):
+def _container_changed(obj: tp.Any) -> None:
+    """Before a List/Dict mutation: the trace rule (as for Modules), then the epoch.
+    Containers rebuilt by merge/unflatten have no creation trace and skip the check."""
+    created = getattr(obj, "_nnx_trace", None)
+    if created is not None and created is not current_trace():
+        check_trace(obj, created, "changing its items")
+    if getattr(obj, "_nnx_observed", False):
+        _epoch.bump()
+
+
+class _ModuleMethods:
+    """Module's methods for nnx.List/nnx.Dict (Flax's are Modules), attached by
+    nnx_graph._module, which sits above the graph functions they use."""
+
+    __slots__ = ()
+
+    if tp.TYPE_CHECKING:  # Module's methods, attached by nnx_graph._module
+
+        def iter_modules(self) -> tp.Iterator[tuple[tuple[tp.Any, ...], tp.Any]]: ...
+        def iter_children(self) -> tp.Iterator[tuple[tp.Any, tp.Any]]: ...
+        def set_attributes(
+            self,
+            *filters: tp.Any,
+            raise_if_not_found: bool = True,
+            graph: bool | None = None,
+            **attributes: tp.Any,
+        ) -> None: ...
+        def train(self, **attributes: tp.Any) -> None: ...
+        def eval(self, **attributes: tp.Any) -> None: ...
+
+
+class List(_ModuleMethods, list[A]):
     """A list that is a graph node: ``self.layers = nnx.List([...])``.
 
     Plain lists holding data assigned to a Module attribute are converted to this
@@ -332,29 +363,15 @@ class List(list[A]):
         [0]
     """
 
-    __slots__ = ("_nnx_observed", "__weakref__")
-
-    if tp.TYPE_CHECKING:  # Module's methods, attached by nnx_graph._module
-
-        def iter_modules(self) -> tp.Iterator[tuple[tuple[tp.Any, ...], tp.Any]]: ...
-        def iter_children(self) -> tp.Iterator[tuple[tp.Any, tp.Any]]: ...
-        def set_attributes(
-            self,
-            *filters: tp.Any,
-            raise_if_not_found: bool = True,
-            graph: bool | None = None,
-            **attributes: tp.Any,
-        ) -> None: ...
-        def train(self, **attributes: tp.Any) -> None: ...
-        def eval(self, **attributes: tp.Any) -> None: ...
+    __slots__ = ("_nnx_observed", "_nnx_trace", "__weakref__")
 
     def __init__(self, it: tp.Iterable[A] | None = None, /) -> None:
         super().__init__(_convert_container(v) for v in (it or ()))
         self._nnx_observed = False
+        self._nnx_trace = current_trace()
 
     def _nnx_changed(self) -> None:
-        if getattr(self, "_nnx_observed", False):
-            _epoch.bump()
+        _container_changed(self)
 
     def append(self, value: A) -> None:
         self._nnx_changed()
@@ -416,7 +433,7 @@ class List(list[A]):
         return (type(self), (), None, iter(self))
 
 
-class Dict(dict[tp.Any, A]):
+class Dict(_ModuleMethods, dict[tp.Any, A]):
     """A dict that is a graph node; entries are also readable as attributes.
 
     Plain dicts holding data assigned to a Module attribute become ``Dict``.
@@ -429,21 +446,10 @@ class Dict(dict[tp.Any, A]):
         (2,)
     """
 
-    __slots__ = ("_nnx_observed", "__weakref__")
+    __slots__ = ("_nnx_observed", "_nnx_trace", "__weakref__")
 
-    if tp.TYPE_CHECKING:  # Module's methods, attached by nnx_graph._module
+    if tp.TYPE_CHECKING:  # attached by nnx_graph._module
 
-        def iter_modules(self) -> tp.Iterator[tuple[tuple[tp.Any, ...], tp.Any]]: ...
-        def iter_children(self) -> tp.Iterator[tuple[tp.Any, tp.Any]]: ...
-        def set_attributes(
-            self,
-            *filters: tp.Any,
-            raise_if_not_found: bool = True,
-            graph: bool | None = None,
-            **attributes: tp.Any,
-        ) -> None: ...
-        def train(self, **attributes: tp.Any) -> None: ...
-        def eval(self, **attributes: tp.Any) -> None: ...
         def sow(
             self,
             variable_type: tp.Any,
@@ -457,12 +463,12 @@ class Dict(dict[tp.Any, A]):
     def __init__(self, *args: tp.Any, **kwargs: A) -> None:
         super().__init__()
         self._nnx_observed = False
+        self._nnx_trace = current_trace()
         for key, value in dict(*args, **kwargs).items():
             super().__setitem__(key, _convert_container(value))
 
     def _nnx_changed(self) -> None:
-        if getattr(self, "_nnx_observed", False):
-            _epoch.bump()
+        _container_changed(self)
 
     def __setitem__(self, key: tp.Any, value: A) -> None:
         self._nnx_changed()
