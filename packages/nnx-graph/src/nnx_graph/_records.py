@@ -147,7 +147,7 @@ class PytreeContainerDef(ContainerDef):
     @property
     def aux(self) -> Frozen:
         """The static data given back to the type's ``unflatten``."""
-        return tp.cast(Frozen, self[4])
+        return tp.cast(Frozen, tuple.__getitem__(self, 4))
 
     def __repr__(self) -> str:
         return f"PytreeContainerDef(type={self.type!r}, keys={self.keys!r}, aux={self.aux!r})"
