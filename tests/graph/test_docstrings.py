@@ -30,6 +30,7 @@ MODULES = [
     "nnx_graph._records",
     "nnx_graph._rngs",
     "nnx_graph._state",
+    "nnx_graph._state_pure",
     "nnx_graph._variables",
     "nnx_graph._variable_names",
     "nnx_graph._values",
