@@ -60,13 +60,25 @@ def test_cond_branches_must_not_change_structure():
     def grow(c):
         c.extra = nnx.Param(jnp.ones(1))
 
-    with pytest.raises(
-        nnx.GraphStructureError,
-        match=r"nnx\.cond: the function changed the "
-        r"structure",
-    ):
+    with pytest.raises(nnx.GraphStructureError, match=r"nnx\.cond: a branch changed the structure"):
         nnx.cond(True, grow, lambda c: None, c)
     assert not hasattr(c, "extra")
+
+
+def test_cond_and_switch_branches_may_change_structure_alike_and_return_modules():
+    def grow(c):
+        c.extra = nnx.Param(jnp.ones(1))
+        return c
+
+    c = Counter()
+    out = nnx.cond(jnp.array(True), grow, grow, c)
+    assert out is c and isinstance(c.extra, nnx.Param)
+    c = Counter()
+    assert nnx.switch(1, [grow, grow], c) is c and float(c.extra.value[0]) == 1.0
+    made = nnx.cond(
+        jnp.array(False), lambda: nnx.Param(jnp.ones(2)), lambda: nnx.Param(jnp.zeros(2))
+    )
+    assert isinstance(made, nnx.Param) and made.value.tolist() == [0.0, 0.0]
 
 
 # ----------------------------------------------------------------- loops

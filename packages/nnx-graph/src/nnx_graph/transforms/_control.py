@@ -7,6 +7,7 @@ written back to the caller's objects afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import typing as tp
 
 import jax
@@ -33,7 +34,8 @@ def cond(
     graph_updates: bool | None = None,
 ) -> tp.Any:
     """``jax.lax.cond`` whose operands may be Modules; updates made by the branch
-    taken reach the caller's objects.
+    taken reach the caller's objects. Branches may change the operands' structure
+    or return Modules when every branch does the same (else a TypeError).
 
     Example::
 
@@ -47,9 +49,31 @@ def cond(
     mode = resolve("nnx.cond", graph, graph_updates)
     lifted = Lifted("cond", operands, {}, fun=true_fun, mode=mode)
     lifted.structure_error = BranchStructureError
-    branches = [lifted.pure(fn, changed_only=False) for fn in (true_fun, false_fun)]
-    out_tree, updates = jax.lax.cond(pred, *branches, lifted.values(), lifted.dyn)
+    branches = [
+        lifted.pure(fn, allow_structure=True, changed_only=False) for fn in (true_fun, false_fun)
+    ]
+    with _branch_errors("cond"):
+        out_tree, updates = jax.lax.cond(pred, *branches, lifted.values(), lifted.dyn)
     return lifted.write_back(out_tree, updates)
+
+
+@contextlib.contextmanager
+def _branch_errors(name: str) -> tp.Iterator[None]:
+    """Name a structural change made by some branches only (JAX sees differing
+    branch outputs)."""
+    try:
+        yield
+    except TypeError as error:
+        if "must have the same pytree structure" not in str(error):
+            raise
+        raise BranchStructureError(
+            f"nnx.{name}: a branch changed the structure of its graph-node arguments (added, "
+            "removed or replaced attributes, Variables or list entries) or returned "
+            f"Modules/Variables, and another branch did not do the same: {name} branch "
+            "outputs must have the same pytree structure. Expected every branch to make the "
+            "same structural change (or none). Fix: make the change in every branch, or "
+            f"outside nnx.{name} (e.g. initialise attributes in __init__)."
+        ) from None
 
 
 def switch(
@@ -75,8 +99,9 @@ def switch(
     mode = resolve("nnx.switch", graph, graph_updates)
     lifted = Lifted("switch", operands, {}, fun=branches[0] if branches else None, mode=mode)
     lifted.structure_error = BranchStructureError
-    pures = [lifted.pure(b, changed_only=False) for b in branches]
-    out_tree, updates = jax.lax.switch(index, pures, lifted.values(), lifted.dyn)
+    pures = [lifted.pure(b, allow_structure=True, changed_only=False) for b in branches]
+    with _branch_errors("switch"):
+        out_tree, updates = jax.lax.switch(index, pures, lifted.values(), lifted.dyn)
     return lifted.write_back(out_tree, updates)
 
 
