@@ -501,10 +501,16 @@ def test_repr_scalars_whole_and_dtypes_by_name():
             self.dt = jnp.float32
             self.big = nnx.Param(jnp.zeros((200, 300)))
 
-    text = repr(M())
-    assert "  s=Array(2., dtype=float32)" in text.splitlines()
-    assert "  dt=float32," in text.splitlines()
-    assert text.startswith("M( # Param: 60,000 (240.0 KB)\n")
+    # Flax's layout, attributes in assignment order
+    assert repr(M()) == (
+        "M( # Param: 60,000 (240.0 KB)\n"
+        "  s=Array(2., dtype=float32),\n"
+        "  dt=float32,\n"
+        "  big=Param( # 60,000 (240.0 KB)\n"
+        "    value=Array(shape=(200, 300), dtype=dtype('float32'))\n"
+        "  )\n"
+        ")"
+    )
 
 
 def test_empty_module_repr():

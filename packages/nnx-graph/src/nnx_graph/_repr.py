@@ -7,8 +7,9 @@
 * arrays of more than one element are summarised as
   ``Array(shape=(2, 3), dtype=dtype('float32'))``, scalars are shown whole.
 
-Differences kept from nnx's graph repr: attributes in traversal (sorted) order, and
-an object seen before is shown as ``<shared: self.path>`` (Flax: ``Type(...)``).
+Attributes appear in assignment order (as Flax's). Kept from nnx's graph repr: an
+object seen before is shown as ``<shared: self.path>`` (Flax: ``Type(...)``), where
+"before" is the traversal (sorted) order.
 The walk is iterative over the GraphDef, so very deep graphs render in linear size.
 """
 
@@ -141,9 +142,39 @@ def _unlink(link: tp.Any) -> tuple[tp.Any, ...]:
     return tuple(reversed(keys))
 
 
-def _close_block(lines: list[str]) -> None:
-    if lines[-1].endswith(","):
-        lines[-1] = lines[-1][:-1]
+def _strip_last_comma(chunk: list[tp.Any]) -> None:
+    holder = chunk
+    while isinstance(holder[-1], list):
+        holder = holder[-1]
+    if holder[-1].endswith(","):
+        holder[-1] = holder[-1][:-1]
+
+
+def _source_order(
+    record: NodeDef | ContainerDef, nodes: list[tp.Any], entries: list[tuple[tp.Any, tp.Any]]
+) -> list[tuple[tp.Any, tp.Any]]:
+    """A Pytree's attributes (and an nnx.Dict's entries) in assignment order, as Flax
+    shows them; the GraphDef holds them sorted."""
+    if not isinstance(record, NodeDef) or issubclass(record.type, List):
+        return entries
+    obj = nodes[record.node_index]
+    keys = dict.keys(obj) if isinstance(obj, Dict) else obj.__dict__.keys()
+    order = {k: i for i, k in enumerate(keys)}
+    return sorted(entries, key=lambda entry: order.get(entry[0], len(order)))
+
+
+def _flatten(chunk: list[tp.Any]) -> list[str]:
+    out: list[str] = []
+    stack = [iter(chunk)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
 
 
 def object_repr(node: tp.Any) -> str:
@@ -158,18 +189,20 @@ def object_repr(node: tp.Any) -> str:
         ...         self.n = 3
         >>> print(repr(M()))
         M( # Param: 6 (24 B)
-          n=3,
           w=Param( # 6 (24 B)
             value=Array(shape=(2, 3), dtype=dtype('float32'))
-          )
+          ),
+          n=3
         )
     """
     flat = flatten_graph(node, check_leaks=False, observe=False)
     leaves = iter(flat.leaves)
-    lines: list[str] = []
+    # each rendered entry is a chunk: a list of lines and nested chunks whose last
+    # element is a line; a node's entries are reordered when it closes
     open_records: list[NodeDef | ContainerDef] = []
+    chunks: list[list[tp.Any]] = []  # the chunk of each open record
+    entries: list[list[tuple[tp.Any, list[tp.Any]]]] = [[]]  # per level: (key, chunk)
     links: list[tp.Any] = [None]
-    headers: list[int] = []  # line index of each open record's first line
     stats: list[Stats] = []  # Variable sizes per open record
     first_seen: dict[int, tp.Any] = {}
     skip = 0
@@ -181,38 +214,39 @@ def object_repr(node: tp.Any) -> str:
         if visit.closing:
             opened = open_records.pop()
             links.pop()
-            own, at = stats.pop(), headers.pop()
+            own, chunk = stats.pop(), chunks.pop()
             if own and isinstance(opened, NodeDef) and issubclass(opened.type, Pytree):
-                lines[at] += f" # {_stats_text(own)}"
+                chunk[0] += f" # {_stats_text(own)}"
             if stats:
                 for name, (count, nbytes) in own.items():
                     entry = stats[-1].setdefault(name, [0, 0])
                     entry[0] += count
                     entry[1] += nbytes
-            _close_block(lines)
-            lines.append(f"{_pad(len(open_records))}{_brackets(opened)[1]},")
+            chunk.extend(c for _, c in _source_order(opened, flat.nodes, entries.pop()))
+            _strip_last_comma(chunk)
+            chunk.append(f"{_pad(len(open_records))}{_brackets(opened)[1]},")
             continue
         parent = open_records[-1] if open_records else None
         key = visit.sub[-1] if visit.sub and isinstance(parent, ContainerDef) else visit.attr
         pad = _pad(len(open_records))
         head = pad + _prefix(parent, key)
         link = (links[-1], key) if parent is not None else None
+        out = entries[-1]
         if isinstance(record, RefDef):
-            lines.append(
-                f"{head}<shared: {format_path(_unlink(first_seen[record.node_index]), 'self')}>,"
-            )
+            where = format_path(_unlink(first_seen[record.node_index]), "self")
+            out.append((key, [f"{head}<shared: {where}>,"]))
         elif isinstance(record, VariableDef):
             first_seen[record.node_index] = link
             block, kind, count, nbytes = _variable_lines(next(leaves), head, pad)
-            lines += block
+            out.append((key, block))
             if stats:
                 entry = stats[-1].setdefault(kind, [0, 0])
                 entry[0] += count
                 entry[1] += nbytes
         elif isinstance(record, ArrayDef):
-            lines.append(f"{head}{_value_text(next(leaves)._raw_value)},")
+            out.append((key, [f"{head}{_value_text(next(leaves)._raw_value)},"]))
         elif isinstance(record, StaticDef):
-            lines.append(f"{head}{_value_text(record.value.value)},")
+            out.append((key, [f"{head}{_value_text(record.value.value)},"]))
         elif isinstance(record, ContainerDef) and all(
             isinstance(c, (ArrayDef, StaticDef)) for c in record.children
         ):
@@ -226,20 +260,22 @@ def object_repr(node: tp.Any) -> str:
             if opener == "{":
                 items = [f"{k!r}: {t}" for k, t in zip(record.keys, items)]
             comma = "," if opener == "(" and len(items) == 1 else ""
-            lines.append(f"{head}{opener}{', '.join(items)}{comma}{closer},")
+            out.append((key, [f"{head}{opener}{', '.join(items)}{comma}{closer},"]))
             skip = len(record.children) + 1
         else:
             opener, closer = _brackets(record)
             if isinstance(record, NodeDef):
                 first_seen[record.node_index] = link
                 if not record.attrs:
-                    lines.append(f"{head}{opener}{closer},")
+                    out.append((key, [f"{head}{opener}{closer},"]))
                     skip = 1
                     continue
-            headers.append(len(lines))
-            lines.append(f"{head}{opener}")
+            chunk = [f"{head}{opener}"]
+            out.append((key, chunk))
+            chunks.append(chunk)
             open_records.append(record)
             links.append(link)
+            entries.append([])
             stats.append({})
-    text = "\n".join(lines)
+    text = "\n".join(_flatten([c for _, c in entries[0]]))
     return text[:-1] if text.endswith(",") else text
