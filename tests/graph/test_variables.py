@@ -198,13 +198,24 @@ def test_metadata_from_kwargs_readable_as_attributes():
     v = nnx.Param(jnp.zeros(1), sharding_names=("x",), tag="t")
     assert v.sharding_names == ("x",)
     assert v.tag == "t"
-    assert v.get_metadata() == {"sharding_names": ("x",), "tag": "t"}
+    # sharding_names= is stored under Flax 0.12's key, out_sharding
+    assert v.get_metadata(exclude_required=True) == {"out_sharding": ("x",), "tag": "t"}
+    assert v.get_metadata() == {
+        "out_sharding": ("x",),
+        "tag": "t",
+        "hijax": False,
+        "ref": False,
+        "eager_sharding": True,
+    }
     assert v.get_metadata("tag") == "t"
     assert v.get_metadata("missing", None) is None
     assert v.metadata == v.get_metadata()
 
 
 def test_missing_metadata_error():
+    # Flax raises KeyError; nnx's error is also an AttributeError (older nnx)
+    with pytest.raises(KeyError, match="no metadata 'foo'"):
+        nnx.Param(jnp.zeros(1)).get_metadata("foo")
     with pytest.raises(AttributeError, match="no metadata 'foo'"):
         nnx.Param(jnp.zeros(1)).get_metadata("foo")
 
@@ -213,15 +224,17 @@ def test_set_metadata_forms():
     v = nnx.Param(jnp.zeros(1))
     v.set_metadata(a=1)
     v.set_metadata("b", 2)
-    assert v.get_metadata() == {"a": 1, "b": 2}
-    v.set_metadata({"c": 3})
-    assert v.get_metadata() == {"c": 3}
+    assert v.get_metadata(exclude_required=True) == {"a": 1, "b": 2}
+    v.set_metadata({"c": 3})  # replaces all metadata but the required entries
+    assert v.get_metadata() == {"c": 3, "hijax": False, "ref": False, "eager_sharding": True}
     v.d = 4  # attribute assignment sets metadata
     assert v.get_metadata("d") == 4
     del v.d
     assert "d" not in v.get_metadata()
-    with pytest.raises(TypeError, match="set_metadata expected keyword arguments"):
+    with pytest.raises(TypeError, match=r"set_metadata takes a mapping, \(name, value\)"):
         v.set_metadata(1, 2, 3)
+    with pytest.raises(TypeError, match="cannot mix positional and keyword"):
+        v.set_metadata("a", 1, b=2)
 
 
 def test_metadata_copy_is_independent():
@@ -236,9 +249,10 @@ def test_variable_metadata_and_with_metadata():
     boxed = init(jax.random.key(0), (2, 3))
     assert isinstance(boxed, nnx.VariableMetadata)
     assert boxed.metadata == {"sharding_names": ("a", "b")}
-    p = nnx.Param(boxed, extra=1)
+    p = nnx.Param(boxed, extra=1, eager_sharding=False)
     assert p.shape == (2, 3)
     assert p.sharding_names == ("a", "b") and p.extra == 1
+    assert p.get_metadata("out_sharding") == ("a", "b")
     assert init.__name__ == "ones"
 
 
@@ -246,13 +260,16 @@ def test_variable_from_variable_merges_metadata():
     a = nnx.Param(jnp.ones(1), tag="a")
     b = nnx.BatchStat(a, other=2)
     assert type(b) is nnx.BatchStat
-    assert b.get_metadata() == {"tag": "a", "other": 2}
+    assert b.get_metadata(exclude_required=True) == {"tag": "a", "other": 2}
     assert b.raw_value is a.raw_value
 
 
-def test_compat_flags_are_accepted_and_dropped():
-    v = nnx.Param(jnp.ones(1), is_hijax=True, has_ref=False, is_mutable=True)
-    assert v.get_metadata() == {}
+def test_older_flag_spellings_map_to_the_flags():
+    v = nnx.Param(jnp.ones(1), is_hijax=False, has_ref=True, is_mutable=True)
+    assert v.get_metadata(exclude_required=True) == {}
+    assert v.ref is True and v.hijax is False
+    with pytest.raises(ValueError, match="hijax=True is not supported"):
+        nnx.Param(jnp.ones(1), is_hijax=True)
 
 
 # ----------------------------------------------------------------- copies
@@ -261,7 +278,7 @@ def test_replace_keeps_type_and_metadata():
     q = p.replace(jnp.ones(3), note=1)
     assert type(q) is LoraParam
     assert q.shape == (3,)
-    assert q.get_metadata() == {"tag": "a", "note": 1}
+    assert q.get_metadata(exclude_required=True) == {"tag": "a", "note": 1}
     assert p.shape == (2,) and "note" not in p.get_metadata()
     assert p.replace().raw_value is p.raw_value
 

@@ -5,7 +5,10 @@ sharding module installs."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import operator
+import threading
 import typing as tp
 
 import jax
@@ -16,7 +19,12 @@ try:  # private JAX API (the running trace); without it leak checks are skipped
 except ImportError:  # pragma: no cover
     _jax_core = None  # type: ignore[assignment]
 
+_REF_TYPES: tuple[type, ...] = tuple(
+    t for t in (getattr(_jax_core, "Ref", None),) if isinstance(t, type)
+)
+
 __all__ = [
+    "HOOK_KEYS",
     "VariableMetadata",
     "array_summary",
     "install_operators",
@@ -44,29 +52,65 @@ def leaked_tracer(value: object) -> bool:
         return False
 
 
-@dataclasses.dataclass(frozen=True)
-class VariableMetadata(tp.Generic[A]):
-    """A value bundled with metadata, produced by :func:`with_metadata` initializers.
+Hook = tp.Callable[..., tp.Any]
+"""A Variable hook: ``hook(variable, value) -> value`` for the value hooks,
+``hook(variable, axis_index, axis_name)`` for the axis hooks."""
 
-    When a Variable is constructed from a ``VariableMetadata`` the value is unwrapped
-    and the metadata becomes the Variable's metadata.
+HOOK_KEYS = ("on_get_value", "on_set_value", "on_create_value", "on_add_axis", "on_remove_axis")
+"""Metadata keys holding Variable hooks (one callable or a tuple of them)."""
+
+
+@dataclasses.dataclass
+class VariableMetadata(tp.Generic[A]):
+    """A value bundled with metadata (and optional hooks), produced by
+    :func:`with_metadata` initializers.
+
+    When a Variable is constructed from a ``VariableMetadata`` the value is unwrapped,
+    ``metadata`` becomes the Variable's metadata and each non-empty ``on_*`` tuple of
+    hooks is stored under its own metadata key (see :func:`with_metadata`).
 
     Example::
 
         >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> v = nnx.Param(nnx.VariableMetadata(jnp.ones(2), {"sharding_names": ("x",)}))
-        >>> v.sharding_names
-        ('x',)
+        >>> v = nnx.Param(nnx.VariableMetadata(jnp.ones(2), metadata={"tag": "x"}))
+        >>> v.tag
+        'x'
     """
 
     raw_value: A
+    on_set_value: tuple[Hook, ...] = ()
+    on_get_value: tuple[Hook, ...] = ()
+    on_create_value: tuple[Hook, ...] = ()
+    on_add_axis: tuple[Hook, ...] = ()
+    on_remove_axis: tuple[Hook, ...] = ()
     metadata: tp.Mapping[str, tp.Any] = dataclasses.field(default_factory=dict)
 
 
+def _hook_tuple(hooks: Hook | tp.Sequence[Hook]) -> tuple[Hook, ...]:
+    if not hooks:
+        return ()
+    return (hooks,) if callable(hooks) else tuple(hooks)
+
+
 def with_metadata(
-    initializer: tp.Callable[..., tp.Any], **metadata: tp.Any
+    initializer: tp.Callable[..., tp.Any],
+    on_set_value: Hook | tp.Sequence[Hook] = (),
+    on_get_value: Hook | tp.Sequence[Hook] = (),
+    on_create_value: Hook | tp.Sequence[Hook] = (),
+    on_add_axis: Hook | tp.Sequence[Hook] = (),
+    on_remove_axis: Hook | tp.Sequence[Hook] = (),
+    **metadata: tp.Any,
 ) -> tp.Callable[..., VariableMetadata[tp.Any]]:
-    """Wrap an initializer so its result carries Variable metadata.
+    """Wrap an initializer so its result carries Variable metadata and hooks.
+
+    Hooks (each one callable or a sequence of them) are run by the Variable built
+    from the result: ``on_create_value(variable, value)`` once at construction,
+    ``on_get_value(variable, value)`` on every read, ``on_set_value(variable, value)``
+    on every write (each returns the value to use), and
+    ``on_add_axis``/``on_remove_axis(variable, axis_index, axis_name)`` when a
+    transform (``nnx.vmap``, ``nnx.scan``) adds or removes an axis. Subclassing the
+    Variable and overriding ``get_value``/``set_value`` is the cleaner way to
+    customise values; hooks remain for Flax compatibility.
 
     Example::
 
@@ -75,13 +119,57 @@ def with_metadata(
         >>> p = nnx.Param(init(jax.random.key(0), (2,)))
         >>> p.tag
         'frozen'
+        >>> double = nnx.with_metadata(
+        ...     jax.nn.initializers.ones, on_get_value=lambda v, x: 2 * x)
+        >>> nnx.Param(double(jax.random.key(0), (2,)))[...].tolist()
+        [2.0, 2.0]
     """
+    hooks = {
+        "on_set_value": _hook_tuple(on_set_value),
+        "on_get_value": _hook_tuple(on_get_value),
+        "on_create_value": _hook_tuple(on_create_value),
+        "on_add_axis": _hook_tuple(on_add_axis),
+        "on_remove_axis": _hook_tuple(on_remove_axis),
+    }
 
+    @functools.wraps(initializer)
     def wrapped(*args: tp.Any, **kwargs: tp.Any) -> VariableMetadata[tp.Any]:
-        return VariableMetadata(initializer(*args, **kwargs), dict(metadata))
+        return VariableMetadata(initializer(*args, **kwargs), **hooks, metadata=dict(metadata))
 
-    wrapped.__name__ = getattr(initializer, "__name__", "initializer")
     return wrapped
+
+
+def run_value_hooks(hooks: tp.Any, variable: tp.Any, value: tp.Any) -> tp.Any:
+    """Apply one value hook or a tuple of them: ``value = hook(variable, value)``."""
+    if isinstance(hooks, tuple):
+        for hook in hooks:
+            value = hook(variable, value)
+        return value
+    return hooks(variable, value)
+
+
+def run_axis_hooks(hooks: tp.Any, variable: tp.Any, axis_index: int, axis_name: tp.Any) -> None:
+    """Call one axis hook or a tuple of them: ``hook(variable, axis_index, axis_name)``."""
+    for hook in hooks if isinstance(hooks, tuple) else (hooks,):
+        hook(variable, axis_index, axis_name)
+
+
+class _VarFlags(threading.local):
+    """The ``var_defaults``/``use_eager_sharding`` stacks (per thread, as in Flax):
+    the last entry is the current setting, an empty stack means the default."""
+
+    def __init__(self) -> None:
+        self.hijax: list[bool] = []
+        self.ref: list[bool] = []
+        self.eager_sharding: list[bool] = []
+
+
+var_flags = _VarFlags()
+
+
+def is_array_ref(value: object) -> bool:
+    """Whether ``value`` is a JAX mutable array reference (``jax.new_ref``)."""
+    return isinstance(value, _REF_TYPES)
 
 
 def array_summary(value: tp.Any) -> str | None:
@@ -189,3 +277,38 @@ def install_operators(cls: tp.Any) -> None:
             return _op(self.get_value(), other)
 
         setattr(cls, f"__{_name}__", _compare)
+
+    # Unary operators and conversions act on the value; containers delegate too.
+    unary: dict[str, tp.Callable[[tp.Any], tp.Any]] = {
+        "neg": operator.neg,
+        "pos": operator.pos,
+        "abs": abs,
+        "invert": operator.invert,
+        "len": len,
+        "iter": iter,
+        "bool": bool,
+        "float": float,
+        "int": int,
+        "complex": complex,
+        "index": operator.index,
+        "trunc": math.trunc,
+        "floor": math.floor,
+        "ceil": math.ceil,
+    }
+    for _name, _fn in unary.items():
+
+        def _unary(self: tp.Any, _fn: tp.Callable[[tp.Any], tp.Any] = _fn) -> tp.Any:
+            return _fn(self.get_value())
+
+        _unary.__name__ = f"__{_name}__"
+        setattr(cls, f"__{_name}__", _unary)
+
+    def __round__(self: tp.Any, ndigits: int | None = None) -> tp.Any:
+        value = self.get_value()
+        return round(value) if ndigits is None else round(value, ndigits)
+
+    def __call__(self: tp.Any, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        return self.get_value()(*args, **kwargs)
+
+    cls.__round__ = __round__
+    cls.__call__ = __call__

@@ -9,19 +9,21 @@ graph API thread in and out of JAX; everything else on a Module is structure.
 from __future__ import annotations
 
 import copy as _copy
-import operator
 import typing as tp
 
 import jax
 import numpy as np
 
 from nnx_graph import _epoch
-from nnx_graph._errors import TraceLeakError
+from nnx_graph import _variable_meta as _meta
 from nnx_graph._hashing import Frozen, hashable
 from nnx_graph._values import (
+    HOOK_KEYS,
     VariableMetadata,
     _sharding_hook,
     install_operators,
+    run_axis_hooks,
+    run_value_hooks,
     with_metadata,
 )
 
@@ -29,6 +31,7 @@ from nnx_graph._values import (
 from nnx_graph._values import array_summary as array_summary
 from nnx_graph._values import leaked_tracer as leaked_tracer
 from nnx_graph._values import value_repr as value_repr
+from nnx_graph._variable_meta import MISSING, REQUIRED_KEYS
 
 __all__ = [
     "BatchStat",
@@ -47,17 +50,38 @@ _leaked_tracer = leaked_tracer  # older name, still read by the transforms
 A = tp.TypeVar("A")
 V = tp.TypeVar("V", bound="Variable[tp.Any]")
 
-_SLOTS = frozenset({"_raw_value", "_var_metadata", "_nnx_observed", "_nnx_frozen"})
+_SLOTS = frozenset(
+    {"_raw_value", "_var_metadata", "_nnx_observed", "_nnx_frozen", "_nnx_special", "_nnx_trace"}
+)
+_SHARDING_KEYS = frozenset({"out_sharding", "sharding_names", "sharding"})
+_current_trace = _meta.current_trace
 
 
 class Variable(tp.Generic[A]):
     """A mutable box holding a value (usually a ``jax.Array``) plus metadata.
 
     The Variable's type says what kind of state it is (its collection). Read the
-    value with ``v.value``, ``v[...]`` or ``v.get_value()``; write it with
-    ``v.value = x``, ``v[...] = x`` or ``v.set_value(x)``. Arithmetic works on the
+    value with ``v[...]``, ``v.get_value()`` or ``v.value``; write it with
+    ``v[...] = x``, ``v.set_value(x)`` or ``v.value = x``. Arithmetic works on the
     value, and in-place operators (``v += 1``) update the Variable itself.
     Extra keyword arguments become metadata, readable as attributes.
+
+    Every Variable also carries three required metadata entries, as in Flax NNX:
+    ``hijax`` (always ``False`` here), ``ref`` (the value is held in a JAX mutable
+    array reference, ``jax.new_ref``, updated in place, also under ``jax.jit``) and
+    ``eager_sharding`` (place an annotated value on the mesh at creation; default
+    from :class:`use_eager_sharding`). The sharding annotation is stored under
+    ``out_sharding``; ``sharding_names=``/``sharding=`` are accepted spellings.
+
+    Arguments:
+        value: the value, or a :class:`VariableMetadata` (from :func:`with_metadata`
+            or :func:`with_partitioning`) whose metadata and hooks are taken over.
+        hijax: must be ``False`` (JAX's hijax Variables are not supported).
+        ref: hold the value in a ``jax.new_ref`` reference; default from
+            :func:`var_defaults`.
+        eager_sharding: ``True`` to require placement at creation (raises without a
+            mesh), ``False`` never to place; default: :func:`using_eager_sharding`.
+        **metadata: any further metadata.
 
     Example::
 
@@ -65,35 +89,89 @@ class Variable(tp.Generic[A]):
         >>> class Count(nnx.Variable): pass
         >>> c = Count(jnp.array(0), tag="steps")
         >>> c += 1
-        >>> int(c.value), c.tag
-        (1, 'steps')
+        >>> int(c[...]), c.tag, c.ref
+        (1, 'steps', False)
+        >>> sorted(c.get_metadata())
+        ['eager_sharding', 'hijax', 'ref', 'tag']
     """
 
-    __slots__ = ("_raw_value", "_var_metadata", "_nnx_observed", "_nnx_frozen", "__weakref__")
+    __slots__ = (
+        "_raw_value",
+        "_var_metadata",
+        "_nnx_observed",
+        "_nnx_frozen",
+        "_nnx_special",
+        "_nnx_trace",
+        "__weakref__",
+    )
 
     _raw_value: A
     _var_metadata: dict[str, tp.Any]
     _nnx_observed: bool
     _nnx_frozen: Frozen | None  # cached hashable view of the metadata (see metadata_key)
+    _nnx_special: bool  # holds a Ref or hooks: reads/writes take the general path
+    _nnx_trace: tp.Any  # weak reference to the JAX trace the Variable was created in
+    _nnx_class_hooks: tp.ClassVar[tuple[tuple[str, tp.Any], ...]] = ()
 
-    def __init__(self, value: A | VariableMetadata[A], **metadata: tp.Any) -> None:
-        if isinstance(value, VariableMetadata):
-            metadata = {**value.metadata, **metadata}
-            value = value.raw_value
-        if isinstance(value, Variable):
-            metadata = {**value.get_metadata(), **metadata}
-            value = value._raw_value
-        # eager_sharding / is_hijax / has_ref are accepted for compatibility.
-        for compat in ("is_hijax", "has_ref", "is_mutable"):
-            metadata.pop(compat, None)
-        _init_slots(self, value, metadata)
-        if metadata.get("eager_sharding") or _sharding_hook.eager:
+    def __init__(
+        self,
+        value: A | VariableMetadata[A],
+        *,
+        hijax: bool | None = None,
+        ref: bool | None = None,
+        eager_sharding: bool | None = None,
+        **metadata: tp.Any,
+    ) -> None:
+        flags = {"hijax": hijax, "ref": ref, "eager_sharding": eager_sharding}
+        raw: A = _meta.unpack_value(self, value, metadata, flags, Variable)
+        hijax, ref, eager = _meta.resolve_flags(self, raw, metadata, flags)
+        for key, hook in self._nnx_class_hooks:
+            metadata.setdefault(key, hook)
+        _init_slots(self, raw, metadata)
+        if "on_create_value" in metadata:
+            raw = run_value_hooks(metadata["on_create_value"], self, raw)
+            _set_raw(self, raw)
+        _set_raw(self, self.create_value(raw))
+        if eager is not None:  # given explicitly: the placement is required
+            metadata["eager_sharding"] = eager
+        if not _SHARDING_KEYS.isdisjoint(metadata):
             _sharding_hook.apply(self)
+        metadata["hijax"] = hijax
+        metadata["ref"] = ref
+        if eager is None:
+            metadata["eager_sharding"] = _meta.eager_default()
+        if ref:
+            _set_raw(self, jax.new_ref(self._raw_value))
+        _set_special(self, _meta.is_special(metadata))
+        _set_frozen(self, None)
 
     # ------------------------------------------------------------------ pytree
     def __init_subclass__(cls, **kwargs: tp.Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls._nnx_class_hooks = tuple(
+            (key, getattr(cls, key)) for key in HOOK_KEYS if callable(getattr(cls, key, None))
+        )
         _register_pytree(cls)
+
+    # ------------------------------------------------------------------ flags
+    @property
+    def hijax(self) -> bool:
+        """Whether this is a JAX hijax Variable (always ``False`` in nnx)."""
+        return bool(self._var_metadata.get("hijax", False))
+
+    @property
+    def ref(self) -> bool:
+        """Whether the value is held in a JAX mutable array reference (``jax.new_ref``)."""
+        return bool(self._var_metadata.get("ref", False))
+
+    @property
+    def sharding_names(self) -> tp.Any:
+        """The sharding annotation (``out_sharding`` metadata), ``None`` when absent."""
+        return self._var_metadata.get("out_sharding")
+
+    @sharding_names.setter
+    def sharding_names(self, names: tp.Any) -> None:
+        self.set_metadata(out_sharding=names)
 
     # ------------------------------------------------------------------ value
     @property
@@ -107,79 +185,79 @@ class Variable(tp.Generic[A]):
 
     @property
     def raw_value(self) -> A:
-        """The held value, without any checks."""
+        """The held value, without any checks (a ``Ref`` itself when ``ref=True``)."""
         return self._raw_value
 
     @raw_value.setter
     def raw_value(self, value: A) -> None:
-        object.__setattr__(self, "_raw_value", value)
+        self.set_raw_value(value)
 
     def get_value(self, index: tp.Any = None) -> A:
-        """Return the value (or ``value[index]`` when an index is given)."""
+        """Return the value (or ``value[index]`` when an index is given), after the
+        ``on_get_value`` hooks if any."""
         value = self._raw_value
         if isinstance(value, jax.core.Tracer) and leaked_tracer(value):
-            raise TraceLeakError(
-                f"{self._describe()} holds a JAX tracer from a trace that has finished "
-                "(a value computed inside jax.jit/grad/vmap was stored on an object "
-                "that outlives the transform).\n"
-                "Expected: a concrete array outside of transforms.\n"
-                "Fix: pass the object into the transform as an argument (nnx.jit, "
-                "nnx.grad, ... carry updates back automatically) or return the value "
-                "from the transformed function and assign it outside. To see where this "
-                "Variable is stored, call nnx.state(model): that error names its path."
-            )
+            raise _meta.leak_error(self)
+        if self._nnx_special:
+            return _meta.special_get(self, value, index)  # type: ignore[no-any-return]
         if index is not None and index is not Ellipsis:
             return value[index]  # type: ignore[index, no-any-return]
         return value
 
     def set_value(self, value: A, *, index: tp.Any = None) -> None:
-        """Replace the value (or ``value[index]`` when an index is given)."""
+        """Replace the value (or ``value[index]`` when an index is given), after the
+        ``on_set_value`` hooks if any. ``v[...] = x`` broadcasts ``x`` to the shape of
+        an array value, as ``jax.Array.at[...].set`` does."""
+        if self._nnx_trace is not _current_trace():
+            _meta.check_trace(self, "set its value")
         if isinstance(value, Variable):
             value = value._raw_value
-        if index is not None and index is not Ellipsis:
-            value = self._raw_value.at[index].set(value)  # type: ignore[attr-defined]
-        object.__setattr__(self, "_raw_value", value)
+        if self._nnx_special:
+            _meta.special_set(self, value, index)
+        elif index is None:
+            _set_raw(self, value)
+        else:
+            _set_raw(self, _meta.set_at(self._raw_value, index, value))
 
     def __getitem__(self, index: tp.Any) -> tp.Any:
         if index is Ellipsis:
             return self.get_value()
-        return self.get_value()[index]  # type: ignore[index]
+        return self.get_value(index)
 
     def __setitem__(self, index: tp.Any, value: tp.Any) -> None:
         self.set_value(value, index=index)
+
+    def __delitem__(self, index: tp.Any) -> None:
+        value: tp.Any = self.get_value()
+        del value[index]
+        self.set_value(value)
+
+    def __contains__(self, item: tp.Any) -> bool:
+        return item in self.get_value()  # type: ignore[operator]
 
     # ------------------------------------------------------------------ metadata
     def get_metadata(
         self,
         name: str | None = None,
-        default: tp.Any = ...,
+        default: tp.Any = MISSING,
         *,
         exclude_required: bool | None = None,
     ) -> tp.Any:
-        """All metadata as a dict, or one entry by name. (Flax's required keys
-        ``hijax``/``ref``/``eager_sharding`` are not stored here, so
-        ``exclude_required`` changes nothing.)
+        """All metadata as a dict (without ``hijax``/``ref``/``eager_sharding`` when
+        ``exclude_required=True``), or one entry by name (``default`` when absent).
 
         Example::
 
             >>> import jax.numpy as jnp, nnx_graph as nnx
-            >>> nnx.Param(jnp.zeros(1), tag="a").get_metadata()
+            >>> nnx.Param(jnp.zeros(1), tag="a").get_metadata(exclude_required=True)
             {'tag': 'a'}
         """
-        if name is None:
-            return dict(self._var_metadata)
-        if name in self._var_metadata:
-            return self._var_metadata[name]
-        if default is ...:
-            raise AttributeError(
-                f"{self._describe()} has no metadata {name!r}; expected one of "
-                f"{sorted(self._var_metadata)}. Fix: set it first (v.set_metadata({name}=...)) "
-                "or pass a default: v.get_metadata(name, default)."
-            )
-        return default
+        return _meta.get_metadata(self, name, default, exclude_required)
 
     def set_metadata(self, *args: tp.Any, **metadata: tp.Any) -> None:
-        """Set metadata entries: ``set_metadata(key=value)`` or ``set_metadata(dict)``.
+        """Set metadata: ``set_metadata(key=value)``, ``set_metadata(name, value)``, or
+        ``set_metadata(dict)`` (replaces all metadata; ``hijax``/``ref``/
+        ``eager_sharding`` are kept, and changing them raises ValueError).
 
         Example::
 
@@ -187,18 +265,14 @@ class Variable(tp.Generic[A]):
             >>> p = nnx.Param(jnp.zeros(1)); p.set_metadata(tag="t"); p.tag
             't'
         """
-        if len(args) == 1 and isinstance(args[0], tp.Mapping):
-            object.__setattr__(self, "_var_metadata", dict(args[0]))
-        elif len(args) == 2 and isinstance(args[0], str):
-            self._var_metadata[args[0]] = args[1]
-        elif args:
-            raise TypeError(
-                f"{self._describe()}.set_metadata expected keyword arguments, a mapping, "
-                f"or (name, value); found positional arguments {args!r}. Fix: "
-                "v.set_metadata(name=value)."
-            )
-        self._var_metadata.update(metadata)
-        object.__setattr__(self, "_nnx_frozen", None)
+        if self._nnx_trace is not _current_trace():
+            _meta.check_trace(self, "set its metadata")
+        _meta.set_metadata(self, args, metadata)
+        self._metadata_changed()
+
+    def _metadata_changed(self) -> None:
+        _set_frozen(self, None)
+        _set_special(self, _meta.is_special(self._var_metadata))
         if self._nnx_observed:
             _epoch.bump()
 
@@ -221,31 +295,20 @@ class Variable(tp.Generic[A]):
         try:
             return getattr(value, name)
         except AttributeError:
-            raise AttributeError(
-                f"{type(self).__name__} has no attribute or metadata {name!r}, and its "
-                f"value of type {type(value).__name__} has no attribute {name!r} either "
-                f"(its metadata: {sorted(metadata)}). Fix: check the spelling, or set "
-                f"metadata with v.set_metadata({name}=...)."
-            ) from None
+            raise _meta.attribute_error(self, name) from None
 
     def __setattr__(self, name: str, value: tp.Any) -> None:
-        if name in _SLOTS or name in ("value", "raw_value"):
+        if name in _SLOTS:
             object.__setattr__(self, name, value)
             return
         if isinstance(getattr(type(self), name, None), property):
             object.__setattr__(self, name, value)
             return
-        self._var_metadata[name] = value
-        object.__setattr__(self, "_nnx_frozen", None)
-        if self._nnx_observed:
-            _epoch.bump()
+        self.set_metadata(name, value)
 
     def __delattr__(self, name: str) -> None:
         if name in self._var_metadata:
-            del self._var_metadata[name]
-            object.__setattr__(self, "_nnx_frozen", None)
-            if self._nnx_observed:
-                _epoch.bump()
+            self.del_metadata(name)
         else:
             object.__delattr__(self, name)
 
@@ -255,78 +318,103 @@ class Variable(tp.Generic[A]):
         """The Variable's class (its collection)."""
         return type(self)
 
-    def replace(self: V, value: tp.Any = ..., **metadata: tp.Any) -> V:
-        """A new Variable of the same type with a new value and/or updated metadata.
+    var_type = type  # the ``type`` property: the Variable's class
 
-        Example::
-
-            >>> import jax.numpy as jnp, nnx_graph as nnx
-            >>> p = nnx.Param(jnp.zeros(2), tag="a")
-            >>> q = p.replace(jnp.ones(2))
-            >>> type(q).__name__, q.tag, float(q.value.sum())
-            ('Param', 'a', 2.0)
-        """
-        return new_variable(
-            type(self),
-            self._raw_value if value is ... else value,
-            {**self._var_metadata, **metadata},
-        )
-
-    def copy(self: V, value: tp.Any = ..., **updates: tp.Any) -> V:
+    def copy(self: V, value: tp.Any = MISSING, *, _copy_ref: bool = True, **updates: tp.Any) -> V:
         """A new Variable of the same type: this value (or ``value``) and a copy of
-        the metadata updated with ``updates``.
+        the metadata updated with ``updates``. With ``ref=True`` the copy gets its own
+        reference (``_copy_ref=False`` shares this one).
 
         Example::
 
             >>> import jax.numpy as jnp, nnx_graph as nnx
             >>> q = nnx.Param(jnp.zeros(2), tag="a").copy(jnp.ones(2), tag="b")
-            >>> float(q.value.sum()), q.tag
-            (2.0, 'b')
+            >>> type(q).__name__, float(q[...].sum()), q.tag
+            ('Param', 2.0, 'b')
         """
-        return self.replace(value, **updates)
+        return _meta.copy_variable(self, value, _copy_ref, updates)  # type: ignore[no-any-return]
 
+    replace = copy
     to_state = copy  # compatibility: Variables are their own state
     to_variable = copy
-    var_type = type  # the ``type`` property: the Variable's class
 
     def copy_from(self, other: Variable[A]) -> None:
-        """Take ``other``'s value and metadata (this object stays the same)."""
-        self._raw_value = other._raw_value
+        """Take ``other``'s value and metadata (this object stays the same); ``other``
+        must be of the same type (ValueError otherwise)."""
+        if type(self) is not type(other):
+            raise ValueError(
+                f"Cannot copy from incompatible container: {self._describe()}.copy_from "
+                f"expected a {type(self).__name__}, found a {type(other).__name__}. Fix: "
+                f"pass a {type(self).__name__}, or use update_from_state to take only "
+                "its value and metadata."
+            )
+        if self is other:
+            return
+        self.set_raw_value(other._raw_value)
         self.set_metadata(dict(other._var_metadata))
 
-    update_from_state = copy_from
+    def update_from_state(self, variable_state: Variable[A]) -> None:
+        """Take ``variable_state``'s value and metadata, keeping ``hijax``/``ref``."""
+        self.set_raw_value(variable_state._raw_value)
+        if self._var_metadata != variable_state._var_metadata:
+            metadata = dict(variable_state._var_metadata)
+            metadata["hijax"], metadata["ref"] = self.hijax, self.ref
+            _set_metadata(self, metadata)
+            self._metadata_changed()
 
     def has_metadata(self, name: str) -> bool:
         """Whether metadata ``name`` is set."""
         return name in self._var_metadata
 
     def del_metadata(self, name: str) -> None:
-        """Remove metadata ``name`` (KeyError naming the known keys when absent)."""
-        if name not in self._var_metadata:
-            raise KeyError(
-                f"{self._describe()} has no metadata {name!r}; its metadata: "
-                f"{sorted(self._var_metadata)}. Fix: check has_metadata({name!r}) first."
-            )
-        delattr(self, name)
+        """Remove metadata ``name`` (KeyError when absent; ``hijax``/``ref`` cannot be
+        removed: ValueError)."""
+        if self._nnx_trace is not _current_trace():
+            _meta.check_trace(self, "delete its metadata")
+        _meta.del_metadata(self, name)
+        self._metadata_changed()
 
     def get_raw_value(self) -> A:
-        """The held value, without checks."""
+        """The held value, without checks (the ``Ref`` itself when ``ref=True``)."""
         return self._raw_value
 
     def set_raw_value(self, value: A, *, _unsafe_bypass_check: bool = False) -> None:
-        """Replace the held value, without checks."""
-        self._raw_value = value
+        """Replace the held value, without hooks."""
+        if not _unsafe_bypass_check and self._nnx_trace is not _current_trace():
+            _meta.check_trace(self, "set its value")
+        _set_raw(self, value)
 
     def create_value(self, value: A) -> A:
         """Hook for subclasses transforming a value on creation; returns it as is."""
         return value
 
+    def add_axis(self, axis_index: int, axis_name: tp.Any) -> None:
+        """Called when a transform (``nnx.vmap``/``nnx.scan``) adds axis ``axis_index``
+        (mesh axis ``axis_name``) to the value: runs the ``on_add_axis`` hooks.
+        (The sharding annotation itself is updated by the transform.)"""
+        hooks = self._var_metadata.get("on_add_axis")
+        if hooks:
+            run_axis_hooks(hooks, self, axis_index, axis_name)
+
+    def remove_axis(self, axis_index: int, axis_name: tp.Any) -> None:
+        """Called when a transform removes axis ``axis_index``: runs the
+        ``on_remove_axis`` hooks."""
+        hooks = self._var_metadata.get("on_remove_axis")
+        if hooks:
+            run_axis_hooks(hooks, self, axis_index, axis_name)
+
     @classmethod
     def from_metadata(cls, value: A, attributes: dict[str, tp.Any]) -> Variable[A]:
-        """``cls(value, **attributes)``."""
-        return cls(value, **attributes)
+        """A Variable holding ``value`` with metadata ``attributes`` as given (no
+        hooks run, no placement): how transforms rebuild Variables."""
+        metadata = dict(attributes)
+        if metadata.get("hijax"):
+            raise _meta.hijax_error(cls.__name__)
+        for key in REQUIRED_KEYS:
+            metadata.setdefault(key, _meta.flag_default(key))
+        return new_variable(cls, value, metadata)
 
-    required_metadata: tp.ClassVar[frozenset[str]] = frozenset({"hijax", "ref", "eager_sharding"})
+    required_metadata: tp.ClassVar[frozenset[str]] = frozenset(REQUIRED_KEYS)
 
     @classmethod
     def state(cls, value: tp.Any, **metadata: tp.Any) -> Variable[tp.Any]:
@@ -343,7 +431,7 @@ class Variable(tp.Generic[A]):
     @property
     def shape(self) -> tuple[int, ...]:
         value: tp.Any = self._raw_value
-        return tuple(np.shape(value))
+        return tuple(np.shape(value) if not self._nnx_special else jax.typeof(value).shape)
 
     @property
     def dtype(self) -> tp.Any:
@@ -357,37 +445,6 @@ class Variable(tp.Generic[A]):
     @property
     def ndim(self) -> int:
         return len(self.shape)
-
-    def __len__(self) -> int:
-        return len(self.get_value())  # type: ignore[arg-type]
-
-    def __iter__(self) -> tp.Iterator[tp.Any]:
-        return iter(self.get_value())  # type: ignore[call-overload,no-any-return]
-
-    def __bool__(self) -> bool:
-        return bool(self.get_value())
-
-    def __float__(self) -> float:
-        return float(self.get_value())  # type: ignore[arg-type]
-
-    def __int__(self) -> int:
-        value: tp.Any = self.get_value()
-        return int(value)
-
-    def __index__(self) -> int:
-        return operator.index(self.get_value())  # type: ignore[arg-type]
-
-    def __neg__(self) -> tp.Any:
-        return -self.get_value()  # type: ignore[operator]
-
-    def __pos__(self) -> tp.Any:
-        return +self.get_value()  # type: ignore[operator]
-
-    def __abs__(self) -> tp.Any:
-        return abs(self.get_value())  # type: ignore[arg-type]
-
-    def __invert__(self) -> tp.Any:
-        return ~self.get_value()  # type: ignore[operator]
 
     # ``__eq__`` compares values (installed below); keep identity hashing.
     __hash__ = object.__hash__
@@ -429,6 +486,8 @@ _set_raw = tp.cast(tp.Any, Variable.__dict__["_raw_value"]).__set__
 _set_metadata = tp.cast(tp.Any, Variable.__dict__["_var_metadata"]).__set__
 _set_observed = tp.cast(tp.Any, Variable.__dict__["_nnx_observed"]).__set__
 _set_frozen = tp.cast(tp.Any, Variable.__dict__["_nnx_frozen"]).__set__
+_set_special = tp.cast(tp.Any, Variable.__dict__["_nnx_special"]).__set__
+_set_trace = tp.cast(tp.Any, Variable.__dict__["_nnx_trace"]).__set__
 
 
 def _init_slots(var: Variable[tp.Any], value: tp.Any, metadata: dict[str, tp.Any]) -> None:
@@ -436,6 +495,8 @@ def _init_slots(var: Variable[tp.Any], value: tp.Any, metadata: dict[str, tp.Any
     _set_metadata(var, metadata)
     _set_observed(var, False)
     _set_frozen(var, None)
+    _set_special(var, _meta.is_special(metadata))
+    _set_trace(var, _current_trace())
 
 
 def new_variable(typ: type[V], value: tp.Any, metadata: dict[str, tp.Any]) -> V:
@@ -471,11 +532,12 @@ def metadata_key(var: Variable[tp.Any]) -> Frozen:
 
 
 # ---------------------------------------------------------------------- repr
+shown_metadata = _meta.shown_metadata
+
+
 def variable_repr(var: Variable[tp.Any]) -> str:
     """``Param(value=Array(shape=(2,), dtype=float32), tag='a')``."""
-    parts = [f"value={value_repr(var._raw_value)}"]
-    parts += [f"{k}={v!r}" for k, v in sorted(var._var_metadata.items())]
-    return f"{type(var).__name__}({', '.join(parts)})"
+    return _meta.variable_repr(var, value_repr)
 
 
 install_operators(Variable)
@@ -523,71 +585,14 @@ _register_pytree(Variable)
 
 
 # ---------------------------------------------------------------------- types
-class Param(Variable[A]):
-    """A trainable parameter. ``nnx.grad`` differentiates w.r.t. ``Param`` by default.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> nnx.Param(jnp.ones(3)).shape
-        (3,)
-    """
-
-    __slots__ = ()
-
-
-class BatchStat(Variable[A]):
-    """Running statistics (e.g. BatchNorm mean/var), updated in training, not trained.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> nnx.BatchStat(jnp.zeros(3)).value.tolist()
-        [0.0, 0.0, 0.0]
-    """
-
-    __slots__ = ()
-
-
-class Cache(Variable[A]):
-    """Cached values such as an attention decode cache.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> nnx.Cache(jnp.zeros((2, 4))).shape
-        (2, 4)
-    """
-
-    __slots__ = ()
-
-
-class Intermediate(Variable[A]):
-    """Intermediate values stored with :meth:`Module.sow`.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> nnx.Intermediate((jnp.ones(1),)).value[0].shape
-        (1,)
-    """
-
-    __slots__ = ()
-
-
-class Perturbation(Intermediate[A]):
-    """Zero-valued perturbations added with :meth:`Module.perturb` (for gradients
-    w.r.t. intermediates).
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> float(nnx.Perturbation(jnp.zeros(())).value)
-        0.0
-    """
-
-    __slots__ = ()
-
+# (defined in _variable_types.py, which needs the Variable class above)
+from nnx_graph._variable_types import (  # noqa: E402
+    BatchStat,
+    Cache,
+    Intermediate,
+    Param,
+    Perturbation,
+)
 
 VariableState = Variable
 """Compatibility alias: in this library a Variable is its own state."""

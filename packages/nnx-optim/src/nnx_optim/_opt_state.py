@@ -177,7 +177,11 @@ def to_opt_state(tree: tp.Any) -> tp.Any:
 
     def wrap(x: tp.Any) -> OptState[tp.Any]:
         if isinstance(x, nnx_graph.Variable):
-            metadata = x.get_metadata()
+            # hijax/ref/eager_sharding are decided afresh for the state (an explicit
+            # eager_sharding=True would require a mesh); eager_sharding=False is kept.
+            metadata = x.get_metadata(exclude_required=True)
+            if x.get_metadata("eager_sharding", None) is False:
+                metadata["eager_sharding"] = False
             if "optimizer_sharding" in metadata:
                 # A Variable may ask for its optimizer state to be sharded
                 # differently: that annotation becomes the state's ``out_sharding``

@@ -1,0 +1,368 @@
+"""The Variable's metadata rules, kept out of ``_variables.py``: constructor
+arguments (``hijax``/``ref``/``eager_sharding``, :class:`VariableMetadata`, the
+sharding-key spellings), reads and writes through references and hooks, metadata
+get/set/delete, copies, and the trace-level check on mutation."""
+
+from __future__ import annotations
+
+import typing as tp
+
+import jax
+
+from nnx_graph import _errors
+from nnx_graph._traces import _is_top_level, current_trace
+from nnx_graph._values import (
+    HOOK_KEYS,
+    VariableMetadata,
+    _sharding_hook,
+    is_array_ref,
+    run_value_hooks,
+    var_flags,
+)
+
+__all__ = ["MISSING", "REQUIRED_KEYS", "current_trace"]
+
+REQUIRED_KEYS = ("hijax", "ref", "eager_sharding")
+"""Metadata every Variable carries (Flax NNX 0.12's ``required_metadata``)."""
+
+SHARDING_ALIASES = ("sharding", "sharding_names")
+"""Older spellings of ``out_sharding``; stored as ``out_sharding`` (as Flax does)."""
+
+_HOOKS = frozenset(HOOK_KEYS)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: tp.Any = _Missing()
+
+
+class MetadataKeyError(KeyError, AttributeError):
+    """A metadata entry was requested that the Variable does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+# ----------------------------------------------------------------------- flags
+def eager_default() -> bool:
+    """The current default of ``eager_sharding`` (see ``use_eager_sharding``)."""
+    return bool(_sharding_hook.eager)
+
+
+def flag_default(key: str) -> bool:
+    if key == "eager_sharding":
+        return eager_default()
+    stack: list[bool] = getattr(var_flags, key)
+    return stack[-1] if stack else False
+
+
+def hijax_error(where: str) -> ValueError:
+    return ValueError(
+        f"{where}: hijax=True is not supported. nnx Variables are plain Python objects "
+        "that nnx's transforms (and jax.jit with ref=True) thread through JAX; JAX's "
+        "experimental hijax Variable types are not implemented.\n"
+        "Expected: hijax=False (the default).\n"
+        "Found: hijax=True.\n"
+        "Fix: drop hijax=True (and nnx.var_defaults(hijax=True)); for a value updated "
+        "in place under jax.jit pass ref=True instead."
+    )
+
+
+def remap_sharding(metadata: dict[str, tp.Any]) -> None:
+    """Store ``sharding=``/``sharding_names=`` under ``out_sharding``, as Flax does
+    (an ``out_sharding`` given as well wins: Flax would silently drop it)."""
+    for alias in SHARDING_ALIASES[::-1]:
+        if alias in metadata:
+            value = metadata.pop(alias)
+            metadata.setdefault("out_sharding", value)
+
+
+def unpack_value(
+    var: tp.Any,
+    value: tp.Any,
+    metadata: dict[str, tp.Any],
+    flags: dict[str, tp.Any],
+    variable_type: type,
+) -> tp.Any:
+    """Unwrap a :class:`VariableMetadata` (or a Variable) given as the value: its
+    metadata and hooks join ``metadata``, its flags join ``flags``."""
+    if isinstance(value, VariableMetadata):
+        aux = dict(value.metadata)
+        for key in REQUIRED_KEYS:
+            if key not in aux:
+                continue
+            given = flags[key]
+            if given is not None and given != aux[key]:
+                raise ValueError(
+                    f"Cannot specify {key} both in VariableMetadata and as an argument to "
+                    f"Variable constructor: {type(var).__name__}(..., {key}={given!r}) got "
+                    f"a VariableMetadata with {key}={aux[key]!r}.\n"
+                    f"Fix: give {key} in one place only."
+                )
+            flags[key] = aux.pop(key)
+        metadata.update(aux)
+        for key in HOOK_KEYS:
+            hooks = getattr(value, key)
+            if hooks and key not in metadata:
+                metadata[key] = hooks
+        return value.raw_value
+    if isinstance(value, variable_type):
+        value = tp.cast(tp.Any, value)
+        # nnx extension: a Variable given as the value lends its value and metadata
+        for key, item in value._var_metadata.items():
+            if key == "eager_sharding":
+                continue  # placement is decided afresh
+            if key in flags:
+                flags[key] = item if flags[key] is None else flags[key]
+            else:
+                metadata.setdefault(key, item)
+        return value._raw_value
+    return value
+
+
+def resolve_flags(
+    var: tp.Any, value: tp.Any, metadata: dict[str, tp.Any], flags: dict[str, tp.Any]
+) -> tuple[bool, bool, bool | None]:
+    """``(hijax, ref, eager_sharding-or-None)``; checks them, remaps sharding keys."""
+    for legacy, key in (("is_hijax", "hijax"), ("has_ref", "ref")):
+        if legacy in metadata:  # older Flax spellings
+            old = metadata.pop(legacy)
+            flags[key] = old if flags[key] is None else flags[key]
+    metadata.pop("is_mutable", None)
+    hijax = flag_default("hijax") if flags["hijax"] is None else bool(flags["hijax"])
+    if hijax:
+        raise hijax_error(f"{type(var).__name__}(...)")
+    ref = flag_default("ref") if flags["ref"] is None else bool(flags["ref"])
+    if is_array_ref(value):
+        raise ValueError(
+            f"Cannot pass a Ref directly into Variable constructor: "
+            f"{type(var).__name__}(...) got a jax Ref as its value.\n"
+            "Expected: an array (the Variable makes the reference itself).\n"
+            f"Fix: {type(var).__name__}(ref_value[...], ref=True)."
+        )
+    if SHARDING_ALIASES[0] in metadata or SHARDING_ALIASES[1] in metadata:
+        remap_sharding(metadata)
+    eager = flags["eager_sharding"]
+    return hijax, ref, None if eager is None else bool(eager)
+
+
+def is_special(metadata: dict[str, tp.Any]) -> bool:
+    """Whether reads/writes must take the general path (a Ref or hooks)."""
+    return bool(metadata.get("ref")) or not _HOOKS.isdisjoint(metadata)
+
+
+# ------------------------------------------------------------------ value access
+def set_at(current: tp.Any, index: tp.Any, value: tp.Any) -> tp.Any:
+    """``current`` with ``current[index] = value``: a new array for JAX arrays (a
+    same-shape, same-dtype array replaces it outright), in place otherwise."""
+    if isinstance(current, jax.Array):
+        if (
+            index is Ellipsis
+            and isinstance(value, jax.Array)
+            and value.shape == current.shape
+            and value.dtype == current.dtype
+        ):
+            return value
+        return current.at[index].set(value)
+    if index is Ellipsis:
+        return value
+    current[index] = value
+    return current
+
+
+def special_get(var: tp.Any, value: tp.Any, index: tp.Any) -> tp.Any:
+    if is_array_ref(value):
+        value = value[...] if index is None else value[index]
+    elif index is not None and index is not Ellipsis:
+        value = value[index]
+    hooks = var._var_metadata.get("on_get_value")
+    if hooks:
+        value = run_value_hooks(hooks, var, value)
+    return value
+
+
+def special_set(var: tp.Any, value: tp.Any, index: tp.Any) -> None:
+    hooks = var._var_metadata.get("on_set_value")
+    if hooks:
+        value = run_value_hooks(hooks, var, value)
+    current = var._raw_value
+    if is_array_ref(current):
+        current[... if index is None else index] = value
+    elif index is None:
+        object.__setattr__(var, "_raw_value", value)
+    else:
+        object.__setattr__(var, "_raw_value", set_at(current, index, value))
+
+
+# ---------------------------------------------------------------------- metadata
+def get_metadata(var: tp.Any, name: str | None, default: tp.Any, exclude: bool | None) -> tp.Any:
+    metadata: dict[str, tp.Any] = var._var_metadata
+    if name is None:
+        if default is not MISSING:
+            raise TypeError(
+                f"{var._describe()}.get_metadata: cannot provide a default value when "
+                f"'name' is not provided (found default={default!r}). Fix: "
+                "get_metadata(name, default), or get_metadata() for all metadata."
+            )
+        out = dict(metadata)
+        if exclude:
+            for key in REQUIRED_KEYS:
+                out.pop(key, None)
+        return out
+    if exclude is not None:
+        raise TypeError(
+            f"{var._describe()}.get_metadata: cannot specify both 'name' and "
+            "'exclude_required' arguments. Fix: drop exclude_required when reading one "
+            "entry."
+        )
+    if name in metadata:
+        return metadata[name]
+    if default is not MISSING:
+        return default
+    raise MetadataKeyError(
+        f"{var._describe()} has no metadata {name!r}; its metadata: {sorted(metadata)}. "
+        f"Fix: set it first (v.set_metadata({name}=...)) or pass a default: "
+        f"v.get_metadata({name!r}, default)."
+    )
+
+
+def _check_fixed(var: tp.Any, key: str, value: tp.Any) -> None:
+    current = var._var_metadata.get(key, flag_default(key))
+    if value != current:
+        raise ValueError(
+            f"Cannot change `{key}` metadata, expected {current}, got {value}: "
+            f"{var._describe()} was created with {key}={current!r}.\n"
+            f"Fix: create a new Variable: v.copy({key}={value!r}) for ref, or "
+            f"{type(var).__name__}(v[...], {key}={value!r})."
+        )
+
+
+def set_metadata(var: tp.Any, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]) -> None:
+    metadata: dict[str, tp.Any] = var._var_metadata
+    if args and kwargs:
+        raise TypeError(
+            f"{var._describe()}.set_metadata: cannot mix positional and keyword "
+            f"arguments (found {args!r} and {sorted(kwargs)}). Fix: "
+            "v.set_metadata(name=value) or v.set_metadata(name, value)."
+        )
+    if len(args) == 1 and isinstance(args[0], tp.Mapping):
+        new = dict(args[0])
+        remap_sharding(new)
+        for key in REQUIRED_KEYS:
+            if key in new:
+                _check_fixed(var, key, new[key])
+            else:
+                new[key] = metadata.get(key, flag_default(key))
+        object.__setattr__(var, "_var_metadata", new)
+        return
+    if len(args) == 2 and isinstance(args[0], str):
+        kwargs = {args[0]: args[1]}
+    elif args or not kwargs:
+        raise TypeError(
+            f"{var._describe()}.set_metadata takes a mapping, (name, value), or at "
+            f"least one keyword argument; found {args!r}. Fix: v.set_metadata(name=value)."
+        )
+    remap_sharding(kwargs)
+    for key in ("hijax", "ref"):
+        if key in kwargs:
+            _check_fixed(var, key, kwargs[key])
+    metadata.update(kwargs)
+
+
+def del_metadata(var: tp.Any, name: str) -> None:
+    metadata: dict[str, tp.Any] = var._var_metadata
+    if name in ("hijax", "ref"):
+        raise ValueError(
+            f"Cannot delete `{name}` metadata: every Variable has it ({var._describe()}). "
+            f"Fix: leave it; set other metadata with v.set_metadata(...)."
+        )
+    if name not in metadata:
+        raise MetadataKeyError(
+            f"{var._describe()} has no metadata {name!r}; its metadata: "
+            f"{sorted(metadata)}. Fix: check has_metadata({name!r}) first."
+        )
+    del metadata[name]
+
+
+def copy_variable(var: tp.Any, value: tp.Any, copy_ref: bool, updates: dict[str, tp.Any]) -> tp.Any:
+    metadata = {**var._var_metadata, **updates}
+    if value is MISSING or value is Ellipsis:
+        value = metadata.pop("value", var._raw_value)
+    metadata.pop("value", None)
+    if SHARDING_ALIASES[0] in updates or SHARDING_ALIASES[1] in updates:
+        remap_sharding(metadata)
+    if copy_ref and is_array_ref(value):
+        value = value[...]
+    if copy_ref and metadata.get("ref"):
+        value = jax.new_ref(value)
+    return type(var).from_metadata(value, metadata)
+
+
+# ---------------------------------------------------------------------- errors
+def leak_error(var: tp.Any) -> _errors.TraceLeakError:
+    return _errors.TraceLeakError(
+        f"{var._describe()} holds a JAX tracer from a trace that has finished "
+        "(a value computed inside jax.jit/grad/vmap was stored on an object "
+        "that outlives the transform).\n"
+        "Expected: a concrete array outside of transforms.\n"
+        "Fix: pass the object into the transform as an argument (nnx.jit, "
+        "nnx.grad, ... carry updates back automatically) or return the value "
+        "from the transformed function and assign it outside. To see where this "
+        "Variable is stored, call nnx.state(model): that error names its path."
+    )
+
+
+def attribute_error(var: tp.Any, name: str) -> AttributeError:
+    value = var._raw_value
+    return AttributeError(
+        f"{type(var).__name__} has no attribute or metadata {name!r}, and its "
+        f"value of type {type(value).__name__} has no attribute {name!r} either "
+        f"(its metadata: {sorted(var._var_metadata)}). Fix: check the spelling, or set "
+        f"metadata with v.set_metadata({name}=...)."
+    )
+
+
+# ---------------------------------------------------------------------- repr
+_REPR_DEFAULTS = (("hijax", False), ("ref", False), ("eager_sharding", True))
+
+
+def shown_metadata(var: tp.Any) -> dict[str, tp.Any]:
+    """The metadata a display shows: without ``hijax``/``ref``/``eager_sharding``
+    when they have their default values (as Flax's repr)."""
+    metadata = dict(var._var_metadata)
+    for key, default in _REPR_DEFAULTS:
+        if key in metadata and metadata[key] is default:
+            del metadata[key]
+    return metadata
+
+
+def variable_repr(var: tp.Any, value_repr: tp.Callable[[tp.Any], str]) -> str:
+    """``Param(value=Array(shape=(2,), dtype=float32), tag='a')``."""
+    value = var._raw_value
+    parts = [f"value={value_repr(value[...] if is_array_ref(value) else value)}"]
+    parts += [f"{k}={v!r}" for k, v in sorted(shown_metadata(var).items())]
+    return f"{type(var).__name__}({', '.join(parts)})"
+
+
+# ---------------------------------------------------------------------- traces
+def check_trace(var: tp.Any, action: str) -> None:
+    """Raise TraceContextError when ``var`` is mutated inside a JAX transform it
+    was not created in (Flax: "Cannot mutate ... from a different trace level").
+    Called only when the trace tokens differ (see ``nnx_graph._traces``)."""
+    created = var._nnx_trace
+    now = current_trace()
+    if created is None or now == created or (_is_top_level(now) and _is_top_level(created)):
+        return  # e.g. another thread, or a finished top-level context
+    raise _errors.TraceContextError(
+        f"Cannot mutate {type(var).__name__} from a different trace level: tried to "
+        f"{action} of {var._describe()} inside a JAX transform (jax.jit, jax.grad, "
+        "jax.vmap, ...) it was not created in or passed to.\n"
+        "Expected: Variables changed inside a transform are its inputs (or made inside).\n"
+        "Found: a Variable the function closes over (a closure or global).\n"
+        "Fix: pass the Module or Variable as an argument to the transformed function "
+        "(nnx.jit, nnx.grad, ... carry updates back; with jax.jit, return the new "
+        "value and assign it outside)."
+    )
