@@ -490,10 +490,16 @@ def test_graphdef_repr_and_properties():
 
 # ----------------------------------------------------------------- bad input
 def test_non_graph_inputs():
-    for fn in (nnx.split, nnx.state, nnx.graphdef, nnx.clone):
-        with pytest.raises(TypeError) as info:
-            fn(3)
-        assert "expected a graph node" in str(info.value) and "found int" in str(info.value)
+    with pytest.raises(TypeError) as info:
+        nnx.state(3)
+    assert "expected a graph node" in str(info.value) and "found int" in str(info.value)
+    # split/graphdef/merge/clone take a plain leaf as a one-leaf graph (as Flax)
+    gdef, leaf = nnx.split(3)
+    assert leaf == 3 and nnx.graphdef(3) == gdef and gdef.num_leaves == 1
+    assert nnx.merge(gdef, 5) == 5 and nnx.clone("abc") == "abc"
+    assert nnx.split(3, nnx.Param, ...)[1:] == (nnx.State({}), 3)
+    gdef, state = nnx.split(None)
+    assert len(state) == 0 and nnx.merge(gdef, state) is None
     with pytest.raises(
         TypeError, match="expected a GraphDef or GraphState as first argument, found State"
     ):

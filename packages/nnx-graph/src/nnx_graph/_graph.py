@@ -37,6 +37,7 @@ from nnx_graph._graphdef import (
     walk,
 )
 from nnx_graph._pytree import List, Pytree, is_graph_node
+from nnx_graph._records import ARRAY_DEF
 from nnx_graph._state import (
     FlatState,
     State,
@@ -79,7 +80,24 @@ def _pairs(node: tp.Any) -> tuple[GraphDef[tp.Any], list[tuple[Path, tp.Any]]]:
     ]
 
 
+def _is_leaf_root(node: tp.Any) -> bool:
+    """A plain leaf (array, scalar, string, ...) passed where a graph is expected:
+    as in Flax, ``split``/``graphdef``/``merge``/``clone`` treat it as a one-leaf
+    graph whose state is the leaf itself."""
+    return not (
+        is_graph_node(node)
+        or isinstance(node, (tuple, list, dict, Variable))
+        or node is None
+        or type(node) in PYTREE_REGISTRY
+    )
+
+
+_LEAF_GRAPHDEF: GraphDef[tp.Any] = GraphDef(ARRAY_DEF, 1, 0, ((),))
+
+
 def _check_node(node: tp.Any, fn: str) -> None:
+    if node is None and fn != "state":
+        return
     if not (
         is_graph_node(node)
         or isinstance(node, (tuple, list, dict, Variable))
@@ -115,6 +133,11 @@ def split(node: tp.Any, *filters: Filter, graph: bool | None = None) -> tuple[tp
         >>> list(params), list(rest)
         (['w'], ['s'])
     """
+    if _is_leaf_root(node):
+        if not filters:
+            return _LEAF_GRAPHDEF, node
+        groups = _split_pairs([((), node)], filters, exhaustive=False)
+        return (_LEAF_GRAPHDEF, *(node if g else State() for g in groups))
     _check_node(node, "split")
     gdef, pairs = _pairs(node)
     if graph is not True and is_tree_mode(graph):
@@ -186,6 +209,8 @@ def merge(
             "State(s) of nnx.split: `nnx.merge(graphdef, state)`."
         )
     state = all_states[0]
+    if graphdef._record is ARRAY_DEF and len(all_states) == 1:  # a plain leaf's graph
+        return tp.cast(A, state)
     if type(state) is list:
         if len(all_states) != 1:
             raise ValueError(
@@ -253,6 +278,8 @@ def graphdef(node: A, /, *, graph: bool | None = None) -> GraphDef[A]:
         >>> nnx.graphdef(M()).type.__name__
         'M'
     """
+    if _is_leaf_root(node):
+        return tp.cast("GraphDef[A]", _LEAF_GRAPHDEF)
     _check_node(node, "graphdef")
     gdef = flatten_graph(node).graphdef
     if graph is not True and is_tree_mode(graph):
@@ -396,6 +423,8 @@ def clone(node: A, variables: bool = True, *, arrays: bool = False, graph: bool 
         >>> c.w is m.w
         False
     """
+    if _is_leaf_root(node):
+        return tp.cast(A, jax.numpy.array(node, copy=True) if arrays else node)
     _check_node(node, "clone")
     if arrays and not variables:
         raise ValueError(
