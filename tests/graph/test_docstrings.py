@@ -22,6 +22,8 @@ MODULES = [
     "nnx_graph._graph_state",
     "nnx_graph._graph_contexts",
     "nnx_graph._graph_trees",
+    "nnx_graph._graph_registry",
+    "nnx_graph._fingerprint",
     "nnx_graph._graphdef",
     "nnx_graph._hashing",
     "nnx_graph._markers",
