@@ -234,6 +234,17 @@ DIFFERENCES: tuple[Difference, ...] = (
         ),
         readme="`nnx.Rngs(jnp.array(0))` (an integer scalar array) is accepted as a seed.",
     ),
+    Difference(
+        path="make_jaxpr",
+        aspect="behaviour",
+        reason=(
+            "Flax raises ValueError ('does not support graph_updates=True') in the default "
+            "mode; nnx traces graph-node arguments there as every other transform does "
+            "(updated Variables become outputs), and applies Flax's aliasing checks with "
+            "graph=False/graph_updates=False."
+        ),
+        readme="`nnx.make_jaxpr` also works in the default mode (Flax needs graph_updates=False).",
+    ),
     # ---------------------------------------------- Flax silently loses data
     Difference(
         path="jit(graph_updates)",
