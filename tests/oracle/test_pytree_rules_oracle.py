@@ -151,3 +151,32 @@ def test_plain_list_of_modules_is_a_deliberate_difference() -> None:
     with pytest.raises(ValueError, match="Found data on value of type"):
         build(fnnx)
     assert isinstance(build(nnx).layers, nnx.List)
+
+
+def _repr_model(lib: tp.Any) -> str:
+    import re
+
+    class Inner(lib.Module):
+        def __init__(self):
+            self.n = 3
+            self.s = "hi"
+            self.w = lib.Param(jnp.ones((2, 3)))
+
+    class M(lib.Module):
+        def __init__(self, rngs):
+            self.lin = lib.Linear(2, 3, rngs=rngs)
+            self.i, self.f, self.name, self.ints = 1, 0.5, "abc", [1, 2]
+            self.arr = lib.data(jnp.zeros(3))
+            self.scalar = lib.data(jnp.float32(2.0))
+            self.v = lib.BatchStat(jnp.zeros(4))
+            self.inner = Inner()
+            self.layers = lib.List([Inner(), Inner()])
+            self.d = lib.Dict(a=lib.Param(jnp.ones(1)))
+            self.none = None
+            self.empty = lib.List([])
+
+    return re.sub(r"0x[0-9a-f]+", "0x", repr(M(lib.Rngs(0))))
+
+
+def test_module_repr_layout_matches_flax() -> None:
+    assert _repr_model(nnx) == _repr_model(fnnx)
