@@ -252,7 +252,11 @@ def test_grad_updates_propagate_and_returned_inputs_raise(mode: dict[str, tp.Any
         return _loss(m)
 
     grads = nnx.grad(f, **mode)(m)
-    np.testing.assert_allclose(grads["a"].value, [2.0, 2.0])
+    # as in Flax, the gradient comes as a copy of the Module (zeros for the
+    # Variables not differentiated) rather than a State
+    assert isinstance(grads, M) and grads is not m and grads.a is not m.a
+    np.testing.assert_allclose(grads.a.value, [2.0, 2.0])
+    assert float(grads.n.value) == 0.0
     assert float(m.n.value) == 1.0
     with pytest.raises(ValueError, match="input Variable"):
         nnx.value_and_grad(lambda m: (_loss(m), m), has_aux=True, **mode)(M())
@@ -285,7 +289,7 @@ def test_nested_transforms_take_their_own_mode() -> None:
     out = nnx.jit(outer, graph=False)(m)
     assert float(out) == pytest.approx(6.0)
     grads = nnx.grad(lambda m: nnx.cond(True, _loss, _loss, shared()) + _loss(m), graph=False)(m)
-    np.testing.assert_allclose(grads["a"].value, [2.0, 2.0])
+    np.testing.assert_allclose(grads.a.value, [2.0, 2.0])
 
 
 def test_set_graph_mode_default_reaches_the_other_transforms() -> None:
@@ -314,3 +318,16 @@ def test_scan_carry_updates_and_tree_mode_sharing(mode: dict[str, tp.Any]) -> No
             scan(shared(), jnp.arange(3.0))
     else:
         scan(shared(), jnp.arange(3.0))
+
+
+def test_tree_mode_value_and_grad_forms_return_module_gradients() -> None:
+    model = M()
+    (loss, aux), grads = nnx.value_and_grad(
+        lambda m, x: (_loss(m) * x, "aux"), argnums=(0, 1), has_aux=True, graph=False
+    )(model, jnp.array(2.0))
+    assert float(loss) == 4.0 and aux == "aux"
+    assert isinstance(grads[0], M) and float(grads[1]) == 2.0
+    np.testing.assert_allclose(grads[0].a.value, [4.0, 4.0])
+    # the gradient Module applies like a State of gradients
+    nnx.update(model, jax.tree.map(lambda p, g: p - 0.5 * g, nnx.state(model), nnx.state(grads[0])))
+    np.testing.assert_allclose(model.a.value, [-1.0, -1.0])

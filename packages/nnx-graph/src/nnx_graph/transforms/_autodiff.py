@@ -23,7 +23,7 @@ from nnx_graph._state import from_flat_state, to_flat_state
 from nnx_graph._variables import Param, Variable
 from nnx_graph.transforms._bridge import fill_tree, is_hole, is_node, split_tree
 from nnx_graph.transforms._lift import Lifted, positions_of_nodes
-from nnx_graph.transforms._modes import with_mode
+from nnx_graph.transforms._modes import module_grads, with_mode
 
 __all__ = ["DiffState", "grad", "jvp", "remat", "value_and_grad", "vjp"]
 
@@ -277,7 +277,8 @@ def grad(
             graph_updates=graph_updates,
         )
     grad_fn = _grad_impl(f, argnums, has_aux, holomorphic, allow_int, False, "grad")
-    return with_mode(grad_fn, "nnx.grad", graph, graph_updates)
+    post = module_grads(argnums, has_aux, with_value=False)
+    return with_mode(grad_fn, "nnx.grad", graph, graph_updates, post)
 
 
 def value_and_grad(
@@ -315,7 +316,8 @@ def value_and_grad(
             graph_updates=graph_updates,
         )
     grad_fn = _grad_impl(f, argnums, has_aux, holomorphic, allow_int, True, "value_and_grad")
-    return with_mode(grad_fn, "nnx.value_and_grad", graph, graph_updates)
+    post = module_grads(argnums, has_aux, with_value=True)
+    return with_mode(grad_fn, "nnx.value_and_grad", graph, graph_updates, post)
 
 
 # --------------------------------------------------------------------- vjp / jvp

@@ -24,9 +24,15 @@ import functools
 import threading
 import typing as tp
 
+import jax
+import jax.numpy as jnp
+
 from nnx_graph._errors import format_path
+from nnx_graph._graph import merge, split, update
 from nnx_graph._graph_config import graph_mode_default, graph_updates_default
 from nnx_graph._graphdef import GraphDef, NodeDef, RefDef, VariableDef, flatten_graph, walk
+from nnx_graph._pytree import Dict, List, Pytree
+from nnx_graph._state import State
 from nnx_graph._variables import Variable
 
 __all__ = [
@@ -210,11 +216,16 @@ def take_pending() -> Mode | None:
 
 
 def with_mode(
-    fun: tp.Callable[..., tp.Any], where: str, graph: bool | None, graph_updates: bool | None
+    fun: tp.Callable[..., tp.Any],
+    where: str,
+    graph: bool | None,
+    graph_updates: bool | None,
+    post: tp.Callable[[tuple[tp.Any, ...], tp.Any], tp.Any] | None = None,
 ) -> tp.Callable[..., tp.Any]:
     """``fun`` (a transformed function) running in the mode ``graph``/
     ``graph_updates`` select (``None``: the current defaults, read now); ``fun``
-    itself for the default mode."""
+    itself for the default mode. ``post(args, result)`` adapts the result in the
+    other modes."""
     mode = resolve(where, graph, graph_updates)
     if mode is None:
         return fun
@@ -223,8 +234,44 @@ def with_mode(
     def in_mode(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         _PENDING.mode = mode
         try:
-            return fun(*args, **kwargs)
+            out = fun(*args, **kwargs)
         finally:
             _PENDING.mode = None
+        return out if post is None else post(args, out)
 
     return in_mode
+
+
+# ------------------------------------------------------------------ grads in these modes
+def _as_module(arg: tp.Any, grads: tp.Any) -> tp.Any:
+    """A copy of graph node ``arg`` holding ``grads`` (a State) in its Variables and
+    zeros in the others: how Flax returns gradients in tree mode."""
+    if not isinstance(grads, State) or not isinstance(arg, (Pytree, List, Dict)):
+        return grads
+    graphdef, state = split(arg)
+    copy = merge(graphdef, jax.tree.map(jnp.zeros_like, state))
+    update(copy, grads)
+    return copy
+
+
+def module_grads(argnums: tp.Any, has_aux: bool, with_value: bool) -> tp.Callable[..., tp.Any]:
+    """For ``with_mode``'s ``post``: ``grad``/``value_and_grad`` results with each
+    graph-node argument's gradient as a copy of that object (Flax's form with
+    ``graph=False``/``graph_updates=False``) instead of a State."""
+
+    def post(args: tuple[tp.Any, ...], out: tp.Any) -> tp.Any:
+        if with_value:
+            value, grads = out
+        elif has_aux:
+            grads, aux = out
+        else:
+            grads = out
+        if isinstance(argnums, int):
+            grads = _as_module(args[argnums], grads)
+        elif isinstance(argnums, tuple) and all(isinstance(i, int) for i in argnums):
+            grads = tuple(_as_module(args[i], g) for i, g in zip(argnums, grads))
+        if with_value:
+            return value, grads
+        return (grads, aux) if has_aux else grads
+
+    return post
