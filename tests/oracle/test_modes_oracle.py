@@ -96,11 +96,12 @@ CASES: dict[str, tp.Callable[[tp.Any, dict[str, tp.Any]], tp.Any]] = {
     "eval_shape new shared module": lambda lib, kw: (lambda r: r.a is r.b)(
         lib.eval_shape(lambda: _module(lib, share=True), **kw)
     ),
-    # (with graph=False/graph_updates=False Flax returns the gradient as a copy of the
-    # Module, nnx as a State: compared by the gradient's value)
     "grad shared": lambda lib, kw: _value(
         _grad_of_a(lib.grad(lambda m: (m.a.get_value() ** 2).sum(), **kw)(_module(lib, True)))
     ).tolist(),
+    "grad result type": lambda lib, kw: (
+        type(lib.grad(lambda m: (m.a.get_value() ** 2).sum(), **kw)(_module(lib))).__name__
+    ),
     "cond shared": lambda lib, kw: np.asarray(
         lib.cond(
             True,
