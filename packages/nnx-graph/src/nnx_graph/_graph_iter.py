@@ -1,6 +1,7 @@
 """Readers of an object graph built on the walker: ``iter_graph``,
-``find_duplicates``, ``recursive_map``, ``pop`` and ``set_metadata``. Each traverses the graph once with ``flatten_graph`` and reads
-the result through ``walk`` (iteratively, so deep graphs work)."""
+``find_duplicates``, ``recursive_map``, ``pop`` and ``set_metadata``. Each
+traverses the graph once with ``flatten_graph`` and reads the result through
+``walk`` (iteratively, so deep graphs work)."""
 
 from __future__ import annotations
 
