@@ -403,3 +403,17 @@ def test_carry_references_must_stay_the_same():
     with pytest.raises(ValueError, match=r"Carry references must be the same"):
         nnx.scan(lambda c, x: ((c[1], c[0]), x))((a, b), xs)
     assert float(a.value) == 1.0 and float(b.value) == 2.0
+
+
+class WithEmptyData(nnx.Module):
+    def __init__(self, x: jax.Array) -> None:
+        self.w = nnx.Param(x * jnp.ones(2))
+        self.cache = nnx.data(None)  # e.g. an attention cache not created yet
+
+
+def test_scan_over_a_stack_with_an_empty_data_attribute():
+    stack = nnx.vmap(lambda x: WithEmptyData(x))(jnp.arange(3.0))
+    total = nnx.scan(lambda c, m: c + m.w.value.sum(), out_axes=nnx.Carry)(0.0, stack)
+    assert float(total) == 6.0 and stack.cache is None
+    _, ws = nnx.scan(lambda c, m: (c, m.w.value), in_axes=(nnx.Carry, 1))(0.0, stack)
+    assert ws.shape == (2, 3)

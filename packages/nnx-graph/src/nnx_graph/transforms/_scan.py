@@ -36,7 +36,7 @@ __all__ = ["scan"]
 
 
 def _move(x: tp.Any, src: int, dst: int) -> tp.Any:
-    return x if src == dst else jnp.moveaxis(x, src, dst)
+    return x if src == dst or x is None else jnp.moveaxis(x, src, dst)
 
 
 def _same_structure(a: tp.Any, b: tp.Any) -> bool:
@@ -170,7 +170,9 @@ class _Scan:
     def check_lengths(self, length: int | None) -> None:
         lifted, dyn = self.lifted, self.lifted.dyn
         entries = [
-            (lifted.describe_leaf(i), self.axes[i], np.shape(self.values[i])) for i in self.scanned
+            (lifted.describe_leaf(i), self.axes[i], np.shape(self.values[i]))
+            for i in self.scanned
+            if self.values[i] is not None  # an empty data attribute (nnx.data(None))
         ]
         names = lifted.dyn_names()
         entries += [(names[i], self.dyn_spec[i], np.shape(dyn[i])) for i in self.dyn_scanned]
