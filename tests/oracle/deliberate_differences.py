@@ -180,6 +180,21 @@ DIFFERENCES: tuple[Difference, ...] = (
         ),
     ),
     Difference(
+        path="update",
+        aspect="behaviour",
+        reason=(
+            "Flax silently stores a value whose shape differs from the Variable's (a "
+            "State of a different model), which then broadcasts into wrong results; nnx "
+            "raises naming every mismatched path and changes nothing. Paths the object "
+            "lacks are added as in Flax."
+        ),
+        readme=(
+            "`nnx.update` raises a `ValueError` naming each path whose value has another "
+            "shape than the Variable it would replace (nothing is changed); new paths "
+            "whose parent exists are added, as in Flax."
+        ),
+    ),
+    Difference(
         path="with_rngs",
         aspect="behaviour",
         reason=(
