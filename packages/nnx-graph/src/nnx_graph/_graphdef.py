@@ -352,9 +352,8 @@ def flatten_graph(
             i = len(nodes)
             index[id(value)] = i
             nodes.append(value)
-            impl = GRAPH_REGISTRY.get(type(value)) if GRAPH_REGISTRY else None
-            if impl is not None:  # a registered type: entries and static data from it
-                pairs, aux = impl.flatten(value)
+            if GRAPH_REGISTRY and type(value) in GRAPH_REGISTRY:  # a registered type
+                pairs, aux = GRAPH_REGISTRY[type(value)].flatten(value)
                 items = [(k, v, 1 if has_data(v) else 0) for k, v in pairs]
                 frame = _Frame(NODE, value, i, key, items, value, None, ())
                 frame.keys = (Frozen(aux),)
