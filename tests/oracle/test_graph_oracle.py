@@ -19,8 +19,6 @@ import nnx_graph as nnx  # noqa: E402
 
 pytestmark = pytest.mark.oracle
 
-LIBS = [pytest.param(fnnx, id="flax"), pytest.param(nnx, id="nnx")]
-
 
 def _pair(lib: tp.Any, a: tp.Any, b: tp.Any) -> tp.Any:
     m = lib.Module()
