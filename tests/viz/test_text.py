@@ -89,7 +89,8 @@ def test_variable_metadata_is_shown() -> None:
     param = nnx.Param(jnp.zeros((2, 3)), sharding_names=("in", "out"))
     text = nnx_viz.render_text(param)
     assert text.startswith("Param(")
-    assert "sharding_names=('in', 'out')" in text
+    assert "out_sharding=('in', 'out')" in text  # stored under Flax 0.12's key
+    assert "hijax" not in text and "eager_sharding" not in text  # defaults hidden
     assert "float32(2, 3)" in text
 
 

@@ -471,6 +471,7 @@ def add_axis(tree: A, index: int, transform_metadata: Mapping[str, tp.Any]) -> A
                 current = metadata.get(key)
                 if isinstance(current, tuple) and current:
                     leaf.set_metadata(key, insert(current, value))
+            leaf.add_axis(index, axis_name)  # the Variable's on_add_axis hooks
         return leaf
 
     return tp.cast(A, jax.tree.map(visit, tree, is_leaf=lambda x: isinstance(x, Variable)))
@@ -512,6 +513,7 @@ def remove_axis(tree: A, index: int, transform_metadata: Mapping[str, tp.Any]) -
                 current = metadata.get(key)
                 if isinstance(current, tuple) and current:
                     leaf.set_metadata(key, drop(where, key, current, value))
+            leaf.remove_axis(index, axis_name)  # the Variable's on_remove_axis hooks
         return leaf
 
     return tp.cast(A, _map_leaves(visit, tree))

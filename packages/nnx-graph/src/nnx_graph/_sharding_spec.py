@@ -7,6 +7,7 @@ The public entry point is :mod:`nnx_graph._sharding`, which re-exports these nam
 
 from __future__ import annotations
 
+import functools
 import threading
 import typing as tp
 from collections.abc import Mapping, Sequence
@@ -145,7 +146,10 @@ class use_eager_sharding:  # lower case: used like a function, as in Flax
     When on, a Variable created with a sharding annotation is placed on the mesh
     right away if a mesh is known (its ``mesh`` metadata, or ``jax.set_mesh``).
     Calling it sets the switch; in a ``with`` statement the previous setting comes
-    back on exit. A Variable's own ``eager_sharding`` metadata overrides the switch.
+    back on exit; as a decorator it applies only during calls of the function. A
+    Variable's own ``eager_sharding=`` overrides the switch. The settings form a
+    stack (:meth:`get_stack`); :meth:`current_value` is its top, or
+    :meth:`get_default` (``True``) when it is empty.
 
     Arguments:
         value: ``True`` to place annotated Variables at creation, ``False`` not to.
@@ -158,22 +162,75 @@ class use_eager_sharding:  # lower case: used like a function, as in Flax
         >>> with nnx.use_eager_sharding(False):
         ...     nnx.using_eager_sharding()
         False
-        >>> nnx.using_eager_sharding()
-        True
+        >>> nnx.using_eager_sharding(), nnx.use_eager_sharding.get_stack()
+        (True, [])
     """
 
     def __init__(self, value: bool, /) -> None:
-        self._previous = _sharding_hook.eager
-        _sharding_hook.eager = bool(value)
+        stack = self.get_stack()
+        self.prev_value: bool | None = stack[-1] if stack else None
+        if stack:
+            stack[-1] = bool(value)
+        else:
+            stack.append(bool(value))
+        self.new_value = bool(value)
+        _sync_eager()
+
+    @classmethod
+    def get_default(cls) -> bool:
+        """The setting when none is in effect: ``True``."""
+        return True
+
+    @classmethod
+    def get_stack(cls) -> list[bool]:
+        """The settings in effect, innermost last (the list itself)."""
+        return _EAGER_STACK
+
+    @classmethod
+    def current_value(cls) -> bool:
+        """The setting in effect now."""
+        stack = cls.get_stack()
+        return stack[-1] if stack else cls.get_default()
 
     def __enter__(self) -> use_eager_sharding:
+        if self.prev_value is not None:
+            self.get_stack().insert(-1, self.prev_value)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _sharding_hook.eager = self._previous
+        self.get_stack().pop()
+        _sync_eager()
+
+    def __call__(self, f: tp.Callable[..., A]) -> tp.Callable[..., A]:
+        stack = self.get_stack()
+        stack.pop()  # decorating changes nothing until the function is called
+        if self.prev_value is not None:
+            stack.append(self.prev_value)
+        _sync_eager()
+        new_value = self.new_value
+
+        @functools.wraps(f)
+        def wrapper(*args: tp.Any, **kwargs: tp.Any) -> A:
+            stack.append(new_value)
+            _sync_eager()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                stack.pop()
+                _sync_eager()
+
+        return wrapper
 
     def __repr__(self) -> str:
-        return f"use_eager_sharding({_sharding_hook.eager})"
+        return f"use_eager_sharding({self.new_value})"
+
+
+_EAGER_STACK: list[bool] = []
+
+
+def _sync_eager() -> None:
+    """Variables read the switch from ``_sharding_hook.eager``: keep it current."""
+    _sharding_hook.eager = use_eager_sharding.current_value()
 
 
 def using_eager_sharding() -> bool:

@@ -3,12 +3,19 @@ compatibility ``var_defaults`` flags."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import typing as tp
 
+from nnx_graph._values import var_flags
+from nnx_graph._variable_meta import MISSING
 from nnx_graph._variables import BatchStat, Cache, Intermediate, Param, Perturbation, Variable
 
+A = tp.TypeVar("A")
+V = tp.TypeVar("V", bound="Variable[tp.Any]")
+
 __all__ = [
+    "AbstractVariable",
     "VarDefaults",
     "VarDefaultsContext",
     "register_variable_name",
@@ -22,33 +29,43 @@ _NAME_TO_TYPE: dict[str, type[Variable[tp.Any]]] = {}
 _TYPE_TO_NAME: dict[type[Variable[tp.Any]], str] = {}
 
 
+@tp.overload
+def register_variable_name(name: str, typ: type[V], *, overwrite: bool = False) -> type[V]: ...
+@tp.overload
 def register_variable_name(
-    name: str, typ: type[Variable[tp.Any]], *, overwrite: bool = False
-) -> None:
-    """Associate a collection name (e.g. ``'params'``) with a Variable type.
+    name: str, *, overwrite: bool = False
+) -> tp.Callable[[type[V]], type[V]]: ...
+def register_variable_name(name: str, typ: tp.Any = MISSING, *, overwrite: bool = False) -> tp.Any:
+    """Associate a collection name (e.g. ``'params'``) with a Variable type and
+    return the type; without ``typ`` it is a class decorator.
 
     Example::
 
         >>> import nnx_graph as nnx
-        >>> class Stat(nnx.Variable): pass
-        >>> nnx.register_variable_name("stats", Stat)
+        >>> @nnx.register_variable_name("stats")
+        ... class Stat(nnx.Variable): pass
         >>> nnx.variable_type_from_name("stats") is Stat
         True
     """
-    if not overwrite and name in _NAME_TO_TYPE and _NAME_TO_TYPE[name] is not typ:
+    if typ is MISSING:
+        return functools.partial(register_variable_name, name, overwrite=overwrite)
+    if not overwrite and name in _NAME_TO_TYPE:
         raise ValueError(
-            f"Variable name {name!r} is already registered to "
-            f"{_NAME_TO_TYPE[name].__name__}; found a second type {typ.__name__}. "
-            "Fix: pick another name or pass overwrite=True."
+            f"Name {name} already mapped to type {_NAME_TO_TYPE[name].__name__}: "
+            f"register_variable_name({name!r}, {typ.__name__}) found the name taken.\n"
+            "Fix: pick another name, or call register_variable_name() with "
+            "`overwrite=True`."
         )
     _NAME_TO_TYPE[name] = typ
     _TYPE_TO_NAME[typ] = name
+    return typ
 
 
 def variable_name_from_type(typ: type[Variable[tp.Any]], /, *, allow_register: bool = False) -> str:
     """The collection name of a Variable type (``Param`` -> ``'params'``).
 
-    Unregistered types use their class name.
+    Unregistered types raise ValueError, or are registered under their class name
+    with ``allow_register=True``.
 
     Example::
 
@@ -56,34 +73,56 @@ def variable_name_from_type(typ: type[Variable[tp.Any]], /, *, allow_register: b
         >>> nnx.variable_name_from_type(nnx.BatchStat)
         'batch_stats'
     """
-    for klass in typ.__mro__:
-        if klass in _TYPE_TO_NAME and (klass is typ or not allow_register):
-            return _TYPE_TO_NAME[klass] if klass is typ else typ.__name__
-    if allow_register:
-        register_variable_name(typ.__name__, typ)
-    return typ.__name__
+    if typ in _TYPE_TO_NAME:
+        return _TYPE_TO_NAME[typ]
+    if not allow_register:
+        raise ValueError(
+            f"Type {typ.__name__} is not registered in the registry: no collection "
+            "name maps to it.\n"
+            f"Fix: nnx.register_variable_name('name', {typ.__name__}), or pass "
+            "allow_register=True to register it under its class name."
+        )
+    name = typ.__name__
+    if name in _NAME_TO_TYPE:
+        raise ValueError(
+            f"Name {name} is already registered in the registry as "
+            f"{_NAME_TO_TYPE[name].__name__}; it cannot also name {typ.__name__} "
+            f"(another class with the same name).\nFix: register {typ.__name__} "
+            "under another name with nnx.register_variable_name."
+        )
+    register_variable_name(name, typ)
+    return name
 
 
 def variable_type_from_name(
-    name: str, /, *, allow_register: bool = False
+    name: str,
+    /,
+    *,
+    base: type[Variable[tp.Any]] = Variable,
+    allow_register: bool = False,
 ) -> type[Variable[tp.Any]]:
-    """The Variable type registered under a collection name (``'params'`` -> ``Param``).
+    """The Variable type registered under a collection name (``'params'`` -> ``Param``);
+    with ``allow_register=True`` an unknown name gets a new subclass of ``base``.
 
     Example::
 
         >>> import nnx_graph as nnx
         >>> nnx.variable_type_from_name("params") is nnx.Param
         True
+        >>> t = nnx.variable_type_from_name("scales", base=nnx.Param, allow_register=True)
+        >>> issubclass(t, nnx.Param), t.__name__
+        (True, 'scales')
     """
     if name in _NAME_TO_TYPE:
         return _NAME_TO_TYPE[name]
     if allow_register:
-        typ = type(name, (Variable,), {"__slots__": ()})
-        register_variable_name(name, typ)
-        return typ
-    raise KeyError(
-        f"No Variable type is registered under the name {name!r}; known names: "
-        f"{sorted(_NAME_TO_TYPE)}. Fix: nnx.register_variable_name({name!r}, YourType)."
+        typ = type(name, (base,), {"__slots__": ()})
+        return register_variable_name(name, typ)
+    raise ValueError(
+        f"Name {name} is not registered in the registry: no Variable type is "
+        f"registered under {name!r} (known names: {sorted(_NAME_TO_TYPE)}).\n"
+        f"Fix: nnx.register_variable_name({name!r}, YourType), or set "
+        "allow_register=True."
     )
 
 
@@ -97,12 +136,31 @@ for _n, _t in {
     register_variable_name(_n, _t)
 
 
-class VarDefaults(tp.NamedTuple):
-    """The default Variable flags (recorded for Flax compatibility; this library
-    has one Variable implementation, so they change nothing else)."""
+@dataclasses.dataclass(frozen=True)
+class VarDefaults(tp.Mapping[str, tp.Any]):
+    """The default Variable flags, as :func:`var_defaults` reports them; also a
+    read-only mapping (``dict(var_defaults())``).
 
-    hijax: bool = False
-    ref: bool = False
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> dict(nnx.var_defaults())
+        {'hijax': False, 'ref': False}
+    """
+
+    hijax: bool
+    ref: bool
+
+    def __getitem__(self, key: str) -> tp.Any:
+        if key not in ("hijax", "ref"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> tp.Iterator[str]:
+        return iter(("hijax", "ref"))
+
+    def __len__(self) -> int:
+        return 2
 
     @property
     def has_ref(self) -> bool:
@@ -110,7 +168,23 @@ class VarDefaults(tp.NamedTuple):
         return self.ref
 
 
-_DEFAULTS: list[VarDefaults] = [VarDefaults()]
+def _current() -> VarDefaults:
+    return VarDefaults(
+        hijax=var_flags.hijax[-1] if var_flags.hijax else False,
+        ref=var_flags.ref[-1] if var_flags.ref else False,
+    )
+
+
+def _push(stack: list[bool], value: bool | None) -> bool | None:
+    """Set ``value`` as the current setting; returns the one it replaces."""
+    if value is None:
+        return None
+    previous = stack[-1] if stack else None
+    if stack:
+        stack[-1] = value
+    else:
+        stack.append(value)
+    return previous
 
 
 class VarDefaultsContext:
@@ -118,43 +192,54 @@ class VarDefaultsContext:
     used with ``with`` they are undone on exit; used as a decorator they apply only
     during calls of the decorated function."""
 
-    def __init__(self, previous: VarDefaults, new: VarDefaults) -> None:
-        self.previous, self.new = previous, new
+    def __init__(self, changes: dict[str, tuple[bool | None, bool]]) -> None:
+        self.changes = changes  # flag -> (previous, new)
 
     def __enter__(self) -> VarDefaults:
-        return self.new
+        for key, (previous, _) in self.changes.items():
+            if previous is not None:
+                getattr(var_flags, key).insert(-1, previous)
+        return _current()
 
     def __exit__(self, *exc: tp.Any) -> None:
-        _DEFAULTS[0] = self.previous
+        for key in self.changes:
+            getattr(var_flags, key).pop()
 
     def __call__(self, f: tp.Callable[..., tp.Any]) -> tp.Callable[..., tp.Any]:
-        _DEFAULTS[0] = self.previous  # decorating does not change the defaults
-        new = self.new
+        for key, (previous, _) in self.changes.items():  # decorating changes nothing
+            stack = getattr(var_flags, key)
+            stack.pop()
+            if previous is not None:
+                stack.append(previous)
+        changes = self.changes
 
         @functools.wraps(f)
         def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-            saved, _DEFAULTS[0] = _DEFAULTS[0], new
+            for key, (_, new) in changes.items():
+                getattr(var_flags, key).append(new)
             try:
                 return f(*args, **kwargs)
             finally:
-                _DEFAULTS[0] = saved
+                for key in changes:
+                    getattr(var_flags, key).pop()
 
         return wrapper
 
 
 def var_defaults(*, hijax: bool | None = None, ref: bool | None = None, **legacy: bool) -> tp.Any:
     """Read or set the default Variable flags, as a function, a context manager or
-    a decorator (Flax compatibility; the flags are recorded only).
+    a decorator. ``ref=True`` makes new Variables hold their values in JAX
+    references; ``hijax=True`` is not supported (Variables then raise ValueError).
 
     Example::
 
         >>> import nnx_graph as nnx
-        >>> nnx.var_defaults().hijax
+        >>> nnx.var_defaults().ref
         False
-        >>> with nnx.var_defaults(hijax=True):
-        ...     print(nnx.var_defaults().hijax)
+        >>> with nnx.var_defaults(ref=True):
+        ...     print(nnx.var_defaults().ref)
         True
-        >>> nnx.var_defaults().hijax
+        >>> nnx.var_defaults().ref
         False
     """
     unknown = set(legacy) - {"has_ref"}
@@ -166,10 +251,83 @@ def var_defaults(*, hijax: bool | None = None, ref: bool | None = None, **legacy
     if "has_ref" in legacy and ref is None:
         ref = legacy["has_ref"]
     if hijax is None and ref is None:
-        return _DEFAULTS[0]
-    previous = _DEFAULTS[0]
-    new = previous._replace(
-        **{k: v for k, v in {"hijax": hijax, "ref": ref}.items() if v is not None}
-    )
-    _DEFAULTS[0] = new
-    return VarDefaultsContext(previous, new)
+        return _current()
+    changes: dict[str, tuple[bool | None, bool]] = {}
+    for key, value in (("hijax", hijax), ("ref", ref)):
+        if value is not None:
+            changes[key] = (_push(getattr(var_flags, key), bool(value)), bool(value))
+    return VarDefaultsContext(changes)
+
+
+class AbstractVariable(tp.Generic[A]):
+    """The abstract type of a Variable: its class plus, optionally, the pytree
+    structure and abstract leaves (``jax.ShapeDtypeStruct``/avals) of its value.
+
+    In Flax this is the JAX type of a hijax Variable inside a trace; nnx has no
+    hijax Variables, so here it is a plain, hashable description, e.g. for caching
+    by Variable type and shape.
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, nnx_graph as nnx
+        >>> from nnx_graph.variablelib import AbstractVariable
+        >>> v = nnx.Param(jnp.ones((2, 3)))
+        >>> leaves, treedef = jax.tree.flatten(v[...])
+        >>> a = AbstractVariable(nnx.Param, treedef, tuple(map(jax.typeof, leaves)), False)
+        >>> a, a.ref
+        (Param(), False)
+    """
+
+    __slots__ = ("_var_type", "_treedef", "_leaves", "has_qdd", "_ref")
+
+    def __init__(
+        self,
+        var_type: type[Variable[A]],
+        treedef: tp.Any,
+        leaves: tuple[tp.Any, ...] | None,
+        has_qdd: bool,
+        *,
+        ref: bool = False,
+    ) -> None:
+        if (treedef is None) != (leaves is None):
+            raise ValueError(
+                "treedef and leaves must be both provided or both None: "
+                f"AbstractVariable({var_type.__name__}, ...) got treedef={treedef!r} and "
+                f"leaves={leaves!r}.\nFix: pass both (jax.tree.flatten of the value) "
+                "or neither."
+            )
+        self._var_type, self._treedef, self._leaves = var_type, treedef, leaves
+        self.has_qdd, self._ref = has_qdd, ref
+
+    @property
+    def ref(self) -> bool:
+        """Whether the described Variable holds its value in a JAX reference."""
+        return self._ref
+
+    @property
+    def hijax(self) -> bool:
+        """Always ``False``: nnx has no hijax Variables."""
+        return False
+
+    @property
+    def type(self) -> type[Variable[A]]:
+        """The described Variable class."""
+        return self._var_type
+
+    def from_metadata(self, value: A, metadata: dict[str, tp.Any]) -> Variable[A]:
+        """A Variable of the described type holding ``value`` with ``metadata``."""
+        return self._var_type.from_metadata(value, metadata)
+
+    def _key(self) -> tuple[tp.Any, ...]:
+        return (self._var_type, self._treedef, self._leaves, self.has_qdd, self._ref)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AbstractVariable) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def str_short(self, short_dtypes: bool = False, **_: tp.Any) -> str:
+        return f"{self._var_type.__name__}()"
+
+    __str__ = __repr__ = str_short

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import typing as tp
 
-import nnx_graph as _nnx
 from nnx_graph import _variables
 from nnx_graph._sharding import use_eager_sharding, using_eager_sharding
 from nnx_graph._variable_names import (
+    AbstractVariable,
+    VarDefaults,
     register_variable_name,
     var_defaults,
     variable_name_from_type,
@@ -30,6 +31,8 @@ A = tp.TypeVar("A")
 
 __all__ = [
     "A",
+    "AbstractVariable",
+    "VarDefaults",
     "register_variable_name",
     "use_eager_sharding",
     "using_eager_sharding",
@@ -38,9 +41,3 @@ __all__ = [
     "variable_type_from_name",
 ]
 __all__ += _variables.__all__
-
-
-# Flax names the core has not exported yet: re-exported here as soon as nnx_graph has them.
-_PENDING = ("VarDefaults", "AbstractVariable")
-globals().update({n: getattr(_nnx, n) for n in _PENDING if hasattr(_nnx, n)})
-__all__ += [n for n in _PENDING if hasattr(_nnx, n)]

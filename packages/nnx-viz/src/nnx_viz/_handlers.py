@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 import nnx_graph
+from nnx_graph._variables import shown_metadata
 from nnx_viz._colors import type_color
 from nnx_viz._sizes import format_sizes, variable_sizes
 from nnx_viz._structure import Leaf, graphdef_structure
@@ -239,7 +240,8 @@ def _render_nnx_object(
             if isinstance(node.raw_value, Leaf)
             else [("value=", node.raw_value, _child_path(path, ".value"))]
         )
-        metadata = node.get_metadata()
+        # hijax/ref/eager_sharding only when not at their defaults (as Flax shows them)
+        metadata = shown_metadata(node)
         entries += [
             (f"{name}=", metadata[name], _child_path(path, f".{name}")) for name in sorted(metadata)
         ]
