@@ -273,6 +273,27 @@ def test_update_context_protocol_updates_the_outer_object_in_place():
     assert int(model.n.value) == 5 and model.extra.value.tolist() == [1.0]
 
 
+def test_update_context_is_fresh_per_block_and_decorates():
+    from nnx_graph import graphlib
+
+    manager = nnx.update_context("fresh")
+    assert isinstance(manager, graphlib.UpdateContextManager)
+    with manager as first:
+        with nnx.split_context("fresh") as ctx:
+            ctx.split(Counter())  # the outer split fills `first`
+        assert first.outer_index_outer_ref is not None
+    with manager as second:
+        assert second is not first and second.outer_index_outer_ref is None
+
+    @nnx.update_context("deco")
+    def tagged() -> object:
+        return nnx.current_update_context("deco")
+
+    assert isinstance(tagged(), nnx.UpdateContext) and tagged() is not tagged()
+    with pytest.raises(ValueError, match="No update context found for tag 'deco'"):
+        nnx.current_update_context("deco")
+
+
 def test_context_errors():
     missing = pytest.raises(ValueError, match="No update context found for tag 'missing'")
     with missing, nnx.split_context("missing"):

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import typing as tp
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ __all__ = [
     "MergeContext",
     "SplitContext",
     "UpdateContext",
+    "UpdateContextManager",
     "current_update_context",
     "merge_context",
     "split_context",
@@ -40,6 +42,7 @@ __all__ = [
 ]
 
 A = tp.TypeVar("A")
+F = tp.TypeVar("F", bound=tp.Callable[..., tp.Any])
 
 
 class _Local(threading.local):
@@ -331,8 +334,41 @@ class UpdateContext:
         return f"UpdateContext(tag={self.tag!r})"
 
 
-def update_context(tag: tp.Hashable) -> UpdateContext:
-    """Create an :class:`UpdateContext` (use with ``with``).
+class UpdateContextManager:
+    """What :func:`update_context` returns: each ``with`` block (or call of a
+    function it decorates) gets a fresh :class:`UpdateContext` for ``tag``."""
+
+    def __init__(self, tag: tp.Hashable) -> None:
+        self.tag = tag
+
+    def __enter__(self) -> UpdateContext:
+        ctx = UpdateContext(self.tag)
+        _LOCAL.update_contexts.setdefault(self.tag, []).append(ctx)
+        return ctx
+
+    def __exit__(self, *exc: object) -> None:
+        stack = _LOCAL.update_contexts.get(self.tag)
+        if not stack:
+            raise RuntimeError(f"No update context found for tag {self.tag!r}, this is a bug.")
+        stack.pop()
+        if not stack:
+            del _LOCAL.update_contexts[self.tag]
+
+    def __call__(self, f: F) -> F:
+        @functools.wraps(f)
+        def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+            with self:
+                return f(*args, **kwargs)
+
+        return tp.cast(F, wrapper)
+
+    def __repr__(self) -> str:
+        return f"UpdateContextManager(tag={self.tag!r})"
+
+
+def update_context(tag: tp.Hashable) -> UpdateContextManager:
+    """A context manager (or decorator) opening a fresh :class:`UpdateContext`
+    for ``tag``; see :class:`UpdateContext` for the protocol.
 
     Example::
 
@@ -340,8 +376,13 @@ def update_context(tag: tp.Hashable) -> UpdateContext:
         >>> with nnx.update_context("t") as ctx:
         ...     nnx.current_update_context("t") is ctx
         True
+        >>> @nnx.update_context("t")
+        ... def inside():
+        ...     return nnx.current_update_context("t").tag
+        >>> inside()
+        't'
     """
-    return UpdateContext(tag)
+    return UpdateContextManager(tag)
 
 
 def current_update_context(tag: tp.Hashable) -> UpdateContext:

@@ -57,6 +57,7 @@ from nnx_graph import (
     vars_as,
     with_vars,
 )
+from nnx_graph._graph_contexts import UpdateContextManager
 from nnx_graph._graph_registry import register_graph_node_type, register_pytree_node_type
 from nnx_graph._pytree import is_graph_node as _is_graph_node
 from nnx_graph._records import NodeDef, VariableDef
@@ -154,6 +155,7 @@ __all__ = [
     "State",
     "Static",
     "UpdateContext",
+    "UpdateContextManager",
     "Variable",
     "as_pure",
     "cached_partial",
