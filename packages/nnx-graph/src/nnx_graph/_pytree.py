@@ -46,7 +46,7 @@ from nnx_graph._markers import (
     unexpected_data_message,
 )
 from nnx_graph._paths import sorted_keys
-from nnx_graph._traces import check_trace, current_trace
+from nnx_graph._traces import _trace_now, check_trace
 
 __all__ = [
     "Data",
@@ -114,7 +114,7 @@ class Pytree:
 
     def __new__(cls, *args: tp.Any, **kwargs: tp.Any) -> tp.Self:
         obj = object.__new__(cls)
-        obj.__dict__["_nnx_trace"] = current_trace()
+        obj.__dict__["_nnx_trace"] = _trace_now()
         return obj
 
     def __init_subclass__(cls, pytree: bool = True, **kwargs: tp.Any) -> None:
@@ -135,21 +135,22 @@ class Pytree:
             object.__setattr__(self, name, value)
             return
         created = self._nnx_trace
-        if created is not None and created is not current_trace():
+        if created is not None and created is not _trace_now():
             check_trace(self, created, f"setting attribute {name!r}")
         d = self.__dict__
+        new = name not in d
         if isinstance(value, _Marker):
             value = self._nnx_set_explicit(name, value)
-        elif name in d:
+        elif not new:
             old = d[name]
             if old is value:
                 return  # e.g. `self.count += 1` re-assigning the same Variable
             if self._nnx_is_pytree:
                 self._nnx_check_reassign(name, old, value)
-        elif self._nnx_is_pytree and self._nnx_kind(name) is False and has_data(value):
-            raise ValueError(data_in_static_message(self, name, value, data_types(value)))
         if self._nnx_kind(name) is not False:
             value = _convert_container(value)
+        elif new and self._nnx_is_pytree and has_data(value):  # declared static
+            raise ValueError(data_in_static_message(self, name, value, data_types(value)))
         if self._nnx_observed:
             _epoch.bump()
         object.__setattr__(self, name, value)
@@ -157,7 +158,7 @@ class Pytree:
     def __delattr__(self, name: str) -> None:
         if name[:5] != "_nnx_":
             created = self._nnx_trace
-            if created is not None and created is not current_trace():
+            if created is not None and created is not _trace_now():
                 check_trace(self, created, f"deleting attribute {name!r}")
             if self._nnx_observed:
                 _epoch.bump()
@@ -319,7 +320,7 @@ def _container_changed(obj: tp.Any) -> None:
     """Before a List/Dict mutation: the trace rule (as for Modules), then the epoch.
     Containers rebuilt by merge/unflatten have no creation trace and skip the check."""
     created = getattr(obj, "_nnx_trace", None)
-    if created is not None and created is not current_trace():
+    if created is not None and created is not _trace_now():
         check_trace(obj, created, "changing its items")
     if getattr(obj, "_nnx_observed", False):
         _epoch.bump()
@@ -368,7 +369,7 @@ class List(_ModuleMethods, list[A]):
     def __init__(self, it: tp.Iterable[A] | None = None, /) -> None:
         super().__init__(_convert_container(v) for v in (it or ()))
         self._nnx_observed = False
-        self._nnx_trace = current_trace()
+        self._nnx_trace = _trace_now()
 
     def _nnx_changed(self) -> None:
         _container_changed(self)
@@ -463,7 +464,7 @@ class Dict(_ModuleMethods, dict[tp.Any, A]):
     def __init__(self, *args: tp.Any, **kwargs: A) -> None:
         super().__init__()
         self._nnx_observed = False
-        self._nnx_trace = current_trace()
+        self._nnx_trace = _trace_now()
         for key, value in dict(*args, **kwargs).items():
             super().__setitem__(key, _convert_container(value))
 

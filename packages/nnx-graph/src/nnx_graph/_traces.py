@@ -10,6 +10,7 @@ when the identities differ.
 
 from __future__ import annotations
 
+import functools
 import typing as tp
 
 from nnx_graph._errors import TraceContextError
@@ -17,7 +18,7 @@ from nnx_graph._errors import TraceContextError
 __all__ = ["check_trace", "current_trace"]
 
 from jax._src.core import EvalTrace as _EvalTrace
-from jax._src.core import trace_ctx as _trace_ctx
+from jax._src.core import trace_state as _trace_state
 
 
 def current_trace() -> tp.Any:
@@ -34,7 +35,11 @@ def current_trace() -> tp.Any:
         >>> bool(jax.jit(lambda x: current_trace() is outside)(1))  # traced: another
         False
     """
-    return _trace_ctx.trace._weakref
+    return _trace_state.value
+
+
+# the same token read by a C-level call, for the hot paths (Module.__setattr__)
+_trace_now: tp.Callable[[], tp.Any] = functools.partial(getattr, _trace_state, "value")
 
 
 def _is_top_level(token: tp.Any) -> bool:
