@@ -313,6 +313,11 @@ def test_graphlib_exports():
     assert isinstance(node, graphlib.NodeDef) and isinstance(var, graphlib.VariableDef)
     assert (node.index, node.outer_index, node.num_attributes) == (0, None, 1)
     assert (var.index, var.outer_index, var.array_refdef) == (1, None, None)
+    assert node.with_no_outer_index() is node and var.with_no_outer_index() is var
+    with pytest.raises(NotImplementedError, match=r"Fix: call with_same_outer_index\(\) on"):
+        node.with_same_outer_index()
+    with pytest.raises(NotImplementedError, match="with_matching_outer_index"):
+        var.with_matching_outer_index(var)
 
 
 # ----------------------------------------------------------------- GraphState / unpack / merge

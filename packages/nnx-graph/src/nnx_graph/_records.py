@@ -49,6 +49,13 @@ M = tp.TypeVar("M")
 Path = tuple[tp.Any, ...]
 
 
+def _no_record_outer_index(record: tp.Any, method: str, fix: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"{type(record).__name__}.{method}: records carry no outer index here (a GraphDef "
+        f"keeps them). Fix: call {fix} on the GraphDef."
+    )
+
+
 class NodeDef(tp.NamedTuple):
     """A graph node: its type, node index, declared attribute kinds, attributes."""
 
@@ -79,6 +86,20 @@ class NodeDef(tp.NamedTuple):
         """The node type (what Flax's NodeDef metadata holds for a Module)."""
         return self.type
 
+    def with_no_outer_index(self) -> NodeDef:
+        """This record (records carry no outer index)."""
+        return self
+
+    def with_same_outer_index(self) -> tp.NoReturn:
+        """Not available per record (raises, naming the GraphDef-level method)."""
+        raise _no_record_outer_index(self, "with_same_outer_index", "with_same_outer_index()")
+
+    def with_matching_outer_index(self, other: tp.Any) -> tp.NoReturn:
+        """Not available per record (raises, naming the GraphDef-level method)."""
+        raise _no_record_outer_index(
+            self, "with_matching_outer_index", "with_matching_outer_index(other)"
+        )
+
 
 class VariableDef(tp.NamedTuple):
     """A Variable: its type, node index and metadata; its value is the next leaf."""
@@ -102,6 +123,20 @@ class VariableDef(tp.NamedTuple):
     def array_refdef(self) -> None:
         """Always None: Variables here hold arrays, not array references."""
         return None
+
+    def with_no_outer_index(self) -> VariableDef:
+        """This record (records carry no outer index)."""
+        return self
+
+    def with_same_outer_index(self) -> tp.NoReturn:
+        """Not available per record (raises, naming the GraphDef-level method)."""
+        raise _no_record_outer_index(self, "with_same_outer_index", "with_same_outer_index()")
+
+    def with_matching_outer_index(self, other: tp.Any) -> tp.NoReturn:
+        """Not available per record (raises, naming the GraphDef-level method)."""
+        raise _no_record_outer_index(
+            self, "with_matching_outer_index", "with_matching_outer_index(other)"
+        )
 
 
 class RefDef(tp.NamedTuple):
