@@ -155,7 +155,7 @@ def test_compiled_with_donation_and_static_argument():
 
 def test_unsupported_stage_constructors_say_how_to_get_a_stage():
     with pytest.raises(NotImplementedError, match="lower"):
-        compilation.Lowered.from_flat_info(None)
+        compilation.Lowered.from_flat_info(None, None, None, (), None)
     with pytest.raises(NotImplementedError, match="call the Compiled object itself"):
         compilation.Compiled.call()
 

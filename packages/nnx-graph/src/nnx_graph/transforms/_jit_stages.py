@@ -148,7 +148,15 @@ class Lowered(Stage):
         return self.lowered.out_tree
 
     @classmethod
-    def from_flat_info(cls, *args: tp.Any, **kwargs: tp.Any) -> Lowered:
+    def from_flat_info(
+        cls,
+        lowering: tp.Any,
+        in_tree: tp.Any,
+        in_avals: tp.Any,
+        donate_argnums: tuple[int, ...],
+        out_tree: tp.Any,
+        no_kwargs: bool = False,
+    ) -> Lowered:
         """Not supported (as in Flax): a Lowered comes from ``JitWrapped.lower``."""
         raise NotImplementedError(
             "nnx Lowered.from_flat_info is not supported: obtain a Lowered from "
