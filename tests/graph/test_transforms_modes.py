@@ -331,3 +331,25 @@ def test_tree_mode_value_and_grad_forms_return_module_gradients() -> None:
     # the gradient Module applies like a State of gradients
     nnx.update(model, jax.tree.map(lambda p, g: p - 0.5 * g, nnx.state(model), nnx.state(grads[0])))
     np.testing.assert_allclose(model.a.value, [-1.0, -1.0])
+
+
+def test_shard_map_and_pmap_take_the_mode() -> None:
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((1,), ("x",), axis_types=(jax.sharding.AxisType.Auto,))
+
+    def body(m: M) -> jax.Array:
+        return m.a.value * 2
+
+    for kw in ({"graph": False}, NO_UPDATES):
+        f = nnx.shard_map(body, mesh=mesh, in_specs=(P(),), out_specs=P(), **kw)
+        np.testing.assert_allclose(f(M()), [2.0, 2.0])
+    with pytest.raises(ValueError, match=r"nnx\.shard_map with graph=False"):
+        nnx.shard_map(body, mesh=mesh, in_specs=(P(),), out_specs=P(), graph=False)(shared())
+    pmapped = nnx.pmap(lambda m, x: m.a.value * x, in_axes=(None, 0), graph=False)
+    with pytest.raises(ValueError, match=r"nnx\.pmap with graph=False"):
+        pmapped(shared(), jnp.ones((jax.local_device_count(), 2)))
+    out = nnx.pmap(lambda m, x: m.a.value * x, in_axes=(None, 0), **NO_UPDATES)(
+        shared(), jnp.ones((jax.local_device_count(), 2))
+    )
+    assert out.shape == (jax.local_device_count(), 2)
