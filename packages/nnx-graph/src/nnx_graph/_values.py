@@ -22,6 +22,10 @@ except ImportError:  # pragma: no cover
 _REF_TYPES: tuple[type, ...] = tuple(
     t for t in (getattr(_jax_core, "Ref", None),) if isinstance(t, type)
 )
+try:  # private JAX API: the abstract type of a traced Ref
+    from jax._src.state.types import AbstractRef as _AbstractRef
+except ImportError:  # pragma: no cover
+    _AbstractRef = ()  # type: ignore[assignment,misc]
 
 __all__ = [
     "HOOK_KEYS",
@@ -168,8 +172,13 @@ var_flags = _VarFlags()
 
 
 def is_array_ref(value: object) -> bool:
-    """Whether ``value`` is a JAX mutable array reference (``jax.new_ref``)."""
-    return isinstance(value, _REF_TYPES)
+    """Whether ``value`` is a JAX mutable array reference (``jax.new_ref``), concrete
+    or traced. (Cheaper than ``isinstance(value, Ref)``, whose metaclass check is slow.)"""
+    if type(value) in _REF_TYPES:
+        return True
+    if isinstance(value, jax.core.Tracer):
+        return isinstance(getattr(value, "aval", None), _AbstractRef)
+    return False
 
 
 def array_summary(value: tp.Any) -> str | None:

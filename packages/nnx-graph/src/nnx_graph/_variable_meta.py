@@ -10,7 +10,7 @@ import typing as tp
 import jax
 
 from nnx_graph import _errors
-from nnx_graph._traces import _is_top_level, current_trace
+from nnx_graph._traces import _is_top_level, _trace_now, current_trace
 from nnx_graph._values import (
     HOOK_KEYS,
     VariableMetadata,
@@ -20,7 +20,9 @@ from nnx_graph._values import (
     var_flags,
 )
 
-__all__ = ["MISSING", "REQUIRED_KEYS", "current_trace"]
+__all__ = ["MISSING", "REQUIRED_KEYS", "current_trace", "trace_now"]
+
+trace_now = _trace_now  # the current trace token by a C-level call (hot paths)
 
 REQUIRED_KEYS = ("hijax", "ref", "eager_sharding")
 """Metadata every Variable carries (Flax NNX 0.12's ``required_metadata``)."""

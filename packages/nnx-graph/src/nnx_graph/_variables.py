@@ -55,6 +55,7 @@ _SLOTS = frozenset(
 )
 _SHARDING_KEYS = frozenset({"out_sharding", "sharding_names", "sharding"})
 _current_trace = _meta.current_trace
+_trace_now = _meta.trace_now
 
 
 class Variable(tp.Generic[A]):
@@ -208,7 +209,7 @@ class Variable(tp.Generic[A]):
         """Replace the value (or ``value[index]`` when an index is given), after the
         ``on_set_value`` hooks if any. ``v[...] = x`` broadcasts ``x`` to the shape of
         an array value, as ``jax.Array.at[...].set`` does."""
-        if self._nnx_trace is not _current_trace():
+        if self._nnx_trace is not _trace_now():
             _meta.check_trace(self, "set its value")
         if isinstance(value, Variable):
             value = value._raw_value
@@ -265,7 +266,7 @@ class Variable(tp.Generic[A]):
             >>> p = nnx.Param(jnp.zeros(1)); p.set_metadata(tag="t"); p.tag
             't'
         """
-        if self._nnx_trace is not _current_trace():
+        if self._nnx_trace is not _trace_now():
             _meta.check_trace(self, "set its metadata")
         _meta.set_metadata(self, args, metadata)
         self._metadata_changed()
@@ -369,7 +370,7 @@ class Variable(tp.Generic[A]):
     def del_metadata(self, name: str) -> None:
         """Remove metadata ``name`` (KeyError when absent; ``hijax``/``ref`` cannot be
         removed: ValueError)."""
-        if self._nnx_trace is not _current_trace():
+        if self._nnx_trace is not _trace_now():
             _meta.check_trace(self, "delete its metadata")
         _meta.del_metadata(self, name)
         self._metadata_changed()
@@ -380,7 +381,7 @@ class Variable(tp.Generic[A]):
 
     def set_raw_value(self, value: A, *, _unsafe_bypass_check: bool = False) -> None:
         """Replace the held value, without hooks."""
-        if not _unsafe_bypass_check and self._nnx_trace is not _current_trace():
+        if not _unsafe_bypass_check and self._nnx_trace is not _trace_now():
             _meta.check_trace(self, "set its value")
         _set_raw(self, value)
 
@@ -496,7 +497,7 @@ def _init_slots(var: Variable[tp.Any], value: tp.Any, metadata: dict[str, tp.Any
     _set_observed(var, False)
     _set_frozen(var, None)
     _set_special(var, _meta.is_special(metadata))
-    _set_trace(var, _current_trace())
+    _set_trace(var, _trace_now())
 
 
 def new_variable(typ: type[V], value: tp.Any, metadata: dict[str, tp.Any]) -> V:
