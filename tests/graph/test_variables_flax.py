@@ -346,3 +346,11 @@ def test_abstract_variable_describes_type_and_leaves() -> None:
     assert type(a.from_metadata(jnp.ones(1), {})) is nnx.Param
     with pytest.raises(ValueError, match="treedef and leaves must be both provided or both None"):
         variablelib.AbstractVariable(nnx.Param, treedef, None, False)
+
+
+def test_abstract_variable_value_members_explain_themselves() -> None:
+    a = variablelib.AbstractVariable(nnx.Param, None, None, False)
+    with pytest.raises(TypeError, match=r"AbstractVariable\.get_value: Param\(\) describes"):
+        a.get_value()
+    with pytest.raises(AttributeError, match="AbstractVariable has no shape"):
+        _ = a.shape

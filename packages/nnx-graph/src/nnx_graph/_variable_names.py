@@ -331,3 +331,56 @@ class AbstractVariable(tp.Generic[A]):
         return f"{self._var_type.__name__}()"
 
     __str__ = __repr__ = str_short
+
+
+def _abstract_only(name: str) -> tp.Callable[..., tp.Any]:
+    def method(self: AbstractVariable[tp.Any], *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+        raise TypeError(
+            f"AbstractVariable.{name}: {self!r} describes a Variable type; it holds no "
+            f"value. In Flax, {name} acts on traced hijax Variables, which nnx does not "
+            "have.\nExpected: a Variable.\nFix: call "
+            f"{name} on a Variable (e.g. one built with abstract.from_metadata(value, "
+            "metadata))."
+        )
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+def _no_array_attribute(name: str) -> property:
+    def getter(self: AbstractVariable[tp.Any]) -> tp.Any:
+        raise AttributeError(
+            f"AbstractVariable has no {name}: it describes the Variable, not an array "
+            "(its leaves are in the constructor's leaves argument)."
+        )
+
+    return property(getter)
+
+
+# Flax's hijax-only members: present, and each says why it cannot act here.
+for _name in [
+    "__jax_array__",
+    "add_axis",
+    "copy",
+    "copy_from",
+    "create_value",
+    "cur_qdd",
+    "get_metadata",
+    "get_raw_value",
+    "get_value",
+    "lo_ty_qdd",
+    "new_from_loval",
+    "read_loval",
+    "remove_axis",
+    "replace",
+    "set_metadata",
+    "set_raw_value",
+    "set_value",
+    "to_state",
+    "to_tangent_aval",
+    "update_from_loval",
+    "update_from_state",
+]:
+    setattr(AbstractVariable, _name, _abstract_only(_name))
+for _name in ("dtype", "ndim", "shape", "size"):
+    setattr(AbstractVariable, _name, _no_array_attribute(_name))
