@@ -323,6 +323,31 @@ DIFFERENCES: tuple[Difference, ...] = (
             "mode, like `in_axes` (Flax: only with `graph_updates=False`)."
         ),
     ),
+    Difference(
+        path="Variable.__init__(hijax)",
+        aspect="behaviour",
+        reason=(
+            "not implementable here: Flax's hijax=True builds a JAX hijax type "
+            "(jax.experimental.hijax) that nnx does not implement; nnx raises ValueError "
+            "naming the option and the fix (ref=True) instead of accepting and ignoring it."
+        ),
+        readme=(
+            "`hijax=True` (on a Variable or via `nnx.var_defaults`) raises a ValueError; "
+            "`ref=True` (a `jax.new_ref` value, updated in place) is supported."
+        ),
+    ),
+    Difference(
+        path="Variable.__init__(out_sharding)",
+        aspect="behaviour",
+        reason=(
+            "Flax silently drops `out_sharding=` when `sharding_names=`/`sharding=` is "
+            "given too (the alias overwrites it); nnx keeps `out_sharding`."
+        ),
+        readme=(
+            "When both `out_sharding=` and an alias (`sharding_names=`, `sharding=`) are "
+            "given, `out_sharding` wins (Flax keeps the alias)."
+        ),
+    ),
 )
 
 
