@@ -35,6 +35,8 @@ MODULES = [
     "nnx_graph._state_pure",
     "nnx_graph._variables",
     "nnx_graph._variable_names",
+    "nnx_graph._variable_meta",
+    "nnx_graph._variable_types",
     "nnx_graph._values",
     "nnx_graph._paths",
     "nnx_graph.internal",
