@@ -141,9 +141,9 @@ class Variable(tp.Generic[A]):
         metadata["ref"] = ref
         if eager is None:
             metadata["eager_sharding"] = _meta.eager_default()
-        if ref:
+        if ref:  # (hooks were seen by _init_slots; a Ref also takes the general path)
             _set_raw(self, jax.new_ref(self._raw_value))
-        _set_special(self, _meta.is_special(metadata))
+            _set_special(self, True)
         _set_frozen(self, None)
 
     # ------------------------------------------------------------------ pytree
