@@ -111,6 +111,32 @@ def test_nnx_jit_under_an_outer_jax_transform_raises_and_changes_nothing(outer):
     assert int(model.calls.value) == 1
 
 
+def test_nnx_jit_inside_nnx_checkify_updates_the_callers_module():
+    # nnx.checkify rebuilds its arguments inside its own trace: an nnx.jit call on
+    # them writes into objects of that trace, and nnx.checkify carries the result out
+    model = Model()
+    err, out = nnxg.checkify(step)(model, X)
+    assert err.get() is None
+    assert int(model.calls.value) == 1
+    reference = Model()
+    expected = jnp.tanh(X @ reference.w.value)
+    np.testing.assert_allclose(model.b.value, expected.mean(), rtol=1e-5)
+    assert float(out) == pytest.approx(float(expected.sum()), rel=1e-5)
+
+
+def test_nnx_jit_inside_nnx_grad_counts_the_step_and_differentiates():
+    model = Model()
+
+    def loss(x: jax.Array, m: Model) -> jax.Array:
+        return step(m, x)
+
+    grad_x = nnxg.grad(loss)(X, model)
+    assert int(model.calls.value) == 1  # the BatchStat-like update came out of grad
+    reference = Model()
+    expected = jax.grad(lambda x: jnp.tanh(x @ reference.w.value).sum())(X)
+    np.testing.assert_allclose(grad_x, expected, rtol=1e-5)
+
+
 def test_nnx_jit_under_jax_jit_on_objects_created_inside_works():
     def fresh(x: jax.Array) -> tuple[jax.Array, jax.Array]:
         model = Model()

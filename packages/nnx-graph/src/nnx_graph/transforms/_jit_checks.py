@@ -20,6 +20,7 @@ import jax
 
 from nnx_graph._errors import TraceContextError, format_path
 from nnx_graph._graphdef import flatten_graph
+from nnx_graph._traces import _is_top_level, current_trace
 from nnx_graph.transforms._bridge import NODE_TYPES, Bridge, is_node
 
 __all__ = [
@@ -236,6 +237,13 @@ class _NoGuard:
 _NO_GUARD = _NoGuard()
 
 
+def _same_trace(created: tp.Any, now: tp.Any) -> bool:
+    """Whether an object created in trace ``created`` belongs to trace ``now``."""
+    if created is None:
+        return False
+    return created is now or created == now or (_is_top_level(created) and _is_top_level(now))
+
+
 def check_outer_trace(
     name: str,
     leaves: tp.Sequence[tp.Any],
@@ -244,13 +252,20 @@ def check_outer_trace(
     describe: tp.Callable[[int], str],
 ) -> None:
     """Before writing ``values`` into leaves ``indices`` under an outer ``jax.jit``/
-    ``grad``/``checkify``...: refuse to store a tracer where an object holds a
-    concrete value, i.e. it was made outside that transform and would outlive it
-    holding a dead tracer. Objects made inside the outer transform hold its tracers
-    already and are updated normally."""
+    ``grad``/``checkify``...: refuse to store a tracer in a Variable created in
+    another trace (outside that transform), which would outlive it holding a dead
+    tracer. Variables created inside the outer transform (by the user, or by an nnx
+    transform such as ``nnx.checkify``/``nnx.grad`` rebuilding its arguments there)
+    belong to it and are updated normally."""
     tracer = jax.core.Tracer
+    now = current_trace()
     for i, value in zip(indices, values):
-        if isinstance(value, tracer) and not isinstance(leaves[i]._raw_value, tracer):
+        leaf = leaves[i]
+        if (
+            isinstance(value, tracer)
+            and not isinstance(leaf._raw_value, tracer)
+            and not _same_trace(getattr(leaf, "_nnx_trace", None), now)
+        ):
             raise TraceContextError(
                 f"nnx.jit({name}): called inside another JAX transform (jax.jit, "
                 "jax.grad, checkify, ...) on an object created outside it: writing the "

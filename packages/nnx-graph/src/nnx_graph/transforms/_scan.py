@@ -76,6 +76,14 @@ def _check_out_axes(out_axes: tp.Any) -> None:
             "Expected per-step outputs on an int axis (or nnx.Carry). Fix: use 0 and take "
             "the last entry, or return the value through the carry."
         )
+    for i, s in enumerate(out_axes):
+        if isinstance(s, StateAxes) and any(a is None for a in s.axes):
+            raise ValueError(
+                f"nnx.scan: Cannot broadcast output state. Got StateAxes {s!r} at "
+                f"out_axes[{i}], which maps some state to None (broadcast). Expected an int "
+                "axis (or nnx.Carry) for every output filter. Fix: stack that state (use 0) "
+                "or return it through the carry."
+            )
 
 
 def _check_not_nested(axes: tp.Any, what: str) -> None:
@@ -91,6 +99,32 @@ def _check_not_nested(axes: tp.Any, what: str) -> None:
                 f"is {spec!r}. Expected nnx.Carry as a whole entry of {what}. Fix: make the "
                 f"carry one argument/output, e.g. {what}=(nnx.Carry, 0)."
             )
+
+
+def _check_axes(in_axes: tp.Any, out_axes: tp.Any) -> None:
+    """The checks that need only ``in_axes``/``out_axes``: run when ``scan`` is
+    applied to the function, before it is ever called."""
+    _check_not_nested(in_axes, "in_axes")
+    _check_not_nested(out_axes, "out_axes")
+    in_list = in_axes if isinstance(in_axes, (tuple, list)) else [in_axes]
+    carries = [i for i, s in enumerate(in_list) if s is Carry]
+    if len(carries) > 1:
+        raise ValueError(
+            f"nnx.scan: Found multiple Carry definitions at in_axes[{carries[0]}] and "
+            f"in_axes[{carries[1]}]: in_axes marks arguments {carries} as nnx.Carry; "
+            "expected at most one. Fix: pack the carries into one tuple argument."
+        )
+    _check_out_axes(out_axes)
+    carry_out = out_axes is Carry or (
+        isinstance(out_axes, (tuple, list)) and any(s is Carry for s in out_axes)
+    )
+    if bool(carries) != carry_out:
+        raise ValueError(
+            "nnx.scan: If one of in_axes or out_axes has Carry, the other must also have "
+            f"Carry. Got in_axes={in_axes!r} and out_axes={out_axes!r}. Expected a carry "
+            "going in and coming out, or neither. Fix: e.g. in_axes=(nnx.Carry, 0) with "
+            "out_axes=(nnx.Carry, 0), or in_axes=0 with out_axes=0."
+        )
 
 
 class _Scan:
@@ -111,8 +145,6 @@ class _Scan:
                 f"got {len(args)} arguments. Fix: pack them into one tuple argument, or give "
                 "one spec per argument, e.g. in_axes=(nnx.Carry, 0)."
             )
-        _check_not_nested(in_axes, "in_axes")
-        _check_not_nested(out_axes, "out_axes")
         specs = list(in_axes) if isinstance(in_axes, (tuple, list)) else [in_axes] * len(args)
         if len(specs) != len(args):
             raise ValueError(
@@ -121,23 +153,6 @@ class _Scan:
                 "nnx.StateAxes). Fix: e.g. in_axes=(nnx.Carry, 0)."
             )
         carries = [i for i, s in enumerate(specs) if s is Carry]
-        if len(carries) > 1:
-            raise ValueError(
-                f"nnx.scan: Found multiple Carry definitions at in_axes[{carries[0]}] and "
-                f"in_axes[{carries[1]}]: in_axes marks arguments {carries} as nnx.Carry; "
-                "expected at most one. Fix: pack the carries into one tuple argument."
-            )
-        _check_out_axes(out_axes)
-        carry_out = out_axes is Carry or (
-            isinstance(out_axes, (tuple, list)) and any(s is Carry for s in out_axes)
-        )
-        if bool(carries) != carry_out:
-            raise ValueError(
-                "nnx.scan: If one of in_axes or out_axes has Carry, the other must also have "
-                f"Carry. Got in_axes={in_axes!r} and out_axes={out_axes!r}. Expected a carry "
-                "going in and coming out, or neither. Fix: e.g. in_axes=(nnx.Carry, 0) with "
-                "out_axes=(nnx.Carry, 0), or in_axes=0 with out_axes=0."
-            )
         self.specs = specs
         self.carry_position = carries[0] if carries else None
         # first: it refuses prefix trees for containers of graph nodes
@@ -227,8 +242,9 @@ class _Scan:
         in_carry_nodes = [roots[k] for k, p in enumerate(self.node_pos) if p == self.carry_position]
         if [id(n) for n in carry_nodes] != [id(n) for n in in_carry_nodes]:
             raise GraphStructureError(
-                "nnx.scan: Carry references must be the same between iterations: the carry "
-                "returned holds different Modules/Variables than the carry passed in "
+                "nnx.scan: Carry references must be the same between iterations (scan "
+                "Variable identity must be preserved across iterations): the carry returned "
+                "holds different Modules/Variables than the carry passed in "
                 f"({len(carry_nodes)} graph node(s) out, {len(in_carry_nodes)} in). Expected "
                 "the same objects, updated in place. Fix: return the carry argument itself."
             )
@@ -404,6 +420,7 @@ def scan(
             graph=graph,
             graph_updates=graph_updates,
         )
+    _check_axes(in_axes, out_axes)
     metadata = dict(transform_metadata) if PARTITION_NAME in transform_metadata else {}
 
     @functools.wraps(f)
