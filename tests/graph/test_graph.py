@@ -294,6 +294,41 @@ def test_pop_from_a_tuple_fails_without_changing_anything():
     assert hasattr(m, "a")  # nothing was removed
 
 
+def test_pop_takes_plain_array_leaves_matching_a_callable_filter():
+    tree = {"x": {"small": jnp.array(1), "w": nnx.Param(jnp.array(5)), "big": jnp.array(7.0)}}
+    below_3 = lambda path, value: value < 3
+    popped = nnx.pop(tree, (nnx.Param, below_3))
+    assert leaf_paths(popped) == [("x", "small"), ("x", "w")]
+    assert int(popped["x"]["small"]) == 1 and int(popped["x"]["w"].value) == 5
+    assert list(tree["x"]) == ["big"]
+
+
+@pytest.mark.parametrize("graph", [True, False])
+def test_a_bare_variable_round_trips_through_split_update_and_merge(graph):
+    v = nnx.Param(jnp.array(1))
+    gdef, state = nnx.split(v, graph=graph)
+    assert state is v
+    state2 = nnx.Param(jnp.array(4))
+    nnx.update(v, state2)  # a Variable is accepted where a State is expected
+    assert int(v.value) == 4
+    gdef, stats, params, rest = nnx.split(v, nnx.BatchStat, nnx.Param, ..., graph=graph)
+    assert isinstance(params, nnx.Param) and len(stats) == 0 and len(rest) == 0
+    nnx.update(v, stats, nnx.Param(jnp.array(6)), rest)
+    assert int(v.value) == 6
+    out = nnx.merge(gdef, stats, params, rest)
+    assert isinstance(out, nnx.Param) and int(out.value) == 6
+
+
+@pytest.mark.parametrize("graph", [True, False])
+def test_a_plain_array_splits_into_itself_and_empty_states(graph):
+    x = jnp.array(2.0)
+    gdef, arrays, rest = nnx.split(x, jax.Array, ..., graph=graph)
+    assert arrays is x and len(rest) == 0
+    assert nnx.merge(gdef, arrays, rest) is x
+    gdef, flat = nnx.graphlib.flatten(x, graph=graph)
+    assert nnx.merge(gdef, flat) is x
+
+
 def test_pop_requires_a_filter():
     with pytest.raises(TypeError, match="at least one filter"):
         nnx.pop(Counter())

@@ -391,7 +391,52 @@ def test_view_and_with_attributes_leave_original_alone():
     assert v.l1.w is net.l1.w  # shares Variables
     w = nnx.with_attributes(net, only=Normish, use_running_average=True)
     assert w.norm.use_running_average is True and net.norm.use_running_average is False
-    assert nnx.with_attributes is nnx.view
+    assert w.l1.w is net.l1.w
+
+
+def test_unknown_attribute_names_raise_value_error_naming_them():
+    net = Net(nnx.Rngs(0))
+    for call in (
+        lambda **kw: net.set_attributes(**kw),
+        lambda **kw: nnx.with_attributes(net, **kw),
+    ):
+        with pytest.raises(ValueError, match=r"Could not find at least one instance") as info:
+            call(deterministic=True, no_such_flag=1)
+        assert "['no_such_flag']" in str(info.value)
+        assert isinstance(info.value, AttributeError)  # older nnx code caught this
+    out = nnx.with_attributes(net, deterministic=True, no_such_flag=1, raise_if_not_found=False)
+    assert out.drop.deterministic is True and not hasattr(out, "no_such_flag")
+
+
+def test_view_calls_set_view_and_reports_unused_keys():
+    calls = []
+
+    class Switch(nnx.Module):
+        def __init__(self):
+            self.mode = "a"
+
+        def set_view(self, mode: str | None = None) -> None:
+            calls.append(mode)
+            if mode is not None:
+                self.mode = mode
+
+    class Greedy(nnx.Module):
+        def set_view(self, **kwargs: object) -> None:
+            calls.append(sorted(kwargs))
+
+    class Holder(nnx.Module):
+        def __init__(self):
+            self.s = Switch()
+
+    h = Holder()
+    v = nnx.view(h, mode="b")
+    assert v.s.mode == "b" and h.s.mode == "a" and calls == ["b"]
+    with pytest.raises(ValueError, match=r"Unused keys found in nnx.view: \['other'\]"):
+        nnx.view(h, mode="c", other=1)
+    nnx.view(h, other=1, raise_if_not_found=False)
+    calls.clear()
+    nnx.view(Greedy(), anything=1, more=2)  # a **kwargs set_view consumes every key
+    assert calls == [["anything", "more"]]
 
 
 def test_view_info_lists_switchable_flags():

@@ -209,8 +209,14 @@ def merge(
             "State(s) of nnx.split: `nnx.merge(graphdef, state)`."
         )
     state = all_states[0]
-    if graphdef._record is ARRAY_DEF and len(all_states) == 1:  # a plain leaf's graph
-        return tp.cast(A, state)
+    if graphdef._record is ARRAY_DEF:  # a plain leaf's graph: the one non-empty state
+        found = [s for s in all_states if not (isinstance(s, (Mapping, FlatState)) and not s)]
+        if len(found) == 1:
+            if isinstance(found[0], (Mapping, FlatState)):
+                entries = flat_lookup(found)
+                if list(entries) == [()]:
+                    return tp.cast(A, entries[()])
+            return tp.cast(A, found[0])
     if type(state) is list:
         if len(all_states) != 1:
             raise ValueError(

@@ -16,6 +16,7 @@ from nnx_graph._graphdef import (
     ContainerDef,
     NodeDef,
     RefDef,
+    Slot,
     StaticDef,
     VariableDef,
     flatten_graph,
@@ -113,8 +114,8 @@ def find_duplicates(node: tp.Any, /, *, only: tp.Any = ...) -> list[list[Path]]:
 
 
 def pop(node: tp.Any, *filters: tp.Any) -> tp.Any:
-    """Remove the Variables matching each filter from ``node`` and return them as
-    States (one per filter).
+    """Remove the Variables (and plain array leaves) matching each filter from
+    ``node`` and return them as States (one per filter).
 
     Example::
 
@@ -133,8 +134,9 @@ def pop(node: tp.Any, *filters: tp.Any) -> tp.Any:
             "Fix: nnx.pop(model, nnx.Intermediate)."
         )
     flat = flatten_graph(node)
-    pairs = [
-        (p, v) for p, v in zip(flat.graphdef.leaf_paths, flat.leaves) if isinstance(v, Variable)
+    pairs = [  # Variables and plain array leaves
+        (p, v._raw_value if v.__class__ is Slot else v)
+        for p, v in zip(flat.graphdef.leaf_paths, flat.leaves)
     ]
     predicates = [to_predicate(f) for f in filters]
     groups: list[list[tuple[Path, tp.Any]]] = [[] for _ in filters]

@@ -10,6 +10,7 @@ from nnx_graph._errors import GraphStructureError, format_path
 from nnx_graph._graph_state import GraphState
 from nnx_graph._paths import restore_int_path
 from nnx_graph._state import FlatState, flat_dict
+from nnx_graph._variables import Variable
 
 __all__ = ["alias", "flat_lookup", "match_leaves", "mismatch_error", "shape_error"]
 
@@ -26,6 +27,8 @@ def flat_lookup(states: tp.Sequence[tp.Any]) -> dict[Path, tp.Any]:
             items: tp.Iterable[tuple[Path, tp.Any]] = s
         elif isinstance(s, Mapping):
             items = flat_dict(s).items()
+        elif isinstance(s, Variable):  # a bare Variable is the State of a Variable root
+            items = (((), s),)
         else:
             raise TypeError(
                 f"Expected a State (or a mapping / FlatState), found {type(s).__name__}. "

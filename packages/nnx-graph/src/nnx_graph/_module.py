@@ -35,6 +35,19 @@ A = tp.TypeVar("A")
 Path = tuple[tp.Any, ...]
 
 
+class AttributesNotFoundError(ValueError, AttributeError):
+    """An attribute name given to ``set_attributes``/``with_attributes``/``view``
+    that no selected Module has (a ValueError, as in Flax, and an AttributeError)."""
+
+
+def _not_found(fn: str, owner: str, names: tp.Iterable[str]) -> AttributesNotFoundError:
+    return AttributesNotFoundError(
+        f"{fn}: Could not find at least one instance of the following attributes: "
+        f"{sorted(names)} (no selected Module in {owner} has them). Fix: check the "
+        "spelling or pass raise_if_not_found=False."
+    )
+
+
 def _tuple_reduce(xs: tuple[tp.Any, ...], x: tp.Any) -> tuple[tp.Any, ...]:
     return (*xs, x)
 
@@ -180,11 +193,7 @@ class Module(Pytree):
                         setattr(module, name, value)
                     remaining.discard(name)
         if remaining and raise_if_not_found:
-            raise AttributeError(
-                f"set_attributes: no Module in {type(self).__name__} has the attribute(s) "
-                f"{sorted(remaining)}. Expected at least one sub-Module with each. Fix: "
-                "check the spelling or pass raise_if_not_found=False."
-            )
+            raise _not_found("set_attributes", type(self).__name__, remaining)
 
     def train(self, **attributes: tp.Any) -> None:
         """Training mode: ``deterministic=False`` (Dropout) and
@@ -277,10 +286,15 @@ def view(
     only: tp.Any = ...,
     raise_if_not_found: bool = True,
     graph: tp.Any = None,
-    **attributes: tp.Any,
+    **kwargs: tp.Any,
 ) -> A:
-    """A new object graph sharing ``node``'s Variables, with ``attributes`` set on
-    the (sub-)Modules that have them. ``node`` itself is unchanged.
+    """A new object graph sharing ``node``'s Variables, switched to a different
+    view (e.g. ``deterministic=True``); ``node`` itself is unchanged.
+
+    Each selected Module with a ``set_view`` method receives the keywords its
+    signature names (all of them when it takes ``**kwargs``); a Module without
+    ``set_view`` gets the keywords it has as attributes set directly. A keyword
+    that no Module used raises ``ValueError`` unless ``raise_if_not_found=False``.
 
     Example::
 
@@ -293,16 +307,72 @@ def view(
         (False, True)
     """
     new = merge(*split(node))
-    filters = () if only is ... else (only,)
-    if isinstance(new, Module):
-        new.set_attributes(*filters, raise_if_not_found=raise_if_not_found, **attributes)
-    else:
-        for _, module in iter_modules(new):
-            module.set_attributes(*filters, raise_if_not_found=False, **attributes)
+    predicate = to_predicate(only)
+    unused = set(kwargs)
+    for path, module in iter_modules(new):
+        if not predicate(path, module):
+            continue
+        set_view = getattr(module, "set_view", None)
+        if set_view is None:
+            for name, value in kwargs.items():
+                if hasattr(module, name) and not callable(getattr(type(module), name, None)):
+                    setattr(module, name, value)
+                    unused.discard(name)
+            continue
+        params = inspect.signature(set_view).parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            set_view(**kwargs)
+            unused.clear()
+            continue
+        named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        set_view(**{k: v for k, v in kwargs.items() if k in named})
+        unused -= named
+    if unused and raise_if_not_found:
+        raise ValueError(
+            f"Unused keys found in nnx.view: {sorted(unused)}. No selected Module in "
+            f"{type(node).__name__} has a set_view parameter or attribute with these "
+            "names. Fix: check the spelling or pass raise_if_not_found=False."
+        )
     return new
 
 
-with_attributes = view
+def with_attributes(
+    node: A,
+    /,
+    *,
+    only: tp.Any = ...,
+    raise_if_not_found: bool = True,
+    graph: bool | None = None,
+    **attributes: tp.Any,
+) -> A:
+    """A new object graph sharing ``node``'s Variables, with ``attributes`` set on
+    the (sub-)Modules that have them; ``node`` itself is unchanged (unlike
+    :meth:`Module.set_attributes`).
+
+    Example::
+
+        >>> import nnx_graph as nnx
+        >>> class Drop(nnx.Module):
+        ...     def __init__(self):
+        ...         self.deterministic = False
+        >>> d = Drop(); e = nnx.with_attributes(d, deterministic=True)
+        >>> d.deterministic, e.deterministic
+        (False, True)
+    """
+    new = merge(*split(node))
+    predicate = to_predicate(only)
+    unused = set(attributes)
+    for path, module in iter_modules(new):
+        if not predicate(path, module):
+            continue
+        for name, value in attributes.items():
+            if hasattr(module, name) and not callable(getattr(type(module), name, None)):
+                if getattr(module, name) is not value:
+                    setattr(module, name, value)
+                unused.discard(name)
+    if unused and raise_if_not_found:
+        raise _not_found("nnx.with_attributes", type(node).__name__, unused)
+    return new
 
 
 def view_info(node: tp.Any, /, *, only: tp.Any = ..., graph: bool | None = None) -> str:
