@@ -325,7 +325,7 @@ def test_a_plain_array_splits_into_itself_and_empty_states(graph):
     gdef, arrays, rest = nnx.split(x, jax.Array, ..., graph=graph)
     assert arrays is x and len(rest) == 0
     assert nnx.merge(gdef, arrays, rest) is x
-    gdef, flat = nnx.graphlib.flatten(x, graph=graph)
+    gdef, flat = nnx.flatten(x, graph=graph)
     assert nnx.merge(gdef, flat) is x
 
 
