@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import typing as tp
 
 from nnx_graph._values import var_flags
@@ -382,5 +383,21 @@ for _name in [
     "update_from_state",
 ]:
     setattr(AbstractVariable, _name, _abstract_only(_name))
+# The hijax-only members taking arguments show Flax's parameters; cur_qdd is a property.
+for _name, _params in {
+    "lo_ty_qdd": ("variable_state",),
+    "new_from_loval": ("variable_state", "*lo_vals"),
+    "read_loval": ("variable_state", "variable"),
+    "update_from_loval": ("box_state", "variable", "*lo_vals"),
+}.items():
+    _P = inspect.Parameter
+    getattr(AbstractVariable, _name).__signature__ = inspect.Signature(
+        [_P("self", _P.POSITIONAL_OR_KEYWORD)]
+        + [
+            _P(p.lstrip("*"), _P.VAR_POSITIONAL if p.startswith("*") else _P.POSITIONAL_OR_KEYWORD)
+            for p in _params
+        ]
+    )
+setattr(AbstractVariable, "cur_qdd", property(_abstract_only("cur_qdd")))  # noqa: B010
 for _name in ("dtype", "ndim", "shape", "size"):
     setattr(AbstractVariable, _name, _no_array_attribute(_name))
