@@ -109,8 +109,22 @@ def test_static_field_of_nnx_dataclass_holding_data_raises():
         label: object = nnx.static(default="x")
 
     assert P(jnp.ones(1)).label == "x"
-    with pytest.raises(ValueError, match="assigned to static attribute 'label'"):
+    with pytest.raises(ValueError, match="Found unexpected data on value of type Array") as info:
         P(jnp.ones(1), jnp.ones(1))
+    assert "static attribute 'label' of Pytree type 'P'" in str(info.value)
+
+
+def test_container_with_data_for_a_static_attribute_uses_the_found_data_wording():
+    class P(nnx.Pytree):
+        def __init__(self):
+            self.tag = nnx.static("x")
+
+    p = P()
+    with pytest.raises(ValueError, match="Found data on value of type 'list'") as info:
+        p.tag = ["text", jnp.ones(1)]
+    assert "static attribute 'tag'" in str(info.value) and "Fix:" in str(info.value)
+    with pytest.raises(ValueError, match="Cannot assign data value of type 'ArrayImpl'"):
+        p.tag = jnp.ones(1)
 
 
 def test_markers_inside_containers_raise():

@@ -195,6 +195,10 @@ def _where(obj: object, name: str) -> str:
 
 
 def static_to_data_message(obj: object, name: str, value: object) -> str:
+    if isinstance(value, (list, tuple, dict)):  # a container holding data (Flax's wording)
+        from nnx_graph._kinds import data_types  # _kinds imports this module
+
+        return data_in_static_message(obj, name, value, data_types(value))
     return (
         f"Cannot assign data value of type '{type(value).__name__}' to static attribute "
         f"'{name}' of Pytree type '{type(obj).__name__}': {_where(obj, name)} holds a "
@@ -206,6 +210,8 @@ def static_to_data_message(obj: object, name: str, value: object) -> str:
 
 
 def data_in_static_message(obj: object, name: str, value: object, found: list[str]) -> str:
+    if not isinstance(value, (list, tuple, dict)):  # an array/Variable itself (Flax's wording)
+        return unexpected_data_message(obj, name, value)
     base = next((b.__name__ for b in type(obj).__mro__[1:] if hasattr(b, "_nnx_is_pytree")), "")
     return (
         f"Found data on value of type '{type(value).__name__}' assigned to static "
