@@ -571,3 +571,24 @@ def test_missing_is_exported_on_the_flax_paths() -> None:
     nnx_meta = pytest.importorskip("nnx")
     assert nnx_meta.optimizer.MISSING is sentinel
     assert nnx_meta.training.optimizer.MISSING is sentinel
+
+
+def test_update_with_grads_of_a_split_state() -> None:
+    """Functional style: differentiate w.r.t. the Param State from nnx.split and hand
+    those gradients to the optimizer of the Module the State came from."""
+    x, y = batch(0)
+    model = Linear(x.shape[-1], y.shape[-1], rngs=nnx.Rngs(0))
+    opt = Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    before = nnx.clone(params)
+
+    def loss(p: nnx.State, r: nnx.State) -> jax.Array:
+        return mse(nnx.merge(graphdef, p, r), x, y)
+
+    grads = nnx.grad(loss)(params, rest)
+    opt.update(model, grads)
+    new = dict(nnx.state(model, nnx.Param).flat_state())
+    old = dict(before.flat_state())
+    for path, g in grads.flat_state():
+        np.testing.assert_allclose(new[path].value, old[path].value - 0.1 * g.value, rtol=1e-6)
+    assert float(loss(params, rest)) < float(loss(before, rest))

@@ -429,6 +429,18 @@ def clone(node: A, variables: bool = True, *, arrays: bool = False, graph: bool 
         >>> c.w is m.w
         False
     """
+    if isinstance(node, (tuple, list)) and node and all(isinstance(s, State) for s in node):
+        # e.g. the States of `nnx.state(model, filter, ...)`
+        return tp.cast(A, type(node)(clone(s, variables, arrays=arrays) for s in node))
+    if isinstance(node, State):  # a State's Variables are copied, not shared
+        return tp.cast(
+            A,
+            jax.tree.map(
+                lambda v: clone(v, variables, arrays=arrays),
+                node,
+                is_leaf=lambda x: isinstance(x, Variable),
+            ),
+        )
     if _is_leaf_root(node):
         return tp.cast(A, jax.numpy.array(node, copy=True) if arrays else node)
     _check_node(node, "clone")

@@ -134,7 +134,14 @@ class _Diff:
                 pairs[path[0]].append(
                     (path[1:], leaf.replace(value) if isinstance(leaf, Variable) else value)
                 )
-        states = [from_flat_state(pairs[k]) for k in roots]
+        # a Variable passed directly (or inside a State/dict) is its own root: its
+        # gradient is that Variable, not a State with one empty path
+        states = [
+            pairs[k][0][1]
+            if len(pairs[k]) == 1 and pairs[k][0][0] == ()
+            else from_flat_state(pairs[k])
+            for k in roots
+        ]
         return fill_tree(split_tree(self.args[argnum])[0], states)
 
 
