@@ -133,6 +133,39 @@ def test_tree_mode_rejects_shared_modules_and_accepts_trees():
     ]
 
 
+def test_tree_mode_cycle_error_names_both_paths():
+    outer = nnx.List([1])
+    inner = nnx.List([2, outer])
+    outer.append(inner)
+    for call in (
+        lambda: list(nnx.iter_graph(outer, graph=False)),
+        lambda: nnx.recursive_map(lambda path, x: x, outer, graph=False),
+    ):
+        with pytest.raises(ValueError, match="Cycle detected for List found at paths") as info:
+            call()
+        assert "model[1][1]" in str(info.value) and "Fix:" in str(info.value)
+
+
+def test_tree_mode_rejects_objects_declared_pytree_false():
+    class Opaque(nnx.Pytree, pytree=False):
+        def __init__(self):
+            self.n = 1
+
+    holder = nnx.List([Opaque()])
+    for call in (
+        lambda: nnx.flatten([Opaque()], graph=False),
+        lambda: list(nnx.iter_graph(holder, graph=False)),
+        lambda: nnx.recursive_map(lambda path, x: x, holder, graph=False),
+        lambda: nnx.split(holder, graph=False),
+    ):
+        with pytest.raises(ValueError, match="pytree=False") as info:
+            call()
+        assert "Found at path: model[0]" in str(info.value) and "graph=True" in str(info.value)
+    with pytest.raises(ValueError, match="'Opaque' instance that has pytree=False"):
+        list(nnx.iter_children(Opaque(), graph=False))
+    assert [p for p, _ in nnx.iter_graph(holder)][-2:] == [(0,), ()]  # graph mode: fine
+
+
 def test_tree_mode_rejects_cycles():
     model = Pair(Counter(), Counter())
     model.a.parent = model

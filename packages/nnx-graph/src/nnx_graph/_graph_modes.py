@@ -14,7 +14,7 @@ from nnx_graph._errors import GraphStructureError, format_path
 from nnx_graph._graph_config import graph_mode_default
 from nnx_graph._records import NODE, REF, VAR, GraphDef, walk
 
-__all__ = ["check_tree", "is_tree_mode"]
+__all__ = ["check_tree", "is_tree_mode", "not_a_pytree_error"]
 
 Path = tuple[tp.Any, ...]
 
@@ -49,6 +49,8 @@ def check_tree(graphdef: GraphDef[tp.Any], fn: str) -> None:
         if tag in (NODE, VAR):
             first[record[2]] = visit.path
             types[record[2]] = record[1]
+            if tag == NODE and getattr(record[1], "_nnx_is_pytree", True) is False:
+                raise not_a_pytree_error(fn, record[1], visit.path)
         elif tag == REF:
             index = record[1]
             origin = first.get(index)
@@ -58,8 +60,9 @@ def check_tree(graphdef: GraphDef[tp.Any], fn: str) -> None:
             path = visit.path
             if path[: len(origin)] == origin:
                 raise GraphStructureError(
-                    f"nnx.{fn}(graph=False): {format_path(path)} refers back to its "
-                    f"ancestor {format_path(origin)} ({name}): a reference cycle. Tree mode "
+                    f"nnx.{fn}(graph=False): Cycle detected for {name} found at paths "
+                    f"{format_path(origin)} and {format_path(path)}: {format_path(path)} "
+                    f"refers back to its ancestor {format_path(origin)}. Tree mode "
                     "(graph=False) does not support reference cycles or shared references."
                     f"\nFix: break the cycle, or use graph mode: nnx.{fn}(..., graph=True) "
                     f"(or nnx.compat.{fn})."
@@ -72,3 +75,15 @@ def check_tree(graphdef: GraphDef[tp.Any], fn: str) -> None:
                 "remove the duplicate reference so the structure is a tree, or use graph "
                 f"mode: nnx.{fn}(..., graph=True) (or nnx.compat.{fn})."
             )
+
+
+def not_a_pytree_error(fn: str, cls: type, path: Path | None) -> GraphStructureError:
+    """The tree-mode error for a ``pytree=False`` object (not a JAX pytree)."""
+    where = "" if path is None else f" Found at path: {format_path(path)}."
+    return GraphStructureError(
+        f"nnx.{fn}(graph=False): Cannot use '{fn}' with graph=False on a "
+        f"'{cls.__name__}' instance that has pytree=False.{where} Classes declared with "
+        "pytree=False are not JAX pytrees, so tree mode (graph=False) cannot traverse "
+        f"them. Fix: use graph mode, nnx.{fn}(..., graph=True) (or nnx.compat.{fn}), or "
+        f"drop pytree=False from {cls.__name__}."
+    )

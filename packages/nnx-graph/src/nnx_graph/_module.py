@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from nnx_graph._filters import to_predicate
 from nnx_graph._graph import merge, split
 from nnx_graph._graph_iter import iter_graph, pop
+from nnx_graph._graph_modes import is_tree_mode, not_a_pytree_error
 from nnx_graph._paths import sorted_keys
 from nnx_graph._pytree import Dict, List, Pytree, _ModuleMethods, is_graph_node
 from nnx_graph._state import to_flat_state
@@ -250,7 +251,7 @@ def iter_children(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tup
     """``(key, child)`` for the immediate children of ``node`` that are graph nodes
     (Modules, nnx.List/nnx.Dict, ...) or Variables, in traversal order. Unlike
     :func:`iter_graph` it does not recurse, and an object held twice is yielded
-    twice. ``graph`` is accepted for Flax compatibility.
+    twice. In tree mode (``graph=False``) a ``pytree=False`` node raises ValueError.
 
     Example::
 
@@ -263,6 +264,8 @@ def iter_children(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tup
         [('a', 'A'), ('w', 'Param')]
     """
     items: tp.Iterable[tuple[tp.Any, tp.Any]]
+    if isinstance(node, Pytree) and not node._nnx_is_pytree and is_tree_mode(graph):
+        raise not_a_pytree_error("iter_children", type(node), None)
     if isinstance(node, Pytree):
         items = [(k, v) for k, v in node._nnx_attributes() if node._nnx_is_data_attr(k, v)]
     elif isinstance(node, List):
