@@ -387,7 +387,7 @@ def test_graph_state_is_a_pytree_and_validates():
 
 def test_merge_argument_errors():
     params, _ = nnx.unpack(Two(), nnx.Param, ...)
-    with pytest.raises(ValueError, match="expected GraphState object"):
+    with pytest.raises(ValueError, match="Expected GraphState object"):
         nnx.merge(params, nnx.state(Two(), nnx.BatchStat))
     other = nnx.unpack(Counter())
     with pytest.raises(ValueError, match="GraphDef must be the same for all GraphState"):

@@ -185,7 +185,7 @@ def merge(
         for i, gs in enumerate(all_states):
             if not isinstance(gs, GraphState):
                 raise ValueError(
-                    f"nnx.merge: expected GraphState object for state {i} (the first argument "
+                    f"nnx.merge: Expected GraphState object for state {i} (the first argument "
                     f"is a GraphState), found {type(gs).__name__}. Fix: pass all the "
                     "GraphStates of one nnx.unpack call, or `nnx.merge(graphdef, *states)`."
                 )
