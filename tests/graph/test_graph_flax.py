@@ -166,6 +166,19 @@ def test_tree_mode_rejects_objects_declared_pytree_false():
     assert [p for p, _ in nnx.iter_graph(holder)][-2:] == [(0,), ()]  # graph mode: fine
 
 
+def test_unpacked_graph_state_has_the_key_paths_of_the_state():
+    model = Pair(Counter(), Counter())
+    model.a.n.value = jnp.array(3)
+    state_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(nnx.state(model))[0]]
+    packed = nnx.unpack(model)
+    packed_paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(packed)[0]]
+    assert packed_paths == state_paths and len(packed_paths) > 0
+    doubled = jax.tree.map(lambda x: x * 2, packed)  # round-trips as a GraphState
+    rebuilt = nnx.merge(doubled)
+    assert isinstance(rebuilt, Pair)
+    assert int(rebuilt.a.n.value) == 6 and int(model.a.n.value) == 3
+
+
 def test_tree_mode_rejects_cycles():
     model = Pair(Counter(), Counter())
     model.a.parent = model

@@ -8,6 +8,7 @@ from collections.abc import Iterator, MutableMapping
 
 import jax
 
+from nnx_graph._paths import sorted_keys
 from nnx_graph._records import GraphDef
 from nnx_graph._state import State
 
@@ -92,9 +93,25 @@ class GraphState(MutableMapping[tp.Any, tp.Any], tp.Generic[A]):
         return f"GraphState(_graphdef={self._graphdef!r}, _state={self._state!r})"
 
 
-jax.tree_util.register_pytree_with_keys(
-    GraphState,
-    lambda gs: (((jax.tree_util.GetAttrKey("_state"), gs._state),), gs._graphdef),
-    lambda graphdef, children: GraphState(graphdef, next(iter(children))),
-    lambda gs: ((gs._state,), gs._graphdef),
-)
+def _flatten_with_keys(gs: GraphState[tp.Any]) -> tuple[list[tuple[tp.Any, tp.Any]], tp.Any]:
+    # the same key paths as the State itself (no `_state` step), as in Flax
+    state = gs._state
+    keys = tuple(sorted_keys(state._mapping))
+    children = [(jax.tree_util.DictKey(k), state._mapping[k]) for k in keys]
+    return children, (gs._graphdef, type(state), keys)
+
+
+def _flatten(gs: GraphState[tp.Any]) -> tuple[list[tp.Any], tp.Any]:
+    state = gs._state
+    keys = tuple(sorted_keys(state._mapping))
+    return [state._mapping[k] for k in keys], (gs._graphdef, type(state), keys)
+
+
+def _unflatten(aux: tp.Any, children: tp.Iterable[tp.Any]) -> GraphState[tp.Any]:
+    graphdef, cls, keys = aux
+    state = object.__new__(cls)
+    object.__setattr__(state, "_mapping", dict(zip(keys, children)))
+    return GraphState(graphdef, state)
+
+
+jax.tree_util.register_pytree_with_keys(GraphState, _flatten_with_keys, _unflatten, _flatten)
