@@ -426,6 +426,18 @@ def test_call_and_graphdef_apply():
     assert gdef.merge(state).w is model.w
 
 
+def test_call_reaches_items_of_a_container_by_index():
+    models = {"first": Counter(), "second": Counter()}
+    out, (gdef, new_state) = nnx.call(nnx.split(models))["second"](jnp.ones(2))
+    assert out.tolist() == [1.0, 1.0]
+    rebuilt = nnx.merge(gdef, new_state)
+    assert int(rebuilt["second"].count.value) == 1 and int(rebuilt["first"].count.value) == 0
+    layers = nnx.List([Counter(), Counter()])
+    out, (_, st) = nnx.call(nnx.split(layers))[1].scaled(jnp.ones(2), 2)
+    assert out.tolist() == [2.0, 2.0] and int(st[1]["count"].value) == 1
+    assert int(layers[1].count.value) == 0  # the input is unchanged
+
+
 def test_prefix():
     model = Counter()
     axes = nnx.prefix(model, {nnx.Param: 0, ...: None})

@@ -178,28 +178,35 @@ class _CallableProxy:
         self,
         graphdef: GraphDef[tp.Any],
         st: State,
-        path: tuple[str, ...] = (),
+        path: tuple[tuple[bool, tp.Any], ...] = (),
         graph: bool | None = None,
     ) -> None:
+        # path: (is_item, key) steps from the root to the method
         self._graphdef, self._state, self._path, self._graph = graphdef, st, path, graph
 
     def __getattr__(self, name: str) -> _CallableProxy:
-        return _CallableProxy(self._graphdef, self._state, (*self._path, name), self._graph)
+        return _CallableProxy(
+            self._graphdef, self._state, (*self._path, (False, name)), self._graph
+        )
+
+    def __getitem__(self, key: tp.Any) -> _CallableProxy:
+        return _CallableProxy(self._graphdef, self._state, (*self._path, (True, key)), self._graph)
 
     def __call__(
         self, *args: tp.Any, **kwargs: tp.Any
     ) -> tuple[tp.Any, tuple[GraphDef[tp.Any], State]]:
         node = merge(self._graphdef, self._state, copy=True)
         method = node
-        for name in self._path:
-            method = getattr(method, name)
+        for is_item, key in self._path:
+            method = method[key] if is_item else getattr(method, key)
         out = method(*args, **kwargs)
         return out, split(node, graph=self._graph)
 
 
 def call(graphdef_state: tuple[GraphDef[tp.Any], tp.Any], /) -> tp.Any:
     """Functional call: ``out, (graphdef, state) = nnx.call((graphdef, state)).method(x)``.
-    The inputs are not modified; the new state is returned.
+    The inputs are not modified; the new state is returned. Sub-objects are reached
+    by attribute or by item (``nnx.call(split_dict)["key"].method(x)``).
 
     Example::
 
