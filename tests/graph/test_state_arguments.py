@@ -1,8 +1,12 @@
 """A State (or bare Variable) passed where a graph is expected: ``clone`` copies its
-Variables, and ``grad`` w.r.t. a State returns gradients keyed like the State."""
+Variables, and ``grad`` w.r.t. a State returns gradients keyed like the State; the
+GraphDef from ``split`` is a leafless pytree, so plain ``jax.jit`` takes it."""
 
 from __future__ import annotations
 
+import typing as tp
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -67,3 +71,21 @@ def test_clone_of_the_states_of_several_filters() -> None:
     assert params["w"] is not m.w and rest["count"] is not m.count
     m.count.value = m.count.value + 1.0
     assert float(rest["count"].value) == 0.0
+
+
+def test_graphdef_is_a_leafless_pytree_for_plain_jax_jit() -> None:
+    m = Affine()
+    graphdef, state = nnx.split(m)
+    assert jax.tree.leaves(graphdef) == []
+    assert jax.tree.map(lambda x: x, graphdef) == graphdef
+
+    @jax.jit
+    def forward(g: nnx.GraphDef[Affine], s: nnx.State, x: jnp.ndarray) -> tuple[tp.Any, ...]:
+        model = nnx.merge(g, s)
+        model.count.value = model.count.value + 1.0
+        return model(x), *nnx.split(model)
+
+    y, g2, s2 = forward(graphdef, state, X)
+    np.testing.assert_allclose(y, X @ m.w.value + m.b.value, rtol=1e-6)
+    assert g2 == graphdef
+    assert float(nnx.merge(g2, s2).count.value) == 1.0

@@ -27,6 +27,8 @@ from __future__ import annotations
 import typing as tp
 from collections.abc import Iterator
 
+import jax
+
 from nnx_graph._hashing import Frozen
 from nnx_graph._variables import value_repr
 
@@ -456,3 +458,8 @@ def graphdef_repr(graphdef: GraphDef[tp.Any], limit: int = 400) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return f"GraphDef({text})"
+
+
+# A GraphDef is static structure: as a pytree it has no leaves, so `(graphdef, state)`
+# from nnx.split passes straight through jax.jit / jax.tree functions.
+jax.tree_util.register_static(GraphDef)
