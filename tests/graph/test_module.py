@@ -563,3 +563,21 @@ def test_empty_module_repr():
         pass
 
     assert repr(Empty()) == "Empty()"
+
+
+def test_capture_takes_exact_types_and_leaves_the_module_clean():
+    class Probe(nnx.Module):
+        def __call__(self, x):
+            x = self.perturb("dx", x)
+            self.sow(nnx.Intermediate, "h", 2 * x)
+            return 2 * x
+
+    probe = Probe()
+    _, perturbations = nnx.capture(probe, nnx.Perturbation)(jnp.ones(2))
+    assert list(perturbations) == ["dx"]
+    assert not hasattr(probe, "h") and not hasattr(probe, "dx")  # nothing left behind
+    init = nnx.State({"dx": nnx.Perturbation(jnp.full(2, 0.5))})
+    out, sown = nnx.capture(probe, nnx.Intermediate, init=init)(jnp.ones(2))
+    assert list(sown) == ["h"]  # the Perturbation subclass is not an Intermediate here
+    assert out.tolist() == [3.0, 3.0] and len(sown["h"].value) == 1
+    assert not hasattr(probe, "dx") and not hasattr(probe, "h")

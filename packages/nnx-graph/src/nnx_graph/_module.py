@@ -18,7 +18,7 @@ from nnx_graph._paths import sorted_keys
 from nnx_graph._pytree import Dict, List, Pytree, _ModuleMethods, is_graph_node
 from nnx_graph._state import to_flat_state
 from nnx_graph._variable_names import variable_type_from_name
-from nnx_graph._variables import Perturbation, Variable
+from nnx_graph._variables import Intermediate, Perturbation, Variable
 
 __all__ = [
     "M",
@@ -472,6 +472,7 @@ def capture(
                 "of the wrapped function, or wrap the Module (or its bound method) itself."
             )
         target: tp.Any = nodes[0] if len(nodes) == 1 else tuple(nodes)
+        before = {id(v) for _, v in iter_graph(target) if isinstance(v, Variable)}
         if init is not None:
             place_initial_values(target)
         if method_outputs is None:
@@ -483,10 +484,24 @@ def capture(
         types = tuple(dict.fromkeys((*var_types, *extra)))  # one State per type
         if not types:
             return out
-        popped = pop(target, *types)
-        return (out, popped) if len(types) == 1 else (out, *popped)
+
+        # each State holds its type exactly (capturing Intermediate leaves out the
+        # Perturbations); values sown during the call that no State takes are dropped,
+        # so the Module is left as it was before the call
+        def made_here(path: Path, value: tp.Any) -> bool:
+            return isinstance(value, Intermediate) and id(value) not in before
+
+        *popped, _ = pop(target, *(_exact_type(t) for t in types), made_here)
+        return (out, popped[0]) if len(types) == 1 else (out, *popped)
 
     return wrapper
+
+
+def _exact_type(var_type: tp.Any) -> tp.Any:
+    """A filter matching Variables of exactly ``var_type`` (other filters as given)."""
+    if isinstance(var_type, type) and issubclass(var_type, Variable):
+        return lambda path, value: type(value) is var_type
+    return var_type
 
 
 @contextlib.contextmanager
