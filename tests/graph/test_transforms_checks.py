@@ -119,6 +119,58 @@ def test_autodiff_of_a_bound_method_is_rejected(transform):
     assert g["w"].value.tolist() == [1.0, 1.0, 1.0]
 
 
+class Counting(nnx.Module):
+    def __init__(self) -> None:
+        self.w = nnx.Param(jnp.ones(3))
+        self.calls = nnx.BatchStat(jnp.array(0))
+
+    def apply(self, x: jax.Array) -> jax.Array:
+        self.calls.value = self.calls.value + 1
+        return x * self.w.value
+
+
+_MESH = jax.make_mesh((1,), ("d",))
+_WRAPPERS = {
+    "jit": lambda f: nnx.jit(f),
+    "vmap": lambda f: nnx.vmap(f, in_axes=0),
+    "pmap": lambda f: nnx.pmap(f),
+    "scan": lambda f: nnx.scan(f, in_axes=0, out_axes=0),
+    "remat": lambda f: nnx.remat(f),
+    "checkify": lambda f: nnx.checkify(f),
+    "shard_map": lambda f: nnx.shard_map(f, mesh=_MESH, in_specs=P(), out_specs=P()),
+    "eval_shape": lambda f: nnx.eval_shape(f, jnp.ones(3)),
+    "make_jaxpr": lambda f: nnx.make_jaxpr(f),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_WRAPPERS))
+def test_transforming_a_bound_method_of_a_module_is_rejected_up_front(name):
+    # the Module would be closed over, so its updates (calls) could not come out
+    m = Counting()
+    with pytest.raises(ValueError, match=rf"nnx\.{name} does not support bound methods") as e:
+        _WRAPPERS[name](m.apply)
+    assert f"nnx.{name}(Counting.apply)(instance, ...)" in str(e.value)
+    assert int(m.calls.value) == 0
+    # hidden inside functools.partial it is still found
+    import functools
+
+    with pytest.raises(ValueError, match="does not support bound methods"):
+        _WRAPPERS[name](functools.partial(m.apply))
+
+
+def test_unbound_method_under_jit_carries_the_update_out():
+    m = Counting()
+    out = nnx.jit(Counting.apply)(m, jnp.full(3, 2.0))
+    assert out.tolist() == [2.0, 2.0, 2.0] and int(m.calls.value) == 1
+
+    # bound methods of plain objects (not Modules) are ordinary callables
+    class Scale:
+        def times(self, x: jax.Array) -> jax.Array:
+            return 3 * x
+
+    assert nnx.jit(Scale().times)(jnp.ones(2)).tolist() == [3.0, 3.0]
+
+
 # ------------------------------------------------------------------ scan out_axes
 def test_scan_out_axes_with_two_carries_is_rejected():
     with pytest.raises(

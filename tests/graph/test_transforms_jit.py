@@ -856,3 +856,34 @@ def test_cached_partial_and_checkify_and_make_jaxpr_signatures():
     assert params["graph"].kind is inspect.Parameter.KEYWORD_ONLY
     sharding_params = inspect.signature(nnx.StateSharding).parameters
     assert list(sharding_params) == ["filter_sharding"]
+
+
+@pytest.mark.parametrize("static", [{"static_argnums": 2}, {"static_argnames": "flag"}])
+def test_updated_state_goes_back_out_with_its_in_shardings(static):
+    # the function re-shards w (even by replacing the Variable): the update is put
+    # back on the placement in_shardings gave the argument
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("a", "b"))
+    given = NamedSharding(mesh, PartitionSpec("a", "b"))
+    per_variable = nnx.StateSharding(
+        {nnx.PathContains("w"): given, nnx.PathContains("b"): NamedSharding(mesh, PartitionSpec())}
+    )
+
+    @nnx.jit(in_shardings=(per_variable, None), **static)
+    def reshard(m, scale, flag):
+        moved = NamedSharding(mesh, PartitionSpec("b", "a"))
+        if flag:
+            m.w = nnx.Param(jax.lax.with_sharding_constraint(m.w.value * scale, moved))
+        else:
+            m.w.value = jax.lax.with_sharding_constraint(m.w.value * scale, moved)
+
+    for flag in (True, False):
+        model = Linear(2, 2, seed=0)
+        w_before = np.asarray(model.w.value)
+        text = reshard.lower(Linear(2, 2, seed=0), 2.0, flag).as_text()
+        constraints = [line for line in text.splitlines() if "sharding_constraint" in line]
+        # the function's constraint, then ours putting w back on ('a', 'b')
+        assert len(constraints) == 2, text
+        assert '[{"b"}, {"a"}]' in constraints[0] and '[{"a"}, {"b"}]' in constraints[1]
+        reshard(model, 2.0, flag)
+        np.testing.assert_allclose(model.w.value, 2 * w_before)
+        assert model.w.value.sharding.is_equivalent_to(given, 2)

@@ -160,3 +160,53 @@ def test_scan_out_axes_as_a_prefix_tree():
     )
     assert made.w.value.shape == (2, 3) and made.s.value.shape == (3, 2)
     assert made.s.value[:, 0].tolist() == [0.0, 1.0, 2.0]
+
+
+# ------------------------------------------------------------------ prefix checks
+def _identity(x):
+    return x
+
+
+def test_a_graph_node_used_as_a_prefix_is_rejected_when_the_transform_is_built():
+    stats = Stats()
+    cases = {
+        "jit in_shardings": lambda: nnx.jit(_identity, in_shardings=stats),
+        "jit out_shardings": lambda: nnx.jit(_identity, out_shardings=(stats,)),
+        "vmap in_axes": lambda: nnx.vmap(_identity, in_axes=(stats,)),
+        "vmap out_axes": lambda: nnx.vmap(_identity, out_axes=stats),
+        "pmap in_axes": lambda: nnx.pmap(_identity, in_axes=(stats,)),
+        "scan in_axes": lambda: nnx.scan(_identity, in_axes=(stats,), out_axes=0),
+        "grad argnums": lambda: nnx.grad(_identity, argnums=stats),
+    }
+    for label, build in cases.items():
+        transform, what = label.split()
+        with pytest.raises(ValueError, match="Graph nodes are not allowed as prefixes") as e:
+            build()
+        assert f"nnx.{transform}: found a graph node of type Stats" in str(e.value), label
+        assert f"`{what}`" in str(e.value), label
+
+
+def test_a_variable_used_as_a_prefix_is_rejected_in_every_mode():
+    for graph in (True, False):
+        with pytest.raises(ValueError, match=r"Variables prefixes are not supported") as e:
+            nnx.vmap(_identity, in_axes=(nnx.Variable(0),), graph=graph)
+        assert "found a Variable at [0] of `in_axes`" in str(e.value)
+
+
+def test_filter_mappings_are_rejected_in_tree_and_no_update_modes():
+    sharding = nnx.StateSharding({nnx.Param: P()})
+    axes = nnx.StateAxes({nnx.Param: 0, ...: None})
+    for flags in ({"graph": False}, {"graph_updates": False}):
+        with pytest.raises(ValueError, match="cannot contain `StateSharding` objects"):
+            nnx.jit(_identity, in_shardings=sharding, **flags)
+        with pytest.raises(ValueError, match="cannot contain `StateAxes` objects"):
+            nnx.vmap(_identity, in_axes=axes, **flags)
+        with pytest.raises(ValueError, match="`argnums` cannot contain `DiffState` objects"):
+            nnx.grad(_identity, argnums=nnx.DiffState(0, nnx.Param), **flags)
+    # the default mode selects state by filter with them
+    stats = Stats()
+    doubled = nnx.vmap(
+        lambda m: m.per_example.value * m.scale.value,
+        in_axes=(nnx.StateAxes({nnx.BatchStat: 0, ...: None}),),
+    )(stats)
+    np.testing.assert_allclose(doubled, 2 * np.arange(4.0))

@@ -348,6 +348,20 @@ DIFFERENCES: tuple[Difference, ...] = (
             "given, `out_sharding` wins (Flax keeps the alias)."
         ),
     ),
+    Difference(
+        path="jit(in_shardings)",
+        aspect="behaviour",
+        reason=(
+            "Flax raises where nnx does something correct and useful: a State of specs "
+            "(jax.tree.map over nnx.state, nnx.get_named_sharding) holds them in "
+            "Variables, which Flax refuses as 'Variables prefixes'; nnx applies them per "
+            "Variable (in_shardings/out_shardings of jit, in_axes/out_axes of vmap/scan)."
+        ),
+        readme=(
+            "A State of shardings/axes (e.g. `jax.tree.map(lambda _: s, nnx.state(m))`) is "
+            "accepted as a per-Variable prefix; a bare Variable as a prefix raises as in Flax."
+        ),
+    ),
 )
 
 

@@ -23,7 +23,13 @@ from nnx_graph._state import from_flat_state, to_flat_state
 from nnx_graph._variables import Param, Variable
 from nnx_graph.transforms._bridge import fill_tree, is_hole, is_node, split_tree
 from nnx_graph.transforms._lift import Lifted, positions_of_nodes
-from nnx_graph.transforms._modes import module_grads, with_mode
+from nnx_graph.transforms._modes import (
+    check_prefix,
+    module_grads,
+    reject_bound_method,
+    resolve,
+    with_mode,
+)
 
 __all__ = ["DiffState", "grad", "jvp", "remat", "value_and_grad", "vjp"]
 
@@ -283,6 +289,7 @@ def grad(
             graph=graph,
             graph_updates=graph_updates,
         )
+    check_prefix(argnums, "argnums", "grad", resolve("nnx.grad", graph, graph_updates), DiffState)
     grad_fn = _grad_impl(f, argnums, has_aux, holomorphic, allow_int, False, "grad")
     post = module_grads(argnums, has_aux, with_value=False)
     return with_mode(grad_fn, "nnx.grad", graph, graph_updates, post)
@@ -322,6 +329,8 @@ def value_and_grad(
             graph=graph,
             graph_updates=graph_updates,
         )
+    mode = resolve("nnx.value_and_grad", graph, graph_updates)
+    check_prefix(argnums, "argnums", "value_and_grad", mode, DiffState)
     grad_fn = _grad_impl(f, argnums, has_aux, holomorphic, allow_int, True, "value_and_grad")
     post = module_grads(argnums, has_aux, with_value=True)
     return with_mode(grad_fn, "nnx.value_and_grad", graph, graph_updates, post)
@@ -511,6 +520,7 @@ def remat(
             graph=graph,
             graph_updates=graph_updates,
         )
+    reject_bound_method(f, "remat")
     statics = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
 
     @functools.wraps(f)

@@ -50,8 +50,8 @@ from nnx_graph.transforms._jit_checks import (
 )
 from nnx_graph.transforms._jit_layout import GraphLayout, Probe, TreeLayout
 from nnx_graph.transforms._jit_stages import Lowered, Traced, static_args_of, with_static_args
-from nnx_graph.transforms._modes import resolve
-from nnx_graph.transforms._shardings import constrain_tree
+from nnx_graph.transforms._modes import check_prefix, reject_bound_method, resolve
+from nnx_graph.transforms._shardings import constrain_tree, keep_input_shardings
 
 __all__ = ["JitWrapped"]
 
@@ -152,10 +152,13 @@ class JitWrapped:
         graph: bool | None = None,
         graph_updates: bool | None = None,
     ) -> None:
+        reject_bound_method(fun, "jit")
         functools.update_wrapper(self, fun)
         self.fun = fun
         # Flax's checks for graph=False / graph_updates=False (None: the default mode)
         self._mode = resolve(f"nnx.jit({self._name})", graph, graph_updates)
+        check_prefix(in_shardings, "in_shardings", "jit", self._mode, StateAxes)
+        check_prefix(out_shardings, "out_shardings", "jit", self._mode, StateAxes)
         self.in_shardings = in_shardings
         self.out_shardings = out_shardings
         self.static_argnums = _normalize(static_argnums)
@@ -486,6 +489,7 @@ class JitWrapped:
         donated_index = tuple(i for i, p in enumerate(paths) if p[0] in donated_roots)
         kept_index = tuple(i for i, p in enumerate(paths) if p[0] not in donated_roots)
         num_leaves = len(paths)
+        state_specs: list[tp.Any] = []  # per-leaf in_shardings, for updated Variables
 
         def merge(kept: tp.Sequence[tp.Any], donated: tp.Sequence[tp.Any]) -> list[tp.Any]:
             if not donated_index:
@@ -508,6 +512,8 @@ class JitWrapped:
             args, kwargs = layout.rebuild(trace.roots, dyn, donated_dyn, statics)
             with closure_guard(name, fun):
                 out = fun(*args, **kwargs)
+            if state_specs:
+                keep_input_shardings(trace, paths, state_specs)
             if out_shardings is not None:
                 out = constrain_tree(out, out_shardings)
             result = bridge.exit(trace, out)
@@ -523,6 +529,7 @@ class JitWrapped:
         if self.in_shardings is not None:
             shardings = self._in_shardings(bridge, layout, kept_index, donated_index)
             jit_kwargs["in_shardings"] = shardings[:2] if plain else shardings
+            state_specs.extend(merge(shardings[0], shardings[2]))
         if plain:
 
             def plain_inner(values: list[tp.Any], dyn: list[tp.Any]) -> tuple[tp.Any, Updates]:

@@ -14,7 +14,7 @@ from nnx_graph._sharding_place import as_abstract
 from nnx_graph.transforms._axes import StateAxes, leaf_axes
 from nnx_graph.transforms._bridge import Outcome, Updates, fill_tree
 from nnx_graph.transforms._lift import Lifted, check_aliasing, positions_of_nodes, spread_specs
-from nnx_graph.transforms._modes import resolve
+from nnx_graph.transforms._modes import reject_bound_method, resolve
 
 __all__ = ["StateSharding", "checkify", "eval_shape", "make_jaxpr", "shard_map"]
 
@@ -49,6 +49,7 @@ def eval_shape(
         >>> type(abstract.w.value).__name__, abstract.w.value.shape
         ('ShapeDtypeStruct', (1000, 1000))
     """
+    reject_bound_method(f, "eval_shape")
     mode = resolve("nnx.eval_shape", graph, graph_updates)
     lifted = Lifted("eval_shape", args, kwargs, fun=f, mode=mode, shared_inputs=mode is None)
     pure = lifted.pure(f, allow_structure=True)
@@ -94,6 +95,7 @@ def checkify(
     from jax.experimental import checkify as ck  # ~90 ms to import: only when used
 
     chosen: tp.Any = ck.user_checks if errors is None else errors
+    reject_bound_method(f, "checkify")
     mode = resolve("nnx.checkify", graph, graph_updates)
 
     @functools.wraps(f)
@@ -133,6 +135,7 @@ def make_jaxpr(
         return functools.partial(
             make_jaxpr, graph=graph, graph_updates=graph_updates, static_argnums=static_argnums
         )
+    reject_bound_method(f, "make_jaxpr")
     fun = f
     mode = resolve("nnx.make_jaxpr", graph, graph_updates)
     statics = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
@@ -231,6 +234,7 @@ def shard_map(
             graph=graph,
             graph_updates=graph_updates,
         )
+    reject_bound_method(f, "shard_map")
     mode = resolve("nnx.shard_map", graph, graph_updates)
 
     @functools.wraps(f)

@@ -21,6 +21,7 @@ silently in these modes (see ``tests/oracle/deliberate_differences.py``).
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 import typing as tp
 
@@ -31,7 +32,7 @@ from nnx_graph._errors import format_path
 from nnx_graph._graph import merge, split, update
 from nnx_graph._graph_config import graph_mode_default, graph_updates_default
 from nnx_graph._graphdef import GraphDef, NodeDef, RefDef, VariableDef, flatten_graph, walk
-from nnx_graph._pytree import Dict, List, Pytree
+from nnx_graph._pytree import Dict, List, Pytree, is_graph_node
 from nnx_graph._state import State
 from nnx_graph._variables import Variable
 
@@ -40,6 +41,8 @@ __all__ = [
     "aliasing_error",
     "check_inputs",
     "check_outputs",
+    "check_prefix",
+    "reject_bound_method",
     "resolve",
     "take_pending",
     "with_mode",
@@ -275,3 +278,75 @@ def module_grads(argnums: tp.Any, has_aux: bool, with_value: bool) -> tp.Callabl
         return (grads, aux) if has_aux else grads
 
     return post
+
+
+def reject_bound_method(f: tp.Any, name: str) -> None:
+    """Raise ``ValueError`` when ``f`` (possibly inside ``functools.partial``) is a
+    method bound to a Module: the transform would close over the Module instead of
+    receiving it, so updates to it could not come out (Flax refuses them too)."""
+    while isinstance(f, functools.partial):
+        f = f.func
+    if not inspect.ismethod(f):
+        return
+    from nnx_graph._module import Module  # lazy: _module imports the transforms
+
+    owner = f.__self__
+    if not isinstance(owner, Module):
+        return
+    cls, method = type(owner).__name__, getattr(f, "__name__", "method")
+    raise ValueError(
+        f"nnx.{name} does not support bound methods: {cls}.{method} is bound to a {cls}, "
+        f"which {name} would close over instead of receiving as an argument, so its "
+        f"Variables could not be updated. Expected a function taking the Module as an "
+        f"argument. Fix: use the decorator form @nnx.{name} on the method, or call "
+        f"nnx.{name}({cls}.{method})(instance, ...) with the unbound method."
+    )
+
+
+def check_prefix(
+    prefix: tp.Any, what: str, name: str, mode: Mode | None, mapping: type | None = None
+) -> None:
+    """Check a prefix tree (``in_axes``, ``in_shardings``, ``argnums`` ...) when the
+    transform is applied: no Variable in it, no graph node in graph mode, and no
+    ``mapping`` object (StateAxes, StateSharding, DiffState) when ``mode`` is one of
+    Flax's tree/no-updates modes, which cannot split a graph node by filters.
+    A State of specs (``nnx.get_named_sharding``, ``jax.tree.map`` over
+    ``nnx.state``) holds its specs in Variables: those are per-Variable specs and
+    are accepted (Flax refuses them; see ``tests/oracle/deliberate_differences.py``)."""
+    if prefix is None or isinstance(prefix, (int, str)):
+        return
+
+    def stop(x: tp.Any) -> bool:
+        return (
+            isinstance(x, (Variable, State))
+            or is_graph_node(x)
+            or (mapping is not None and isinstance(x, mapping))
+        )
+
+    leaves = jax.tree_util.tree_flatten_with_path(prefix, is_leaf=stop)[0]
+    for path, leaf in leaves:
+        if isinstance(leaf, State):
+            continue
+        where = jax.tree_util.keystr(path) or "the top level"
+        if isinstance(leaf, Variable):
+            raise ValueError(
+                f"nnx.{name}: found a {type(leaf).__name__} at {where} of `{what}`: Variables "
+                "prefixes are not supported. Expected an axis/spec for the whole Variable. "
+                f"Fix: give the Variable's axis/spec itself (e.g. 0) in `{what}`."
+            )
+        if is_graph_node(leaf) and (mode is None or mode.graph):
+            raise ValueError(
+                f"nnx.{name}: found a graph node of type {type(leaf).__name__} at {where} of "
+                f"`{what}`: Graph nodes are not allowed as prefixes when graph=True. Expected "
+                "axes/specs (ints, None, PartitionSpecs, or StateAxes/State of them). Fix: "
+                f"remove the graph node from `{what}` (for per-Variable specs use a State "
+                "of them, e.g. from nnx.get_partition_spec)."
+            )
+        if mapping is not None and mode is not None and isinstance(leaf, mapping):
+            kind = type(leaf).__name__
+            raise ValueError(
+                f"nnx.{name}: `{what}` cannot contain `{kind}` objects when `graph=False` or "
+                f"`graph_updates=False` (found one at {where}). Expected plain axes/specs "
+                f"in this mode. Fix: remove the {kind}, or use the default mode "
+                f"(graph=True, graph_updates=True) to select state by filters."
+            )

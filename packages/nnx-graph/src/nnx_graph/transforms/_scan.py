@@ -29,7 +29,7 @@ from nnx_graph.transforms._lift import (
     positions_of_nodes,
     spread_specs,
 )
-from nnx_graph.transforms._modes import with_mode
+from nnx_graph.transforms._modes import check_prefix, reject_bound_method, resolve, with_mode
 from nnx_graph.transforms._scan_outputs import YsNodes, is_spec_leaf, lift_ys_nodes
 
 __all__ = ["scan"]
@@ -420,6 +420,10 @@ def scan(
             graph=graph,
             graph_updates=graph_updates,
         )
+    reject_bound_method(f, "scan")
+    mode = resolve("nnx.scan", graph, graph_updates)
+    check_prefix(in_axes, "in_axes", "scan", mode, StateAxes)
+    check_prefix(out_axes, "out_axes", "scan", mode, StateAxes)
     _check_axes(in_axes, out_axes)
     metadata = dict(transform_metadata) if PARTITION_NAME in transform_metadata else {}
 

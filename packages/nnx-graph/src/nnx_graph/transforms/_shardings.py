@@ -14,7 +14,7 @@ from nnx_graph._variables import Variable
 from nnx_graph.transforms._axes import StateAxes
 from nnx_graph.transforms._bridge import is_node
 
-__all__ = ["constrain_tree", "is_sharding", "leaf_shardings"]
+__all__ = ["constrain_tree", "is_sharding", "keep_input_shardings", "leaf_shardings"]
 
 
 def is_sharding(x: object) -> bool:
@@ -114,3 +114,38 @@ def constrain_tree(out: tp.Any, spec: tp.Any) -> tp.Any:
     return jax.tree.map(
         apply, spec, out, is_leaf=lambda x: is_sharding(x) or x is None or isinstance(x, State)
     )
+
+
+# writing a Variable's value through its slot skips Variable.__setattr__ (traced)
+_SET_RAW = Variable.__dict__["_raw_value"].__set__
+
+
+def _variable_at(root: tp.Any, path: tp.Sequence[tp.Any]) -> tp.Any:
+    """The object at ``path`` below ``root`` now (None when the path is gone)."""
+    node = root
+    for key in path:
+        if isinstance(key, int) or isinstance(node, tp.Mapping):
+            try:
+                node = node[key]
+            except (KeyError, IndexError, TypeError):
+                return None
+        else:
+            node = getattr(node, str(key), None)
+        if node is None:
+            return None
+    return node if isinstance(node, Variable) else None
+
+
+def keep_input_shardings(
+    trace: tp.Any, paths: tp.Sequence[tuple[tp.Any, ...]], specs: tp.Sequence[tp.Any]
+) -> None:
+    """Constrain each Variable the function updated (or replaced) to its
+    ``in_shardings`` entry: a graph node's state leaves with the sharding it was
+    given, as in Flax."""
+    for path, before, spec in zip(paths, trace.values, specs):
+        if spec is None:
+            continue
+        var = _variable_at(trace.roots[path[0]], path[1:])
+        value = None if var is None else var._raw_value
+        if value is not before and isinstance(value, jax.Array):
+            _SET_RAW(var, _constrain(value, spec))

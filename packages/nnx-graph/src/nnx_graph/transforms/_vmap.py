@@ -46,7 +46,7 @@ from nnx_graph.transforms._lift import (
     positions_of_nodes,
     spread_specs,
 )
-from nnx_graph.transforms._modes import with_mode
+from nnx_graph.transforms._modes import check_prefix, reject_bound_method, resolve, with_mode
 
 __all__ = ["pmap", "transform_metadata", "vmap"]
 
@@ -383,6 +383,14 @@ def _mapped(
     return wrapper
 
 
+def _check_prefixes(
+    name: str, in_axes: tp.Any, out_axes: tp.Any, graph: tp.Any, graph_updates: tp.Any
+) -> None:
+    mode = resolve(f"nnx.{name}", graph, graph_updates)
+    check_prefix(in_axes, "in_axes", name, mode, StateAxes)
+    check_prefix(out_axes, "out_axes", name, mode, StateAxes)
+
+
 def vmap(
     f: tp.Any = None,
     *,
@@ -429,6 +437,8 @@ def vmap(
             graph=graph,
             graph_updates=graph_updates,
         )
+    reject_bound_method(f, "vmap")
+    _check_prefixes("vmap", in_axes, out_axes, graph, graph_updates)
     kwargs: dict[str, tp.Any] = {"axis_name": axis_name, "axis_size": axis_size}
     if spmd_axis_name is not None:
         kwargs["spmd_axis_name"] = spmd_axis_name
@@ -478,6 +488,8 @@ def pmap(
             graph=graph,
             graph_updates=graph_updates,
         )
+    reject_bound_method(f, "pmap")
+    _check_prefixes("pmap", in_axes, out_axes, graph, graph_updates)
     kwargs: dict[str, tp.Any] = {"axis_name": axis_name, "devices": devices, "backend": backend}
     if axis_size is not None:
         kwargs["axis_size"] = axis_size
