@@ -439,11 +439,40 @@ def test_view_calls_set_view_and_reports_unused_keys():
     assert calls == [["anything", "more"]]
 
 
-def test_view_info_lists_switchable_flags():
-    text = nnx.view_info(Net(nnx.Rngs(0)))
-    assert "Dropoutish: deterministic=False" in text
-    assert "Normish: use_running_average=False" in text
-    assert nnx.view_info(Net(nnx.Rngs(0)), only=Normish) == "Normish: use_running_average=False"
+def test_view_info_describes_set_view_parameters():
+    class Switchable(nnx.Module):
+        def __init__(self):
+            self.fast = False
+
+        def set_view(self, fast: bool | None = None, *, level: int = 2, **kwargs):
+            """Switch modes.
+
+            Args:
+                fast: take the quick path,
+                    skipping checks.
+                level: how much to log.
+
+            Example::
+
+                >>> pass
+            """
+            return kwargs
+
+    class Holder(nnx.Module):
+        def __init__(self):
+            self.s = Switchable()
+            self.plain = Dropoutish()  # no set_view: not listed
+
+    text = nnx.view_info(Holder())
+    assert text.splitlines() == [
+        f"{Switchable.__qualname__}:",
+        "  fast: bool | None = None",
+        "    take the quick path,",
+        "    skipping checks.",
+        "  level: int = 2",
+        "    how much to log.",
+    ]
+    assert nnx.view_info(Holder(), only=Dropoutish) == ""
 
 
 def test_capture_with_module_bound_method_and_function():

@@ -379,8 +379,10 @@ def with_attributes(
 
 
 def view_info(node: tp.Any, /, *, only: tp.Any = ..., graph: bool | None = None) -> str:
-    """Text listing, per Module type in ``node``, the boolean/``None`` attributes
-    that :func:`view` (or ``train``/``eval``) can switch.
+    """Text describing what :func:`view` can switch in ``node``: for each Module
+    class with a ``set_view`` method (sorted by qualified name), the class name,
+    then each ``set_view`` parameter as ``name: annotation = default`` followed by
+    its description from the docstring's ``Args:`` section.
 
     Example::
 
@@ -388,24 +390,69 @@ def view_info(node: tp.Any, /, *, only: tp.Any = ..., graph: bool | None = None)
         >>> class Drop(nnx.Module):
         ...     def __init__(self):
         ...         self.deterministic = False
+        ...     def set_view(self, deterministic: bool | None = None):
+        ...         \"\"\"Turn the random mask off or on.
+        ...
+        ...         Args:
+        ...           deterministic: skip the random mask.
+        ...         \"\"\"
         >>> print(nnx.view_info(Drop()))
-        Drop: deterministic=False
+        Drop:
+          deterministic: bool | None = None
+            skip the random mask.
     """
-    lines = []
-    seen: set[type] = set()
+    classes: dict[type, None] = {}
     predicate = to_predicate(only)
-    for path, module in iter_modules(node):
-        if type(module) in seen or not predicate(path, module):
-            continue
-        seen.add(type(module))
-        flags = [
-            f"{k}={v!r}"
-            for k, v in sorted(vars(module).items())
-            if not k.startswith("_") and (isinstance(v, bool) or v is None)
-        ]
-        if flags:
-            lines.append(f"{type(module).__name__}: {', '.join(flags)}")
+    for path, module in iter_modules(node, graph=graph):
+        if hasattr(module, "set_view") and predicate(path, module):
+            classes[type(module)] = None
+    lines: list[str] = []
+    for cls in sorted(classes, key=lambda c: c.__qualname__):
+        lines.extend(_set_view_lines(cls))
     return "\n".join(lines)
+
+
+def _set_view_lines(cls: type) -> list[str]:
+    method = cls.set_view  # type: ignore[attr-defined]
+    docs = _arg_docs(inspect.getdoc(method) or "")
+    lines = [f"{cls.__qualname__}:"]
+    for name, p in inspect.signature(method).parameters.items():
+        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        ann = p.annotation
+        text = ann if isinstance(ann, str) else inspect.formatannotation(ann)
+        lines.append(f"  {name}: {text}" + ("" if p.default is p.empty else f" = {p.default}"))
+        if name in docs:
+            lines.append(docs[name])
+    return lines
+
+
+def _arg_docs(doc: str) -> dict[str, str]:
+    """``{name: description}`` from a docstring's ``Args:`` section, each
+    description line indented by four spaces."""
+    lines = doc.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == "Args:"), None)
+    if start is None:
+        return {}
+    block: list[str] = []
+    for line in lines[start + 1 :]:
+        if line.strip() and not line.startswith(" "):
+            break
+        if line.strip():
+            block.append(line)
+    if not block:
+        return {}
+    base = min(len(line) - len(line.lstrip()) for line in block)
+    out: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in block:
+        indent = len(line) - len(line.lstrip())
+        if indent == base and ":" in line:
+            current, _, rest = line.strip().partition(":")
+            out[current] = ["    " + rest.strip()]
+        elif current is not None:
+            out[current].append("    " + line.strip())
+    return {k: "\n".join(v) for k, v in out.items()}
 
 
 def capture(
