@@ -252,7 +252,7 @@ def test_other_input_errors() -> None:
         mha(np.ones((1, 2, 8)), decode=True)
     with pytest.raises(
         nnx_nn.InputShapeError,
-        match=r"dot_product_attention: expected query "
+        match=r"dot_product_attention: q, k depths must match: expected query "
         r"and key of the same depth",
     ):
         nnx_nn.dot_product_attention(
@@ -262,3 +262,21 @@ def test_other_input_errors() -> None:
         nnx_nn.GRUCell(3, 4, kernel_init=NP, recurrent_kernel_init=NP, rngs=RNGS).initialize_carry(
             (2, 3), carry_init=nnx_nn.initializers.normal()
         )
+
+
+@pytest.mark.parametrize(
+    ("q_shape", "k_shape", "v_shape", "phrase"),
+    [
+        ((2, 4, 2, 8), (3, 4, 2, 8), (3, 4, 2, 8), "batch dims must match"),
+        ((2, 4, 2, 8), (2, 4, 2, 8), (2, 5, 2, 8), "lengths must match"),
+        ((2, 4, 2, 8), (2, 4, 2, 6), (2, 4, 2, 8), "depths must match"),
+        ((2, 4, 5, 8), (2, 4, 2, 8), (2, 4, 2, 8), "must be a multiple"),
+    ],
+)
+def test_attention_shape_errors_are_value_errors_with_the_reason(
+    q_shape: tuple[int, ...], k_shape: tuple[int, ...], v_shape: tuple[int, ...], phrase: str
+) -> None:
+    with pytest.raises(ValueError, match=phrase) as excinfo:
+        nnx_nn.dot_product_attention(np.ones(q_shape), np.ones(k_shape), np.ones(v_shape))
+    # the message also shows every shape it compared
+    assert str(q_shape) in message(excinfo) and str(v_shape) in message(excinfo)

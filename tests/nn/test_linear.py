@@ -118,6 +118,15 @@ def test_einsum_without_bias() -> None:
     assert_close(layer(X), np.einsum("btc,co->bo", X, np.asarray(layer.kernel.value)))
 
 
+def test_einsum_takes_an_int_bias_shape() -> None:
+    layer = nnx_nn.Einsum(
+        "btc,co->bto", (3, 4), 4, kernel_init=NP, bias_init=NP, rngs=nnx_graph.Rngs(0)
+    )
+    assert layer.bias is not None and layer.bias.value.shape == (4,)
+    kernel, bias = np.asarray(layer.kernel.value), np.asarray(layer.bias.value)
+    assert_close(layer(X), np.einsum("btc,co->bto", X, kernel) + bias)
+
+
 def test_embed_lookup_attend_and_gradient() -> None:
     embed = nnx_nn.Embed(6, 3, embedding_init=NP, rngs=nnx_graph.Rngs(0))
     table = np.asarray(embed.embedding.value)

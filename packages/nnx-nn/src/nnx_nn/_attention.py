@@ -42,24 +42,27 @@ def _check_qkv(fn: str, query: Array, key: Array, value: Array | None = None) ->
         )
     if any(a.shape[:-3] != query.shape[:-3] for _, a in arrays):
         raise InputShapeError(
-            fn, f"expected the same batch axes for query/key/value, found {shapes}."
+            fn,
+            f"query/key/value batch dims must match: expected the same batch axes, found {shapes}.",
         )
     if query.shape[-1] != key.shape[-1]:
         raise InputShapeError(
             fn,
-            f"expected query and key of the same depth (last axis), found {shapes}. Fix: "
+            f"q, k depths must match: expected query and key of the same depth (last "
+            f"axis), found {shapes}. Fix: "
             "project them to the same qk depth per head.",
         )
     if query.shape[-2] % key.shape[-2]:
         raise InputShapeError(
             fn,
-            f"expected the number of query heads ({query.shape[-2]}) to be a multiple of the "
-            f"number of key/value heads ({key.shape[-2]}), found {shapes}.",
+            f"the number of query heads ({query.shape[-2]}) must be a multiple of the number "
+            f"of key/value heads ({key.shape[-2]}), found {shapes}.",
         )
     if value is not None and (key.shape[-3] != value.shape[-3] or key.shape[-2] != value.shape[-2]):
         raise InputShapeError(
             fn,
-            f"expected key and value with the same length and heads, found {shapes}.",
+            f"k, v lengths must match: expected key and value with the same length and "
+            f"heads, found {shapes}.",
         )
 
 

@@ -432,6 +432,9 @@ class Einsum(nnx_graph.Module):
         bias_metadata: tp.Mapping[str, tp.Any] = MappingProxyType({}),
     ) -> None:
         einsum_str = einsum_str.replace(" ", "")
+        # a single int is a one-axis shape, as for the other layers' feature sizes
+        kernel_shape = (kernel_shape,) if isinstance(kernel_shape, int) else kernel_shape
+        bias_shape = (bias_shape,) if isinstance(bias_shape, int) else bias_shape
         self._check_einsum_str(einsum_str, tuple(kernel_shape))
         self.kernel = new_param(
             rngs, self, kernel_init, tuple(kernel_shape), param_dtype, kernel_metadata
