@@ -444,8 +444,12 @@ def test_prefix():
     assert axes.to_pure_dict() == {"count": None, "w": 0}
     with pytest.raises(nnx.GraphStructureError) as info:
         nnx.prefix(model, {nnx.Param: 0})
-    assert "model.count (BatchStat) matches none of the filters" in str(info.value)
+    assert "No filter matched leaf at path model.count (BatchStat)" in str(info.value)
     assert "Fix: add `...: default`" in str(info.value)
+    by_type = nnx.prefix(model, lambda path, leaf: 1 if isinstance(leaf, nnx.Param) else None)
+    assert by_type.to_pure_dict() == {"count": None, "w": 1}
+    by_path = nnx.prefix(model, lambda path, leaf: "/".join(map(str, path)))
+    assert by_path.to_pure_dict() == {"count": "count", "w": "w"}
 
 
 def test_to_tree_and_from_tree_keep_sharing():

@@ -232,11 +232,16 @@ def call_with_graph(graphdef_state: tuple[GraphDef[tp.Any], tp.Any], graph: bool
 
 
 def prefix(
-    node: tp.Any, filter_map: Mapping[tp.Any, tp.Any], /, *, graph: bool | None = None
+    node: tp.Any,
+    filter_map: Mapping[tp.Any, tp.Any] | tp.Callable[..., tp.Any],
+    /,
+    *,
+    graph: bool | None = None,
 ) -> State:
     """A State with the same paths as ``nnx.state(node)`` whose leaves are the value
-    of the first filter in ``filter_map`` matching each Variable: a convenient way
-    to build per-Variable axes or shardings.
+    of the first filter in ``filter_map`` matching each Variable (or, when
+    ``filter_map`` is a function, ``filter_map(path, leaf)``): a convenient way to
+    build per-Variable axes or shardings.
 
     Example::
 
@@ -248,6 +253,8 @@ def prefix(
         {'s': None, 'w': 0}
     """
     _, pairs = _pairs(node)
+    if not isinstance(filter_map, Mapping):
+        return from_flat_state([(path, filter_map(path, leaf)) for path, leaf in pairs])
     predicates = [(to_predicate(f), v) for f, v in filter_map.items()]
     out = []
     for path, leaf in pairs:
@@ -257,8 +264,9 @@ def prefix(
                 break
         else:
             raise GraphStructureError(
-                f"nnx.prefix: {format_path(path)} ({type(leaf).__name__}) matches none of the "
-                f"filters {list(filter_map)}. Fix: add `...: default` as the last entry."
+                f"nnx.prefix: No filter matched leaf at path {format_path(path)} "
+                f"({type(leaf).__name__}); the filters are {list(filter_map)}. Fix: add "
+                "`...: default` as the last entry."
             )
     return from_flat_state(out)
 
