@@ -76,6 +76,21 @@ DIFFERENCES: tuple[Difference, ...] = (
         ),
     ),
     Difference(
+        path="view",
+        aspect="behaviour",
+        reason=(
+            "Flax's nnx.view only calls `set_view` and raises 'Unused keys found in "
+            "nnx.view' for a keyword that only a Module without `set_view` has as an "
+            "attribute; nnx sets that attribute directly (as with_attributes does), so "
+            "user Modules with a `deterministic` flag switch without writing set_view. "
+            "Modules that define set_view are handled exactly as in Flax."
+        ),
+        readme=(
+            "`nnx.view(model, deterministic=True)` also sets the flag on user Modules that "
+            "have it as an attribute but define no `set_view` (Flax 0.12 raises)."
+        ),
+    ),
+    Difference(
         path="Variable",
         aspect="behaviour",
         reason=(
