@@ -4,6 +4,8 @@ references. Each raises Flax's error type with our path detail."""
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -32,7 +34,8 @@ def test_vmap_one_module_through_two_arguments_with_different_axes():
     pattern = r"Inconsistent aliasing detected: a\.([wb]) and b\.\1"
     with pytest.raises(ValueError, match=pattern) as e:
         nnx.vmap(lambda a, b: a.w.value + b.w.value, in_axes=(0, None))(m, m)
-    assert "(0 and None)" in str(e.value)
+    # each path with its axis
+    assert re.search(r"different axes \(a\.([wb]): 0, b\.\1: None\)", str(e.value))
     assert all(x is y for x, y in zip(_values(m), before))
     # the same axis through both is fine
     out = nnx.vmap(lambda a, b: a.w.value + b.w.value, in_axes=(0, 0))(m, m)
@@ -99,7 +102,8 @@ def test_vmap_returning_a_captured_object_is_rejected():
     with pytest.raises(
         ValueError,
         match=r"output\[0\]\.\w+ is a \w+ created outside the function and not passed in "
-        r"\(captured\): Cannot extract graph node from different trace level",
+        r"\(captured\): Cannot extract graph node from different trace level \(Cannot return "
+        r"captured Variable\)",
     ):
         nnx.vmap(lambda x: m)(jnp.ones((2, 3)))
     made = nnx.vmap(lambda x: M())(jnp.ones((2, 3)))  # created inside: stacked

@@ -282,16 +282,28 @@ def test_users_own_out_axes_error_is_not_blamed_on_state():
     assert "broadcast" not in str(info.value)
 
 
-def test_stateaxes_filter_matching_nothing():
+def test_stateaxes_filter_matching_nothing_is_fine_so_one_spec_serves_init_and_call():
+    axes = nnx.StateAxes({(nnx.Param, nnx.RngState): 0, ...: None})
+
+    class Stacked(nnx.Module):
+        @nnx.split_rngs(splits=4)
+        @nnx.vmap(in_axes=(axes, axes))  # self is still empty here: nothing matches
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.w = nnx.Param(jax.random.normal(rngs.params(), (3,)))
+            self.calls = nnx.BatchStat(jnp.array(0))
+
+        @nnx.vmap(in_axes=(axes, None))
+        def __call__(self, x: jax.Array) -> jax.Array:
+            self.calls.value = self.calls.value + 1
+            return x * self.w.value
+
+    model = Stacked(nnx.Rngs(0))
+    assert model.w.value.shape == (4, 3) and model.calls.value.shape == ()
+    assert model(jnp.ones(3)).shape == (4, 3)
+    assert int(model.calls.value) == 1  # broadcast state updated once
+    # a filter for state the argument does not have (no Cache here) is ignored too
     block = Block(3, rngs=nnx.Rngs(0))
-    with pytest.raises(
-        ValueError,
-        match=r"in the StateAxes of argument 0, the filter nnx\.Cache "
-        r"matches no Variable of that argument",
-    ):
-        nnx.vmap(lambda m: None, in_axes=nnx.StateAxes({nnx.Cache: 0, ...: None}), axis_size=2)(
-            block
-        )
+    nnx.vmap(lambda m: None, in_axes=nnx.StateAxes({nnx.Cache: 0, ...: None}), axis_size=2)(block)
 
 
 def test_stateaxes_filter_shadowed_by_an_earlier_one():

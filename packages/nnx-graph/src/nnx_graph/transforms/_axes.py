@@ -242,8 +242,10 @@ def check_state_axes_used(
     where: str,
     root_names: tp.Callable[[], tp.Sequence[str]] | None = None,
 ) -> None:
-    """Raise when a StateAxes filter selects nothing: it matches no Variable at all
-    (a likely typo), or an earlier filter already takes everything it matches."""
+    """Raise when an earlier StateAxes filter already takes every Variable a later
+    one matches (the later one is dead). A filter matching no Variable of the
+    argument is fine: one StateAxes is often shared by several calls (``__init__``
+    of an empty Module, then ``__call__``) and modules."""
     for pos, spec in enumerate(spec_per_arg):
         if not isinstance(spec, StateAxes):
             continue
@@ -260,11 +262,7 @@ def check_state_axes_used(
             predicate = spec._predicates[k]
             shadowed = [(path, leaf) for path, leaf in mine if predicate(path[1:], leaf)]
             if not shadowed:
-                raise ValueError(
-                    f"{where}: in the StateAxes of argument {pos}, the filter {name} matches no "
-                    "Variable of that argument. Expected each filter to select some state. "
-                    f"Fix: remove {name} from the StateAxes or fix the filter."
-                )
+                continue
             path, leaf = shadowed[0]
             earlier = spec.index_for(path[1:], leaf)
             assert earlier is not None

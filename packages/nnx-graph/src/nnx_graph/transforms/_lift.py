@@ -191,11 +191,12 @@ def check_aliasing(
             if isinstance(axis, StateAxes):
                 axis = axis.axis_for(tuple(path), leaf, where, names[k])
             if axis != axes[i]:
+                first, second = lifted.describe_leaf(i), format_path(tuple(path), names[k])
                 raise ValueError(
-                    f"{where}: Inconsistent aliasing detected: {lifted.describe_leaf(i)} and "
-                    f"{format_path(tuple(path), names[k])} are the same "
-                    f"{type(leaf).__name__}, reached through two arguments with different "
-                    f"axes ({axes[i]!r} and {axis!r}). Expected one spec per Variable. Fix: "
+                    f"{where}: Inconsistent aliasing detected: {first} and {second} are the "
+                    f"same {type(leaf).__name__}, reached through two arguments with different "
+                    f"axes ({first}: {axes[i]!r}, {second}: {axis!r}). Expected one spec per "
+                    "Variable. Fix: "
                     "give both arguments the same spec for it (nnx.StateAxes / nnx.prefix), "
                     "or pass the object once."
                 )

@@ -206,7 +206,8 @@ class _Call:
                         raise ValueError(
                             f"nnx.{self.name}: the output {out_name} is a {type(var).__name__} "
                             "created outside the function and not passed in (captured): Cannot "
-                            "extract graph node from different trace level. Expected returned "
+                            "extract graph node from different trace level (Cannot return "
+                            "captured Variable). Expected returned "
                             "objects to be arguments or created inside. Fix: pass it as an "
                             "argument (axis None to broadcast) or return a copy made inside."
                         )
