@@ -212,8 +212,9 @@ def test_method_row_filter_and_rich_keywords(layers) -> None:
 
     model = Encoder()
     rows = _rows(nnx_viz.tabulate(model, jnp.ones((5, 3)), method="encode"))
+    # a row of another method than __call__ ends with the method's name
     assert [row[:4] for row in rows[1:-1]] == [
-        ["", "Encoder", "float32[5,3]", "float32[5,2]"],
+        ["encode", "Encoder", "float32[5,3]", "float32[5,2]"],
         ["proj", "Linear", "float32[5,3]", "float32[5,2]"],
     ]
     assert "__call__" not in model.__dict__ and "encode" not in model.__dict__
@@ -228,10 +229,11 @@ def test_method_row_filter_and_rich_keywords(layers) -> None:
     assert [row[0] for row in rows[1:-1]] == [""]
     assert [(r.call_order, r.path, r.type.__name__) for r in seen] == [
         (0, (), "Encoder"),
-        (1, ("proj",), "Linear"),
-        (2, ("head",), "Linear"),
+        (1, ("encode",), "Encoder"),  # methods called inside get rows too
+        (2, ("proj",), "Linear"),
+        (3, ("head",), "Linear"),
     ]
-    assert seen[1].outputs.shape == (5, 2)
+    assert seen[1].method == "encode" and seen[2].outputs.shape == (5, 2)
 
     table = nnx_viz.tabulate(
         model,
@@ -312,3 +314,43 @@ def test_remat_copies_are_listed_with_their_flops(layers) -> None:
         ["b", "Linear", "float32[5,4]", "float32[5,2]"],
     ]
     assert int(rows[2][4]) >= 2 * 5 * 3 * 4 and int(rows[3][4]) >= 2 * 5 * 4 * 2
+
+
+def test_rows_for_called_methods_show_their_arguments(layers) -> None:
+    class Block(nnx.Module):
+        def __init__(self) -> None:
+            self.linear = layers.Linear(4, 4, rngs=nnx.Rngs(0))
+
+        def forward(self, x: jax.Array, extra: object) -> jax.Array:
+            return self.linear(x)
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return self.forward(x, {}) + self.forward(x, None)
+
+        @staticmethod
+        def helper(x: jax.Array) -> jax.Array:  # static: called plainly, never a row
+            return x
+
+    class Model(nnx.Module):
+        def __init__(self) -> None:
+            self.block1 = Block()
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return Block.helper(self.block1(x))
+
+    table = nnx_viz.tabulate(Model(), jnp.ones((1, 4)))
+    rows = _rows(table)
+    paths = [row[0] for row in rows[1:-1]]
+    assert paths == [
+        "",
+        "block1",
+        "block1/forward",
+        "block1/linear",
+        "block1/forward",
+        "block1/linear",
+    ]
+    forward_inputs = [row[2] for row in rows[1:-1] if row[0] == "block1/forward"]
+    assert "{}" in forward_inputs[0] and "None" in forward_inputs[1]
+    # the methods are restored afterwards
+    assert "forward" not in vars(Model()) and Block.forward.__name__ == "forward"
+    assert isinstance(vars(Block)["helper"], staticmethod)

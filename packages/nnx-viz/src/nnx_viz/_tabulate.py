@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import inspect
 import typing as tp
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
@@ -118,6 +119,7 @@ class _CallRecorder:
         self.through_transform: set[int] = set()  # ids of copies made by transforms
         self.calls: list[CallInfo] = []
         self.active: list[tp.Any] = []  # modules whose call is running
+        self.active_methods: list[str] = []  # the method running for each of them
         self.failed_in: CallInfo | None = None
 
     def track(self, root: tp.Any) -> None:
@@ -169,8 +171,12 @@ class _CallRecorder:
             path = self._locate(module)
         # Modules that cannot be placed (created during the call, ambiguous copies) and
         # `super().__call__` chains of a module already being recorded pass through.
-        if path is None or (self.active and self.active[-1] is module):
+        if path is None or (
+            self.active and self.active[-1] is module and self.active_methods[-1] == method
+        ):
             return bound(*args, **kwargs)
+        if method != "__call__":  # other methods get their own row: "block/forward"
+            path = (*path, method)
         record = CallInfo(
             call_order=len(self.calls),
             object_id=id(module),
@@ -183,6 +189,7 @@ class _CallRecorder:
         )
         self.calls.append(record)
         self.active.append(module)
+        self.active_methods.append(method)
         try:
             out = bound(*args, **kwargs)
         except BaseException:
@@ -191,45 +198,55 @@ class _CallRecorder:
             raise
         finally:
             self.active.pop()
+            self.active_methods.pop()
         record.outputs = abstract(out)
         record.outputs_repr = _describe(out)
         return out
 
 
-def _own_call(cls: type) -> tp.Any:
-    """The ``__call__`` instances of ``cls`` use, or None when they are not callable."""
+def _recorded_methods(cls: type) -> dict[str, tp.Any]:
+    """The methods of ``cls`` whose calls are listed: ``__call__`` and the public
+    methods (plain functions, not static/class methods), except those of the
+    nnx_graph base classes (``sow``, ``train``, ...)."""
+    found: dict[str, tp.Any] = {}
     for klass in cls.__mro__:
-        if "__call__" in vars(klass):
-            return vars(klass)["__call__"]
-    return None
+        if klass.__module__.startswith("nnx_graph") or klass is object:
+            continue
+        for name, member in vars(klass).items():
+            if name in found or not (name == "__call__" or not name.startswith("_")):
+                continue
+            if inspect.isfunction(member):
+                found[name] = member
+            else:
+                found.setdefault(name, None)  # shadowed by a non-method: leave alone
+    return {name: fn for name, fn in found.items() if fn is not None}
 
 
 @contextlib.contextmanager
 def _recording_calls(classes: Iterable[type], recorder: _CallRecorder) -> Iterator[None]:
-    """Replace ``__call__`` on ``classes`` by recording wrappers; always restore."""
-    saved: list[tuple[type, tp.Any]] = []
+    """Replace ``__call__`` and the public methods on ``classes`` by recording
+    wrappers; always restore."""
+    saved: list[tuple[type, str, tp.Any]] = []
 
-    def wrapper_for(original: tp.Any) -> Callable[..., tp.Any]:
+    def wrapper_for(original: tp.Any, name: str) -> Callable[..., tp.Any]:
         @functools.wraps(original)
-        def __call__(module: tp.Any, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-            return recorder.call(original, module, args, kwargs)
+        def recorded(module: tp.Any, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+            return recorder.call(original, module, args, kwargs, name)
 
-        return __call__
+        return recorded
 
     try:
         for cls in classes:
-            original = _own_call(cls)
-            if original is None:
-                continue
-            saved.append((cls, vars(cls).get("__call__", _MISSING)))
-            setattr(cls, "__call__", wrapper_for(original))  # noqa: B010
+            for name, original in _recorded_methods(cls).items():
+                saved.append((cls, name, vars(cls).get(name, _MISSING)))
+                setattr(cls, name, wrapper_for(original, name))
         yield
     finally:
-        for cls, previous in reversed(saved):
+        for cls, name, previous in reversed(saved):
             if previous is _MISSING:
-                delattr(cls, "__call__")
+                delattr(cls, name)
             else:
-                setattr(cls, "__call__", previous)  # noqa: B010
+                setattr(cls, name, previous)
 
 
 def _is_traceable(leaf: tp.Any) -> bool:
@@ -255,10 +272,7 @@ def _trace_calls(
         call_args, call_kwargs = jax.tree.unflatten(treedef, call_leaves)
         # Flattening sorted the keyword names: call with the caller's order.
         ordered = {name: call_kwargs[name] for name in kwargs}
-        if method == "__call__":
-            tp.cast(tp.Any, copy)(*call_args, **ordered)
-        else:
-            recorder.call(getattr(type(copy), method), copy, call_args, ordered, method)
+        getattr(copy, method)(*call_args, **ordered)
 
     classes = {type(m) for _, m in nnx_graph.iter_modules(model)}
     try:
@@ -279,6 +293,12 @@ def _trace_calls(
         )
         raise
     return recorder.calls
+
+
+def _module_path(call: CallInfo) -> Path:
+    """The path of the Module a row's call was made on (rows of other methods than
+    ``__call__`` end with the method's name)."""
+    return call.path if call.method == "__call__" else call.path[:-1]
 
 
 def _clip(cell: str) -> str:
@@ -432,11 +452,11 @@ def tabulate(
             continue  # a copy inside a transform: its inputs are per step, not the model's
         if compute_flops:
             call.flops = call_flops(
-                modules[call.path], call.method, call_args, call_kwargs, backward=False
+                modules[_module_path(call)], call.method, call_args, call_kwargs, backward=False
             )
         if compute_vjp_flops:
             call.vjp_flops = call_flops(
-                modules[call.path], call.method, call_args, call_kwargs, backward=True
+                modules[_module_path(call)], call.method, call_args, call_kwargs, backward=True
             )
     totals = variable_sizes(obj)
     groups = list(totals)
@@ -460,7 +480,7 @@ def tabulate(
             call.inputs_repr,
             call.outputs_repr,
             *flop_cells(call),
-            *size_cells(variable_sizes(modules[call.path])),
+            *size_cells(variable_sizes(modules[_module_path(call)])),
         ]
         for call in calls
     ]
