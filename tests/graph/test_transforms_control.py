@@ -277,3 +277,29 @@ def test_every_transform_accepts_flax_graph_keywords():
     mesh = jax.make_mesh((1,), ("x",), axis_types=(jax.sharding.AxisType.Auto,))
     nnx.shard_map(bump, mesh=mesh, in_specs=P(), out_specs=P(), **kw)(c)
     assert float(c.n.value) > 0
+
+
+def test_loop_bodies_that_replace_a_variable_are_rejected():
+    def replace(c):
+        c.n = nnx.BatchStat(c.n.value + 1)  # a new object, not an update
+        return c
+
+    for run in (
+        lambda c: nnx.while_loop(lambda c: c.n.value < 3, replace, c),
+        lambda c: nnx.fori_loop(0, 3, lambda i, c: replace(c), c),
+    ):
+        counter = Counter()
+        before = counter.n
+        with pytest.raises(ValueError, match=r"replaced the Variable init_val\.n") as e:
+            run(counter)
+        assert "must stay the same between iterations" in str(e.value)
+        assert counter.n is before and float(counter.n.value) == 0.0
+
+    # updating in place is the supported form
+    def _increment(c):
+        c.n.value = c.n.value + 1
+        return c
+
+    counter = Counter()
+    nnx.while_loop(lambda c: c.n.value < 3, _increment, counter)
+    assert float(counter.n.value) == 3.0

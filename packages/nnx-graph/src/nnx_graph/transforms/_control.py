@@ -16,6 +16,7 @@ from nnx_graph._errors import GraphStructureError
 from nnx_graph.transforms._bridge import Outcome, Trace, Updates, fill_tree, split_tree
 from nnx_graph.transforms._lift import Lifted, carry_type_error, describe_aval
 from nnx_graph.transforms._modes import Mode, resolve
+from nnx_graph.transforms._shardings import variable_at
 
 __all__ = ["BranchStructureError", "cond", "fori_loop", "switch", "while_loop"]
 
@@ -131,6 +132,7 @@ class _Loop:
                     "Modules/Variables it received (updated in place); found different "
                     "objects. Fix: return the argument itself."
                 )
+            self.check_references(trace)
             new_values = lifted.exit(trace, None, allow_structure=False).values
             in_tree = lifted.tree[0][0]
             structure: tp.Any = jax.tree.structure(new_tree)
@@ -146,6 +148,22 @@ class _Loop:
             return (new_values, new_dyn)
 
         return pure
+
+    def check_references(self, trace: Trace) -> None:
+        """Inside the body: every Variable of the carry is still the same object (a
+        replaced Variable, ``m.w = nnx.Param(...)``, cannot be carried round the loop)."""
+        bridge = self.lifted.bridge
+        for i, var in enumerate(bridge.inner_variables(trace)):
+            path = bridge.paths[i]
+            if var is None or variable_at(trace.roots[path[0]], path[1:]) is var:
+                continue
+            raise ValueError(
+                f"nnx.{self.name}: the loop body replaced the Variable "
+                f"{self.lifted.describe_leaf(i)} with another object: Variable references "
+                "in the carry must stay the same between iterations. Expected updates in "
+                "place. Fix: set its value (m.w.value = ... or m.w[...] = ...) instead of "
+                "assigning a new Variable."
+            )
 
     def check_carry(self, inputs: tp.Sequence[tp.Any], outputs: tp.Sequence[tp.Any]) -> None:
         """Inside the body: name every carry entry whose shape or dtype changed."""

@@ -14,7 +14,13 @@ from nnx_graph._variables import Variable
 from nnx_graph.transforms._axes import StateAxes
 from nnx_graph.transforms._bridge import is_node
 
-__all__ = ["constrain_tree", "is_sharding", "keep_input_shardings", "leaf_shardings"]
+__all__ = [
+    "constrain_tree",
+    "is_sharding",
+    "keep_input_shardings",
+    "leaf_shardings",
+    "variable_at",
+]
 
 
 def is_sharding(x: object) -> bool:
@@ -120,7 +126,7 @@ def constrain_tree(out: tp.Any, spec: tp.Any) -> tp.Any:
 _SET_RAW = Variable.__dict__["_raw_value"].__set__
 
 
-def _variable_at(root: tp.Any, path: tp.Sequence[tp.Any]) -> tp.Any:
+def variable_at(root: tp.Any, path: tp.Sequence[tp.Any]) -> tp.Any:
     """The object at ``path`` below ``root`` now (None when the path is gone)."""
     node = root
     for key in path:
@@ -145,7 +151,7 @@ def keep_input_shardings(
     for path, before, spec in zip(paths, trace.values, specs):
         if spec is None:
             continue
-        var = _variable_at(trace.roots[path[0]], path[1:])
+        var = variable_at(trace.roots[path[0]], path[1:])
         value = None if var is None else var._raw_value
         if value is not before and isinstance(value, jax.Array):
             _SET_RAW(var, _constrain(value, spec))
