@@ -112,7 +112,7 @@ def test_inherited_call_is_recorded_once_and_restored(layers) -> None:
     assert Wrapper.__dict__["__call__"].__qualname__.endswith("Wrapper.__call__")
 
 
-def test_shared_module_called_twice_has_two_rows_and_is_counted_once(layers) -> None:
+def test_shared_module_called_twice_alike_has_one_row_and_is_counted_once(layers) -> None:
     class Tied(nnx.Module):
         def __init__(self) -> None:
             self.first = layers.Linear(4, 4, rngs=nnx.Rngs(0))
@@ -122,7 +122,8 @@ def test_shared_module_called_twice_has_two_rows_and_is_counted_once(layers) -> 
             return self.second(self.first(x))
 
     rows = _rows(nnx_viz.tabulate(Tied(), jnp.ones((2, 4))))
-    assert [row[0] for row in rows[1:]] == ["", "first", "first", ""]
+    # the second call has the same input shapes: it is not listed again
+    assert [row[0] for row in rows[1:]] == ["", "first", ""]
     assert rows[-1][3] == "Total"
     assert rows[-1][4] == "20 (80 B)"
 
@@ -346,11 +347,28 @@ def test_rows_for_called_methods_show_their_arguments(layers) -> None:
         "block1",
         "block1/forward",
         "block1/linear",
-        "block1/forward",
-        "block1/linear",
+        "block1/forward",  # other arguments: a row; its linear call repeats one listed
     ]
     forward_inputs = [row[2] for row in rows[1:-1] if row[0] == "block1/forward"]
     assert "{}" in forward_inputs[0] and "None" in forward_inputs[1]
     # the methods are restored afterwards
     assert "forward" not in vars(Model()) and Block.forward.__name__ == "forward"
     assert isinstance(vars(Block)["helper"], staticmethod)
+
+
+def test_repeated_call_with_other_shapes_gets_its_own_row(layers) -> None:
+    class Twice(nnx.Module):
+        def __init__(self) -> None:
+            self.linear = layers.Linear(4, 4, rngs=nnx.Rngs(0))
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            a = self.linear(x)
+            b = self.linear(x)  # same shapes: no new row
+            return self.linear(jnp.concatenate([a, b]))  # other shapes: a row
+
+    rows = _rows(nnx_viz.tabulate(Twice(), jnp.ones((2, 4))))
+    assert [row[:3] for row in rows[1:-1]] == [
+        ["", "Twice", "float32[2,4]"],
+        ["linear", "Linear", "float32[2,4]"],
+        ["linear", "Linear", "float32[4,4]"],
+    ]

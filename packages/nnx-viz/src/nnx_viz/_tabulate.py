@@ -120,6 +120,7 @@ class _CallRecorder:
         self.calls: list[CallInfo] = []
         self.active: list[tp.Any] = []  # modules whose call is running
         self.active_methods: list[str] = []  # the method running for each of them
+        self.seen: set[tuple[int, str, str]] = set()  # (module id, method, inputs)
         self.failed_in: CallInfo | None = None
 
     def track(self, root: tp.Any) -> None:
@@ -177,12 +178,18 @@ class _CallRecorder:
             return bound(*args, **kwargs)
         if method != "__call__":  # other methods get their own row: "block/forward"
             path = (*path, method)
+        inputs_repr = _describe_call(args, kwargs)
+        # a repeated call (a shared Module, a loop) with the same input shapes is
+        # listed once, as Flax does
+        if (id(module), method, inputs_repr) in self.seen:
+            return bound(*args, **kwargs)
+        self.seen.add((id(module), method, inputs_repr))
         record = CallInfo(
             call_order=len(self.calls),
             object_id=id(module),
             type=type(module),
             path=path,
-            inputs_repr=_describe_call(args, kwargs),
+            inputs_repr=inputs_repr,
             inputs=abstract((args, dict(kwargs))),
             method=method,
             through_transform=id(module) in self.through_transform,
