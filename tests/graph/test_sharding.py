@@ -913,3 +913,13 @@ def test_linear_general_and_einsum_metadata_flax_accepts(axis_type: AxisType) ->
     assert ein.kernel.value.sharding.spec == P("data", None, "model")
     assert ein.bias.value.sharding.spec == P(None, "model")
     assert y.shape == (2, 2, 8)
+
+
+def test_out_sharding_given_as_a_layout_format_places_by_its_sharding() -> None:
+    from jax.experimental.layout import Format, Layout
+
+    mesh = jax.make_mesh((1, 1), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
+    sharding = NamedSharding(mesh, P("data", None))
+    v = nnx.Variable(jnp.ones((4, 4)), out_sharding=Format(Layout(major_to_minor=(1, 0)), sharding))
+    assert v.value.sharding == sharding
+    np.testing.assert_array_equal(v.value, np.ones((4, 4)))

@@ -13,6 +13,7 @@ import typing as tp
 from collections.abc import Mapping, Sequence
 
 import jax
+from jax.experimental.layout import Format
 from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec
 
 from nnx_graph._values import _sharding_hook
@@ -301,6 +302,10 @@ def _annotation(metadata: Mapping[str, tp.Any]) -> tuple[str, tp.Any] | None:
         names = metadata.get(key)
         if names is None:
             continue
+        if isinstance(names, Format):  # a layout plus a sharding: place by the sharding
+            names = names.sharding
+            if names is None:
+                continue
         if isinstance(names, NamedSharding):
             return key, names
         if isinstance(names, str):
