@@ -303,9 +303,9 @@ def _annotation(metadata: Mapping[str, tp.Any]) -> tuple[str, tp.Any] | None:
         if names is None:
             continue
         if isinstance(names, Format):  # a layout plus a sharding: place by the sharding
-            names = names.sharding
-            if names is None:
+            if not isinstance(names.sharding, NamedSharding):
                 continue
+            return key, names.sharding
         if isinstance(names, NamedSharding):
             return key, names
         if isinstance(names, str):
