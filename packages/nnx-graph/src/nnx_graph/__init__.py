@@ -15,6 +15,7 @@ Example::
 
 from nnx_graph import _graph, _module, _pytree, _rngs, _sharding, _state, _variables, transforms
 from nnx_graph.__about__ import __version__
+from nnx_graph._capture import capture
 from nnx_graph._errors import FilterError, GraphStructureError, RngStreamError, TraceLeakError
 from nnx_graph._filters import All, Any, Everything, Not, Nothing, OfType, PathContains, WithTag
 from nnx_graph._graph import *  # noqa: F403
@@ -98,6 +99,7 @@ __all__ += _pytree.__all__
 __all__ += _sharding.__all__
 __all__ += _variables.__all__
 __all__ += _module.__all__
+__all__ += ["capture"]
 __all__ += _rngs.__all__
 __all__ += _state.__all__
 __all__ += transforms.__all__
