@@ -466,3 +466,11 @@ def docs(session: nox.Session) -> None:
 
 # Plain `nox` runs what CI runs.
 nox.options.sessions = CI_SESSIONS
+
+
+@nox.session(name="flax-suite", python=PYTHON)
+def flax_suite(session: nox.Session) -> None:
+    """Drop-in measurement: Flax NNX's own tests (downloaded from PyPI at run time, never
+    stored here) against flax.nnx and, with the import changed, against nnx."""
+    _install_local(session, "jax", "flax", "absl-py", "pip", *TEST_DEPS)
+    session.run("python", "benchmarks/flax_suite.py", *session.posargs)
