@@ -452,3 +452,18 @@ def test_a_new_carry_object_names_both_phrasings_of_the_identity_rule():
     ):
         nnx.scan(step)(counter, jnp.arange(3))
     assert int(counter.value) == 0
+
+
+def test_returning_an_input_variable_per_step_is_refused_without_graph_updates():
+    stacked = nnx.Param(jnp.arange(4.0))
+
+    def step(v):
+        return v
+
+    with pytest.raises(ValueError, match="graph_updates=False does not support Variable aliasing"):
+        nnx.scan(step, in_axes=0, out_axes=0, graph_updates=False)(stacked)
+    # the default mode hands the caller's Variable back
+    assert nnx.scan(step, in_axes=0, out_axes=0)(stacked) is stacked
+    # returning its value is fine in every mode
+    ys = nnx.scan(lambda v: v[...] * 2, in_axes=0, out_axes=0, graph_updates=False)(stacked)
+    np.testing.assert_allclose(ys, 2 * np.arange(4.0))

@@ -29,7 +29,13 @@ from nnx_graph.transforms._lift import (
     positions_of_nodes,
     spread_specs,
 )
-from nnx_graph.transforms._modes import check_prefix, reject_bound_method, resolve, with_mode
+from nnx_graph.transforms._modes import (
+    Mode,
+    check_prefix,
+    reject_bound_method,
+    resolve,
+    with_mode,
+)
 from nnx_graph.transforms._scan_outputs import YsNodes, is_spec_leaf, lift_ys_nodes
 
 __all__ = ["scan"]
@@ -137,8 +143,10 @@ class _Scan:
         in_axes: tp.Any,
         out_axes: tp.Any,
         metadata: Mapping[str, tp.Any],
+        mode: Mode | None = None,
     ) -> None:
         self.f, self.args, self.out_axes, self.metadata = f, args, out_axes, metadata
+        self.mode = mode
         if in_axes is Carry and len(args) != 1:
             raise ValueError(
                 "nnx.scan: When in_axes=Carry, the function must take exactly one argument, "
@@ -264,6 +272,8 @@ class _Scan:
             )
         self.check_carry([*c_dyn, *c_graph], [*new_c_dyn, *(new_values[i] for i in self.looped)])
         ys_tree, ys_nodes = split_tree(ys)
+        if self.mode is not None and ys_nodes:
+            self._check_ys_aliasing(trace, ys_nodes)
         ys_info: YsNodes | None = None
         ys_state = None
         if ys_nodes:
@@ -279,6 +289,22 @@ class _Scan:
                 Static(ys_info),
             ),
         )
+
+    def _check_ys_aliasing(self, trace: tp.Any, ys_nodes: tp.Sequence[tp.Any]) -> None:
+        """Flax's graph=False/graph_updates=False check: an input returned as a
+        per-step output."""
+        inputs = {id(n) for n in trace.roots}
+        inputs.update(id(v) for v in self.lifted.bridge.inner_variables(trace) if v is not None)
+        for k, node in enumerate(ys_nodes):
+            if id(node) in inputs:
+                assert self.mode is not None
+                raise ValueError(
+                    f"nnx.scan with {self.mode.flag} does not support Variable aliasing: "
+                    f"the per-step output (graph node {k}, a {type(node).__name__}) is an "
+                    "input of the function. Expected new objects (or arrays) as per-step "
+                    "outputs. Fix: return its value (v[...]) or a copy (nnx.clone), or use "
+                    "the default mode (graph=True, graph_updates=True)."
+                )
 
     def _ys_spec(self) -> tp.Any:
         """The out spec of the per-step outputs (a tuple when out_axes is one)."""
@@ -430,7 +456,7 @@ def scan(
     @functools.wraps(f)
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         args = bind_positional("scan", f, args, kwargs)
-        return _Scan(f, args, in_axes, out_axes, metadata).run(
+        return _Scan(f, args, in_axes, out_axes, metadata, mode).run(
             length, reverse, unroll, _split_transpose
         )
 
