@@ -339,19 +339,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         ),
     ),
     Difference(
-        path="Variable.__init__(hijax)",
-        aspect="behaviour",
-        reason=(
-            "not implementable here: Flax's hijax=True builds a JAX hijax type "
-            "(jax.experimental.hijax) that nnx does not implement; nnx raises ValueError "
-            "naming the option and the fix (ref=True) instead of accepting and ignoring it."
-        ),
-        readme=(
-            "`hijax=True` (on a Variable or via `nnx.var_defaults`) raises a ValueError; "
-            "`ref=True` (a `jax.new_ref` value, updated in place) is supported."
-        ),
-    ),
-    Difference(
         path="Variable.__init__(out_sharding)",
         aspect="behaviour",
         reason=(
