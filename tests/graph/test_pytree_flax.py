@@ -4,6 +4,7 @@ trace-level rule (TraceContextError) and the Pytree-related signatures."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import pickle
 
@@ -309,3 +310,41 @@ def test_dataclass_defaults_to_field_equality_like_flax():
     assert P() == P() and P(2) != P()
     assert P.__hash__ is None  # eq=True without unsafe_hash, as dataclasses do
     assert "a=" in repr(P())  # the Pytree repr is kept (repr=False)
+
+
+def test_jax_only_pytree_of_arrays_is_refused_instead_of_hidden_as_static():
+    # A pytree registered with JAX only is opaque to the graph walker: stored as a
+    # static attribute its Params would silently be missing from nnx.state.
+    @jax.tree_util.register_dataclass
+    @dataclasses.dataclass
+    class Pair:
+        w: nnx.Param
+        b: jax.Array
+
+    class Holder(nnx.Module):
+        def __init__(self):
+            self.config = None  # JAX pytree node without arrays: still static
+            self.pair = Pair(nnx.Param(jnp.ones(2)), jnp.zeros(1))
+
+    with pytest.raises(ValueError) as info:
+        Holder()
+    message = str(info.value)
+    assert "Cannot store the JAX pytree of type 'Pair' holding ArrayImpl, Param" in message
+    assert "Holder.pair would keep its arrays out of nnx.state" in message
+    assert "register_pytree_node_type(Pair, flatten, unflatten)" in message
+    assert "`self.pair = nnx.data(value)`" in message
+
+    @dataclasses.dataclass
+    class Box:
+        w: nnx.Param
+
+    nnx.graphlib.register_pytree_node_type(
+        Box, flatten=lambda b: ((("w", b.w),), None), unflatten=lambda items, _: Box(items[0][1])
+    )
+
+    class Holder2(nnx.Module):
+        def __init__(self):
+            self.box = nnx.data(Box(nnx.Param(jnp.ones(2))))
+
+    state = nnx.state(Holder2())
+    assert state["box"]["w"].value.tolist() == [1.0, 1.0]

@@ -9,7 +9,7 @@ import typing as tp
 import jax
 import numpy as np
 
-from nnx_graph._markers import _Marker
+from nnx_graph._markers import _Marker, opaque_pytree_message
 from nnx_graph._variables import Variable
 
 __all__ = [
@@ -20,7 +20,9 @@ __all__ = [
     "KIND_VARIABLE",
     "data_types",
     "has_data",
+    "check_opaque_pytree",
     "has_marker",
+    "hidden_data",
     "is_data",
     "kind_of",
     "register_data_type",
@@ -129,3 +131,29 @@ def has_marker(value: tp.Any) -> bool:
         return False
     values = value.values() if isinstance(value, dict) else value
     return any(has_marker(v) for v in values)
+
+
+_PYTREE_NODE_TYPES: dict[type, bool] = {}
+
+
+def hidden_data(value: tp.Any) -> list[str]:
+    """Type names of the arrays/Variables inside ``value`` when it is a pytree node
+    registered with JAX only (nnx does not traverse it, so it would be static)."""
+    typ = type(value)
+    is_node = _PYTREE_NODE_TYPES.get(typ)
+    if is_node is None:
+        treedef = jax.tree.structure(value, is_leaf=lambda x: x is not value)
+        is_node = _PYTREE_NODE_TYPES[typ] = not jax.tree_util.treedef_is_leaf(treedef)
+    if not is_node:
+        return []
+    leaves = jax.tree.leaves(value, is_leaf=lambda x: isinstance(x, Variable))
+    return sorted({type(leaf).__name__ for leaf in leaves if kind_of(leaf) != KIND_OTHER})
+
+
+def check_opaque_pytree(obj: object, name: str, value: tp.Any, declared: bool | None) -> None:
+    """Refuse a JAX-only pytree holding arrays/Variables on an attribute that would make
+    it static (its state would silently be left out of ``nnx.state`` and transforms)."""
+    if declared is not True:
+        found = hidden_data(value)
+        if found:
+            raise ValueError(opaque_pytree_message(obj, name, value, found))

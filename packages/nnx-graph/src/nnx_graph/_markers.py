@@ -224,6 +224,19 @@ def data_in_static_message(obj: object, name: str, value: object, found: list[st
     )
 
 
+def opaque_pytree_message(obj: object, name: str, value: object, found: list[str]) -> str:
+    typ = type(value).__name__
+    return (
+        f"Cannot store the JAX pytree of type '{typ}' holding {', '.join(found)} as a "
+        f"static attribute: {_where(obj, name)} would keep its arrays out of nnx.state, "
+        f"nnx.split and the transforms (nnx does not traverse types registered with JAX "
+        f"only). Expected a graph node, a Variable, an array or a list/tuple/dict of them. "
+        f"Fix: make '{typ}' an nnx.Pytree, or register it with "
+        f"nnx.graphlib.register_pytree_node_type({typ}, flatten, unflatten) and assign "
+        f"`self.{name} = nnx.data(value)`."
+    )
+
+
 def static_marker_message(obj: object, name: str, value: object, found: list[str]) -> str:
     return (
         f"Found data in value of type '{type(value).__name__}' annotated with "

@@ -18,15 +18,13 @@ import jax
 
 from nnx_graph import _epoch, _kinds
 from nnx_graph._hashing import hashable
-
-# the graph layer reads the kind table and helpers from here
-from nnx_graph._kinds import _KINDS as _KINDS
+from nnx_graph._kinds import _KINDS as _KINDS  # (re-exported for the graph layer)
 from nnx_graph._kinds import KIND_ARRAY as KIND_ARRAY
 from nnx_graph._kinds import KIND_CONTAINER as KIND_CONTAINER
 from nnx_graph._kinds import KIND_NODE as KIND_NODE
 from nnx_graph._kinds import KIND_OTHER as KIND_OTHER
 from nnx_graph._kinds import KIND_VARIABLE as KIND_VARIABLE
-from nnx_graph._kinds import data_types, has_data, has_marker
+from nnx_graph._kinds import check_opaque_pytree, data_types, has_data, has_marker
 from nnx_graph._kinds import is_data as is_data
 from nnx_graph._kinds import kind_of as kind_of
 from nnx_graph._kinds import register_data_type as register_data_type
@@ -151,6 +149,8 @@ class Pytree:
             value = _convert_container(value)
         elif new and self._nnx_is_pytree and has_data(value):  # declared static
             raise ValueError(data_in_static_message(self, name, value, data_types(value)))
+        if kind_of(value) == KIND_OTHER and self._nnx_is_pytree:  # JAX-only pytrees
+            check_opaque_pytree(self, name, value, self._nnx_kind(name))
         if self._nnx_observed:
             _epoch.bump()
         object.__setattr__(self, name, value)
