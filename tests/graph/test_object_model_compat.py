@@ -249,7 +249,7 @@ def test_capture_method_outputs_sows_every_method_output():
 
 # ----------------------------------------------------------------- var_defaults
 def test_var_defaults_as_function_context_manager_and_decorator():
-    assert nnx.var_defaults() == (False, False)
+    assert dict(nnx.var_defaults()) == {"hijax": False, "ref": False}
     context = nnx.var_defaults(ref=True)  # function form: applies at once
     assert nnx.var_defaults().ref is True
     with context:

@@ -384,6 +384,9 @@ def test_eager_switch() -> None:
     assert using_eager_sharding() is False
     use_eager_sharding(True)
     assert "use_eager_sharding(True)" in repr(use_eager_sharding(True))
+    # the statement form sets the top of a process-wide stack (as Flax): leave it empty
+    use_eager_sharding.get_stack().clear()
+    assert use_eager_sharding.get_stack() == [] and using_eager_sharding() is True
 
 
 def test_no_mesh_leaves_value_alone() -> None:
