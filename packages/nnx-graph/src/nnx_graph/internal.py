@@ -55,7 +55,13 @@ from nnx_graph._graphdef import (
     walk,
 )
 from nnx_graph._pytree import has_data, is_data, is_graph_node
-from nnx_graph._variables import leaked_tracer, new_variable, value_repr, variable_repr
+from nnx_graph._variables import (
+    leaked_tracer,
+    new_variable,
+    shown_metadata,
+    value_repr,
+    variable_repr,
+)
 
 __all__ = [
     "ArrayDef",
@@ -78,6 +84,7 @@ __all__ = [
     "is_graph_node",
     "leaked_tracer",
     "node_repr",
+    "shown_metadata",
     "value_repr",
     "variable_from_parts",
     "variable_repr",

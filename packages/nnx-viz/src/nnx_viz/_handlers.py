@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 import nnx_graph
-from nnx_graph._variables import shown_metadata
+from nnx_graph.internal import shown_metadata
 from nnx_viz._colors import type_color
 from nnx_viz._sizes import format_sizes, variable_sizes
 from nnx_viz._structure import Leaf, graphdef_structure
