@@ -477,9 +477,11 @@ def _entry_prefix(parent: NodeDef | ContainerDef | None, key: tp.Any) -> str:
 def _brackets(record: NodeDef | ContainerDef) -> tuple[str, str]:
     typ = record.type
     if isinstance(record, NodeDef):
-        if issubclass(typ, Pytree):
-            return f"{typ.__name__}(", ")"
-        return ("List([", "])") if issubclass(typ, List) else ("Dict({", "})")
+        if issubclass(typ, List):
+            return "List([", "])"
+        if issubclass(typ, Dict):
+            return "Dict({", "})"
+        return f"{typ.__name__}(", ")"  # Pytrees and registered graph node types
     for base, brackets in _BRACKETS.items():
         if issubclass(typ, base):
             return brackets

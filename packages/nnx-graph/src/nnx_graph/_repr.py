@@ -25,6 +25,9 @@ from nnx_graph._graphdef import (
     RefDef,
     StaticDef,
     VariableDef,
+    _brackets,
+    _entry_prefix,
+    _pad,
     flatten_graph,
     walk,
 )
@@ -32,7 +35,6 @@ from nnx_graph._pytree import Dict, List, Pytree
 
 __all__ = ["object_repr", "size_text"]
 
-_BRACKETS: dict[type, tuple[str, str]] = {tuple: ("(", ")"), list: ("[", "]"), dict: ("{", "}")}
 _DEFAULT_METADATA = (("hijax", False), ("ref", False), ("eager_sharding", True))
 Stats = dict[str, list[int]]  # Variable type name -> [element count, bytes]
 
@@ -102,36 +104,6 @@ def _variable_lines(var: tp.Any, head: str, pad: str) -> tuple[list[str], str, i
     lines[-1] = lines[-1][:-1]
     lines.append(f"{pad}),")
     return lines, kind, count, nbytes
-
-
-def _prefix(parent: NodeDef | ContainerDef | None, key: tp.Any) -> str:
-    if parent is None:
-        return ""
-    typ = parent.type
-    if isinstance(parent, NodeDef):
-        if issubclass(typ, Pytree):
-            return f"{key}="
-        return "" if issubclass(typ, List) else f"{key!r}: "
-    return f"{key!r}: " if issubclass(typ, dict) else ""
-
-
-def _brackets(record: NodeDef | ContainerDef) -> tuple[str, str]:
-    typ = record.type
-    if isinstance(record, NodeDef):
-        if issubclass(typ, List):
-            return "List([", "])"
-        if issubclass(typ, Dict):
-            return "Dict({", "})"
-        return f"{typ.__name__}(", ")"
-    for base, brackets in _BRACKETS.items():
-        if issubclass(typ, base):
-            return brackets
-    return f"{typ.__name__}(", ")"  # pragma: no cover
-
-
-def _pad(depth: int) -> str:
-    # indentation stops growing after 32 levels: linear size for very deep graphs
-    return "  " * min(depth, 32)
 
 
 def _unlink(link: tp.Any) -> tuple[tp.Any, ...]:
@@ -229,7 +201,7 @@ def object_repr(node: tp.Any) -> str:
         parent = open_records[-1] if open_records else None
         key = visit.sub[-1] if visit.sub and isinstance(parent, ContainerDef) else visit.attr
         pad = _pad(len(open_records))
-        head = pad + _prefix(parent, key)
+        head = pad + _entry_prefix(parent, key)
         link = (links[-1], key) if parent is not None else None
         out = entries[-1]
         if isinstance(record, RefDef):
