@@ -32,6 +32,7 @@ from nnx_graph._graph_state import GraphState
 from nnx_graph._graph_trees import NodeStates, from_tree, to_tree
 from nnx_graph._records import GraphDef
 from nnx_graph._state import State, from_flat_state, map_state, merge_state
+from nnx_graph._variable_meta import convert_mode
 from nnx_graph._variables import Variable
 
 __all__ = [
@@ -123,10 +124,12 @@ def vars_as(
     """A new graph like ``node`` whose Variables (those matching ``only``) are in
     the requested mode. Variables already in it are kept (the same objects).
 
-    This library's Variables are plain mutable boxes (``hijax=False``,
-    ``ref=False``, ``mutable=True``); asking for another mode raises a ValueError
-    naming the Variable rather than returning it unchanged. A Variable reachable
-    along two paths would be converted once per path, so it raises too unless
+    ``ref=True`` gives converted Variables (same type and metadata) whose value is
+    held in a fresh ``jax.new_ref``, updated in place even under ``jax.jit``;
+    ``ref=False`` reads such values back into plain arrays. The originals are not
+    changed. ``hijax=True`` and ``mutable=False`` have no counterpart here and
+    raise a ValueError naming the Variable. A Variable reachable along two paths
+    would be converted once per path, so it raises too unless
     ``allow_duplicates=True``.
 
     Example::
@@ -136,6 +139,9 @@ def vars_as(
         >>> d2 = nnx.vars_as(d, hijax=False)
         >>> d2 is d, d2["w"] is d["w"]
         (False, True)
+        >>> d3 = nnx.vars_as(d, ref=True)
+        >>> d3["w"].ref, d["w"].ref
+        (True, False)
     """
     requested = {
         k: v for k, v in (("hijax", hijax), ("ref", ref), ("mutable", mutable)) if v is not None
@@ -150,13 +156,7 @@ def vars_as(
     def to_mode(path: tp.Any, x: tp.Any) -> tp.Any:
         if not (match(path, x) and differs(path, x)):
             return x
-        flags = ", ".join(f"{k}={v}" for k, v in requested.items())
-        raise ValueError(
-            f"nnx.vars_as({flags}): {format_path(path)} ({type(x).__name__}) cannot be "
-            "converted: expected a Variable type supporting that mode, found a plain "
-            "mutable Variable (hijax=False, ref=False, mutable=True are the only modes "
-            "here). Fix: drop the flag (Variables already behave as mutable boxes)."
-        )
+        return convert_mode(x, requested, format_path(path))
 
     if requested and not allow_duplicates:
         for paths in find_duplicates(node, only=All(differs, only)):

@@ -303,6 +303,25 @@ def copy_variable(var: tp.Any, value: tp.Any, copy_ref: bool, updates: dict[str,
     return type(var).from_metadata(value, metadata)
 
 
+def convert_mode(var: tp.Any, requested: dict[str, bool], where: str) -> tp.Any:
+    """``var`` in the mode ``requested`` (``hijax``/``ref``/``mutable`` flags), as
+    ``nnx.vars_as`` gives it: ``ref`` converts (a new Variable of the same type and
+    metadata whose value is copied into, or read out of, a fresh ``jax.new_ref``);
+    ``hijax=True`` and ``mutable=False`` have no counterpart here and raise."""
+    for key, default in (("hijax", False), ("mutable", True)):
+        if key in requested and requested[key] != default:
+            raise ValueError(
+                f"nnx.vars_as({key}={requested[key]}): {where} ({type(var).__name__}) "
+                f"cannot be converted: expected a Variable type supporting {key}="
+                f"{requested[key]}, found a Variable with {key}={default} (the only "
+                f"{key} mode here; ref=True/False converts). Fix: drop {key}=, or ask "
+                "for ref=True to hold the value in a jax.new_ref updated in place."
+            )
+    if "ref" in requested and bool(var._var_metadata.get("ref")) != requested["ref"]:
+        return copy_variable(var, MISSING, True, {"ref": requested["ref"]})
+    return var
+
+
 # ---------------------------------------------------------------------- errors
 def leak_error(var: tp.Any) -> _errors.TraceLeakError:
     return _errors.TraceLeakError(
