@@ -8,7 +8,9 @@ through the loop as carry, so updates to them (RNG counts, statistics) come out.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 import typing as tp
 from collections.abc import Mapping
 
@@ -17,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnx_graph._errors import GraphStructureError
+from nnx_graph._hashing import hashable
 from nnx_graph._sharding import PARTITION_NAME, add_axis, remove_axis
 from nnx_graph.transforms._axes import Carry, StateAxes, check_state_axes_used, leaf_axes
 from nnx_graph.transforms._bridge import Outcome, Static, Updates, fill_tree, split_tree
@@ -187,7 +190,25 @@ class _Scan:
                 )
         self.dyn_scanned = [i for i, s in enumerate(self.dyn_spec) if _is_scanned(s)]
         self.dyn_carry = [i for i, s in enumerate(self.dyn_spec) if s is Carry]
+        # broadcast arrays enter the loop as (unchanged) carry, never as constants
+        # closed over: the traced step is cached by its structure (``key``), so it
+        # must not hold any value of this call
+        dyn = lifted.dyn
+        self.dyn_bcast = [
+            i
+            for i, s in enumerate(self.dyn_spec)
+            if s is None and isinstance(dyn[i], (jax.Array, np.ndarray, np.generic))
+        ]
         self.out_specs = out_axes if isinstance(out_axes, (tuple, list)) else None
+
+    def key(self) -> tp.Any:
+        """Everything the traced step depends on besides the avals of its inputs:
+        the graph structure, the argument tree and the static (non-array) broadcast
+        arguments. Equal keys let JAX reuse the step's trace from an earlier call."""
+        lifted = self.lifted
+        traced = {*self.dyn_carry, *self.dyn_scanned, *self.dyn_bcast}
+        statics = tuple((i, hashable(v)) for i, v in enumerate(lifted.dyn) if i not in traced)
+        return _StepKey((lifted.bridge.graphdef, lifted.treedef, statics))
 
     # ------------------------------------------------------------- checks
     def check_lengths(self, length: int | None) -> None:
@@ -223,8 +244,8 @@ class _Scan:
     # ------------------------------------------------------------- inside
     def body(self, carry: tp.Any, xs: tp.Any) -> tp.Any:
         lifted, bridge = self.lifted, self.lifted.bridge
-        c_graph, c_dyn = carry
-        x_graph, x_dyn = xs
+        c_graph, c_dyn, c_bcast = carry
+        x_graph, x_dyn, _ = xs
         full = list(self.values)
         for i, v in zip(self.looped, c_graph):
             full[i] = v
@@ -234,6 +255,8 @@ class _Scan:
         for i, v in zip(self.dyn_carry, c_dyn):
             dyn_full[i] = v
         for i, v in zip(self.dyn_scanned, x_dyn):
+            dyn_full[i] = v
+        for i, v in zip(self.dyn_bcast, c_bcast):
             dyn_full[i] = v
         trace, args, _ = lifted.enter(full, dyn_full)
         roots = trace.roots
@@ -281,7 +304,7 @@ class _Scan:
                 lifted, trace, self.axes, ys_tree, ys_nodes, self._ys_spec()
             )
         return (
-            ([new_values[i] for i in self.looped], new_c_dyn),
+            ([new_values[i] for i in self.looped], new_c_dyn, c_bcast),
             (
                 [new_values[i] for i in self.scanned],
                 (ys_tree, ys_state),
@@ -343,19 +366,29 @@ class _Scan:
 
     # ------------------------------------------------------------- outside
     def run(
-        self, length: int | None, reverse: bool, unroll: int | bool, split_transpose: bool
+        self,
+        step: _Step,
+        length: int | None,
+        reverse: bool,
+        unroll: int | bool,
+        split_transpose: bool,
     ) -> tp.Any:
         self.check_lengths(length)
         lifted, dyn = self.lifted, self.lifted.dyn
         xs_graph = [_move(self.values[i], self.axes[i], 0) for i in self.scanned]
         xs_dyn = [_move(dyn[i], self.dyn_spec[i], 0) for i in self.dyn_scanned]
-        carry = ([self.values[i] for i in self.looped], [dyn[i] for i in self.dyn_carry])
+        carry = (
+            [self.values[i] for i in self.looped],
+            [dyn[i] for i in self.dyn_carry],
+            [dyn[i] for i in self.dyn_bcast],
+        )
         kwargs: dict[str, tp.Any] = {"length": length, "reverse": reverse, "unroll": unroll}
         if split_transpose:
             kwargs["_split_transpose"] = True
-        (c_graph, c_dyn), (ys_graph, (ys, ys_state), carry_tree, ys_info) = jax.lax.scan(
-            self.body, carry, (xs_graph, xs_dyn), **kwargs
-        )
+        with step.running(self):
+            (c_graph, c_dyn, _), (ys_graph, (ys, ys_state), carry_tree, ys_info) = jax.lax.scan(
+                step, carry, (xs_graph, xs_dyn, Static(self.key())), **kwargs
+            )
         values = list(self.values)
         for i, v in zip(self.looped, c_graph):
             values[i] = v
@@ -377,6 +410,55 @@ class _Scan:
             return ys
         y_iter = iter(ys)
         return tuple(carry_value if s is Carry else next(y_iter) for s in self.out_specs)
+
+
+class _StepKey:
+    """The structure a traced step depends on (see ``_Scan.key``), as the aux data
+    of a ``Static`` input: JAX's trace cache compares it by value."""
+
+    __slots__ = ("parts", "_hash")
+
+    def __init__(self, parts: tuple[tp.Any, ...]) -> None:
+        self.parts = parts
+        self._hash = hash(parts)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _StepKey)
+            and self._hash == other._hash
+            and (self.parts == other.parts)
+        )
+
+    def __repr__(self) -> str:
+        return "<scan step structure>"
+
+
+class _Step:
+    """The loop body ``jax.lax.scan`` sees: one object per scanned function, so
+    JAX caches its trace across calls (keyed by the structure in the inputs); the
+    call being traced is the innermost running ``_Scan`` of this thread."""
+
+    def __init__(self, f: tp.Callable[..., tp.Any]) -> None:
+        self.__name__ = getattr(f, "__name__", "scan_step")
+        self.__qualname__ = getattr(f, "__qualname__", self.__name__)
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def running(self, call: _Scan) -> tp.Iterator[None]:
+        stack: list[_Scan] | None = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        stack.append(call)
+        try:
+            yield
+        finally:
+            stack.pop()
+
+    def __call__(self, carry: tp.Any, xs: tp.Any) -> tp.Any:
+        return self._local.stack[-1].body(carry, xs)
 
 
 def _move_ys(ys: tp.Any, spec: tp.Any) -> tp.Any:
@@ -452,12 +534,13 @@ def scan(
     check_prefix(out_axes, "out_axes", "scan", mode, StateAxes)
     _check_axes(in_axes, out_axes)
     metadata = dict(transform_metadata) if PARTITION_NAME in transform_metadata else {}
+    step = _Step(f)
 
     @functools.wraps(f)
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         args = bind_positional("scan", f, args, kwargs)
         return _Scan(f, args, in_axes, out_axes, metadata, mode).run(
-            length, reverse, unroll, _split_transpose
+            step, length, reverse, unroll, _split_transpose
         )
 
     return with_mode(wrapper, "nnx.scan", graph, graph_updates)

@@ -1,0 +1,1 @@
+"""Tests for nnx-graph's transforms (a package: test module names stay unique)."""
