@@ -13,6 +13,7 @@ from __future__ import annotations
 import typing as tp
 from collections.abc import Mapping
 
+import jax
 import jax.numpy as jnp
 
 import nnx_graph
@@ -55,7 +56,23 @@ _is_graph_node = is_graph_node
 
 
 def _raw(x: tp.Any) -> tp.Any:
-    return x.raw_value if isinstance(x, nnx_graph.Variable) else x
+    """The array behind a Variable, a ``jax.Ref`` or a plain array leaf (no hooks)."""
+    if isinstance(x, nnx_graph.Variable):
+        x = x.raw_value
+    return x[...] if isinstance(x, jax.Ref) else x
+
+
+def _store(leaf: tp.Any, path: Path, value: tp.Any, pending: list[tuple[Path, tp.Any]]) -> None:
+    """Write an updated parameter back: into its Variable (through its reference
+    when ``ref=True``), into a ``jax.Ref`` leaf, or, for a plain array attribute,
+    into ``pending`` for one ``nnx.update`` of the model."""
+    raw = leaf.raw_value if isinstance(leaf, nnx_graph.Variable) else leaf
+    if isinstance(raw, jax.Ref):
+        raw[...] = value
+    elif isinstance(leaf, nnx_graph.Variable):
+        leaf.raw_value = value
+    else:
+        pending.append((path, value))
 
 
 class _Missing:
@@ -193,7 +210,7 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
         args = tuple(a for a in (model, grads) if not isinstance(a, _Missing))
         model, grads = self._parse_update_arguments(args, kwargs)
         params = list(nnx_graph.state(model, self.wrt).flat_state())
-        param_arrays = nnx_graph.from_flat_state([(p, v.raw_value) for p, v in params])
+        param_arrays = nnx_graph.from_flat_state([(p, _raw(v)) for p, v in params])
         grad_arrays = _select_grads(params, grads, self.wrt)
         opt_state = to_optax_form(self.opt_state, self._opt_state_layout)
         extra = nnx_graph.pure(kwargs)
@@ -205,8 +222,11 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
             if problem is None:
                 raise
             raise nnx_graph.GraphStructureError(problem) from error
-        for (_, variable), value in zip(params, nnx_graph.to_flat_state(new_params).leaves):
-            variable.raw_value = value
+        pending: list[tuple[Path, tp.Any]] = []
+        for (path, leaf), value in zip(params, nnx_graph.to_flat_state(new_params).leaves):
+            _store(leaf, path, value, pending)
+        if pending:  # parameters held as plain arrays on the model
+            nnx_graph.update(model, nnx_graph.from_flat_state(pending))
         assign_opt_state(self.opt_state, new_opt_state)
         self.step.value = self.step.value + 1
         return updates
@@ -364,9 +384,9 @@ def _select_grads(params: list[tuple[Path, tp.Any]], grads: tp.Any, wrt: Filter)
         )
     selected = [(p, _raw(lookup[p])) for p, _ in params]
     wrong = [
-        (p, tuple(jnp.shape(v.raw_value)), tuple(jnp.shape(g)))
+        (p, tuple(jnp.shape(_raw(v))), tuple(jnp.shape(g)))
         for (p, v), (_, g) in zip(params, selected)
-        if hasattr(g, "shape") and tuple(jnp.shape(g)) != tuple(jnp.shape(v.raw_value))
+        if hasattr(g, "shape") and tuple(jnp.shape(g)) != tuple(jnp.shape(_raw(v)))
     ]
     if wrong:
         shown = "\n".join(
