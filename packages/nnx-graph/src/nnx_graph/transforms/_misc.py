@@ -13,6 +13,7 @@ from nnx_graph._pytree import List
 from nnx_graph._sharding_place import as_abstract
 from nnx_graph.transforms._axes import StateAxes, leaf_axes
 from nnx_graph.transforms._bridge import Outcome, Updates, fill_tree
+from nnx_graph.transforms._checkify import USER_CHECKS, resolve_errors
 from nnx_graph.transforms._lift import Lifted, check_aliasing, positions_of_nodes, spread_specs
 from nnx_graph.transforms._modes import reject_bound_method, resolve
 
@@ -66,15 +67,9 @@ def eval_shape(
     return fill_tree(out_tree, out_nodes)
 
 
-def _user_checks() -> frozenset[type[Exception]]:
-    from jax._src import checkify as ck  # jax.experimental.checkify's own module
-
-    return tp.cast("frozenset[type[Exception]]", ck.user_checks)
-
-
 def checkify(
     f: tp.Callable[..., tp.Any],
-    errors: frozenset[type[Exception]] = _user_checks(),
+    errors: frozenset[type[Exception]] = USER_CHECKS,
     graph: bool | None = None,
     graph_updates: bool | None = None,
 ) -> tp.Callable[..., tp.Any]:
@@ -94,7 +89,7 @@ def checkify(
     """
     from jax.experimental import checkify as ck  # ~90 ms to import: only when used
 
-    chosen: tp.Any = ck.user_checks if errors is None else errors
+    chosen = resolve_errors(errors)
     reject_bound_method(f, "checkify")
     mode = resolve("nnx.checkify", graph, graph_updates)
 
