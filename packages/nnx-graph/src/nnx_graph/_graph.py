@@ -92,7 +92,7 @@ def _is_leaf_root(node: tp.Any) -> bool:
     )
 
 
-_LEAF_GRAPHDEF: GraphDef[tp.Any] = GraphDef(ARRAY_DEF, 1, 0, ((),))
+_LEAF_GRAPHDEF: GraphDef[tp.Any] = GraphDef._create(ARRAY_DEF, 1, 0, ((),))
 
 
 def _check_node(node: tp.Any, fn: str) -> None:

@@ -442,7 +442,7 @@ def flatten_graph(
             parent.out.append((frame.key, record) if parent.kind == NODE else record)
         else:
             result = record
-    graphdef: GraphDef[tp.Any] = GraphDef(result, len(leaves), len(nodes), tuple(leaf_paths))
+    graphdef = GraphDef._create(result, len(leaves), len(nodes), tuple(leaf_paths))
     return Flattened(graphdef, leaves, nodes)
 
 

@@ -17,6 +17,10 @@ can key a compilation cache). Field 0 is the record's tag:
 * :class:`ContainerDef` ``(CONTAINER, type, keys, children)``: a plain tuple /
   list / dict / NamedTuple holding data (no identity).
 
+The records live in ``_record_types.py``. ``GraphDef(nodes, attributes,
+num_leaves)`` (Flax's parameters) assembles the tree from Flax's flat view
+(``_flat_graphdef.py``); ``split`` uses the fast ``GraphDef._create``.
+
 Read records with :func:`walk`, never by recursion: it is iterative, so graphs
 nested thousands of levels deep work. The builder (:func:`build`) runs a plan the
 walker compiles once per GraphDef.
@@ -29,15 +33,39 @@ from collections.abc import Iterator
 
 import jax
 
-from nnx_graph._hashing import Frozen
+from nnx_graph._record_types import (
+    ARRAY_DEF,
+    CONTAINER,
+    LEAF,
+    NODE,
+    REF,
+    STATIC,
+    VAR,
+    ArrayDef,
+    ContainerDef,
+    NodeDef,
+    PytreeContainerDef,
+    Record,
+    RefDef,
+    StaticDef,
+    VariableDef,
+)
 from nnx_graph._variables import value_repr
 
 __all__ = [
+    "ARRAY_DEF",
+    "CONTAINER",
+    "LEAF",
+    "NODE",
+    "REF",
+    "STATIC",
+    "VAR",
     "ArrayDef",
     "ContainerDef",
     "GraphDef",
     "NodeDef",
     "PytreeContainerDef",
+    "Record",
     "RefDef",
     "StaticDef",
     "VariableDef",
@@ -45,154 +73,8 @@ __all__ = [
     "walk",
 ]
 
-NODE, VAR, REF, LEAF, STATIC, CONTAINER = range(6)
-
 M = tp.TypeVar("M")
 Path = tuple[tp.Any, ...]
-
-
-def _no_record_outer_index(record: tp.Any, method: str, fix: str) -> NotImplementedError:
-    return NotImplementedError(
-        f"{type(record).__name__}.{method}: records carry no outer index here (a GraphDef "
-        f"keeps them). Fix: call {fix} on the GraphDef."
-    )
-
-
-class NodeDef(tp.NamedTuple):
-    """A graph node: its type, node index, declared attribute kinds, attributes."""
-
-    tag: int
-    type: type
-    node_index: int
-    explicit: Frozen | None
-    attrs: tuple[tuple[tp.Any, Record], ...]
-
-    # Flax-style read-only views (``graphdef.nodes[i].index`` ...)
-    @property
-    def index(self) -> int:  # type: ignore[override]
-        """The node index (Flax's name for ``node_index``)."""
-        return self.node_index
-
-    @property
-    def outer_index(self) -> None:
-        """Always None: outer indices are kept on the GraphDef, not per record."""
-        return None
-
-    @property
-    def num_attributes(self) -> int:
-        """The number of attributes / entries."""
-        return len(self.attrs)
-
-    @property
-    def metadata(self) -> tp.Any:
-        """The node type (what Flax's NodeDef metadata holds for a Module)."""
-        return self.type
-
-    def with_no_outer_index(self) -> NodeDef:
-        """This record (records carry no outer index)."""
-        return self
-
-    def with_same_outer_index(self) -> tp.NoReturn:
-        """Not available per record (raises, naming the GraphDef-level method)."""
-        raise _no_record_outer_index(self, "with_same_outer_index", "with_same_outer_index()")
-
-    def with_matching_outer_index(self, other: tp.Any) -> tp.NoReturn:
-        """Not available per record (raises, naming the GraphDef-level method)."""
-        raise _no_record_outer_index(
-            self, "with_matching_outer_index", "with_matching_outer_index(other)"
-        )
-
-
-class VariableDef(tp.NamedTuple):
-    """A Variable: its type, node index and metadata; its value is the next leaf."""
-
-    tag: int
-    type: type
-    node_index: int
-    metadata: Frozen
-
-    @property
-    def index(self) -> int:  # type: ignore[override]
-        """The node index (Flax's name for ``node_index``)."""
-        return self.node_index
-
-    @property
-    def outer_index(self) -> None:
-        """Always None: outer indices are kept on the GraphDef, not per record."""
-        return None
-
-    @property
-    def array_refdef(self) -> None:
-        """Always None: Variables here hold arrays, not array references."""
-        return None
-
-    def with_no_outer_index(self) -> VariableDef:
-        """This record (records carry no outer index)."""
-        return self
-
-    def with_same_outer_index(self) -> tp.NoReturn:
-        """Not available per record (raises, naming the GraphDef-level method)."""
-        raise _no_record_outer_index(self, "with_same_outer_index", "with_same_outer_index()")
-
-    def with_matching_outer_index(self, other: tp.Any) -> tp.NoReturn:
-        """Not available per record (raises, naming the GraphDef-level method)."""
-        raise _no_record_outer_index(
-            self, "with_matching_outer_index", "with_matching_outer_index(other)"
-        )
-
-
-class RefDef(tp.NamedTuple):
-    """A second (or later) reference to the node or Variable with this index."""
-
-    tag: int
-    node_index: int
-
-    @property
-    def index(self) -> int:  # type: ignore[override]
-        """The referenced node index (Flax's ``NodeRef.index``)."""
-        return self.node_index
-
-
-class ArrayDef(tp.NamedTuple):
-    """An array stored directly on a node; its value is the next leaf."""
-
-    tag: int
-
-
-class StaticDef(tp.NamedTuple):
-    """A static value, wrapped so that it hashes."""
-
-    tag: int
-    value: Frozen
-
-
-class ContainerDef(tp.NamedTuple):
-    """A plain tuple/list/dict/NamedTuple holding data: its type, keys, children."""
-
-    tag: int
-    type: type
-    keys: tuple[tp.Any, ...]
-    children: tuple[Record, ...]
-
-
-class PytreeContainerDef(ContainerDef):
-    """A ContainerDef of a type registered with ``register_pytree_node_type``; a
-    fifth element holds the type's static data (``aux``)."""
-
-    __slots__ = ()
-
-    @property
-    def aux(self) -> Frozen:
-        """The static data given back to the type's ``unflatten``."""
-        return tp.cast(Frozen, tuple.__getitem__(self, 4))
-
-    def __repr__(self) -> str:
-        return f"PytreeContainerDef(type={self.type!r}, keys={self.keys!r}, aux={self.aux!r})"
-
-
-Record = NodeDef | VariableDef | RefDef | ArrayDef | StaticDef | ContainerDef
-ARRAY_DEF = ArrayDef(LEAF)
-_NODE_RECORDS = (NodeDef, VariableDef, RefDef)
 
 
 class Visit(tp.NamedTuple):
@@ -295,23 +177,58 @@ class GraphDef(tp.Generic[M]):
         "num_leaves",
         "num_nodes",
     )
+    _record: Record
+    _hash: int
+    _leaf_paths: tuple[Path, ...] | None
+    _plan: list[tuple[tp.Any, ...]] | None
+    _external: tuple[int, ...]
+    _outer: dict[int, int] | None
+    num_leaves: int
+    num_nodes: int
 
     def __init__(
         self,
+        nodes: tp.Sequence[tp.Any],
+        attributes: tp.Sequence[tuple[tp.Any, tp.Any]],
+        num_leaves: int,
+    ) -> None:
+        # Flax's parameters: a flat description, assembled into the record tree
+        # (internal code uses the fast GraphDef._create instead)
+        from nnx_graph._flat_graphdef import from_flat
+
+        record, num_nodes, outer = from_flat(nodes, attributes, num_leaves)
+        self._setup(record, num_leaves, num_nodes, None)
+        self._outer = outer
+
+    @classmethod
+    def _create(
+        cls,
         record: Record,
         num_leaves: int,
         num_nodes: int,
         leaf_paths: tuple[Path, ...] | None = None,
+    ) -> GraphDef[tp.Any]:
+        """The GraphDef of a record tree (what ``split`` builds; no checks)."""
+        self: GraphDef[tp.Any] = object.__new__(cls)
+        self._setup(record, num_leaves, num_nodes, leaf_paths)
+        return self
+
+    def _setup(
+        self,
+        record: Record,
+        num_leaves: int,
+        num_nodes: int,
+        leaf_paths: tuple[Path, ...] | None,
     ) -> None:
         self._record = record
         self._hash = hash(record)
         self._leaf_paths = leaf_paths
-        self._plan: list[tuple[tp.Any, ...]] | None = None
+        self._plan = None
         # node indices referenced but defined by an earlier split of the same
         # split context (computed with the plan)
-        self._external: tuple[int, ...] = ()
+        self._external = ()
         # node index -> index in the outer graph (inner splits of an update context)
-        self._outer: dict[int, int] | None = None
+        self._outer = None
         self.num_leaves = num_leaves
         self.num_nodes = num_nodes
 
@@ -333,19 +250,22 @@ class GraphDef(tp.Generic[M]):
 
     @property
     def nodes(self) -> tuple[NodeDef | VariableDef | RefDef, ...]:
-        """The node, Variable and reference records, in traversal order."""
-        return tuple(
-            v.record for v in walk(self, paths=False) if isinstance(v.record, _NODE_RECORDS)
-        )
+        """Flax's flat view: a record per graph node, Variable, reference and plain
+        container, in traversal order (a container is a ``NodeDef`` header with
+        ``index=None``). ``GraphDef(g.nodes, g.attributes, g.num_leaves) == g``."""
+        from nnx_graph._flat_graphdef import flat_view
+
+        return flat_view(self)[0]
 
     @property
     def attributes(self) -> tuple[tuple[tp.Any, Record], ...]:
-        """``(key, record)`` for every attribute / entry of every node, in order."""
-        return tuple(
-            (v.attr, v.record)
-            for v in walk(self, paths=False)
-            if v.owner >= 0 and not v.sub and v.attr is not None
-        )
+        """Flax's flat view: ``(key, record)`` for every attribute / entry of every
+        node and container, in traversal order (the record is the child's entry in
+        :attr:`nodes`, a ``StaticDef`` or an ``ArrayDef``; a static root is one
+        entry with key None)."""
+        from nnx_graph._flat_graphdef import flat_view
+
+        return flat_view(self)[1]
 
     @property
     def leaf_paths(self) -> tuple[Path, ...]:
@@ -373,14 +293,13 @@ class GraphDef(tp.Generic[M]):
         return api.call_with_graph((self, api.merge_state(state, *states)), graph)
 
     def _with_outer(self, outer: dict[int, int] | None) -> GraphDef[M]:
-        copy: GraphDef[M] = GraphDef(
-            self._record, self.num_leaves, self.num_nodes, self._leaf_paths
-        )
+        copy = self._create(self._record, self.num_leaves, self.num_nodes, self._leaf_paths)
         copy._outer = outer
         return copy
 
     def _defined(self) -> list[int]:
-        return [r.node_index for r in self.nodes if not isinstance(r, RefDef)]
+        records: list[tp.Any] = [v.record for v in walk(self, paths=False)]
+        return [r[2] for r in records if r[0] == NODE or r[0] == VAR]
 
     def with_same_outer_index(self) -> GraphDef[M]:
         """A copy whose nodes' outer indices are their own indices (used when an

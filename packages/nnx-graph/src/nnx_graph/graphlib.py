@@ -57,10 +57,13 @@ from nnx_graph import (
     vars_as,
     with_vars,
 )
+from nnx_graph._flat_graphdef import LEAF_ATTR, NODE_ATTR, LeafAttr, NodeAttr
 from nnx_graph._graph_contexts import UpdateContextManager
 from nnx_graph._graph_registry import register_graph_node_type, register_pytree_node_type
 from nnx_graph._pytree import is_graph_node as _is_graph_node
-from nnx_graph._records import NodeDef, VariableDef
+from nnx_graph._records import NodeDef, RefDef, VariableDef
+
+NodeRef = RefDef  # Flax's name for a reference to an earlier node
 
 A = tp.TypeVar("A")
 
@@ -150,7 +153,12 @@ __all__ = [
     "is_node",
     "GraphDef",
     "GraphState",
+    "LEAF_ATTR",
+    "LeafAttr",
+    "NODE_ATTR",
+    "NodeAttr",
     "NodeDef",
+    "NodeRef",
     "VariableDef",
     "State",
     "Static",
