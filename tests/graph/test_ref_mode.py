@@ -95,3 +95,57 @@ def test_ref_converted_pytree_is_updated_in_place_by_plain_jax_jit() -> None:
     apply(params, jnp.ones((1, 3)))
     assert y.tolist() == [[3.0, 3.0]]
     assert int(params.count[...]) == 2
+
+
+# ----------------------------------------------------------------- nnx.jit and refs
+def test_nnx_jit_returns_a_passed_in_reference_itself_and_new_ones_as_new_refs() -> None:
+    r = jax.new_ref(jnp.array(1.0))
+
+    @nnx.jit
+    def f(x: jax.Ref) -> tuple[jax.Ref, jax.Ref]:
+        x[...] += 1.0
+        return jax.new_ref(jnp.array(10.0)), x
+
+    made, same = f(r)
+    assert same is r and float(r[...]) == 2.0
+    assert _is_ref(made) and float(made[...]) == 10.0
+    made2, _ = f(r)  # the cached path does the same
+    assert made2 is not made and float(r[...]) == 3.0
+
+
+def test_nnx_jit_returns_modules_holding_references() -> None:
+    model = nnx.vars_as(nnx.Linear(1, 1, rngs=nnx.Rngs(0)), ref=True)
+    kernel_ref = model.kernel.get_raw_value()
+    inside: list[nnx.Linear] = []
+
+    @nnx.jit
+    def f(m: nnx.Linear) -> tuple[nnx.Linear, nnx.Linear]:
+        m.bias[...] += 1.0
+        new = nnx.vars_as(nnx.Linear(1, 1, rngs=nnx.Rngs(1)), ref=True)
+        inside.append(new)
+        return new, m
+
+    new, same = f(model)
+    assert same is model and model.kernel.get_raw_value() is kernel_ref
+    assert model.bias[...].tolist() == [1.0]
+    assert new is not inside[0] and isinstance(new.kernel, nnx.Param)
+    assert new.kernel.ref and _is_ref(new.kernel.get_raw_value())
+    assert new.kernel[...].shape == (1, 1)
+
+
+def test_nnx_jit_with_a_ref_pytree_attribute_returns_the_same_object() -> None:
+    class Box(nnx.Pytree):
+        def __init__(self, r: jax.Ref) -> None:
+            self.a = nnx.data(r)
+
+    box = Box(jax.new_ref(jnp.array(1)))
+
+    @nnx.jit
+    def bump(b: Box) -> Box:
+        b.a[...] += 1
+        return b
+
+    out = bump(box)
+    assert out is box and _is_ref(out.a) and int(out.a[...]) == 2
+    shapes = bump.eval_shape(box)
+    assert shapes.a.shape == ()

@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from nnx_graph._graphdef import build, flatten_graph
+from nnx_graph._ref_outputs import freeze_refs, thaw_refs
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._axes import StateAxes
 from nnx_graph.transforms._bridge import (
@@ -234,13 +235,12 @@ class JitWrapped:
             values = [leaf._raw_value for leaf in entry.leaves]
             compiled = entry.compiled
             try:
-                if compiled.plain:
-                    out, updates = compiled.jitted(values, dyn)
+                if compiled.plain:  # (thaw_refs: references returned, see _ref_outputs)
+                    out, updates = thaw_refs(compiled.jitted(values, dyn), values, dyn)
                 else:
                     donated_values = [leaf._raw_value for leaf in entry.donated_leaves]
-                    out, updates = compiled.jitted(
-                        values, dyn, donated_values, donated_dyn, statics
-                    )
+                    result = compiled.jitted(values, dyn, donated_values, donated_dyn, statics)
+                    out, updates = thaw_refs(result, values, dyn, donated_values, donated_dyn)
             except Exception as error:
                 self._diagnose(entry, error, dyn, donated_dyn)
                 raise
@@ -351,10 +351,11 @@ class JitWrapped:
         try:
             values = [leaf._raw_value for leaf in entry.leaves]
             if entry.compiled.plain:
-                out, updates = executable(values, dyn)
+                out, updates = thaw_refs(executable(values, dyn), values, dyn)
             else:
                 donated_values = [leaf._raw_value for leaf in entry.donated_leaves]
-                out, updates = executable(values, dyn, donated_values, donated_dyn)
+                result = executable(values, dyn, donated_values, donated_dyn)
+                out, updates = thaw_refs(result, values, dyn, donated_values, donated_dyn)
             if updates.outcome.structure is not None:
                 return self._write_structure(entry, args, probe, out, updates)
             leaves = entry.all_leaves
@@ -381,7 +382,7 @@ class JitWrapped:
         if not entry.compiled.plain:  # the static argument stays a Python value
             jitted = functools.partial(jitted, statics=inner[4])
             inner = inner[:4]
-        out, updates = jax.eval_shape(jitted, *inner)
+        out, updates = thaw_refs(jax.eval_shape(jitted, *inner), *inner[:4], abstract=True)
         structure = updates.outcome.structure
         if structure is None or not structure.num_out_nodes:
             return out
@@ -507,7 +508,7 @@ class JitWrapped:
             donated_values: list[tp.Any],
             donated_dyn: list[tp.Any],
             statics: tp.Any,
-        ) -> tuple[tp.Any, Updates]:
+        ) -> tp.Any:
             trace = bridge.enter(merge(values, donated_values))
             args, kwargs = layout.rebuild(trace.roots, dyn, donated_dyn, statics)
             with closure_guard(name, fun):
@@ -522,7 +523,7 @@ class JitWrapped:
                 # donated buffers must come back out so XLA can reuse them
                 changed = set(outcome.changed or ()) | set(donated_index)
                 result = result._replace(outcome=Outcome(tuple(sorted(changed)), None))
-            return result.out_tree, result.updates()
+            return freeze_refs(result, values, dyn, donated_values, donated_dyn)
 
         jit_kwargs = dict(self._jit_kwargs)
         plain = isinstance(layout, GraphLayout) and not layout.donates
@@ -532,7 +533,7 @@ class JitWrapped:
             state_specs.extend(merge(shardings[0], shardings[2]))
         if plain:
 
-            def plain_inner(values: list[tp.Any], dyn: list[tp.Any]) -> tuple[tp.Any, Updates]:
+            def plain_inner(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
                 return inner(values, dyn, [], [], None)
 
             return Compiled(jax.jit(plain_inner, **jit_kwargs), kept_index, donated_index, True)
