@@ -39,6 +39,7 @@ from nnx_graph.transforms._modes import (
     resolve,
     with_mode,
 )
+from nnx_graph.transforms._scan_growth import grown_values, split_step_values
 from nnx_graph.transforms._scan_outputs import YsNodes, is_spec_leaf, lift_ys_nodes
 
 __all__ = ["scan"]
@@ -279,7 +280,9 @@ class _Scan:
                 f"({len(carry_nodes)} graph node(s) out, {len(in_carry_nodes)} in). Expected "
                 "the same objects, updated in place. Fix: return the carry argument itself."
             )
-        new_values = lifted.exit(trace, None, allow_structure=False).values
+        new_values, created, grown = split_step_values(
+            lifted, self.specs, self.node_pos, trace, self.metadata
+        )
         new_c_dyn = jax.tree.leaves(carry_tree)
         in_tree = (
             split_tree(self.args[self.carry_position])[0]
@@ -306,10 +309,10 @@ class _Scan:
         return (
             ([new_values[i] for i in self.looped], new_c_dyn, c_bcast),
             (
-                [new_values[i] for i in self.scanned],
+                ([new_values[i] for i in self.scanned], created),
                 (ys_tree, ys_state),
                 Static(jax.tree.structure(carry_tree)),
-                Static(ys_info),
+                Static((ys_info, grown)),
             ),
         )
 
@@ -386,15 +389,20 @@ class _Scan:
         if split_transpose:
             kwargs["_split_transpose"] = True
         with step.running(self):
-            (c_graph, c_dyn, _), (ys_graph, (ys, ys_state), carry_tree, ys_info) = jax.lax.scan(
-                step, carry, (xs_graph, xs_dyn, Static(self.key())), **kwargs
+            (c_graph, c_dyn, _), ((ys_graph, created), (ys, ys_state), carry_tree, info) = (
+                jax.lax.scan(step, carry, (xs_graph, xs_dyn, Static(self.key())), **kwargs)
             )
+        ys_info, grown = info.value
         values = list(self.values)
         for i, v in zip(self.looped, c_graph):
             values[i] = v
         for i, v in zip(self.scanned, ys_graph):
             values[i] = _move(v, 0, self.axes[i])
-        lifted.write_back(None, Updates(Outcome(None, None), values))
+        if grown is None:
+            lifted.write_back(None, Updates(Outcome(None, None), values))
+        else:
+            full = grown_values(grown, values, created)
+            lifted.write_back(None, Updates(Outcome(None, grown.structure), full))
         carry_nodes = (
             [n for n, p in zip(lifted.nodes, self.node_pos) if p == self.carry_position]
             if self.carry_position is not None
@@ -404,8 +412,8 @@ class _Scan:
         if self.out_axes is Carry:
             return carry_value
         ys = _move_ys(ys, self._ys_spec())
-        if ys_info.value is not None:
-            ys = ys_info.value.rebuild(ys, ys_state, lifted.nodes, self.metadata)
+        if ys_info is not None:
+            ys = ys_info.rebuild(ys, ys_state, lifted.nodes, self.metadata)
         if self.out_specs is None:
             return ys
         y_iter = iter(ys)
