@@ -253,7 +253,7 @@ def test_list_and_dict_have_module_methods():
     assert not any(d.deterministic for d in layers)
     layers.set_attributes(deterministic=True)
     assert all(d.deterministic for d in layers)
-    assert [p for p, _ in layers.iter_modules()] == [(0,), (1,)]
+    assert [p for p, _ in layers.iter_modules()] == [(0,), (1,), ()]  # the List is a Module
     assert [k for k, _ in layers.iter_children()] == [0, 1]
     with pytest.raises(AttributeError, match="no selected Module in List has them"):
         layers.set_attributes(missing=1)

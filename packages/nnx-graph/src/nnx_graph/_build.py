@@ -48,7 +48,8 @@ def _compile_plan(graphdef: GraphDef[tp.Any]) -> list[tuple[tp.Any, ...]]:
             if typ in GRAPH_REGISTRY:  # registered type: explicit holds its static data
                 kind, aux = 3, tp.cast(Frozen, r.explicit).value
             else:
-                kind = 0 if issubclass(typ, Pytree) else 1 if issubclass(typ, List) else 2
+                # (List/Dict are Pytrees holding items: tested first)
+                kind = 1 if issubclass(typ, List) else 2 if issubclass(typ, Dict) else 0
                 aux = None
             if visit.closing:
                 explicit = dict(r.explicit.value) if r.explicit is not None and kind < 3 else None
@@ -135,9 +136,7 @@ def build(
             elif op[3] == 0:
                 nodes[i] = object.__new__(typ)
             elif op[3] < 3:
-                node = (List if op[3] == 1 else Dict).__new__(typ)
-                node._nnx_observed = False
-                nodes[i] = node
+                nodes[i] = (list if op[3] == 1 else dict).__new__(typ)
             else:
                 nodes[i] = GRAPH_REGISTRY[typ].create_empty(op[4])
         elif tag == _CLOSE_NODE:
@@ -222,7 +221,7 @@ def _fill_existing(
                     _epoch.bump()
                 impl.set_key(node, key, new)
         return
-    if issubclass(typ, Pytree):
+    if issubclass(typ, Pytree) and not issubclass(typ, (List, Dict)):
         d = node.__dict__
         new_attrs = dict(zip(keys, children))
         changed = [

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from nnx_graph._graph_iter import iter_graph, pop
 from nnx_graph._module import Module, iter_modules
-from nnx_graph._pytree import Dict, Pytree, _ModuleMethods, is_graph_node
+from nnx_graph._pytree import Dict, List, Pytree, is_graph_node
 from nnx_graph._state import to_flat_state
 from nnx_graph._variables import Intermediate, Perturbation, Variable
 
@@ -64,9 +64,9 @@ def capture(
             parent: tp.Any = target
             name: tp.Any = path[-1]
             for key in path[:-1]:
-                parent = getattr(parent, str(key)) if isinstance(parent, Pytree) else parent[key]
+                parent = getattr(parent, str(key)) if _has_attributes(parent) else parent[key]
             new = value.copy() if isinstance(value, Variable) else Perturbation(value)
-            if isinstance(parent, Pytree):
+            if _has_attributes(parent):
                 setattr(parent, name, new)
             else:
                 parent[name] = new
@@ -109,6 +109,11 @@ def capture(
     return wrapper
 
 
+def _has_attributes(node: tp.Any) -> bool:
+    """A Pytree holding attributes (nnx.List/nnx.Dict are Pytrees holding items)."""
+    return isinstance(node, Pytree) and not isinstance(node, (list, dict))
+
+
 def _exact_type(var_type: tp.Any) -> tp.Any:
     """A filter matching Variables of exactly ``var_type`` (other filters as given)."""
     if isinstance(var_type, type) and issubclass(var_type, Variable):
@@ -142,7 +147,7 @@ def _sowing_method_outputs(target: tp.Any, variable_type: tp.Any) -> Iterator[No
 def _own_methods(cls: type) -> list[str]:
     names = []
     for klass in cls.__mro__:
-        if klass in (Module, Pytree, object):
+        if klass in (List, Dict, Module, Pytree, object):
             break
         for name, value in vars(klass).items():
             if inspect.isfunction(value) and (name == "__call__" or not name.startswith("_")):
@@ -159,13 +164,3 @@ def _sowing(method: tp.Any, name: str, modules: set[int], variable_type: tp.Any)
         return out
 
     return wrapper
-
-
-# Flax's nnx.List and nnx.Dict are Modules. Here they are graph containers defined in
-# the Pytree layer, below the graph functions these methods use, so they receive
-# Module's methods once Module exists: `layers.eval()`, `blocks.set_attributes(...)`,
-# `blocks.iter_modules()`; an nnx.Dict also stores `sow`/`perturb` values as entries.
-for _name in ("iter_modules", "iter_children", "set_attributes", "train", "eval"):
-    setattr(_ModuleMethods, _name, Module.__dict__[_name])
-for _name in ("sow", "perturb"):
-    setattr(Dict, _name, Module.__dict__[_name])

@@ -60,7 +60,7 @@ class Fingerprint:
         edge_values: list[tp.Any] = []
         registered: list[tuple[tp.Any, tp.Any, list[tp.Any], list[tp.Any]]] = []
         for node in nodes:
-            if not isinstance(node, Pytree):
+            if not isinstance(node, Pytree) or isinstance(node, (list, dict)):
                 # Variables and List/Dict: every change goes through methods; a
                 # registered graph node type is read through its flatten function
                 impl = GRAPH_REGISTRY.get(type(node)) if GRAPH_REGISTRY else None

@@ -379,13 +379,13 @@ def _plan_additions(
         if parent is None or key is None:
             unplaced.append(path)
             continue
-        if isinstance(parent, Pytree):
-            ok = isinstance(key, str) and key not in vars(parent)
-        elif isinstance(parent, List):
+        if isinstance(parent, List):  # (List/Dict are Pytrees holding items)
             size = list_sizes.get(id(parent), len(parent))
             ok = str(key) == str(size)
             if ok:
                 key, list_sizes[id(parent)] = size, size + 1
+        elif isinstance(parent, Pytree) and not isinstance(parent, dict):
+            ok = isinstance(key, str) and key not in vars(parent)
         elif type(parent) in GRAPH_REGISTRY:
             ok = key not in dict(GRAPH_REGISTRY[type(parent)].items(parent))
         else:
@@ -402,10 +402,10 @@ def _path_order(item: tuple[Path, tp.Any]) -> tuple[tuple[int, tp.Any], ...]:
 
 
 def _add_entry(parent: tp.Any, key: tp.Any, value: tp.Any) -> None:
-    if isinstance(parent, Pytree):
-        setattr(parent, key, value)
-    elif isinstance(parent, List):
+    if isinstance(parent, List):  # (List/Dict are Pytrees holding items)
         parent.append(value)
+    elif isinstance(parent, Pytree) and not isinstance(parent, dict):
+        setattr(parent, key, value)
     elif type(parent) in GRAPH_REGISTRY:
         GRAPH_REGISTRY[type(parent)].set_key(parent, key, value)
     else:

@@ -22,7 +22,7 @@ from nnx_graph._graphdef import (
     flatten_graph,
     walk,
 )
-from nnx_graph._pytree import List, Pytree
+from nnx_graph._pytree import Dict, List, Pytree
 from nnx_graph._state import from_flat_state
 from nnx_graph._variables import Variable
 
@@ -154,7 +154,7 @@ def pop(node: tp.Any, *filters: tp.Any) -> tp.Any:
     for path in removals:  # find every parent first: fail before changing anything
         parent = node
         for key in path[:-1]:
-            parent = getattr(parent, key) if isinstance(parent, Pytree) else parent[key]
+            parent = _value_at(parent, key)
         if not isinstance(parent, (Pytree, list, dict)):
             raise GraphStructureError(
                 f"nnx.pop: {format_path(path)} ({type(_value_at(parent, path[-1])).__name__}) "
@@ -165,7 +165,7 @@ def pop(node: tp.Any, *filters: tp.Any) -> tp.Any:
             )
         parents.append(parent)
     for path, parent in zip(removals, parents):
-        if isinstance(parent, Pytree):
+        if isinstance(parent, Pytree) and not isinstance(parent, (list, dict)):
             delattr(parent, path[-1])
         else:
             del parent[path[-1]]
@@ -174,7 +174,10 @@ def pop(node: tp.Any, *filters: tp.Any) -> tp.Any:
 
 
 def _value_at(parent: tp.Any, key: tp.Any) -> tp.Any:
-    return getattr(parent, key) if isinstance(parent, Pytree) else parent[key]
+    # (nnx.List/nnx.Dict are Pytrees holding items)
+    if isinstance(parent, Pytree) and not isinstance(parent, (list, dict)):
+        return getattr(parent, key)
+    return parent[key]
 
 
 def recursive_map(
@@ -213,8 +216,15 @@ def recursive_map(
         elif not visit.closing:
             if isinstance(record, NodeDef):
                 old = flat.nodes[record.node_index]
+                old_type = type(old)
                 done[record.node_index] = (
-                    object.__new__(type(old)) if isinstance(old, Pytree) else type(old)()
+                    list.__new__(old_type)
+                    if isinstance(old, List)
+                    else dict.__new__(old_type)
+                    if isinstance(old, Dict)
+                    else object.__new__(old_type)
+                    if isinstance(old, Pytree)
+                    else old_type()
                 )
         elif isinstance(record, ContainerDef):
             n = len(record.keys)
@@ -232,12 +242,15 @@ def recursive_map(
             children = values[len(values) - len(keys) :]
             del values[len(values) - len(keys) :]
             new = done[record.node_index]
-            if isinstance(new, Pytree):
+            if isinstance(new, List):  # (List/Dict are Pytrees holding items)
+                list.extend(new, children)
+            elif isinstance(new, Dict):
+                for k, c in zip(keys, children):
+                    dict.__setitem__(new, k, c)
+            elif isinstance(new, Pytree):
                 new.__dict__.update(zip(keys, children))
                 if record.explicit is not None:
                     new.__dict__["_nnx_explicit"] = dict(record.explicit.value)
-            elif isinstance(new, List):
-                list.extend(new, children)
             else:
                 for k, c in zip(keys, children):
                     dict.__setitem__(new, k, c)

@@ -125,10 +125,10 @@ class Slot:
 
     def _get_top(self) -> tp.Any:
         owner = self.owner
-        if isinstance(owner, Pytree):
-            return owner.__dict__[self.key]
-        if isinstance(owner, List):
+        if isinstance(owner, List):  # (List/Dict are Pytrees holding items)
             return list.__getitem__(owner, self.key)
+        if isinstance(owner, Pytree) and not isinstance(owner, Dict):
+            return owner.__dict__[self.key]
         impl = GRAPH_REGISTRY.get(type(owner))
         if impl is not None:
             return dict(impl.items(owner))[self.key]
@@ -136,10 +136,10 @@ class Slot:
 
     def _set_top(self, value: tp.Any) -> None:
         owner = self.owner
-        if isinstance(owner, Pytree):
-            owner.__dict__[self.key] = value
-        elif isinstance(owner, List):
+        if isinstance(owner, List):  # (List/Dict are Pytrees holding items)
             list.__setitem__(owner, self.key, value)
+        elif isinstance(owner, Pytree) and not isinstance(owner, Dict):
+            owner.__dict__[self.key] = value
         elif type(owner) in GRAPH_REGISTRY:
             GRAPH_REGISTRY[type(owner)].set_key(owner, self.key, value)
         else:
@@ -239,6 +239,11 @@ class _Frame:
 def _node_items(node: tp.Any) -> list[tuple[tp.Any, tp.Any, int]]:
     """The attributes (or entries) of a graph node in traversal order, classified."""
     items: list[tuple[tp.Any, tp.Any, int]] = []
+    if isinstance(node, List):  # (List/Dict are Pytrees holding items)
+        return [(k, v, 1 if has_data(v) else 0) for k, v in enumerate(node)]
+    if isinstance(node, Dict):
+        get = dict.__getitem__
+        return [(k, get(node, k), 1 if has_data(get(node, k)) else 0) for k in sorted_keys(node)]
     if isinstance(node, Pytree):
         d = node.__dict__
         explicit = node._nnx_explicit
@@ -279,13 +284,6 @@ def _node_items(node: tp.Any) -> list[tuple[tp.Any, tp.Any, int]]:
                 items.append((name, value, 1))
             else:
                 items.append((name, value, 2 if kind else 0))
-    elif isinstance(node, List):
-        items = [(k, v, 1 if has_data(v) else 0) for k, v in enumerate(node)]
-    else:
-        get = dict.__getitem__
-        for k in sorted_keys(node):
-            v = get(node, k)
-            items.append((k, v, 1 if has_data(v) else 0))
     return items
 
 
@@ -468,9 +466,9 @@ def _entry_prefix(parent: NodeDef | ContainerDef | None, key: tp.Any) -> str:
         return ""
     typ = parent.type
     if isinstance(parent, NodeDef):
-        if issubclass(typ, Pytree):
-            return f"{key}="
-        return "" if issubclass(typ, List) else f"{key!r}: "
+        if issubclass(typ, List):
+            return ""
+        return f"{key!r}: " if issubclass(typ, Dict) or not issubclass(typ, Pytree) else f"{key}="
     return f"{key!r}: " if issubclass(typ, dict) else ""
 
 

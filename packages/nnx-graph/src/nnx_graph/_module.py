@@ -6,16 +6,15 @@ import inspect
 import typing as tp
 from collections.abc import Iterator
 
-import jax.numpy as jnp
-
 from nnx_graph._filters import to_predicate
 from nnx_graph._graph import merge, split
 from nnx_graph._graph_iter import iter_graph
 from nnx_graph._graph_modes import is_tree_mode, not_a_pytree_error
+from nnx_graph._module_base import AttributesNotFoundError as AttributesNotFoundError
+from nnx_graph._module_base import _not_found
 from nnx_graph._paths import sorted_keys
-from nnx_graph._pytree import Dict, List, Pytree, is_graph_node
-from nnx_graph._variable_names import variable_type_from_name
-from nnx_graph._variables import Perturbation, Variable
+from nnx_graph._pytree import Dict, List, Module, Pytree, is_graph_node
+from nnx_graph._variables import Variable
 
 __all__ = [
     "M",
@@ -30,198 +29,6 @@ __all__ = [
 M = tp.TypeVar("M", bound="Module")
 A = tp.TypeVar("A")
 Path = tuple[tp.Any, ...]
-
-
-class AttributesNotFoundError(ValueError, AttributeError):
-    """An attribute name given to ``set_attributes``/``with_attributes``/``view``
-    that no selected Module has (a ValueError, as in Flax, and an AttributeError)."""
-
-
-def _not_found(fn: str, owner: str, names: tp.Iterable[str]) -> AttributesNotFoundError:
-    return AttributesNotFoundError(
-        f"{fn}: Could not find at least one instance of the following attributes: "
-        f"{sorted(names)} (no selected Module in {owner} has them). Fix: check the "
-        "spelling or pass raise_if_not_found=False."
-    )
-
-
-def _tuple_reduce(xs: tuple[tp.Any, ...], x: tp.Any) -> tuple[tp.Any, ...]:
-    return (*xs, x)
-
-
-def _tuple_init() -> tuple[tp.Any, ...]:
-    return ()
-
-
-def _set_mode(module: Module, training: bool, attributes: dict[str, tp.Any]) -> None:
-    """``Module.train``/``Module.eval``: the mode flags on every sub-Module that has
-    them, explicit ``attributes`` overriding them."""
-    flags = {"deterministic": not training, "use_running_average": not training}
-    module.set_attributes(raise_if_not_found=False, **{**flags, **attributes})
-
-
-class Module(Pytree):
-    """Base class for layers and models: a mutable Python object holding its
-    Variables and sub-Modules as attributes.
-
-    Example::
-
-        >>> import jax, jax.numpy as jnp, nnx_graph as nnx
-        >>> class Linear(nnx.Module):
-        ...     def __init__(self, din, dout, *, rngs):
-        ...         self.w = nnx.Param(jax.random.uniform(rngs.params(), (din, dout)))
-        ...         self.b = nnx.Param(jnp.zeros(dout))
-        ...     def __call__(self, x):
-        ...         return x @ self.w + self.b
-        >>> Linear(2, 3, rngs=nnx.Rngs(0))(jnp.ones((1, 2))).shape
-        (1, 3)
-    """
-
-    def sow(
-        self,
-        variable_type: type[Variable[tp.Any]] | str,
-        name: str,
-        value: A,
-        reduce_fn: tp.Callable[[tp.Any, A], tp.Any] = _tuple_reduce,
-        init_fn: tp.Callable[[], tp.Any] = _tuple_init,
-    ) -> bool:
-        """Store ``value`` in a Variable attribute ``name`` of type ``variable_type``
-        (by default appending to a tuple), to be read or popped later.
-
-        Example::
-
-            >>> import jax.numpy as jnp, nnx_graph as nnx
-            >>> class M(nnx.Module):
-            ...     def __call__(self, x):
-            ...         self.sow(nnx.Intermediate, "h", x * 2)
-            ...         return x
-            >>> m = M(); _ = m(jnp.ones(2)); _ = m(jnp.ones(2))
-            >>> len(m.h.value)
-            2
-        """
-        if isinstance(variable_type, str):
-            variable_type = variable_type_from_name(variable_type, allow_register=True)
-        entries: tp.Any = self if isinstance(self, Dict) else self.__dict__
-        if name in entries:
-            existing = entries[name]
-            if not isinstance(existing, Variable):
-                raise ValueError(
-                    f"Expected {name!r} to be a Variable, got {type(existing).__name__}: "
-                    f"sow on {type(self).__name__} found a non-Variable attribute "
-                    f"{name!r}. Fix: sow under another name."
-                )
-            if not isinstance(existing, variable_type):
-                raise ValueError(
-                    f"Expected {name!r} to be of type {variable_type.__name__!r}, got "
-                    f"{type(existing).__name__!r}: attribute {name!r} of "
-                    f"{type(self).__name__} holds a {type(existing).__name__}. Fix: sow "
-                    "under another name or pop the old value first."
-                )
-            existing.set_value(reduce_fn(existing.get_value(), value))
-        else:
-            setattr(self, name, variable_type(reduce_fn(init_fn(), value)))
-        return True
-
-    def perturb(
-        self, name: str, value: tp.Any, variable_type: type[Variable[tp.Any]] | str = Perturbation
-    ) -> tp.Any:
-        """Add a zero-valued ``Perturbation`` named ``name`` to ``value``: taking the
-        gradient w.r.t. it gives the gradient w.r.t. this intermediate value.
-
-        Example::
-
-            >>> import jax.numpy as jnp, nnx_graph as nnx
-            >>> class M(nnx.Module):
-            ...     def __call__(self, x):
-            ...         return self.perturb("h", x) * 3
-            >>> m = M(); _ = m(jnp.ones(2))
-            >>> m.h.value.tolist()
-            [0.0, 0.0]
-        """
-        if isinstance(variable_type, str):
-            variable_type = variable_type_from_name(variable_type, allow_register=True)
-        if not hasattr(self, name):
-            setattr(self, name, variable_type(jnp.zeros_like(value)))
-        return value + getattr(self, name).get_value()
-
-    def iter_modules(self) -> Iterator[tuple[Path, Module]]:
-        """``(path, module)`` for this Module and every sub-Module (see
-        :func:`iter_modules`)."""
-        return iter_modules(self)
-
-    def iter_children(self) -> Iterator[tuple[tp.Any, Module]]:
-        """``(name, module)`` for the Modules held directly by this Module's
-        attributes (:func:`iter_children` also yields Variables and containers)."""
-        for key, child in iter_children(self):
-            if isinstance(child, Module):
-                yield key, child
-
-    def set_attributes(
-        self,
-        *filters: tp.Any,
-        raise_if_not_found: bool = True,
-        graph: bool | None = None,
-        **attributes: tp.Any,
-    ) -> None:
-        """Set attributes on this Module and every sub-Module that has them
-        (optionally only Modules matching ``filters``).
-
-        Example::
-
-            >>> import nnx_graph as nnx
-            >>> class Drop(nnx.Module):
-            ...     def __init__(self):
-            ...         self.deterministic = False
-            >>> class Net(nnx.Module):
-            ...     def __init__(self):
-            ...         self.drop = Drop()
-            >>> net = Net(); net.set_attributes(deterministic=True)
-            >>> net.drop.deterministic
-            True
-        """
-        predicate = to_predicate(filters) if filters else None
-        remaining = set(attributes)
-        for path, module in iter_modules(self):
-            if predicate is not None and not predicate(path, module):
-                continue
-            for name, value in attributes.items():
-                if hasattr(module, name) and not callable(getattr(type(module), name, None)):
-                    if getattr(module, name) is not value:
-                        setattr(module, name, value)
-                    remaining.discard(name)
-        if remaining and raise_if_not_found:
-            raise _not_found("set_attributes", type(self).__name__, remaining)
-
-    def train(self, **attributes: tp.Any) -> None:
-        """Training mode: ``deterministic=False`` (Dropout) and
-        ``use_running_average=False`` (BatchNorm) on every sub-Module that has them.
-
-        Example::
-
-            >>> import nnx_graph as nnx
-            >>> class Net(nnx.Module):
-            ...     def __init__(self):
-            ...         self.deterministic = True
-            >>> net = Net(); net.train(); net.deterministic
-            False
-        """
-        _set_mode(self, training=True, attributes=attributes)
-
-    def eval(self, **attributes: tp.Any) -> None:
-        """Evaluation mode: ``deterministic=True`` and ``use_running_average=True``
-        on every sub-Module that has them.
-
-        Example::
-
-            >>> import nnx_graph as nnx
-            >>> class Net(nnx.Module):
-            ...     def __init__(self):
-            ...         self.deterministic = False
-            ...         self.use_running_average = False
-            >>> net = Net(); net.eval(); (net.deterministic, net.use_running_average)
-            (True, True)
-        """
-        _set_mode(self, training=False, attributes=attributes)
 
 
 def iter_modules(module: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[Path, Module]]:
@@ -262,12 +69,12 @@ def iter_children(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tup
     items: tp.Iterable[tuple[tp.Any, tp.Any]]
     if isinstance(node, Pytree) and not node._nnx_is_pytree and is_tree_mode(graph):
         raise not_a_pytree_error("iter_children", type(node), None)
-    if isinstance(node, Pytree):
-        items = [(k, v) for k, v in node._nnx_attributes() if node._nnx_is_data_attr(k, v)]
-    elif isinstance(node, List):
+    if isinstance(node, List):  # (List and Dict are Pytrees holding items)
         items = enumerate(node)
     elif isinstance(node, Dict):
         items = [(k, dict.__getitem__(node, k)) for k in sorted_keys(node)]
+    elif isinstance(node, Pytree):
+        items = [(k, v) for k, v in node._nnx_attributes() if node._nnx_is_data_attr(k, v)]
     else:
         raise TypeError(
             f"nnx.iter_children expected a graph node (a Module, Pytree, nnx.List or "

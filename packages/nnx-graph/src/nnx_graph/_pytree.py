@@ -43,7 +43,6 @@ from nnx_graph._markers import (
     static_to_data_message,
     unexpected_data_message,
 )
-from nnx_graph._paths import sorted_keys
 from nnx_graph._traces import _trace_now, check_trace
 
 __all__ = [
@@ -120,9 +119,15 @@ class Pytree:
         cls._nnx_is_pytree = pytree
         cls._nnx_class_kinds = _class_kinds(cls)
         if pytree:
-            jax.tree_util.register_pytree_with_keys(
-                cls, _pytree_flatten_with_keys, _make_unflatten(cls), _pytree_flatten
-            )
+            cls._nnx_register_pytree()
+
+    @classmethod
+    def _nnx_register_pytree(cls) -> None:
+        """Register ``cls`` with JAX: its data attributes are the children
+        (nnx.List/nnx.Dict override this with their items)."""
+        jax.tree_util.register_pytree_with_keys(
+            cls, _pytree_flatten_with_keys, _make_unflatten(cls), _pytree_flatten
+        )
 
     def __getstate__(self) -> dict[str, tp.Any]:
         # the creation trace is process-local: a copy or unpickled object records its own
@@ -315,285 +320,9 @@ def _make_unflatten(cls: type[Pytree]) -> tp.Callable[[_PytreeAux, tp.Iterable[t
     return unflatten
 
 
-# ------------------------------------------------------------------ containers
-def _container_changed(obj: tp.Any) -> None:
-    """Before a List/Dict mutation: the trace rule (as for Modules), then the epoch.
-    Containers rebuilt by merge/unflatten have no creation trace and skip the check."""
-    created = getattr(obj, "_nnx_trace", None)
-    if created is not None and created is not _trace_now():
-        check_trace(obj, created, "changing its items")
-    if getattr(obj, "_nnx_observed", False):
-        _epoch.bump()
-
-
-class _ModuleMethods:
-    """Module's methods for nnx.List/nnx.Dict (Flax's are Modules), attached by
-    nnx_graph._module, which sits above the graph functions they use."""
-
-    __slots__ = ()
-
-    if tp.TYPE_CHECKING:  # Module's methods, attached by nnx_graph._module
-
-        def iter_modules(self) -> tp.Iterator[tuple[tuple[tp.Any, ...], tp.Any]]: ...
-        def iter_children(self) -> tp.Iterator[tuple[tp.Any, tp.Any]]: ...
-        def set_attributes(
-            self,
-            *filters: tp.Any,
-            raise_if_not_found: bool = True,
-            graph: bool | None = None,
-            **attributes: tp.Any,
-        ) -> None: ...
-        def train(self, **attributes: tp.Any) -> None: ...
-        def eval(self, **attributes: tp.Any) -> None: ...
-
-
-class List(_ModuleMethods, list[A]):
-    """A list that is a graph node: ``self.layers = nnx.List([...])``.
-
-    Plain lists holding data assigned to a Module attribute are converted to this
-    type automatically, so ``append`` after assignment works and is tracked.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> class M(nnx.Module):
-        ...     def __init__(self):
-        ...         self.items = []
-        >>> m = M(); m.items.append(nnx.Param(jnp.ones(1)))
-        >>> list(nnx.state(m)["items"])
-        [0]
-    """
-
-    __slots__ = ("_nnx_observed", "_nnx_trace", "__weakref__")
-
-    def __init__(self, it: tp.Iterable[A] | None = None, /) -> None:
-        super().__init__(_convert_container(v) for v in (it or ()))
-        self._nnx_observed = False
-        self._nnx_trace = _trace_now()
-
-    def _nnx_changed(self) -> None:
-        _container_changed(self)
-
-    def append(self, value: A) -> None:
-        self._nnx_changed()
-        super().append(_convert_container(value))
-
-    def extend(self, values: tp.Iterable[A]) -> None:
-        self._nnx_changed()
-        super().extend(_convert_container(v) for v in values)
-
-    def insert(self, index: tp.SupportsIndex, value: A) -> None:
-        self._nnx_changed()
-        super().insert(index, _convert_container(value))
-
-    def pop(self, index: tp.SupportsIndex = -1) -> A:
-        self._nnx_changed()
-        return super().pop(index)
-
-    def remove(self, value: A) -> None:
-        self._nnx_changed()
-        super().remove(value)
-
-    def clear(self) -> None:
-        self._nnx_changed()
-        super().clear()
-
-    def sort(self, *args: tp.Any, **kwargs: tp.Any) -> None:
-        self._nnx_changed()
-        super().sort(*args, **kwargs)
-
-    def reverse(self) -> None:
-        self._nnx_changed()
-        super().reverse()
-
-    def __setitem__(self, index: tp.Any, value: tp.Any) -> None:
-        self._nnx_changed()
-        if isinstance(index, slice):
-            super().__setitem__(index, [_convert_container(v) for v in value])
-        else:
-            super().__setitem__(index, _convert_container(value))
-
-    def __delitem__(self, index: tp.Any) -> None:
-        self._nnx_changed()
-        super().__delitem__(index)
-
-    def __iadd__(self, values: tp.Iterable[A]) -> tp.Self:  # type: ignore[override,misc]
-        self.extend(values)
-        return self
-
-    def __imul__(self, n: tp.SupportsIndex) -> tp.Self:
-        self._nnx_changed()
-        return super().__imul__(n)
-
-    def __repr__(self) -> str:
-        return _node_repr(self)
-
-    def __reduce__(self) -> tp.Any:
-        # items after construction (not as an argument): copy/pickle register the
-        # new List before its items, so a List reachable from its own items works
-        return (type(self), (), None, iter(self))
-
-
-class Dict(_ModuleMethods, dict[tp.Any, A]):
-    """A dict that is a graph node; entries are also readable as attributes.
-
-    Plain dicts holding data assigned to a Module attribute become ``Dict``.
-
-    Example::
-
-        >>> import jax.numpy as jnp, nnx_graph as nnx
-        >>> d = nnx.Dict(w=nnx.Param(jnp.ones(2)))
-        >>> d.w.shape
-        (2,)
-    """
-
-    __slots__ = ("_nnx_observed", "_nnx_trace", "__weakref__")
-
-    if tp.TYPE_CHECKING:  # attached by nnx_graph._module
-
-        def sow(
-            self,
-            variable_type: tp.Any,
-            name: str,
-            value: tp.Any,
-            reduce_fn: tp.Any = ...,
-            init_fn: tp.Any = ...,
-        ) -> bool: ...
-        def perturb(self, name: str, value: tp.Any, variable_type: tp.Any = ...) -> tp.Any: ...
-
-    def __init__(self, *args: tp.Any, **kwargs: A) -> None:
-        super().__init__()
-        self._nnx_observed = False
-        self._nnx_trace = _trace_now()
-        for key, value in dict(*args, **kwargs).items():
-            super().__setitem__(key, _convert_container(value))
-
-    def _nnx_changed(self) -> None:
-        _container_changed(self)
-
-    def __setitem__(self, key: tp.Any, value: A) -> None:
-        self._nnx_changed()
-        super().__setitem__(key, _convert_container(value))
-
-    def __delitem__(self, key: tp.Any) -> None:
-        self._nnx_changed()
-        super().__delitem__(key)
-
-    def update(self, *args: tp.Any, **kwargs: tp.Any) -> None:
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def pop(self, key: tp.Any, *default: tp.Any) -> tp.Any:
-        self._nnx_changed()
-        return super().pop(key, *default)
-
-    def popitem(self) -> tuple[tp.Any, A]:
-        self._nnx_changed()
-        return super().popitem()
-
-    def clear(self) -> None:
-        self._nnx_changed()
-        super().clear()
-
-    def setdefault(self, key: tp.Any, default: tp.Any = None) -> tp.Any:
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def __ior__(self, other: tp.Any) -> tp.Self:  # type: ignore[override,misc]
-        self.update(other)
-        return self
-
-    def __getattr__(self, name: str) -> A:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(
-                f"nnx.Dict has no key {name!r}; its keys are {list(self)}. Fix: check the "
-                f"spelling, or add it with d[{name!r}] = value."
-            ) from None
-
-    def __setattr__(self, name: str, value: tp.Any) -> None:
-        if name.startswith("_nnx_"):
-            object.__setattr__(self, name, value)
-        else:
-            self[name] = value
-
-    def __delattr__(self, name: str) -> None:
-        del self[name]
-
-    def __repr__(self) -> str:
-        return _node_repr(self)
-
-    def __reduce__(self) -> tp.Any:
-        return (type(self), (), None, None, iter(dict.items(self)))
-
-
-def _list_flatten(node: List[tp.Any]) -> tuple[list[tp.Any], _ListAux]:
-    mask = tuple(has_data(v) for v in node)
-    children = [v for v, m in zip(node, mask) if m]
-    statics = tuple(hashable(v) if not m else None for v, m in zip(node, mask))
-    return children, _ListAux(mask, statics, [v for v, m in zip(node, mask) if not m])
-
-
-class _ListAux:
-    __slots__ = ("mask", "key", "values")
-
-    def __init__(self, mask: tuple[bool, ...], key: tuple[tp.Any, ...], values: list[tp.Any]):
-        self.mask, self.key, self.values = mask, key, values
-
-    def __hash__(self) -> int:
-        return hash((self.mask, self.key))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ListAux) and (self.mask, self.key) == (other.mask, other.key)
-
-
-def _list_unflatten(aux: _ListAux, children: tp.Iterable[tp.Any]) -> List[tp.Any]:
-    data_iter = iter(children)
-    static_iter = iter(aux.values)
-    out = List.__new__(List)
-    list.extend(out, [next(data_iter) if m else next(static_iter) for m in aux.mask])
-    out._nnx_observed = False
-    return out
-
-
-def _list_flatten_with_keys(node: List[tp.Any]) -> tuple[list[tuple[tp.Any, tp.Any]], _ListAux]:
-    children, aux = _list_flatten(node)
-    keys = [jax.tree_util.SequenceKey(i) for i, m in enumerate(aux.mask) if m]
-    return list(zip(keys, children)), aux
-
-
-jax.tree_util.register_pytree_with_keys(
-    List, _list_flatten_with_keys, _list_unflatten, _list_flatten
-)
-
-
-def _dict_flatten(node: Dict[tp.Any]) -> tuple[list[tp.Any], tuple[tp.Any, ...]]:
-    keys = tuple(sorted_keys(node))
-    return [dict.__getitem__(node, k) for k in keys], keys
-
-
-def _dict_unflatten(keys: tuple[tp.Any, ...], children: tp.Iterable[tp.Any]) -> Dict[tp.Any]:
-    out = Dict.__new__(Dict)
-    out._nnx_observed = False
-    for k, v in zip(keys, children):
-        dict.__setitem__(out, k, v)
-    return out
-
-
-def _dict_flatten_with_keys(
-    node: Dict[tp.Any],
-) -> tuple[list[tuple[tp.Any, tp.Any]], tuple[tp.Any, ...]]:
-    children, keys = _dict_flatten(node)
-    return [(jax.tree_util.DictKey(k), c) for k, c in zip(keys, children)], keys
-
-
-jax.tree_util.register_pytree_with_keys(
-    Dict, _dict_flatten_with_keys, _dict_unflatten, _dict_flatten
-)
-
-
-_kinds.NODE_TYPES = (Pytree, List, Dict)
+# Module, nnx.List and nnx.Dict subclass Pytree and are used by the functions above;
+# they live in their own file, imported here so that they come with Pytree.
+from nnx_graph._module_base import Dict, List  # noqa: E402
+from nnx_graph._module_base import Module as Module  # noqa: E402
+
+_kinds.NODE_TYPES = (Pytree,)

@@ -187,7 +187,12 @@ def object_repr(node: tp.Any) -> str:
             opened = open_records.pop()
             links.pop()
             own, chunk = stats.pop(), chunks.pop()
-            if own and isinstance(opened, NodeDef) and issubclass(opened.type, Pytree):
+            if (
+                own
+                and isinstance(opened, NodeDef)
+                and issubclass(opened.type, Pytree)
+                and not issubclass(opened.type, (List, Dict))  # as Flax: no stats line
+            ):
                 chunk[0] += f" # {_stats_text(own)}"
             if stats:
                 for name, (count, nbytes) in own.items():

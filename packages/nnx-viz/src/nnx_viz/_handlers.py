@@ -246,13 +246,13 @@ def _render_nnx_object(
             (f"{name}=", metadata[name], _child_path(path, f".{name}")) for name in sorted(metadata)
         ]
         return tree("(", ")", entries, sized=False)
-    if isinstance(node, nnx_graph.Pytree):
-        return tree("(", ")", _attribute_entries(node, path))
-    if isinstance(node, nnx_graph.List):
+    if isinstance(node, nnx_graph.List):  # (List/Dict are Pytrees holding items)
         entries = [("", item, _child_path(path, f"[{i}]")) for i, item in enumerate(node)]
         return tree("([", "])", entries)
     if isinstance(node, (nnx_graph.Dict, nnx_graph.State)):
         return tree("({", "})", _item_entries(node, path), colored=False)
+    if isinstance(node, nnx_graph.Pytree):
+        return tree("(", ")", _attribute_entries(node, path))
     if isinstance(node, nnx_graph.GraphDef):
         return tree("(", ")", [("", graphdef_structure(node), path)], colored=False, sized=False)
     if isinstance(node, Leaf):

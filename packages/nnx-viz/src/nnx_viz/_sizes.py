@@ -120,7 +120,7 @@ def iter_variables(obj: tp.Any) -> Iterator[nnx_graph.Variable[tp.Any]]:
                 continue
             seen.add(id(value))
         children: list[tp.Any]
-        if isinstance(value, nnx_graph.Pytree):
+        if isinstance(value, nnx_graph.Pytree) and not isinstance(value, (list, dict)):
             attributes = vars(value)
             children = [attributes[k] for k in sorted(attributes) if not k.startswith("_nnx_")]
         elif isinstance(value, Mapping):
