@@ -251,7 +251,13 @@ def prefix(
         ...         self.w = nnx.Param(jnp.zeros(2)); self.s = nnx.BatchStat(jnp.zeros(2))
         >>> nnx.prefix(M(), {nnx.Param: 0, ...: None}).to_pure_dict()
         {'s': None, 'w': 0}
+
+    A tuple or list of nodes gives a tuple or list of States, one per node, so
+    ``px1, px2 = nnx.prefix((m1, m2), ...)`` unpacks as in Flax.
     """
+    if type(node) in (tuple, list):
+        parts = [prefix(n, filter_map, graph=graph) for n in node]
+        return tp.cast(State, type(node)(parts))
     _, pairs = _pairs(node)
     if not isinstance(filter_map, Mapping):
         return from_flat_state([(path, filter_map(path, leaf)) for path, leaf in pairs])
