@@ -217,3 +217,45 @@ def test_pop_and_capture_work_through_list_items() -> None:
     # method outputs: the List's own methods (append, ...) are not wrapped
     _, outs = nnx.capture(net, nnx.Intermediate, method_outputs=nnx.Intermediate)(jnp.ones(1))
     assert all(p[0] == "layers" or p == ("__call__",) for p in outs.flat_state().paths)
+
+
+# ------------------------------------------------ nnx.data / nnx.static items
+def test_marked_items_decide_what_is_a_leaf() -> None:
+    ls = nnx.List([nnx.data(1), nnx.static("tag"), jnp.zeros(1), 3])
+    leaves, treedef = jax.tree.flatten(ls)
+    assert leaves[0] == 1 and leaves[1].shape == (1,)
+    back = jax.tree.unflatten(treedef, [10, jnp.ones(1)])
+    assert back[0] == 10 and back[1] == "tag" and back[3] == 3
+    # the graph API agrees: the data-marked int is state, the plain int is not
+    assert sorted(nnx.state(ls).flat_state().paths) == [(0,), (2,)]
+    graphdef, state = nnx.split(ls)
+    again = nnx.merge(graphdef, state)
+    assert len(jax.tree.leaves(again)) == 2 and again[0] == 1
+
+
+def test_marked_kinds_follow_their_items_through_mutation() -> None:
+    ls = nnx.List([nnx.data(1), 2])
+    ls.insert(0, 3)  # the data-marked 1 moves to index 1 and stays data
+    assert jax.tree.leaves(ls) == [1]
+    ls.append(nnx.data(4))
+    ls.reverse()
+    assert jax.tree.leaves(ls) == [4, 1]
+    del ls[0]
+    ls.sort()
+    assert list(ls) == [1, 2, 3] and jax.tree.leaves(ls) == [1]
+    ls[2] = nnx.data(5)
+    assert jax.tree.leaves(ls) == [1, 5]
+    ls.clear()
+    ls.append(6)
+    assert jax.tree.leaves(ls) == []
+
+
+def test_static_marked_item_holding_data_raises() -> None:
+    with pytest.raises(ValueError, match=r"annotated with nnx.static\(\.\.\.\).*List"):
+        nnx.List([nnx.static(jnp.ones(1))])
+
+
+def test_jit_carries_data_marked_items_and_keeps_static_ones() -> None:
+    ls = nnx.List([nnx.data(jnp.array(1.0)), nnx.static(999)])
+    out = jax.jit(lambda x: jax.tree.map(lambda a: a * 2, x))(ls)
+    assert float(out[0]) == 2.0 and out[1] == 999

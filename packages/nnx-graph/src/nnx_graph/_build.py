@@ -157,6 +157,8 @@ def build(
                     d["_nnx_explicit"] = dict(op[4])
             elif op[5] == 1:
                 list.extend(node, children)
+                if op[4] is not None:  # items declared nnx.data(...)/nnx.static(...)
+                    node._nnx_item_kinds = [op[4].get(i) for i in range(n)]
             elif op[5] == 2:
                 dict.update(node, zip(keys, children))
             else:

@@ -244,6 +244,9 @@ def recursive_map(
             new = done[record.node_index]
             if isinstance(new, List):  # (List/Dict are Pytrees holding items)
                 list.extend(new, children)
+                if record.explicit is not None:  # items declared nnx.data/nnx.static
+                    kinds = record.explicit.value
+                    new._nnx_item_kinds = [kinds.get(i) for i in range(len(children))]
             elif isinstance(new, Dict):
                 for k, c in zip(keys, children):
                     dict.__setitem__(new, k, c)

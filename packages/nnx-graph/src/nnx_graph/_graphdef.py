@@ -240,6 +240,12 @@ def _node_items(node: tp.Any) -> list[tuple[tp.Any, tp.Any, int]]:
     """The attributes (or entries) of a graph node in traversal order, classified."""
     items: list[tuple[tp.Any, tp.Any, int]] = []
     if isinstance(node, List):  # (List/Dict are Pytrees holding items)
+        kinds = node._nnx_item_kinds  # declared by nnx.data(...)/nnx.static(...)
+        if kinds is not None:
+            return [
+                (i, v, (1 if has_data(v) else 0) if k is None else (2 if k else 0))
+                for i, (v, k) in enumerate(zip(node, kinds))
+            ]
         return [(k, v, 1 if has_data(v) else 0) for k, v in enumerate(node)]
     if isinstance(node, Dict):
         get = dict.__getitem__

@@ -15,10 +15,17 @@ import jax
 import jax.numpy as jnp
 
 from nnx_graph import _epoch
+from nnx_graph._containers_jax import (
+    _dict_flatten,
+    _dict_flatten_with_keys,
+    _dict_unflatten,
+    _list_flatten,
+    _list_flatten_with_keys,
+    _list_unflatten,
+)
 from nnx_graph._filters import to_predicate
-from nnx_graph._hashing import hashable
-from nnx_graph._kinds import has_data
-from nnx_graph._paths import sorted_keys
+from nnx_graph._kinds import data_types, has_data
+from nnx_graph._markers import _DataMarker, _Marker, static_marker_message
 from nnx_graph._pytree import Pytree, _convert_container, _node_repr
 from nnx_graph._traces import _trace_now, check_trace
 from nnx_graph._variable_names import variable_type_from_name
@@ -261,69 +268,6 @@ def _container_changed(obj: tp.Any) -> None:
         _epoch.bump()
 
 
-# ------------------------------------------------------- container flatten (JAX)
-def _list_flatten(node: List[tp.Any]) -> tuple[list[tp.Any], _ListAux]:
-    mask = tuple(has_data(v) for v in node)
-    children = [v for v, m in zip(node, mask) if m]
-    statics = tuple(hashable(v) if not m else None for v, m in zip(node, mask))
-    return children, _ListAux(mask, statics, [v for v, m in zip(node, mask) if not m])
-
-
-class _ListAux:
-    __slots__ = ("mask", "key", "values")
-
-    def __init__(self, mask: tuple[bool, ...], key: tuple[tp.Any, ...], values: list[tp.Any]):
-        self.mask, self.key, self.values = mask, key, values
-
-    def __hash__(self) -> int:
-        return hash((self.mask, self.key))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ListAux) and (self.mask, self.key) == (other.mask, other.key)
-
-
-def _list_unflatten(
-    cls: type[List[tp.Any]],
-) -> tp.Callable[[_ListAux, tp.Iterable[tp.Any]], List[tp.Any]]:
-    def unflatten(aux: _ListAux, children: tp.Iterable[tp.Any]) -> List[tp.Any]:
-        data_iter = iter(children)
-        static_iter = iter(aux.values)
-        out = list.__new__(cls)  # no creation trace: rebuilt inside the trace using it
-        list.extend(out, [next(data_iter) if m else next(static_iter) for m in aux.mask])
-        return out
-
-    return unflatten
-
-
-def _list_flatten_with_keys(node: List[tp.Any]) -> tuple[list[tuple[tp.Any, tp.Any]], _ListAux]:
-    children, aux = _list_flatten(node)
-    keys = [jax.tree_util.SequenceKey(i) for i, m in enumerate(aux.mask) if m]
-    return list(zip(keys, children)), aux
-
-
-def _dict_flatten(node: Dict[tp.Any]) -> tuple[list[tp.Any], tuple[tp.Any, ...]]:
-    keys = tuple(sorted_keys(node))
-    return [dict.__getitem__(node, k) for k in keys], keys
-
-
-def _dict_unflatten(
-    cls: type[Dict[tp.Any]],
-) -> tp.Callable[[tuple[tp.Any, ...], tp.Iterable[tp.Any]], Dict[tp.Any]]:
-    def unflatten(keys: tuple[tp.Any, ...], children: tp.Iterable[tp.Any]) -> Dict[tp.Any]:
-        out = dict.__new__(cls)  # no creation trace: rebuilt inside the trace using it
-        dict.update(out, zip(keys, children))
-        return out
-
-    return unflatten
-
-
-def _dict_flatten_with_keys(
-    node: Dict[tp.Any],
-) -> tuple[list[tuple[tp.Any, tp.Any]], tuple[tp.Any, ...]]:
-    children, keys = _dict_flatten(node)
-    return [(jax.tree_util.DictKey(k), c) for k, c in zip(keys, children)], keys
-
-
 class List(Module, list[A]):
     """A list that is a graph node: ``self.layers = nnx.List([...])``.
 
@@ -346,8 +290,15 @@ class List(Module, list[A]):
         obj.__dict__["_nnx_trace"] = _trace_now()
         return obj
 
+    # the kind nnx.data(...)/nnx.static(...) declared for each item (None: decided
+    # by value), kept in step with the items; absent until an item is marked
+    _nnx_item_kinds: list[bool | None] | None = None
+
     def __init__(self, it: tp.Iterable[A] | None = None, /) -> None:
-        list.__init__(self, (_convert_container(v) for v in (it or ())))
+        pairs = [self._nnx_unmark(v, i) for i, v in enumerate(it or ())]
+        list.__init__(self, (v for v, _ in pairs))
+        if any(k is not None for _, k in pairs):
+            self._nnx_item_kinds = [k for _, k in pairs]
 
     @classmethod
     def _nnx_register_pytree(cls) -> None:
@@ -367,51 +318,98 @@ class List(Module, list[A]):
         else:
             raise AttributeError(_list_attribute_message(self, name, "delete"))
 
+    def _nnx_unmark(self, value: tp.Any, index: tp.Any) -> tuple[tp.Any, bool | None]:
+        """An item and its declared kind: ``nnx.data(x)``/``nnx.static(x)`` unwrapped."""
+        if not isinstance(value, _Marker):
+            return _convert_container(value), None
+        inner = value.value
+        if isinstance(value, _DataMarker):
+            return _convert_container(inner), True
+        if has_data(inner):
+            raise ValueError(static_marker_message(self, str(index), inner, data_types(inner)))
+        return inner, False
+
+    def _nnx_kinds(self) -> list[bool | None]:
+        kinds = self._nnx_item_kinds
+        if kinds is None:
+            kinds = self._nnx_item_kinds = [None] * len(self)
+        return kinds
+
     def _nnx_changed(self) -> None:
         _container_changed(self)
 
     def append(self, value: A) -> None:
+        item, kind = self._nnx_unmark(value, len(self))
         self._nnx_changed()
-        super().append(_convert_container(value))
+        if kind is not None or self._nnx_item_kinds is not None:
+            self._nnx_kinds().append(kind)
+        list.append(self, item)
 
     def extend(self, values: tp.Iterable[A]) -> None:
+        pairs = [self._nnx_unmark(v, len(self) + i) for i, v in enumerate(values)]
         self._nnx_changed()
-        super().extend(_convert_container(v) for v in values)
+        if self._nnx_item_kinds is not None or any(k is not None for _, k in pairs):
+            self._nnx_kinds().extend(k for _, k in pairs)
+        list.extend(self, (v for v, _ in pairs))
 
     def insert(self, index: tp.SupportsIndex, value: A) -> None:
+        item, kind = self._nnx_unmark(value, index)
         self._nnx_changed()
-        super().insert(index, _convert_container(value))
+        if kind is not None or self._nnx_item_kinds is not None:
+            self._nnx_kinds().insert(index, kind)
+        list.insert(self, index, item)
 
     def pop(self, index: tp.SupportsIndex = -1) -> A:
         self._nnx_changed()
-        return super().pop(index)
+        item = list.pop(self, index)
+        if self._nnx_item_kinds is not None:
+            self._nnx_item_kinds.pop(index)
+        return item
 
     def remove(self, value: A) -> None:
-        self._nnx_changed()
-        super().remove(value)
+        del self[self.index(value)]
 
     def clear(self) -> None:
         self._nnx_changed()
-        super().clear()
+        self.__dict__.pop("_nnx_item_kinds", None)
+        list.clear(self)
 
-    def sort(self, *args: tp.Any, **kwargs: tp.Any) -> None:
+    def sort(self, *, key: tp.Any = None, reverse: bool = False) -> None:
         self._nnx_changed()
-        super().sort(*args, **kwargs)
+        kinds = self._nnx_item_kinds
+        if kinds is None:
+            list.sort(self, key=key, reverse=reverse)
+            return
+        by = (lambda p: key(p[0])) if key is not None else (lambda p: p[0])
+        pairs = sorted(zip(self, kinds), key=by, reverse=reverse)
+        list.__init__(self, (v for v, _ in pairs))
+        self._nnx_item_kinds = [k for _, k in pairs]
 
     def reverse(self) -> None:
         self._nnx_changed()
-        super().reverse()
+        list.reverse(self)
+        if self._nnx_item_kinds is not None:
+            self._nnx_item_kinds.reverse()
 
     def __setitem__(self, index: tp.Any, value: tp.Any) -> None:
-        self._nnx_changed()
         if isinstance(index, slice):
-            super().__setitem__(index, [_convert_container(v) for v in value])
+            pairs = [self._nnx_unmark(v, index) for v in value]
+            self._nnx_changed()
+            if self._nnx_item_kinds is not None or any(k is not None for _, k in pairs):
+                self._nnx_kinds()[index] = [k for _, k in pairs]
+            list.__setitem__(self, index, [v for v, _ in pairs])
         else:
-            super().__setitem__(index, _convert_container(value))
+            item, kind = self._nnx_unmark(value, index)
+            self._nnx_changed()
+            list.__setitem__(self, index, item)
+            if kind is not None or self._nnx_item_kinds is not None:
+                self._nnx_kinds()[index] = kind
 
     def __delitem__(self, index: tp.Any) -> None:
         self._nnx_changed()
-        super().__delitem__(index)
+        list.__delitem__(self, index)
+        if self._nnx_item_kinds is not None:
+            del self._nnx_item_kinds[index]
 
     def __iadd__(self, values: tp.Iterable[A]) -> tp.Self:  # type: ignore[override,misc]
         self.extend(values)
@@ -419,7 +417,15 @@ class List(Module, list[A]):
 
     def __imul__(self, n: tp.SupportsIndex) -> tp.Self:
         self._nnx_changed()
-        return super().__imul__(n)
+        if self._nnx_item_kinds is not None:
+            self._nnx_item_kinds *= n
+        return list.__imul__(self, n)
+
+    @property
+    def _nnx_explicit(self) -> dict[tp.Any, bool]:  # type: ignore[override]
+        """The declared item kinds by index, as a Pytree's by attribute name."""
+        kinds = self._nnx_item_kinds
+        return {} if kinds is None else {i: k for i, k in enumerate(kinds) if k is not None}
 
     def __repr__(self) -> str:
         return _node_repr(self)
