@@ -165,6 +165,12 @@ class GraphDef(tp.Generic[M]):
         >>> g1, _ = nnx.split(M()); g2, _ = nnx.split(M())
         >>> g1 == g2, hash(g1) == hash(g2)
         (True, True)
+
+    ``GraphDef(nodes, attributes, num_leaves)`` (Flax's parameters) assembles one
+    from Flax's flat view (:attr:`nodes`, :attr:`attributes`)::
+
+        >>> nnx.GraphDef(g1.nodes, g1.attributes, g1.num_leaves) == g1
+        True
     """
 
     __slots__ = (
