@@ -192,6 +192,14 @@ def _place(
     kinds = _axis_types(mesh)
     if AxisType.Manual in kinds.values():
         return value  # inside shard_map values are per-device blocks: nothing to place
+    if AxisType.Explicit in kinds.values() and AxisType.Auto in kinds.values():
+        raise ShardingError(
+            f"{where}: Mesh must have all axes as Explicit or all axes as Auto to place an "
+            f"annotated value. Got mixed axis types: {tuple(mesh.axis_types)} for axes "
+            f"{tuple(mesh.axis_names)}.\nFix: make every mesh axis Explicit or every one "
+            "Auto (jax.make_mesh(..., axis_types=...)), or pass eager_sharding=False and "
+            "place the value yourself."
+        )
     if isinstance(value, jax.ShapeDtypeStruct):
         return _ShapeDtypeStruct(
             value.shape,

@@ -4,11 +4,13 @@ evaluation."""
 from __future__ import annotations
 
 import numbers
+import typing as tp
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import AxisType
 
 import nnx_graph
 from nnx_nn._errors import (
@@ -145,8 +147,21 @@ class Dropout(nnx_graph.Module):
         mask_shape = list(inputs.shape)
         for dim in self.broadcast_dims:
             mask_shape[dim] = 1
-        keep = jax.random.bernoulli(key, p=keep_prob, shape=tuple(mask_shape))
-        keep = jnp.broadcast_to(keep, inputs.shape)
+        sharding = _explicit_sharding(inputs)
+        if sharding is None:
+            keep = jax.random.bernoulli(key, p=keep_prob, shape=tuple(mask_shape))
+            keep = jnp.broadcast_to(keep, inputs.shape)
+        else:  # explicit sharding: the mask is sharded as the inputs are
+            spec = list(sharding.spec) + [None] * (inputs.ndim - len(sharding.spec))
+            for dim in self.broadcast_dims:
+                spec[dim] = None
+            mask_sharding = jax.sharding.NamedSharding(sharding.mesh, _spec(*spec))
+            keep = jax.random.bernoulli(
+                key, p=keep_prob, shape=tuple(mask_shape), out_sharding=mask_sharding
+            )
+            keep = jnp.broadcast_to(keep, inputs.shape)
+            if mask_sharding.spec != sharding.spec:  # a broadcast dim is sharded
+                keep = _reshard(keep, sharding)
         return lax.select(keep, inputs / keep_prob, jnp.zeros_like(inputs))
 
     def set_view(self, deterministic: bool | None = None) -> None:
@@ -164,3 +179,18 @@ class Dropout(nnx_graph.Module):
         """
         if deterministic is not None:
             self.deterministic = deterministic
+
+
+# (untyped in jax's stubs)
+_spec = tp.cast(tp.Callable[..., jax.sharding.PartitionSpec], jax.sharding.PartitionSpec)
+_reshard = tp.cast(tp.Callable[..., Array], jax.sharding.reshard)
+
+
+def _explicit_sharding(x: Array) -> jax.sharding.NamedSharding | None:
+    """``x``'s sharding when it is sharded over Explicit mesh axes (then values
+    combined with ``x`` must be sharded alike), else None."""
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or mesh.empty or AxisType.Explicit not in mesh.axis_types:
+        return None
+    return tp.cast(jax.sharding.NamedSharding, sharding)

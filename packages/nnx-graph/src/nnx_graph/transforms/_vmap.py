@@ -533,7 +533,8 @@ def transform_metadata(
     """For hand-written transforms that add an axis: inside ``f`` the ``partition``
     entry is removed from the sharding names of the graph-node arguments'
     Variables (at ``in_axes``); afterwards it is added back to them and added to
-    the Variables of graph nodes in the output (at ``out_axes``). Variable updates
+    the Variables of graph nodes in the output (at ``out_axes``). With
+    ``partition=None`` the axis is removed and added as a ``None`` entry. Variable updates
     and structural changes made by ``f`` reach the caller's objects.
 
     Example::
@@ -549,7 +550,7 @@ def transform_metadata(
         return functools.partial(
             transform_metadata, in_axes=in_axes, out_axes=out_axes, partition=partition, graph=graph
         )
-    metadata = {PARTITION_NAME: partition} if partition is not None else {}
+    metadata = {PARTITION_NAME: partition}  # None: the axis is removed/added as None
 
     @functools.wraps(f)
     def wrapper(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
