@@ -364,6 +364,23 @@ DIFFERENCES: tuple[Difference, ...] = (
             "accepted as a per-Variable prefix; a bare Variable as a prefix raises as in Flax."
         ),
     ),
+    Difference(
+        path="grad(graph)",
+        aspect="behaviour",
+        reason=(
+            "Flax raises where nnx does something correct and useful: with graph=False or "
+            "graph_updates=False Flax differentiates every array of a Module, so any Module "
+            "holding an RNG stream (Dropout) or an integer Variable fails with JAX's "
+            "'grad requires real- or complex-valued inputs'; nnx differentiates every float "
+            "Variable (as Flax) and leaves integer and key Variables out (allow_int=True "
+            "includes the integer ones)."
+        ),
+        readme=(
+            "`nnx.grad(..., graph=False)` / `graph_updates=False` differentiate every float "
+            "Variable of a Module as in Flax, but skip RNG keys/counts and integer Variables "
+            "instead of raising JAX's integer-input error."
+        ),
+    ),
 )
 
 

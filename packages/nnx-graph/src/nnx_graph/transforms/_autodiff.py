@@ -79,6 +79,7 @@ class _Diff:
         args: tuple[tp.Any, ...],
         kwargs: dict[str, tp.Any],
         filters: tp.Mapping[int, tp.Any],
+        allow_int: bool = False,
     ) -> None:
         self.args = args
         self.lifted = lifted = Lifted(name, args, kwargs, fun=f)
@@ -86,10 +87,23 @@ class _Diff:
         self.node_pos = positions_of_nodes(args)
         leaf_pos = [self.node_pos[p[0]] if p[0] < len(self.node_pos) else -1 for p in bridge.paths]
         predicates = {argnum: to_predicate(flt) for argnum, flt in filters.items()}
+        # graph=False / graph_updates=False: a graph node is a plain pytree, all of
+        # its (differentiable) Variables are differentiated, as with jax.grad
+        self.tree_mode = tree_mode = bridge.mode is not None
+
+        def chosen(pos: int, path: tuple[tp.Any, ...], leaf: tp.Any) -> bool:
+            if pos not in predicates:
+                return False
+            if (len(path) == 1 and isinstance(leaf, Variable)) or tree_mode:
+                # a Variable given directly (or in a State/dict/list), as in Flax:
+                # differentiated whatever the filter, unless it cannot be
+                return allow_int or _inexact(leaf._raw_value)
+            return bool(predicates[pos](path[1:], leaf))
+
         self.index = [
             i
             for i, (pos, path, leaf) in enumerate(zip(leaf_pos, bridge.paths, bridge.leaves))
-            if pos in predicates and predicates[pos](path[1:], leaf)
+            if chosen(pos, path, leaf)
         ]
         self.owner = [leaf_pos[i] for i in self.index]
         self.plain = [a for a in filters if not _has_nodes(args[a])]
@@ -133,13 +147,21 @@ class _Diff:
         bridge = self.lifted.bridge
         roots = [k for k, p in enumerate(self.node_pos) if p == argnum]
         pairs: dict[int, list[tuple[tp.Any, tp.Any]]] = {k: [] for k in roots}
+        made: dict[int, tp.Any] = {}  # id of an input Variable -> its gradient Variable
         for i, value, pos in zip(self.index, leaf_values, self.owner):
             if pos == argnum:
                 path = bridge.paths[i]
                 leaf = bridge.leaves[i]
-                pairs[path[0]].append(
-                    (path[1:], leaf.replace(value) if isinstance(leaf, Variable) else value)
-                )
+                if isinstance(leaf, Variable):
+                    value = made[id(leaf)] = leaf.replace(value)
+                pairs[path[0]].append((path[1:], value))
+        if self.tree_mode:
+            # tree mode: a Variable given at two places gets its gradient (the same
+            # gradient Variable) at both
+            for k in roots:
+                node = self.lifted.nodes[k]
+                if not pairs[k] and id(node) in made:
+                    pairs[k].append(((), made[id(node)]))
         # a Variable passed directly (or inside a State/dict) is its own root: its
         # gradient is that Variable, not a State with one empty path
         states = [
@@ -149,6 +171,14 @@ class _Diff:
             for k in roots
         ]
         return fill_tree(split_tree(self.args[argnum])[0], states)
+
+
+def _inexact(value: tp.Any) -> bool:
+    """Whether JAX can differentiate ``value`` (a float or complex array/scalar)."""
+    try:
+        return bool(jnp.issubdtype(jnp.result_type(value), jnp.inexact))
+    except (TypeError, ValueError):
+        return False
 
 
 def _diff_spec(argnums: tp.Any, name: str) -> tuple[dict[int, tp.Any], list[int], bool]:
@@ -213,7 +243,7 @@ def _grad_impl(
                     f"called with {len(args)} positional argument(s). Fix: pass it "
                     "positionally or change argnums."
                 )
-        diff = _Diff(name, f, args, kwargs, filters)
+        diff = _Diff(name, f, args, kwargs, filters, allow_int)
 
         def split(out: tp.Any) -> tuple[tp.Any, tp.Any]:
             if has_aux:
