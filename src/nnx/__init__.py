@@ -27,11 +27,19 @@ from nnx_graph import *  # noqa: F403
 from nnx_graph import __all__ as _graph_all
 from nnx_nn import *  # noqa: F403
 from nnx_nn import __all__ as _nn_all
-from nnx_optim import *  # noqa: F403
 from nnx_optim import __all__ as _optim_all
 from nnx_optim import metrics as metrics  # Flax's nnx.metrics: an attribute, not a path
 from nnx_optim.metrics import Metric as Metric
 from nnx_optim.metrics import MultiMetric as MultiMetric
+
+if _tp.TYPE_CHECKING:
+    from nnx_optim import *  # noqa: F403
+else:  # nnx_optim's names but its checkpoint functions (loaded lazily, below)
+    import nnx_optim as _optim
+
+    globals().update(
+        {n: getattr(_optim, n) for n in _optim_all if n not in _optim._CHECKPOINT_NAMES}
+    )
 
 if _tp.TYPE_CHECKING:
     # What the lazy loading below provides, for type checkers and IDEs.
@@ -98,6 +106,12 @@ _LAZY_NAMES = {
     "render_text": "nnx_viz",
     "save_html": "nnx_viz",
     "tabulate": "nnx_viz",
+    "CheckpointError": "nnx_optim",
+    "CheckpointMismatchError": "nnx_optim",
+    "load_safetensors": "nnx_optim",
+    "restore_checkpoint": "nnx_optim",
+    "save_checkpoint": "nnx_optim",
+    "save_safetensors": "nnx_optim",
 }
 for _name in (*_LAZY_MODULES, *_LAZY_NAMES):  # a star import may have bound the name
     globals().pop(_name, None)

@@ -22,7 +22,8 @@ def test_import_nnx_leaves_rarely_used_modules_unloaded() -> None:
     _run(
         "import sys, nnx\n"
         "loaded = [m for m in ('jax._src.checkify', 'nnx_viz', 'nnx.graphlib', 'nnx.nn',\n"
-        "          'nnx.transforms', 'nnx.training', 'nnx.compat', 'nnx_graph.graphlib')\n"
+        "          'nnx.transforms', 'nnx.training', 'nnx.compat', 'nnx_graph.graphlib',\n"
+        "          'nnx_optim._checkpoint')\n"
         "          if m in sys.modules]\n"
         "assert not loaded, loaded\n"
         "assert nnx.Linear and nnx.jit and nnx.Optimizer and nnx.metrics.Average\n"
@@ -59,11 +60,20 @@ def test_lazy_functions_are_the_package_objects() -> None:
     assert nnx.tabulate is nnx_viz.tabulate and nnx.display is nnx_viz.display
     assert nnx.render_text is nnx_viz.render_text and nnx.save_html is nnx_viz.save_html
     assert nnx.iter_module_children is iter_module_children and nnx.A is A
+    from nnx_optim._checkpoint import CheckpointError, save_checkpoint
+
+    assert nnx.save_checkpoint is save_checkpoint and nnx.CheckpointError is CheckpointError
+    import nnx_optim
+
+    assert nnx_optim.save_checkpoint is save_checkpoint
+    with pytest.raises(AttributeError, match="module 'nnx_optim' has no attribute 'nope'"):
+        nnx_optim.nope
 
 
 def test_dir_and_all_list_lazy_names_and_unknown_names_raise() -> None:
     names = dir(nnx)
-    for name in [*LAZY_MODULES, "initializers", "tabulate", "display", "A", "Linear"]:
+    lazy = ["initializers", "tabulate", "display", "A", "save_checkpoint", "CheckpointError"]
+    for name in [*LAZY_MODULES, *lazy, "Linear", "Optimizer"]:
         assert name in names and name in nnx.__all__
     with pytest.raises(AttributeError, match="module 'nnx' has no attribute 'no_such_name'"):
         nnx.no_such_name

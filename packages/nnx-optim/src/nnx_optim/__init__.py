@@ -18,9 +18,10 @@ Example::
     ([-0.5, -0.5], 1)
 """
 
-from nnx_optim import _checkpoint, metrics
+import typing as _tp
+
+from nnx_optim import metrics
 from nnx_optim.__about__ import __version__
-from nnx_optim._checkpoint import *  # noqa: F403
 from nnx_optim._ema import EMA
 from nnx_optim._opt_state import OptArray, OptNamedTuple, OptState, OptVariable
 from nnx_optim._optimizer import GradientShapeError, ModelAndOptimizer, Optimizer
@@ -41,5 +42,26 @@ __all__ = [
     "metrics",
     "__version__",
 ]
-# checkpoints
-__all__ += _checkpoint.__all__
+# checkpoints: loaded on first use (``import nnx_optim`` does not pay for them)
+_CHECKPOINT_NAMES = (
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "load_safetensors",
+    "restore_checkpoint",
+    "save_checkpoint",
+    "save_safetensors",
+)
+__all__ += _CHECKPOINT_NAMES
+
+if _tp.TYPE_CHECKING:
+    from nnx_optim._checkpoint import *  # noqa: F403
+
+
+def __getattr__(name: str) -> _tp.Any:
+    if name in _CHECKPOINT_NAMES:
+        from nnx_optim import _checkpoint
+
+        value = getattr(_checkpoint, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nnx_optim' has no attribute {name!r}")
