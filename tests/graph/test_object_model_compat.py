@@ -209,11 +209,11 @@ def test_graphdef_nodes_and_attributes():
     assert kinds == ["NodeDef", "VariableDef", "NodeDef", "VariableDef", "RefDef"]
     attrs = [(k, type(r).__name__) for k, r in graphdef.attributes]
     assert attrs == [
-        ("alias", "VariableDef"),
-        ("items", "NodeDef"),
-        (0, "VariableDef"),
-        ("n", "StaticDef"),
-        ("w", "RefDef"),
+        ("alias", "NodeAttr"),
+        ("items", "NodeAttr"),
+        (0, "NodeAttr"),
+        ("n", "Static"),
+        ("w", "NodeAttr"),
     ]
     annotated: nnx.GraphDef[Net] = graphdef
     assert annotated.type is Net

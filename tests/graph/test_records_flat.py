@@ -234,6 +234,13 @@ def test_flat_view_matches_flax_layout() -> None:
     assert {n.type for n in containers} >= {tuple, list, dict, OrderedDict, Point}
     own = sum(n.num_attributes for n in nodes if isinstance(n, NodeDef))
     assert own == len(attributes)
+    kinds = dict(attributes[:3])  # Holder's first entries, sorted: config, empty, items
+    assert kinds == {
+        "config": Static({"depth": 2, "names": ("a", "b")}),
+        "empty": NODE_ATTR,
+        "items": NODE_ATTR,
+    }
+    assert (0, LEAF_ATTR) in attributes and (1, Static("tag")) in attributes
     keys = [k for k, _ in attributes]
     tup = keys.index("tup")
     # the tuple's entries follow it; the list's (its entry 2) come right after
@@ -245,8 +252,8 @@ def test_flat_view_matches_flax_layout() -> None:
 def test_static_root_is_a_single_attribute() -> None:
     graphdef = nnx.graphdef((1, "two"))
     assert graphdef.nodes == ()
-    [(key, record)] = graphdef.attributes
-    assert key is None and record.value.value == (1, "two")
+    [(key, kind)] = graphdef.attributes
+    assert key is None and kind == Static((1, "two"))
 
 
 # ----------------------------------------------------------------- records

@@ -15,6 +15,8 @@ import dataclasses
 import typing as tp
 from collections import OrderedDict
 
+import jax
+
 from nnx_graph._errors import format_path
 from nnx_graph._graph_registry import GRAPH_REGISTRY, PYTREE_REGISTRY
 from nnx_graph._hashing import Frozen
@@ -22,6 +24,7 @@ from nnx_graph._pytree import Dict, List, Pytree
 from nnx_graph._record_types import (
     ARRAY_DEF,
     CONTAINER,
+    LEAF,
     NODE,
     REF,
     STATIC,
@@ -39,7 +42,7 @@ from nnx_graph._record_types import (
 if tp.TYPE_CHECKING:
     from nnx_graph._records import GraphDef
 
-__all__ = ["LEAF_ATTR", "NODE_ATTR", "LeafAttr", "NodeAttr", "flat_view", "from_flat"]
+__all__ = ["LEAF_ATTR", "NODE_ATTR", "LeafAttr", "NodeAttr", "Static", "flat_view", "from_flat"]
 
 _new = tuple.__new__
 FlatNodes = tuple[NodeDef | VariableDef | RefDef, ...]
@@ -74,12 +77,36 @@ class LeafAttr:
 
 NODE_ATTR = NodeAttr()
 LEAF_ATTR = LeafAttr()
+A = tp.TypeVar("A")
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True, slots=True)
+class Static(tp.Generic[A]):
+    """A pytree node without leaves that carries ``value`` as static data (it becomes
+    part of the tree structure, so ``value`` must be hashable and comparable).
+
+    Not the ``nnx.Static`` attribute annotation (``nnx.pytreelib.Static``): this is the
+    graph API's wrapper, as ``flax.nnx.graphlib.Static``.
+
+    Example::
+
+        >>> import jax
+        >>> from nnx_graph.graphlib import Static
+        >>> jax.tree.leaves(Static("relu"))
+        []
+        >>> jax.tree.structure(Static(1)) == jax.tree.structure(Static(1))
+        True
+    """
+
+    value: A
 
 
 def flat_view(graphdef: GraphDef[tp.Any]) -> tuple[FlatNodes, FlatAttributes]:
-    """``(nodes, attributes)`` of ``graphdef`` in Flax's flat form (containers as
-    ``NodeDef`` headers with ``index=None``; a static root as one attribute with
-    key None)."""
+    """``(nodes, attributes)`` of ``graphdef`` in Flax's flat form: containers as
+    ``NodeDef`` headers with ``index=None``; attribute kinds ``NODE_ATTR`` (the next
+    item of ``nodes``), ``LEAF_ATTR`` (the next leaf) or ``Static(value)``; a static
+    root as one attribute with key None."""
     from nnx_graph._records import walk
 
     nodes: list[tp.Any] = []
@@ -91,12 +118,16 @@ def flat_view(graphdef: GraphDef[tp.Any]) -> tuple[FlatNodes, FlatAttributes]:
         if tag == CONTAINER:
             aux = record[4] if len(record) > 4 else None
             record = _new(NodeDef, (NODE, record[1], None, aux, (), len(record[3]), None))
+        if tag == STATIC:
+            kind: tp.Any = Static(record[1].value)
+        else:
+            kind = LEAF_ATTR if tag == LEAF else NODE_ATTR
         if first:
             first = False
             if tag == STATIC:
-                attributes.append((None, record))
+                attributes.append((None, kind))
         else:
-            attributes.append((visit.sub[-1] if visit.sub else visit.attr, record))
+            attributes.append((visit.sub[-1] if visit.sub else visit.attr, kind))
         if tag in (NODE, VAR, REF, CONTAINER):
             nodes.append(record)
     return tuple(nodes), tuple(attributes)
@@ -317,8 +348,6 @@ def _attribute_record(kind: tp.Any, a_pos: int) -> tp.Any:
         return ARRAY_DEF
     if isinstance(kind, (NodeAttr, NodeDef, VariableDef, RefDef, ContainerDef)):
         return None
-    from nnx_graph.graphlib import Static
-
     if isinstance(kind, Static):
         return _new(StaticDef, (STATIC, Frozen(kind.value)))
     raise TypeError(

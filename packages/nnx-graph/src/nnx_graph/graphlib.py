@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import typing as tp
 from collections.abc import Iterator
 
@@ -57,7 +56,7 @@ from nnx_graph import (
     vars_as,
     with_vars,
 )
-from nnx_graph._flat_graphdef import LEAF_ATTR, NODE_ATTR, LeafAttr, NodeAttr
+from nnx_graph._flat_graphdef import LEAF_ATTR, NODE_ATTR, LeafAttr, NodeAttr, Static
 from nnx_graph._graph_contexts import UpdateContextManager
 from nnx_graph._graph_registry import register_graph_node_type, register_pytree_node_type
 from nnx_graph._pytree import is_graph_node as _is_graph_node
@@ -66,28 +65,6 @@ from nnx_graph._records import NodeDef, RefDef, VariableDef
 NodeRef = RefDef  # Flax's name for a reference to an earlier node
 
 A = tp.TypeVar("A")
-
-
-@jax.tree_util.register_static
-@dataclasses.dataclass(frozen=True, slots=True)
-class Static(tp.Generic[A]):
-    """A pytree node without leaves that carries ``value`` as static data (it becomes
-    part of the tree structure, so ``value`` must be hashable and comparable).
-
-    Not the ``nnx.Static`` attribute annotation (``nnx.pytreelib.Static``): this is the
-    graph API's wrapper, as ``flax.nnx.graphlib.Static``.
-
-    Example::
-
-        >>> import jax
-        >>> from nnx_graph.graphlib import Static
-        >>> jax.tree.leaves(Static("relu"))
-        []
-        >>> jax.tree.structure(Static(1)) == jax.tree.structure(Static(1))
-        True
-    """
-
-    value: A
 
 
 def iter_module_children(
