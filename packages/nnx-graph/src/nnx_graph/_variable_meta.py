@@ -129,15 +129,23 @@ def resolve_flags(
     var: tp.Any, value: tp.Any, metadata: dict[str, tp.Any], flags: dict[str, tp.Any]
 ) -> tuple[bool, bool, bool | None]:
     """``(hijax, ref, eager_sharding-or-None)``; checks them, remaps sharding keys."""
-    for legacy, key in (("is_hijax", "hijax"), ("has_ref", "ref")):
-        if legacy in metadata:  # older Flax spellings
-            old = metadata.pop(legacy)
-            flags[key] = old if flags[key] is None else flags[key]
-    metadata.pop("is_mutable", None)
-    hijax = flag_default("hijax") if flags["hijax"] is None else bool(flags["hijax"])
+    if metadata:  # (every Variable is built here: the common no-metadata case is short)
+        for legacy, key in (("is_hijax", "hijax"), ("has_ref", "ref")):
+            if legacy in metadata:  # older Flax spellings
+                old = metadata.pop(legacy)
+                flags[key] = old if flags[key] is None else flags[key]
+        metadata.pop("is_mutable", None)
+    hijax = flags["hijax"]
+    if hijax is None:  # flag_default, inline
+        stack = var_flags.hijax
+        hijax = stack[-1] if stack else False
     if hijax:
         raise hijax_error(f"{type(var).__name__}(...)")
-    ref = flag_default("ref") if flags["ref"] is None else bool(flags["ref"])
+    ref = flags["ref"]
+    if ref is None:
+        stack = var_flags.ref
+        ref = stack[-1] if stack else False
+    ref = bool(ref)
     if is_array_ref(value):
         raise ValueError(
             f"Cannot pass a Ref directly into Variable constructor: "
@@ -145,10 +153,10 @@ def resolve_flags(
             "Expected: an array (the Variable makes the reference itself).\n"
             f"Fix: {type(var).__name__}(ref_value[...], ref=True)."
         )
-    if SHARDING_ALIASES[0] in metadata or SHARDING_ALIASES[1] in metadata:
+    if metadata and (SHARDING_ALIASES[0] in metadata or SHARDING_ALIASES[1] in metadata):
         remap_sharding(metadata)
     eager = flags["eager_sharding"]
-    return hijax, ref, None if eager is None else bool(eager)
+    return False, ref, None if eager is None else bool(eager)
 
 
 def is_special(metadata: dict[str, tp.Any]) -> bool:
