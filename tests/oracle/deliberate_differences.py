@@ -381,6 +381,27 @@ DIFFERENCES: tuple[Difference, ...] = (
             "instead of raising JAX's integer-input error."
         ),
     ),
+    # ---------------------------------------------------- Flax internals (out of scope)
+    Difference(
+        path="GraphDef",
+        aspect="behaviour",
+        reason=(
+            "Flax internals: Flax's flat view of a Module/List/Dict lists its own "
+            "bookkeeping entries (`_pytree__state`, `_pytree__nodes`, List `_length`) and "
+            "keeps a Module's declared data/static map in a `_pytree__nodes` Static "
+            "attribute; nnx objects have no such attributes, so a NodeDef counts only "
+            "real attributes and its `metadata` holds the declared map (the type when "
+            "nothing is declared). Plain containers, Variables, references and static "
+            "values match Flax entry by entry (tests/oracle/test_records_oracle.py)."
+        ),
+        readme=(
+            "`GraphDef.nodes`/`.attributes` follow Flax's flat layout and "
+            "`GraphDef(nodes, attributes, num_leaves)` rebuilds any GraphDef from them, but "
+            "a Module's entries are only its own attributes (no `_pytree__state`, "
+            "`_pytree__nodes` or `_length` entries); `VariableDef(array_refdef=...)` must "
+            "be None."
+        ),
+    ),
 )
 
 
