@@ -383,7 +383,14 @@ class Bridge:
             self._check_outputs(trace, out_nodes)
         flat = flatten_graph((trace.roots, tuple(out_nodes)), check_leaks=False)
         values = [leaf._raw_value for leaf in flat.leaves]
-        if not out_nodes and flat.graphdef == self.graphdef:
+        if (
+            not out_nodes
+            and flat.graphdef == self.graphdef
+            # default mode: objects that moved (m.a, m.b = m.b, m.a on two Modules or
+            # Variables of one type) keep their identity, a structural change; the
+            # other modes write the values into the objects in place
+            and (self.mode is not None or _same_objects(flat.nodes, trace.nodes))
+        ):
             given = trace.values
             changed = tuple(i for i, v in enumerate(values) if v is not given[i])
             return Exit(out_tree, values, flat.leaves, Outcome(changed, None))
@@ -423,6 +430,11 @@ class Bridge:
         existing = {j: self.nodes[i] for j, i in structure.existing}
         root, _ = build(structure.graphdef, list(updates.values), existing=existing)
         return fill_tree(out_tree, root[1])
+
+
+def _same_objects(a: tp.Sequence[tp.Any], b: tp.Sequence[tp.Any]) -> bool:
+    """Whether two node lists hold the same objects in the same order."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
 
 def _graphdef_leaf_keys(graphdef: GraphDef[tp.Any]) -> list[tp.Any]:

@@ -93,6 +93,16 @@ def split_step_values(
         )
         raise _structure_error(lifted, what)
     position = {o: j for j, o in enumerate(origins) if o >= 0}
+    old_paths, new_paths = lifted.bridge.graphdef.leaf_paths, structure.graphdef.leaf_paths
+    for i, j in position.items():
+        if old_paths[i] != new_paths[j]:
+            # a Variable moved (m.a, m.b = m.b, m.a): the loop would have to move it
+            # at every step, which the traced step cannot express
+            raise _structure_error(
+                lifted,
+                f"{lifted.describe_leaf(i)} moved to "
+                f"{format_path(tuple(new_paths[j][2:]), lifted.root_names()[new_paths[j][1]])}",
+            )
     values = [result.values[position[i]] for i in range(n_in)]
     names = lifted.root_names()
     new: list[int] = []
