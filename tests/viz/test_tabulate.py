@@ -12,25 +12,40 @@ import nnx_viz
 
 
 def _rows(table: str) -> list[list[str]]:
-    """The table's text rows as lists of stripped cells (borders dropped)."""
-    rows = []
-    for line in table.splitlines():
+    """The table's rows as lists of cells (borders dropped): a cell spanning several
+    text lines has them joined with newlines, each stripped."""
+    rows: list[list[str]] = []
+    lines: list[list[str]] = []
+    for line in [*table.splitlines(), "└"]:
         if line.startswith(("│", "┃")):
-            rows.append([cell.strip() for cell in line[1:-1].replace("┃", "│").split("│")])
+            lines.append([cell.strip() for cell in line[1:-1].replace("┃", "│").split("│")])
+        elif lines:
+            rows.append(["\n".join(parts).strip("\n") for parts in zip(*lines)])
+            lines = []
     return rows
+
+
+def _total(cell: str) -> str:
+    """The subtree total of a Variable column's cell (its last line)."""
+    return cell.split("\n")[-1]
 
 
 def test_mlp_table_in_call_order(mlp) -> None:
     rows = _rows(nnx_viz.tabulate(mlp, jnp.ones((3, 2))))
-    assert rows[0] == ["path", "type", "inputs", "outputs", "Param", "BatchStat", "RngState"]
-    assert rows[1:] == [
-        ["", "MLP", "float32[3,2]", "float32[3,5]", "325 (1.3 KB)", "64 (256 B)", "2 (12 B)"],
-        ["linear1", "Linear", "float32[3,2]", "float32[3,32]", "96 (384 B)", "", ""],
+    # Variable columns by type name, as Flax orders them
+    assert rows[0] == ["path", "type", "inputs", "outputs", "BatchStat", "Param", "RngState"]
+    assert [row[:4] + [_total(c) for c in row[4:]] for row in rows[1:]] == [
+        ["", "MLP", "float32[3,2]", "float32[3,5]", "64 (256 B)", "325 (1.3 KB)", "2 (12 B)"],
+        ["linear1", "Linear", "float32[3,2]", "float32[3,32]", "", "96 (384 B)", ""],
         ["bn", "BatchNorm", "float32[3,32]", "float32[3,32]", "64 (256 B)", "64 (256 B)", ""],
         ["dropout", "Dropout", "float32[3,32]", "float32[3,32]", "", "", "2 (12 B)"],
-        ["linear2", "Linear", "float32[3,32]", "float32[3,5]", "165 (660 B)", "", ""],
-        ["", "", "", "Total", "325 (1.3 KB)", "64 (256 B)", "2 (12 B)"],
+        ["linear2", "Linear", "float32[3,32]", "float32[3,5]", "", "165 (660 B)", ""],
+        ["", "", "", "Total", "64 (256 B)", "325 (1.3 KB)", "2 (12 B)"],
     ]
+    # a module's own Variables are listed above its subtree total
+    assert rows[2][5] == "b: float32[32]\nw: float32[2,32]\n\n96 (384 B)"
+    assert rows[3][4] == "mean: float32[32]\nvar: float32[32]\n\n64 (256 B)"
+    assert rows[1][5] == "325 (1.3 KB)"  # the root holds no Variable itself
 
 
 def _numpy(leaf: jax.Array) -> np.ndarray:
@@ -141,11 +156,12 @@ def test_lists_kwargs_static_inputs_and_structured_outputs(layers) -> None:
     rows = _rows(
         nnx_viz.tabulate(Stack(), jax.ShapeDtypeStruct((5, 3), jnp.float32), scale=0.5, mode="b")
     )
+    # one line an entry, as Flax writes them: the arguments, then the keywords
     assert rows[1][:4] == [
         "",
         "Stack",
-        "float32[5,3], scale=0.5, mode='b'",
-        "(float32[5,3], {'sum': float32[]})",
+        "- float32[5,3]\nmode: b\nscale: 0.5",
+        "- float32[5,3]\n- sum: float32[]",
     ]
     assert [row[0] for row in rows[2:-1]] == ["blocks/0", "blocks/1"]
 
@@ -294,7 +310,7 @@ def test_submodules_called_through_transforms_are_listed(layers) -> None:
         ["head", "Linear", "float32[2,3]", "float32[2,1]"],
     ]
     assert [row[4] for row in rows[2:4]] == ["", ""]
-    assert rows[2][5] == rows[3][5] == "48 (192 B)"  # 4 stacked (3x3 + 3)
+    assert _total(rows[2][5]) == _total(rows[3][5]) == "48 (192 B)"  # 4 stacked (3x3 + 3)
     assert int(rows[4][4]) > 0
 
 
@@ -372,3 +388,35 @@ def test_repeated_call_with_other_shapes_gets_its_own_row(layers) -> None:
         ["linear", "Linear", "float32[2,4]"],
         ["linear", "Linear", "float32[4,4]"],
     ]
+
+
+def test_cells_list_inputs_outputs_and_own_variables_one_per_line() -> None:
+    class Tag:
+        def __repr__(self) -> str:
+            return "<tag>"
+
+    class Counted(nnx.Variable):
+        pass
+
+    class Model(nnx.Module):
+        def __init__(self) -> None:
+            self.w = nnx.Param(jnp.ones((4, 8)))
+            self.w.set_metadata("owner", Tag())
+            self.steps = Counted(jnp.zeros((), jnp.int32), note="per call")
+
+        def __call__(self, x: jax.Array, extra: dict, *, flag: bool = False) -> tuple:
+            return x @ self.w, {"first": x[0]}, None
+
+    table = nnx_viz.tabulate(Model(), jnp.ones((2, 4)), {"k": jnp.ones(3)}, flag=True)
+    rows = _rows(table)
+    assert rows[0] == ["path", "type", "inputs", "outputs", "Counted", "Param"]
+    root = rows[1]
+    assert root[2] == "- float32[2,4]\n- k: float32[3]\nflag: True"
+    assert root[3] == "- float32[2,8]\n- first: float32[4]\n- None"
+    # Variables with metadata beyond hijax/ref/eager_sharding show it, sorted
+    # (cells are stripped line by line here; the table indents the entries)
+    assert root[4] == "steps:\nnote: per call\nvalue: int32[]\n\n1 (4 B)"
+    assert root[5] == "w:\nowner: <tag>\nvalue: float32[4,8]\n\n32 (128 B)"
+    assert "│   note: per call " in table and "│   owner: <tag> " in table
+    lines = table.splitlines()
+    assert lines[-2] == "" and lines[-1].strip() == "Total Parameters: 33 (132 B)"

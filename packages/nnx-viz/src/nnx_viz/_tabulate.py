@@ -24,36 +24,13 @@ import nnx_graph
 from nnx_graph.internal import format_path
 from nnx_viz._flops import abstract, call_flops
 from nnx_viz._sizes import SizeTotal, variable_sizes
+from nnx_viz._tabulate_cells import inputs_cell, value_cell, variables_cell
 
 __all__ = ["CallInfo", "filter_rng_streams", "summary", "tabulate"]
 
 Path = tuple[tp.Any, ...]
 _MISSING = object()
 _MAX_CELL = 60
-
-
-def _describe(value: tp.Any) -> str:
-    """Shapes instead of values: ``float32[3,2]``, ``(float32[3], None)``, ..."""
-    shape = getattr(value, "shape", None)
-    dtype = getattr(value, "dtype", None)
-    if shape is not None and dtype is not None:
-        return f"{dtype}[{','.join(str(d) for d in shape)}]"
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        inner = ", ".join(_describe(v) for v in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    if isinstance(value, list):
-        return "[" + ", ".join(_describe(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in value.items()) + "}"
-    if value is None or isinstance(value, (bool, int, float, complex, str)):
-        text = repr(value)
-        return text if len(text) <= 20 else text[:17] + "..."
-    return type(value).__name__
-
-
-def _describe_call(args: tuple[tp.Any, ...], kwargs: Mapping[str, tp.Any]) -> str:
-    parts = [_describe(a) for a in args] + [f"{k}={_describe(v)}" for k, v in kwargs.items()]
-    return ", ".join(parts)
 
 
 @dataclasses.dataclass
@@ -178,7 +155,7 @@ class _CallRecorder:
             return bound(*args, **kwargs)
         if method != "__call__":  # other methods get their own row: "block/forward"
             path = (*path, method)
-        inputs_repr = _describe_call(args, kwargs)
+        inputs_repr = inputs_cell(args, kwargs)
         # a repeated call (a shared Module, a loop) with the same input shapes is
         # listed once, as Flax does
         if (id(module), method, inputs_repr) in self.seen:
@@ -207,7 +184,7 @@ class _CallRecorder:
             self.active.pop()
             self.active_methods.pop()
         record.outputs = abstract(out)
-        record.outputs_repr = _describe(out)
+        record.outputs_repr = value_cell(out)
         return out
 
 
@@ -309,7 +286,9 @@ def _module_path(call: CallInfo) -> Path:
 
 
 def _clip(cell: str) -> str:
-    return cell if len(cell) <= _MAX_CELL else cell[: _MAX_CELL - 1] + "…"
+    return "\n".join(
+        line if len(line) <= _MAX_CELL else line[: _MAX_CELL - 1] + "…" for line in cell.split("\n")
+    )
 
 
 def _render(
@@ -318,7 +297,6 @@ def _render(
     rows: list[list[str]],
     footer: list[str],
     caption: str,
-    right_aligned_from: int,
     table_kwargs: Mapping[str, tp.Any],
     column_kwargs: Mapping[str, tp.Any],
     console_kwargs: Mapping[str, tp.Any],
@@ -333,9 +311,8 @@ def _render(
     table = rich.table.Table(
         **{"title": title, "show_lines": True, "caption": caption, **table_kwargs}
     )
-    for i, name in enumerate(header):
-        justify = "right" if i >= right_aligned_from else "left"
-        table.add_column(name, **{"justify": justify, "no_wrap": True, **column_kwargs})
+    for name in header:
+        table.add_column(name, **{"no_wrap": True, **column_kwargs})
     for row in rows:
         table.add_row(*(_clip(c) for c in row))
     # "Total" is right-aligned next to the size columns, whatever its column's side.
@@ -369,8 +346,12 @@ def tabulate(
 ) -> str:
     """A table of the submodules that ``obj.<method>(*input_args, **input_kwargs)``
     calls, in call order: path, type, input and output shapes, optionally the FLOPs
-    of each call, and the elements and bytes of each Variable type the submodule
-    holds (its whole subtree); a total row and a caption with the grand total.
+    of each call, and a column per Variable type (sorted by name) listing the
+    Variables the submodule holds itself (shape, and metadata when there is more
+    than ``hijax``/``ref``/``eager_sharding``) above the elements and bytes of its
+    whole subtree; a total row and a caption with the grand total. Structured
+    inputs and outputs are written one entry a line (``- item``, ``key: value``),
+    as Flax NNX writes them.
 
     The call runs under ``jax.eval_shape`` on a copy of the model, so it computes
     nothing and leaves ``obj`` unchanged (BatchNorm statistics, RNG counts and
@@ -419,19 +400,24 @@ def tabulate(
         ...     def __call__(self, x):
         ...         return self.down(jax.nn.relu(self.up(x)))
         >>> print(tabulate(MLP(), jnp.ones((4, 2)), compute_flops=True))
-                                    MLP Summary
-        ┏━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━┳━━━━━━━━━━━┓
-        ┃ path ┃ type   ┃ inputs       ┃ outputs      ┃ flops ┃     Param ┃
-        ┡━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━┩
-        │      │ MLP    │ float32[4,2] │ float32[4,1] │   224 │ 24 (96 B) │
-        ├──────┼────────┼──────────────┼──────────────┼───────┼───────────┤
-        │ up   │ Linear │ float32[4,2] │ float32[4,8] │   128 │ 16 (64 B) │
-        ├──────┼────────┼──────────────┼──────────────┼───────┼───────────┤
-        │ down │ Linear │ float32[4,8] │ float32[4,1] │    64 │  8 (32 B) │
-        ├──────┼────────┼──────────────┼──────────────┼───────┼───────────┤
-        │      │        │              │              │ Total │ 24 (96 B) │
-        └──────┴────────┴──────────────┴──────────────┴───────┴───────────┘
-                            Total Parameters: 24 (96 B)
+                                       MLP Summary
+        ┏━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━┳━━━━━━━━━━━━━━━━━┓
+        ┃ path ┃ type   ┃ inputs       ┃ outputs      ┃ flops ┃ Param           ┃
+        ┡━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━━━━━━━━┩
+        │      │ MLP    │ float32[4,2] │ float32[4,1] │ 224   │ 24 (96 B)       │
+        ├──────┼────────┼──────────────┼──────────────┼───────┼─────────────────┤
+        │ up   │ Linear │ float32[4,2] │ float32[4,8] │ 128   │ w: float32[2,8] │
+        │      │        │              │              │       │                 │
+        │      │        │              │              │       │ 16 (64 B)       │
+        ├──────┼────────┼──────────────┼──────────────┼───────┼─────────────────┤
+        │ down │ Linear │ float32[4,8] │ float32[4,1] │ 64    │ w: float32[8,1] │
+        │      │        │              │              │       │                 │
+        │      │        │              │              │       │ 8 (32 B)        │
+        ├──────┼────────┼──────────────┼──────────────┼───────┼─────────────────┤
+        │      │        │              │              │ Total │ 24 (96 B)       │
+        └──────┴────────┴──────────────┴──────────────┴───────┴─────────────────┘
+        <BLANKLINE>
+                               Total Parameters: 24 (96 B)
     """
     if not isinstance(obj, nnx_graph.Module):
         raise TypeError(
@@ -466,10 +452,11 @@ def tabulate(
                 modules[_module_path(call)], call.method, call_args, call_kwargs, backward=True
             )
     totals = variable_sizes(obj)
-    groups = list(totals)
+    groups = sorted(totals)  # by type name, as Flax orders the columns
 
-    def size_cells(sizes: Mapping[str, SizeTotal]) -> list[str]:
-        return [str(sizes[g]) if g in sizes else "" for g in groups]
+    def size_cells(module: tp.Any) -> list[str]:
+        sizes = variable_sizes(module)
+        return [variables_cell(module, g, sizes.get(g)) for g in groups]
 
     def flop_cells(call: CallInfo) -> list[str]:
         cells = []
@@ -487,12 +474,12 @@ def tabulate(
             call.inputs_repr,
             call.outputs_repr,
             *flop_cells(call),
-            *size_cells(variable_sizes(modules[_module_path(call)])),
+            *size_cells(modules[_module_path(call)]),
         ]
         for call in calls
     ]
     header = ["path", "type", "inputs", "outputs", *flop_header, *groups]
-    footer = [""] * (len(header) - len(groups) - 1) + ["Total", *size_cells(totals)]
+    footer = [""] * (len(header) - len(groups) - 1) + ["Total", *(str(totals[g]) for g in groups)]
     grand = SizeTotal()
     for total in totals.values():
         grand.add(total.count, total.bytes)
@@ -501,8 +488,7 @@ def tabulate(
         header,
         rows,
         footer,
-        f"Total Parameters: {grand}",
-        4,
+        f"\nTotal Parameters: {grand}",
         table_kwargs,
         column_kwargs,
         console_kwargs,
@@ -527,14 +513,17 @@ def summary(
         ...     def __call__(self, x):
         ...         return x * self.s
         >>> summary(Scale(), jnp.ones(3))
-                            Scale Summary
-        ┏━━━━━━┳━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━┓
-        ┃ path ┃ type  ┃ inputs     ┃ outputs    ┃    Param ┃
-        ┡━━━━━━╇━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━┩
-        │      │ Scale │ float32[3] │ float32[3] │ 3 (12 B) │
-        ├──────┼───────┼────────────┼────────────┼──────────┤
-        │      │       │            │      Total │ 3 (12 B) │
-        └──────┴───────┴────────────┴────────────┴──────────┘
-                     Total Parameters: 3 (12 B)
+                              Scale Summary
+        ┏━━━━━━┳━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓
+        ┃ path ┃ type  ┃ inputs     ┃ outputs    ┃ Param         ┃
+        ┡━━━━━━╇━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩
+        │      │ Scale │ float32[3] │ float32[3] │ s: float32[3] │
+        │      │       │            │            │               │
+        │      │       │            │            │ 3 (12 B)      │
+        ├──────┼───────┼────────────┼────────────┼───────────────┤
+        │      │       │            │      Total │ 3 (12 B)      │
+        └──────┴───────┴────────────┴────────────┴───────────────┘
+        <BLANKLINE>
+                        Total Parameters: 3 (12 B)
     """
     print(tabulate(obj, *input_args, depth=depth, **kwargs))
