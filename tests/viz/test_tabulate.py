@@ -420,3 +420,55 @@ def test_cells_list_inputs_outputs_and_own_variables_one_per_line() -> None:
     assert "│   note: per call " in table and "│   owner: <tag> " in table
     lines = table.splitlines()
     assert lines[-2] == "" and lines[-1].strip() == "Total Parameters: 33 (132 B)"
+
+
+def test_flops_are_counted_in_the_one_traced_run(layers) -> None:
+    runs: list[str] = []
+
+    class Block(nnx.Module):
+        def __init__(self, seed: int) -> None:
+            self.linear = layers.Linear(2, 2, rngs=nnx.Rngs(seed))
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            runs.append("block")
+            return self.linear(x)
+
+    class Model(nnx.Module):
+        def __init__(self) -> None:
+            self.blocks = [Block(i) for i in range(4)]
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            runs.append("model")
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+    rows = _rows(nnx_viz.tabulate(Model(), jnp.ones((3, 2)), compute_flops=True))
+    # each body ran once although every row has its own FLOP count
+    assert runs == ["model"] + ["block"] * 4
+    flops = {row[0]: int(row[4].replace(",", "")) for row in rows[1:-1]}
+    assert [p for p in flops] == [
+        "",
+        "blocks/0",
+        "blocks/0/linear",
+        "blocks/1",
+        "blocks/1/linear",
+        "blocks/2",
+        "blocks/2/linear",
+        "blocks/3",
+        "blocks/3/linear",
+    ]
+    assert flops["blocks/0"] == flops["blocks/0/linear"] >= 2 * 3 * 2 * 2
+    assert flops[""] >= 4 * flops["blocks/0"]
+
+
+def test_a_call_that_cannot_be_jitted_is_listed_without_flops() -> None:
+    class Named(nnx.Module):
+        def __init__(self) -> None:
+            self.w = nnx.Param(jnp.ones(2))
+
+        def __call__(self, x: jax.Array) -> tuple:
+            return x * self.w, "label"  # a string output: not a jit output
+
+    rows = _rows(nnx_viz.tabulate(Named(), jnp.ones(2), compute_flops=True))
+    assert rows[1][:5] == ["", "Named", "float32[2]", "- float32[2]\n- label", ""]

@@ -101,3 +101,37 @@ def call_flops(
             "compute_vjp_flops=False to skip the FLOP columns."
         )
         raise
+
+
+def call_counting_flops(
+    call: tp.Callable[[tp.Any, tuple[tp.Any, ...], dict[str, tp.Any]], tp.Any],
+    module: tp.Any,
+    args: tuple[tp.Any, ...],
+    kwargs: dict[str, tp.Any],
+    on_copy: tp.Callable[[tp.Any], None],
+) -> tuple[tp.Any, int | None]:
+    """``call(module, args, kwargs)`` run as one jitted function whose lowering also
+    gives XLA's FLOP count: the body runs once (lowering traces it; the call then
+    reuses that trace), so nested recorded calls are seen once too. Inside, the
+    call runs on a copy of ``module`` (``on_copy`` sees it first); the copy's state
+    afterwards is written back into ``module``. Returns ``(output, flops)``."""
+    graphdef, state = nnx_graph.split(module)
+    leaves, treedef = jax.tree.flatten((args, kwargs))
+    traced = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array)]
+
+    def run(state: tp.Any, values: list[tp.Any]) -> tp.Any:
+        copy = nnx_graph.merge(graphdef, state)
+        on_copy(copy)
+        filled = list(leaves)
+        for i, value in zip(traced, values):
+            filled[i] = value
+        call_args, call_kwargs = jax.tree.unflatten(treedef, filled)
+        out = call(copy, call_args, call_kwargs)
+        return out, nnx_graph.state(copy)
+
+    jitted = jax.jit(run)
+    values = [leaves[i] for i in traced]
+    flops = _flops_of(jitted.lower(state, values).compile())
+    out, new_state = jitted(state, values)  # the trace is cached: the body does not rerun
+    nnx_graph.update(module, new_state)
+    return out, flops

@@ -22,7 +22,7 @@ import numpy as np
 
 import nnx_graph
 from nnx_graph.internal import format_path
-from nnx_viz._flops import abstract, call_flops
+from nnx_viz._flops import abstract, call_counting_flops, call_flops
 from nnx_viz._sizes import SizeTotal, variable_sizes
 from nnx_viz._tabulate_cells import inputs_cell, value_cell, variables_cell
 
@@ -88,7 +88,8 @@ def _leaf_shapes(module: tp.Any) -> list[tuple[int, ...]]:
 class _CallRecorder:
     """Records Module calls made on the traced copy of the model."""
 
-    def __init__(self) -> None:
+    def __init__(self, compute_flops: bool = False) -> None:
+        self.compute_flops = compute_flops  # count each call's FLOPs as it runs
         self.modules: dict[Path, tp.Any] = {}  # path -> module of the traced copy
         self.paths: dict[int, Path] = {}  # id(module in the copy) -> its path
         self.types: dict[Path, type] = {}  # path -> type of the module there
@@ -175,7 +176,10 @@ class _CallRecorder:
         self.active.append(module)
         self.active_methods.append(method)
         try:
-            out = bound(*args, **kwargs)
+            if self.compute_flops and not record.through_transform:
+                out = self._call_counting_flops(original, module, args, kwargs, record)
+            else:
+                out = bound(*args, **kwargs)
         except BaseException:
             if self.failed_in is None:
                 self.failed_in = record
@@ -186,6 +190,39 @@ class _CallRecorder:
         record.outputs = abstract(out)
         record.outputs_repr = value_cell(out)
         return out
+
+    def _call_counting_flops(
+        self,
+        original: tp.Any,
+        module: tp.Any,
+        args: tuple[tp.Any, ...],
+        kwargs: dict[str, tp.Any],
+        record: CallInfo,
+    ) -> tp.Any:
+        """Run the call once, jitted, reading its FLOPs from the lowering (as Flax
+        does): the body and the calls nested in it run only once. It runs on a copy
+        of ``module`` whose submodules stand at the same paths. A call that cannot be
+        jitted as a whole (e.g. it returns a string) runs plainly, without FLOPs."""
+        base = _module_path(record)
+
+        def on_copy(copy: tp.Any) -> None:
+            self.keep.append(copy)
+            for sub_path, sub in nnx_graph.iter_modules(copy):
+                self.paths[id(sub)] = base + tuple(sub_path)
+            self.active[-1] = copy  # so that a super() call on it is not a new row
+
+        def call(copy: tp.Any, a: tuple[tp.Any, ...], kw: dict[str, tp.Any]) -> tp.Any:
+            return original.__get__(copy, type(copy))(*a, **kw)
+
+        count, seen = len(self.calls), set(self.seen)
+        try:
+            out, record.flops = call_counting_flops(call, module, args, kwargs, on_copy)
+            return out
+        except Exception:
+            del self.calls[count:]  # rows recorded by the attempt come again
+            self.seen = seen
+            self.active[-1] = module
+            return original.__get__(module, type(module))(*args, **kwargs)
 
 
 def _recorded_methods(cls: type) -> dict[str, tp.Any]:
@@ -240,12 +277,16 @@ def _is_traceable(leaf: tp.Any) -> bool:
 
 
 def _trace_calls(
-    model: nnx_graph.Module, method: str, args: tuple[tp.Any, ...], kwargs: dict[str, tp.Any]
+    model: nnx_graph.Module,
+    method: str,
+    args: tuple[tp.Any, ...],
+    kwargs: dict[str, tp.Any],
+    compute_flops: bool = False,
 ) -> list[CallInfo]:
     graphdef, state = nnx_graph.split(model)
     leaves, treedef = jax.tree.flatten((args, kwargs))
     traced_at = [i for i, leaf in enumerate(leaves) if _is_traceable(leaf)]
-    recorder = _CallRecorder()
+    recorder = _CallRecorder(compute_flops)
 
     def run(state: tp.Any, traced: list[tp.Any]) -> None:
         copy = nnx_graph.merge(graphdef, state)
@@ -435,7 +476,7 @@ def tabulate(
         )
     calls = [
         call
-        for call in _trace_calls(obj, method, input_args, input_kwargs)
+        for call in _trace_calls(obj, method, input_args, input_kwargs, compute_flops)
         if (depth is None or len(call.path) <= depth) and row_filter(call)
     ]
     modules = {path: module for path, module in nnx_graph.iter_modules(obj)}
@@ -443,10 +484,7 @@ def tabulate(
         call_args, call_kwargs = call.inputs
         if call.through_transform:
             continue  # a copy inside a transform: its inputs are per step, not the model's
-        if compute_flops:
-            call.flops = call_flops(
-                modules[_module_path(call)], call.method, call_args, call_kwargs, backward=False
-            )
+        # (forward FLOPs were counted while the call was recorded)
         if compute_vjp_flops:
             call.vjp_flops = call_flops(
                 modules[_module_path(call)], call.method, call_args, call_kwargs, backward=True
