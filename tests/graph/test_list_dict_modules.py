@@ -259,3 +259,47 @@ def test_jit_carries_data_marked_items_and_keeps_static_ones() -> None:
     ls = nnx.List([nnx.data(jnp.array(1.0)), nnx.static(999)])
     out = jax.jit(lambda x: jax.tree.map(lambda a: a * 2, x))(ls)
     assert float(out[0]) == 2.0 and out[1] == 999
+
+
+# ---------------------------------- plain lists/dicts converted on assignment
+class Holder(nnx.Module):
+    def __init__(self) -> None:
+        self.explicit = nnx.List([Block(1)])
+        self.plain = [{"b": Block(2)}]  # becomes nnx.List/nnx.Dict, tracked
+        self.marked = nnx.data([Block(3)])
+
+
+def _module_paths(node: object) -> list[tuple[object, ...]]:
+    return [p for p, _ in nnx.iter_modules(node)]
+
+
+def test_converted_plain_containers_are_not_listed_as_modules_like_flax() -> None:
+    h = Holder()
+    assert type(h.plain) is nnx.List and type(h.plain[0]) is nnx.Dict
+    expected = [
+        ("explicit", 0),
+        ("explicit",),
+        ("marked", 0),
+        ("plain", 0, "b"),
+        (),
+    ]
+    assert _module_paths(h) == expected
+    assert [k for k, _ in h.iter_children()] == ["explicit"]
+    assert [k for k, _ in nnx.iter_children(h)] == ["explicit"]
+    # the distinction survives every way of rebuilding the object
+    rebuilt = [
+        nnx.merge(*nnx.split(h)),
+        nnx.clone(h),
+        jax.tree.map(lambda a: a, h),
+        copy.deepcopy(h),
+        pickle.loads(pickle.dumps(h)),
+    ]
+    for other in rebuilt:
+        assert _module_paths(other) == expected
+
+    @nnx.jit
+    def grow(holder: Holder) -> None:
+        holder.plain[0]["b"].w.value += 1.0
+
+    grow(h)
+    assert _module_paths(h) == expected and float(h.plain[0]["b"].w.value[0]) == 3.0

@@ -346,16 +346,21 @@ def test_iter_modules_and_children():
     shared = net.drop
     net.again = shared  # a shared Module is listed once
     paths = [p for p, _ in net.iter_modules()]
-    # (nnx.List is a Module, as in Flax: listed after its items)
-    assert paths == [("again",), ("blocks", 0), ("blocks", 1), ("blocks",), ("l1",), ("norm",), ()]
+    # blocks is a plain list (converted to an nnx.List on assignment): like Flax's
+    # plain list it is not listed itself, only the Modules it holds
+    assert paths == [("again",), ("blocks", 0), ("blocks", 1), ("l1",), ("norm",), ()]
     assert [p for p, _ in nnx.iter_modules(net)] == paths
     # the method: Modules held directly by attributes (a shared one under each name)
     children = [name for name, _ in net.iter_children()]
-    assert children == ["again", "blocks", "drop", "l1", "norm"]
+    assert children == ["again", "drop", "l1", "norm"]
     # the function: every immediate graph-node or Variable child, containers included
     direct = dict(nnx.iter_children(net))
-    assert list(direct) == ["again", "blocks", "drop", "l1", "norm"]
-    assert direct["l1"] is net.l1 and direct["blocks"] is net.blocks
+    assert list(direct) == ["again", "drop", "l1", "norm"]
+    assert direct["l1"] is net.l1
+    net.explicit = nnx.List([Dropoutish()])  # an explicit nnx.List is a Module child
+    assert [k for k, _ in net.iter_children()] == ["again", "drop", "explicit", "l1", "norm"]
+    assert ("explicit",) in [p for p, _ in net.iter_modules()]
+    del net.explicit
     assert [k for k, _ in nnx.iter_children(net.blocks)] == [0, 1]
     assert [k for k, _ in nnx.iter_children(net.l1)] == ["b", "w"]
     assert [k for k, _ in nnx.iter_children(nnx.Dict(b=Dropoutish(), a=1))] == ["b"]

@@ -76,6 +76,23 @@ DIFFERENCES: tuple[Difference, ...] = (
         ),
     ),
     Difference(
+        path="List",
+        aspect="behaviour",
+        reason=(
+            "nnx.List is a Module (as in Flax) that is also a `list` subclass (seed-era "
+            "code relies on list behaviour). Its graph/pytree content is its items, so "
+            "setting a public attribute on it raises AttributeError (as on a plain list) "
+            "instead of storing a value split/merge would have to carry besides the "
+            "items; items marked nnx.data/nnx.static keep their kind when later items "
+            "are inserted or removed (Flax keeps kinds per index, so an insert can "
+            "silently turn a data item static)."
+        ),
+        readme=(
+            "`nnx.List` is also a real `list`; like a plain list it takes no attributes "
+            "(`layers.scale = 2` raises AttributeError)."
+        ),
+    ),
+    Difference(
         path="view",
         aspect="behaviour",
         reason=(

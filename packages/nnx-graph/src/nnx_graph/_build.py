@@ -7,6 +7,7 @@ from __future__ import annotations
 import typing as tp
 
 from nnx_graph import _epoch
+from nnx_graph._containers_jax import restore_explicit
 from nnx_graph._graph_registry import GRAPH_REGISTRY, PYTREE_REGISTRY
 from nnx_graph._hashing import Frozen
 from nnx_graph._kinds import KIND_ARRAY, kind_of
@@ -157,10 +158,12 @@ def build(
                     d["_nnx_explicit"] = dict(op[4])
             elif op[5] == 1:
                 list.extend(node, children)
-                if op[4] is not None:  # items declared nnx.data(...)/nnx.static(...)
-                    node._nnx_item_kinds = [op[4].get(i) for i in range(n)]
+                if op[4] is not None:  # made from a plain list, items marked data/static
+                    restore_explicit(node, op[4])
             elif op[5] == 2:
                 dict.update(node, zip(keys, children))
+                if op[4] is not None:
+                    restore_explicit(node, op[4])
             else:
                 GRAPH_REGISTRY[op[1]].init(node, zip(keys, children))
             push(node)

@@ -1,6 +1,6 @@
-"""How nnx.List and nnx.Dict (and their subclasses) flatten as JAX pytrees: their
-items are the children (a List's static items, and items declared
-``nnx.static(...)``, go to the aux data)."""
+"""How nnx.List and nnx.Dict (and their subclasses) flatten as JAX pytrees (their
+items are the children; a List's static items, and items declared
+``nnx.static(...)``, go to the aux data) and are rebuilt from a GraphDef."""
 
 from __future__ import annotations
 
@@ -25,29 +25,30 @@ def _list_flatten(node: List[tp.Any]) -> tuple[list[tp.Any], _ListAux]:
     children = [v for v, m in zip(node, mask) if m]
     statics = tuple(hashable(v) if not m else None for v, m in zip(node, mask))
     values = [v for v, m in zip(node, mask) if not m]
-    return children, _ListAux(mask, statics, values, None if kinds is None else tuple(kinds))
+    extra = (node._nnx_auto, None if kinds is None else tuple(kinds))
+    return children, _ListAux(mask, statics, values, extra)
 
 
 class _ListAux:
-    __slots__ = ("mask", "key", "values", "kinds")
+    __slots__ = ("mask", "key", "values", "extra")
 
     def __init__(
         self,
         mask: tuple[bool, ...],
         key: tuple[tp.Any, ...],
         values: list[tp.Any],
-        kinds: tuple[bool | None, ...] | None,
+        extra: tuple[bool, tuple[bool | None, ...] | None],  # made from a plain list, kinds
     ) -> None:
-        self.mask, self.key, self.values, self.kinds = mask, key, values, kinds
+        self.mask, self.key, self.values, self.extra = mask, key, values, extra
 
     def __hash__(self) -> int:
-        return hash((self.mask, self.key, self.kinds))
+        return hash((self.mask, self.key, self.extra))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ListAux) and (self.mask, self.key, self.kinds) == (
+        return isinstance(other, _ListAux) and (self.mask, self.key, self.extra) == (
             other.mask,
             other.key,
-            other.kinds,
+            other.extra,
         )
 
 
@@ -59,8 +60,11 @@ def _list_unflatten(
         static_iter = iter(aux.values)
         out = list.__new__(cls)  # no creation trace: rebuilt inside the trace using it
         list.extend(out, [next(data_iter) if m else next(static_iter) for m in aux.mask])
-        if aux.kinds is not None:
-            out.__dict__["_nnx_item_kinds"] = list(aux.kinds)
+        auto, kinds = aux.extra
+        if auto:
+            out.__dict__["_nnx_auto"] = True
+        if kinds is not None:
+            out.__dict__["_nnx_item_kinds"] = list(kinds)
         return out
 
     return unflatten
@@ -72,17 +76,22 @@ def _list_flatten_with_keys(node: List[tp.Any]) -> tuple[list[tuple[tp.Any, tp.A
     return list(zip(keys, children)), aux
 
 
-def _dict_flatten(node: Dict[tp.Any]) -> tuple[list[tp.Any], tuple[tp.Any, ...]]:
+_DictAux = tuple[tuple[tp.Any, ...], bool]  # the keys, made from a plain dict
+
+
+def _dict_flatten(node: Dict[tp.Any]) -> tuple[list[tp.Any], _DictAux]:
     keys = tuple(sorted_keys(node))
-    return [dict.__getitem__(node, k) for k in keys], keys
+    return [dict.__getitem__(node, k) for k in keys], (keys, node._nnx_auto)
 
 
 def _dict_unflatten(
     cls: type[Dict[tp.Any]],
-) -> tp.Callable[[tuple[tp.Any, ...], tp.Iterable[tp.Any]], Dict[tp.Any]]:
-    def unflatten(keys: tuple[tp.Any, ...], children: tp.Iterable[tp.Any]) -> Dict[tp.Any]:
+) -> tp.Callable[[_DictAux, tp.Iterable[tp.Any]], Dict[tp.Any]]:
+    def unflatten(aux: _DictAux, children: tp.Iterable[tp.Any]) -> Dict[tp.Any]:
         out = dict.__new__(cls)  # no creation trace: rebuilt inside the trace using it
-        dict.update(out, zip(keys, children))
+        dict.update(out, zip(aux[0], children))
+        if aux[1]:
+            out.__dict__["_nnx_auto"] = True
         return out
 
     return unflatten
@@ -90,6 +99,15 @@ def _dict_unflatten(
 
 def _dict_flatten_with_keys(
     node: Dict[tp.Any],
-) -> tuple[list[tuple[tp.Any, tp.Any]], tuple[tp.Any, ...]]:
-    children, keys = _dict_flatten(node)
-    return [(jax.tree_util.DictKey(k), c) for k, c in zip(keys, children)], keys
+) -> tuple[list[tuple[tp.Any, tp.Any]], _DictAux]:
+    children, aux = _dict_flatten(node)
+    return [(jax.tree_util.DictKey(k), c) for k, c in zip(aux[0], children)], aux
+
+
+def restore_explicit(node: tp.Any, explicit: dict[tp.Any, bool]) -> None:
+    """On a List/Dict rebuilt from a GraphDef: what ``_nnx_explicit`` recorded."""
+    d = node.__dict__
+    if explicit.get("_nnx_auto"):
+        d["_nnx_auto"] = True
+    if isinstance(node, list) and any(type(k) is int for k in explicit):
+        d["_nnx_item_kinds"] = [explicit.get(i) for i in range(len(node))]

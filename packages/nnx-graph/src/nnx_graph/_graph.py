@@ -36,6 +36,7 @@ from nnx_graph._graphdef import (
     flatten_graph,
     walk,
 )
+from nnx_graph._jax_pytrees import register_jax_pytree
 from nnx_graph._pytree import List, Pytree, is_graph_node
 from nnx_graph._records import ARRAY_DEF
 from nnx_graph._state import (
@@ -89,6 +90,7 @@ def _is_leaf_root(node: tp.Any) -> bool:
         or isinstance(node, (tuple, list, dict, Variable))
         or node is None
         or type(node) in PYTREE_REGISTRY
+        or register_jax_pytree(node)  # a JAX-only pytree: traversed, as in Flax
     )
 
 
@@ -102,6 +104,7 @@ def _check_node(node: tp.Any, fn: str) -> None:
         is_graph_node(node)
         or isinstance(node, (tuple, list, dict, Variable))
         or type(node) in PYTREE_REGISTRY
+        or register_jax_pytree(node)
     ):
         raise TypeError(
             f"nnx.{fn} expected a graph node (a Module, Pytree, nnx.List/Dict, a Variable, "

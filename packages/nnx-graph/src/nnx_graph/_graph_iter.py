@@ -8,6 +8,7 @@ from __future__ import annotations
 import typing as tp
 from collections.abc import Iterator
 
+from nnx_graph._containers_jax import restore_explicit
 from nnx_graph._errors import GraphStructureError, format_path
 from nnx_graph._filters import to_predicate
 from nnx_graph._graph_modes import check_tree, is_tree_mode
@@ -244,12 +245,13 @@ def recursive_map(
             new = done[record.node_index]
             if isinstance(new, List):  # (List/Dict are Pytrees holding items)
                 list.extend(new, children)
-                if record.explicit is not None:  # items declared nnx.data/nnx.static
-                    kinds = record.explicit.value
-                    new._nnx_item_kinds = [kinds.get(i) for i in range(len(children))]
+                if record.explicit is not None:
+                    restore_explicit(new, record.explicit.value)
             elif isinstance(new, Dict):
                 for k, c in zip(keys, children):
                     dict.__setitem__(new, k, c)
+                if record.explicit is not None:
+                    restore_explicit(new, record.explicit.value)
             elif isinstance(new, Pytree):
                 new.__dict__.update(zip(keys, children))
                 if record.explicit is not None:

@@ -116,10 +116,14 @@ def mismatch_error(
     if more > 0:
         lines.append(f"  ... and {more} more")
     counts = f"{len(missing)} missing, {len(extra)} extra"
+    head = f"{what}: "
     if expected is not None:
         counts = f"expected the {expected} leaf path(s) of the GraphDef; found {counts}"
+        found = expected - len(missing) + len(extra)
+        if found != expected:  # (Flax's phrase for this case)
+            head += f"Incorrect number of leaves (expected {expected}, found {found}); "
     return GraphStructureError(
-        f"{what}: the State's paths do not match the object structure ({counts}):\n"
+        f"{head}the State's paths do not match the object structure ({counts}):\n"
         + "\n".join(lines)
         + "\n"
         + (

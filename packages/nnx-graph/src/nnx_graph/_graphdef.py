@@ -20,6 +20,7 @@ from nnx_graph._errors import GraphStructureError, TraceLeakError, format_path
 from nnx_graph._fingerprint import Fingerprint, fingerprint
 from nnx_graph._graph_registry import GRAPH_REGISTRY, PYTREE_REGISTRY
 from nnx_graph._hashing import Frozen
+from nnx_graph._jax_pytrees import register_jax_pytree
 from nnx_graph._paths import sorted_keys
 from nnx_graph._pytree import (
     _KINDS,
@@ -31,6 +32,7 @@ from nnx_graph._pytree import (
     Dict,
     List,
     Pytree,
+    auto_container,
     has_data,
     kind_of,
 )
@@ -266,7 +268,7 @@ def _node_items(node: tp.Any) -> list[tuple[tp.Any, tp.Any, int]]:
                     items.append((name, value, 0))
                     continue
                 if type(value) in (list, dict):
-                    value = List(value) if type(value) is list else Dict(value)
+                    value = auto_container(List(value) if type(value) is list else Dict(value))
                     d[name] = value
                 items.append((name, value, 1))
             return items
@@ -285,7 +287,7 @@ def _node_items(node: tp.Any) -> list[tuple[tp.Any, tp.Any, int]]:
                 if type(value) in (list, dict):
                     # a plain container that acquired data after assignment:
                     # convert it so that later mutation is tracked
-                    value = List(value) if type(value) is list else Dict(value)
+                    value = auto_container(List(value) if type(value) is list else Dict(value))
                     d[name] = value
                 items.append((name, value, 1))
             else:
@@ -384,6 +386,8 @@ def flatten_graph(
             frame.keys = keys
             stack.append(frame)
             return None
+        if mode == 2 and kind == KIND_OTHER:  # declared data: JAX-only pytrees, State
+            register_jax_pytree(value)
         if PYTREE_REGISTRY and type(value) in PYTREE_REGISTRY:
             pairs = PYTREE_REGISTRY[type(value)].flatten(value)[0]
             frame = _Frame(CONTAINER, value, -2, key, [], owner, attr, sub)
@@ -391,7 +395,7 @@ def flatten_graph(
             frame.keys = tuple(k for k, _ in pairs)
             stack.append(frame)
             return None
-        if mode == 2:
+        if mode == 2 and value is not None:  # (None, an empty pytree, has no leaves)
             leaves.append(Slot(owner, attr, sub))
             leaf_paths.append((*keys_path, key) if stack else ())
             return ARRAY_DEF
@@ -408,7 +412,8 @@ def flatten_graph(
 
     # Raw arrays inside a root-level tuple/list/dict have no graph node to live on;
     # a one-entry holder dict gives their Slots a place to read (and write) them.
-    result = enter(root, None, {None: root}, None, (), 1)
+    root_mode = 2 if kind_of(root) == KIND_OTHER else 1  # (JAX-only pytrees)
+    result = enter(root, None, {None: root}, None, (), root_mode)
     while stack:
         frame = stack[-1]
         if frame.pos < len(frame.items):

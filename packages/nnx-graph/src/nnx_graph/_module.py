@@ -33,7 +33,8 @@ Path = tuple[tp.Any, ...]
 
 def iter_modules(module: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[Path, Module]]:
     """``(path, module)`` for every Module in the graph (sub-Modules first, the root
-    last, each shared Module once).
+    last, each shared Module once). An explicit nnx.List/nnx.Dict is a Module; a
+    plain list/dict attribute (held as an nnx.List/nnx.Dict) is not, as in Flax.
 
     Example::
 
@@ -46,13 +47,15 @@ def iter_modules(module: tp.Any, /, *, graph: bool | None = None) -> Iterator[tu
         [('a',), ()]
     """
     for path, value in iter_graph(module):
-        if isinstance(value, Module):
+        # (a List/Dict made from a plain list/dict is a plain container, as in Flax)
+        if isinstance(value, Module) and not value._nnx_auto:
             yield path, value
 
 
 def iter_children(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tuple[tp.Any, tp.Any]]:
     """``(key, child)`` for the immediate children of ``node`` that are graph nodes
-    (Modules, nnx.List/nnx.Dict, ...) or Variables, in traversal order. Unlike
+    (Modules, nnx.List/nnx.Dict, ...) or Variables, in traversal order; a plain
+    list/dict attribute (held as an nnx.List/nnx.Dict) is not one, as in Flax. Unlike
     :func:`iter_graph` it does not recurse, and an object held twice is yielded
     twice. In tree mode (``graph=False``) a ``pytree=False`` node raises ValueError.
 
@@ -81,8 +84,13 @@ def iter_children(node: tp.Any, /, *, graph: bool | None = None) -> Iterator[tup
             f"nnx.Dict), found {type(node).__name__}. Fix: pass the Module itself."
         )
     for key, child in items:
-        if isinstance(child, Variable) or is_graph_node(child):
+        if isinstance(child, Variable) or (is_graph_node(child) and not _is_auto(child)):
             yield key, child
+
+
+def _is_auto(node: tp.Any) -> bool:
+    """A List/Dict made from a plain list/dict (Flax's Module queries skip it)."""
+    return isinstance(node, Module) and node._nnx_auto
 
 
 def view(

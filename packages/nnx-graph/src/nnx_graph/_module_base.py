@@ -82,6 +82,9 @@ class Module(Pytree):
         (1, 3)
     """
 
+    # True for an nnx.List/nnx.Dict made from a plain list/dict on assignment
+    _nnx_auto: bool = False
+
     def sow(
         self,
         variable_type: type[Variable[tp.Any]] | str,
@@ -425,7 +428,10 @@ class List(Module, list[A]):
     def _nnx_explicit(self) -> dict[tp.Any, bool]:  # type: ignore[override]
         """The declared item kinds by index, as a Pytree's by attribute name."""
         kinds = self._nnx_item_kinds
-        return {} if kinds is None else {i: k for i, k in enumerate(kinds) if k is not None}
+        out: dict[tp.Any, bool] = {"_nnx_auto": True} if self._nnx_auto else {}
+        if kinds is not None:
+            out.update((i, k) for i, k in enumerate(kinds) if k is not None)
+        return out
 
     def __repr__(self) -> str:
         return _node_repr(self)
@@ -519,6 +525,11 @@ class Dict(Module, dict[tp.Any, A]):
 
     def __delattr__(self, name: str) -> None:
         del self[name]
+
+    @property
+    def _nnx_explicit(self) -> dict[tp.Any, bool]:  # type: ignore[override]
+        """Made from a plain dict (see List._nnx_explicit)."""
+        return {"_nnx_auto": True} if self._nnx_auto else {}
 
     def __repr__(self) -> str:
         return _node_repr(self)

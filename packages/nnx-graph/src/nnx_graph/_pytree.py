@@ -74,10 +74,18 @@ def _convert_container(value: tp.Any) -> tp.Any:
     """Plain lists/dicts that hold data (or are empty) become List/Dict so that
     later mutation is tracked."""
     if type(value) is list and (not value or has_data(value)):
-        return List(value)
+        return auto_container(List(value))
     if type(value) is dict and (not value or has_data(value)):
-        return Dict(value)
+        return auto_container(Dict(value))
     return value
+
+
+def auto_container(container: tp.Any) -> tp.Any:
+    """Mark a List/Dict made from a plain list/dict: it is a plain container for
+    Flax's Module queries (``iter_modules``/``iter_children`` do not list it, as
+    Flax does not list a plain list), while explicit ones are Modules."""
+    container.__dict__["_nnx_auto"] = True
+    return container
 
 
 class Pytree:
