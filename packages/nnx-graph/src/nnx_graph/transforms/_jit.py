@@ -1,19 +1,17 @@
 """``nnx.jit``: full graph semantics at the cost of a flat ``jax.jit`` call.
 
 Per tuple of root objects, the first call traverses the graph once and caches the
-ordered Variables and the compiled function for that structure
-(``_jit_cache.py``). Later calls check the structural epoch (one integer compare),
-read the Variables' values into a list, dispatch ``jax.jit`` on it, and write back
-only the Variables the function changed: the compiled function returns an
-:class:`Updates` pytree whose aux data is the trace's :class:`Outcome`, so which
-leaves changed (or the new structure) is part of its output structure, known from
-the trace and returned with every call.
+ordered Variables and the compiled function (``_jit_cache.py``). Later calls check
+the structural epoch (one integer compare), read the Variables' values into a list,
+dispatch ``jax.jit`` on it, and write back only the Variables the function changed:
+the compiled function returns an :class:`Updates` pytree whose aux data is the
+trace's :class:`Outcome`, so which leaves changed (or the new structure) is part of
+its output structure, known from the trace and returned with every call.
 
-One call path serves both argument layouts (``_jit_layout.py``): the graph layout
-(positional arguments, nodes passed directly: the key is the arguments' ids) and the
-tree layout (keyword or static arguments, nodes inside containers: the arguments
-are flattened every call). Checks that cost something run only when an entry is
-built or after a failure (``_jit_checks.py``).
+One call path serves the graph layout (positional arguments, nodes passed directly:
+keyed by the arguments' ids) and the tree layout (keyword or static arguments, nodes
+in containers: flattened every call), see ``_jit_layout.py``. Costly checks run
+only when an entry is built or after a failure (``_jit_checks.py``).
 
 Calls on the same root objects are serialised (a re-entrant lock per root, taken
 around read, dispatch and write-back), so several threads may step one model.
@@ -536,11 +534,13 @@ class JitWrapped:
             def plain_inner(values: list[tp.Any], dyn: list[tp.Any]) -> tp.Any:
                 return inner(values, dyn, [], [], None)
 
-            return Compiled(jax.jit(plain_inner, **jit_kwargs), kept_index, donated_index, True)
-        jit_kwargs["static_argnames"] = ("statics",)
-        if layout.donates:
-            jit_kwargs["donate_argnums"] = (2, 3)
-        return Compiled(jax.jit(inner, **jit_kwargs), kept_index, donated_index)
+            jitted = jax.jit(plain_inner, **jit_kwargs)
+        else:
+            jit_kwargs["static_argnames"] = ("statics",)
+            if layout.donates:
+                jit_kwargs["donate_argnums"] = (2, 3)
+            jitted = jax.jit(inner, **jit_kwargs)
+        return Compiled(jitted, kept_index, donated_index, plain, tuple(state_specs))
 
     def _in_shardings(
         self,

@@ -30,6 +30,7 @@ from nnx_graph._graphdef import (
 from nnx_graph._hashing import Frozen, hashable
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._bridge import Bridge
+from nnx_graph.transforms._shardings import place_leaves
 
 __all__ = ["Cache", "Compiled", "Entry", "WeakSlot", "lock_pair", "root_guard", "root_locks"]
 
@@ -42,9 +43,11 @@ class Compiled:
     ``kept_index``/``donated_index`` split the leaves into the two value lists.
     ``plain``: it takes just ``(values, dyn)`` (nothing donated, no static
     arguments), which keeps JAX's dispatch of the common call as cheap as possible;
-    otherwise ``(values, dyn, donated_values, donated_dyn, statics)``."""
+    otherwise ``(values, dyn, donated_values, donated_dyn, statics)``.
+    ``leaf_shardings``: the ``in_shardings`` entry of every leaf (empty without
+    ``in_shardings``)."""
 
-    __slots__ = ("jitted", "kept_index", "donated_index", "plain")
+    __slots__ = ("jitted", "kept_index", "donated_index", "plain", "leaf_shardings")
 
     def __init__(
         self,
@@ -52,11 +55,13 @@ class Compiled:
         kept_index: tuple[int, ...],
         donated_index: tuple[int, ...],
         plain: bool = False,
+        leaf_shardings: tuple[tp.Any, ...] = (),
     ) -> None:
         self.jitted = jitted
         self.kept_index = kept_index
         self.donated_index = donated_index
         self.plain = plain
+        self.leaf_shardings = leaf_shardings
 
 
 class WeakSlot(Slot):
@@ -108,6 +113,8 @@ class Entry:
     ) -> None:
         self.epoch = _EPOCH[0]
         self.key = key
+        if compiled.leaf_shardings:  # in_shardings also place the caller's arrays
+            place_leaves(bridge.leaves, compiled.leaf_shardings)
         # weak: the cache must not keep the caller's objects alive (a dead root
         # evicts its entry, releasing the Variables below)
         self.refs = tuple(weakref.ref(n, evict) for n in nodes)

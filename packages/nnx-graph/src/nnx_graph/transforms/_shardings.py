@@ -155,3 +155,24 @@ def keep_input_shardings(
         value = None if var is None else var._raw_value
         if value is not before and isinstance(value, jax.Array):
             _SET_RAW(var, _constrain(value, spec))
+
+
+def place_leaves(leaves: tp.Sequence[tp.Any], shardings: tp.Sequence[tp.Any]) -> None:
+    """Put each leaf's array on its ``in_shardings`` entry, in the caller's object
+    (as Flax's jit hands the resharded state back): done once per cache entry, so
+    later calls find the arrays already placed."""
+    for leaf, sharding in zip(leaves, shardings):
+        value = leaf._raw_value
+        if (
+            sharding is None
+            or not isinstance(value, jax.Array)
+            or isinstance(value, jax.core.Tracer)
+        ):
+            continue
+        if isinstance(sharding, jax.sharding.Sharding) and value.sharding == sharding:
+            continue
+        try:
+            placed = jax.device_put(value, sharding)
+        except (TypeError, ValueError, RuntimeError):
+            continue  # e.g. a bare PartitionSpec outside a mesh: jax.jit places it
+        leaf._raw_value = placed
