@@ -127,3 +127,34 @@ def test_jax_only_pytree_with_state_on_undeclared_attribute_still_raises() -> No
 
     with pytest.raises(ValueError, match=r"nnx\.data"):
         Undeclared()
+
+
+# ------------------------------------------------- update of static entries
+def test_update_replaces_static_entries_with_plain_values() -> None:
+    node = {"a": {"b": 1, "c": nnx.Param(jnp.array(2)), "d": 3}}
+    nnx.update(node, {"a": {"b": 4, "c": jnp.array(10)}})
+    assert node["a"]["b"] == 4 and node["a"]["d"] == 3
+    assert int(node["a"]["c"].value) == 10
+
+    class Config(nnx.Module):
+        def __init__(self) -> None:
+            self.n = 3
+            self.w = nnx.Param(jnp.ones(1))
+
+    m = Config()
+    nnx.update(m, {"n": 5})
+    assert m.n == 5
+    items = nnx.List([1, nnx.Param(jnp.ones(1))])
+    nnx.update(items, {0: 7})
+    assert items[0] == 7
+
+
+def test_update_does_not_turn_a_static_entry_into_data() -> None:
+    class Config(nnx.Module):
+        def __init__(self) -> None:
+            self.n = 3
+
+    m = Config()
+    with pytest.raises(ValueError, match=r"extra:   state\.n"):
+        nnx.update(m, {"n": jnp.ones(1)})
+    assert m.n == 3

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import jax
 
+from nnx_graph import _epoch
 from nnx_graph._errors import GraphStructureError
 from nnx_graph._filters import Filter
 from nnx_graph._filters import split_pairs as _split_pairs
@@ -23,7 +24,14 @@ from nnx_graph._graph_iter import (
     recursive_map,
     set_metadata,
 )
-from nnx_graph._graph_match import alias, flat_lookup, match_leaves, mismatch_error, shape_error
+from nnx_graph._graph_match import (
+    alias,
+    flat_lookup,
+    match_leaves,
+    mismatch_error,
+    shape_error,
+    static_overwrites,
+)
 from nnx_graph._graph_modes import check_tree, is_tree_mode
 from nnx_graph._graph_registry import GRAPH_REGISTRY, PYTREE_REGISTRY
 from nnx_graph._graph_state import GraphState
@@ -299,7 +307,8 @@ def graphdef(node: A, /, *, graph: bool | None = None) -> GraphDef[A]:
 def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
     """Write the values (and metadata) of ``states`` into ``node``'s Variables.
 
-    States may cover part of the graph. A path the object lacks is added when its
+    States may cover part of the graph; a plain value for a static entry (a Module's
+    static attribute, a non-data item) replaces it. A path the object lacks is added when its
     parent exists (a new attribute of a Module, a new key of an ``nnx.Dict``, the
     next index of an ``nnx.List``) with a copy of the State's Variable (or the raw
     value); a value must have the shape of the one it replaces (when both have a
@@ -338,6 +347,7 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
         writes.append((target, value))
     if wrong_shape:
         raise shape_error("nnx.update", wrong_shape)
+    overwrites, extra = static_overwrites(node, extra) if extra else ([], extra)
     additions, unplaced = _plan_additions(flat_node, extra) if extra else ([], [])
     if unplaced:
         raise mismatch_error(
@@ -358,6 +368,13 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
             target._raw_value = value
     for parent, key, value in additions:
         _add_entry(parent, key, value.copy() if isinstance(value, Variable) else value)
+    for parent, key, value in overwrites:  # static entries (plain values), as Flax
+        if isinstance(parent, (list, dict)):
+            parent[key] = value
+        else:
+            setattr(parent, key, value)
+    if overwrites:
+        _epoch.bump()
 
 
 def _plan_additions(

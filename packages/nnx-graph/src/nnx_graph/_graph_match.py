@@ -8,7 +8,9 @@ from collections.abc import Mapping
 
 from nnx_graph._errors import GraphStructureError, format_path
 from nnx_graph._graph_state import GraphState
+from nnx_graph._kinds import has_data
 from nnx_graph._paths import restore_int_path
+from nnx_graph._pytree import Pytree
 from nnx_graph._state import FlatState, flat_dict
 from nnx_graph._variables import Variable
 
@@ -132,3 +134,40 @@ def mismatch_error(
             "of them, e.g. `nnx.merge(graphdef, params, rest)`)."
         )
     )
+
+
+_MISSING = object()
+
+
+def _child(parent: tp.Any, key: tp.Any) -> tp.Any:
+    if isinstance(parent, (list, tuple, dict)):  # (nnx.List/nnx.Dict too)
+        try:
+            return parent[key]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    if isinstance(parent, Pytree) and isinstance(key, str):
+        return vars(parent).get(key, _MISSING)
+    return _MISSING
+
+
+def static_overwrites(
+    root: tp.Any, extra: list[tuple[Path, tp.Any]]
+) -> tuple[list[tuple[tp.Any, tp.Any, tp.Any]], list[tuple[Path, tp.Any]]]:
+    """For State paths naming an existing static entry (a Module's static attribute,
+    a plain value in a list or dict) and holding a plain value: ``(parent, key,
+    value)`` to overwrite it, as Flax's ``update`` does; the other paths after."""
+    writes: list[tuple[tp.Any, tp.Any, tp.Any]] = []
+    rest: list[tuple[Path, tp.Any]] = []
+    for path, value in extra:
+        parent = root
+        for key in path[:-1]:
+            parent = _child(parent, key)
+        old = _child(parent, path[-1]) if path and parent is not _MISSING else _MISSING
+        placeable = isinstance(parent, (list, dict)) or (
+            isinstance(parent, Pytree) and not str(path[-1]).startswith("_")
+        )
+        if old is _MISSING or not placeable or has_data(old) or has_data(value):
+            rest.append((path, value))
+        else:
+            writes.append((parent, path[-1], value))
+    return writes, rest
