@@ -158,3 +158,17 @@ def test_update_does_not_turn_a_static_entry_into_data() -> None:
     with pytest.raises(ValueError, match=r"extra:   state\.n"):
         nnx.update(m, {"n": jnp.ones(1)})
     assert m.n == 3
+
+
+def test_map_without_recreating_variables_stores_plain_values() -> None:
+    class Model(nnx.Module):
+        def __init__(self) -> None:
+            self.w = nnx.Param(jnp.ones(2))
+            self.n = 3
+
+    m = Model()
+    plain = nnx.map(lambda path, v: v.value * 2, m, recreate_variables=False)
+    assert not isinstance(plain.w, nnx.Variable) and plain.w.tolist() == [2.0, 2.0]
+    assert plain.n == 3 and isinstance(m.w, nnx.Param)  # the original is unchanged
+    wrapped = nnx.map(lambda path, v: v.value * 2, m)
+    assert isinstance(wrapped.w, nnx.Param) and wrapped.w.value.tolist() == [2.0, 2.0]

@@ -495,7 +495,9 @@ def map(
     graph: bool | None = None,
     recreate_variables: bool = True,
 ) -> A:
-    """A new graph whose leaves are ``f(path, leaf)`` (leaves are Variables).
+    """A new graph whose leaves are ``f(path, leaf)`` (leaves are Variables): each
+    result is wrapped back into its Variable's type, or, with
+    ``recreate_variables=False``, stored as it is (no Variable).
 
     Example::
 
@@ -507,6 +509,8 @@ def map(
         >>> m2.w.value.tolist()
         [1.0, 1.0]
     """
+    if not recreate_variables:
+        return tp.cast(A, recursive_map(lambda p, x: x if is_graph_node(x) else f(p, x), node))
     gdef, st = split(node, graph=graph)
     return merge(gdef, map_state(f, st))
 
