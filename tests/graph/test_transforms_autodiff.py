@@ -225,7 +225,7 @@ def test_vjp_has_aux_and_decorator_forms():
     assert vjp_fn(1.0)[0]["w"].value.shape == (3, 2)
     f = nnx.vjp(lambda m: m.w.value.sum(), graph=False)
     _, vjp_fn = f(model)
-    assert vjp_fn(1.0)[0]["w"].value.tolist() == [[1.0, 1.0]] * 3
+    assert vjp_fn(1.0)[0].w.value.tolist() == [[1.0, 1.0]] * 3  # tree mode: a Linear
     g = nnx.vjp(has_aux=False)(lambda m: m.b.value.sum())
     assert g(model)[1](1.0)[0]["b"].value.tolist() == [1.0, 1.0]
 

@@ -76,3 +76,27 @@ def test_default_mode_keeps_one_gradient_per_shared_variable() -> None:
     grads = nnx.grad(lambda t: t["a"][...] + t["b"][...])({"a": shared, "b": shared})
     assert float(grads["a"][...]) == 2.0
     assert len(grads["b"]) == 0
+
+
+@pytest.mark.parametrize("graph", [True, False])
+def test_tree_mode_vjp_returns_module_shaped_gradients(graph: bool) -> None:
+    class Scale(nnx.Module):
+        def __init__(self) -> None:
+            self.w = nnx.Param(jnp.array([1.0, 2.0]))
+
+    model, x = Scale(), jnp.array([3.0, 4.0])
+    out, vjp_fn = nnx.vjp(
+        lambda m, x: (m.w[...] * x).sum(), model, x, graph=graph, graph_updates=False
+    )
+    assert float(out) == 11.0
+    g_model, g_x = vjp_fn(jnp.ones(()))
+    assert isinstance(g_model, Scale) and g_model is not model
+    assert g_model.w[...].tolist() == [3.0, 4.0]
+    assert g_x.tolist() == [1.0, 2.0]
+
+
+def test_default_mode_vjp_returns_a_state() -> None:
+    model = Net()
+    _, vjp_fn = nnx.vjp(lambda m: m(), model)
+    (g_model,) = vjp_fn(jnp.ones(()))
+    assert isinstance(g_model, nnx.State) and set(g_model) == {"w"}

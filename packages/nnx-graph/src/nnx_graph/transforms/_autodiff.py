@@ -24,6 +24,7 @@ from nnx_graph._variables import Param, Variable
 from nnx_graph.transforms._bridge import fill_tree, is_hole, is_node, split_tree
 from nnx_graph.transforms._lift import Lifted, positions_of_nodes
 from nnx_graph.transforms._modes import (
+    as_module,
     check_prefix,
     module_grads,
     reject_bound_method,
@@ -421,10 +422,13 @@ def vjp(
 
     def vjp_fn(cotangent: tp.Any) -> tuple[tp.Any, ...]:
         diff_ct, plain_ct = raw_vjp(cotangent)
-        return tuple(
+        grads = [
             plain_ct[diff.plain.index(i)] if i in diff.plain else diff.per_argument(i, diff_ct)
             for i in range(len(primals))
-        )
+        ]
+        if diff.tree_mode:  # Flax's form: a copy of each graph node holding its grads
+            grads = [as_module(p, g) for p, g in zip(primals, grads)]
+        return tuple(grads)
 
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
 

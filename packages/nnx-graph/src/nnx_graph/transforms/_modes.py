@@ -39,6 +39,7 @@ from nnx_graph._variables import Variable
 __all__ = [
     "Mode",
     "aliasing_error",
+    "as_module",
     "check_inputs",
     "check_outputs",
     "check_prefix",
@@ -246,7 +247,7 @@ def with_mode(
 
 
 # ------------------------------------------------------------------ grads in these modes
-def _as_module(arg: tp.Any, grads: tp.Any) -> tp.Any:
+def as_module(arg: tp.Any, grads: tp.Any) -> tp.Any:
     """A copy of graph node ``arg`` holding ``grads`` (a State) in its Variables and
     zeros in the others: how Flax returns gradients in tree mode."""
     if not isinstance(grads, State) or not isinstance(arg, (Pytree, List, Dict)):
@@ -270,9 +271,9 @@ def module_grads(argnums: tp.Any, has_aux: bool, with_value: bool) -> tp.Callabl
         else:
             grads = out
         if isinstance(argnums, int):
-            grads = _as_module(args[argnums], grads)
+            grads = as_module(args[argnums], grads)
         elif isinstance(argnums, tuple) and all(isinstance(i, int) for i in argnums):
-            grads = tuple(_as_module(args[i], g) for i, g in zip(argnums, grads))
+            grads = tuple(as_module(args[i], g) for i, g in zip(argnums, grads))
         if with_value:
             return value, grads
         return (grads, aux) if has_aux else grads
