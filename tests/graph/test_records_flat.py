@@ -365,6 +365,19 @@ def test_outer_indices_from_headers_are_kept_off_equality() -> None:
     assert outer.with_no_outer_index() == outer
 
 
+def test_outer_indices_of_a_graphdef_show_on_its_nodes_and_round_trip() -> None:
+    def outer_indices(g: GraphDef[tp.Any]) -> list[tp.Any]:
+        return [(n.index, n.outer_index) for n in g.nodes if not isinstance(n, NodeRef)]
+
+    graphdef = nnx.graphdef(Tree())
+    assert all(o is None for _, o in outer_indices(graphdef))
+    inner = graphdef.with_same_outer_index()
+    assert all(i == o for i, o in outer_indices(inner)) and len(outer_indices(inner)) == 7
+    rebuilt = _roundtrip(inner)
+    assert rebuilt == graphdef and outer_indices(rebuilt) == outer_indices(inner)
+    assert all(o is None for _, o in outer_indices(rebuilt.with_no_outer_index()))
+
+
 # ----------------------------------------------------------------- wrong input
 def _meta() -> dict[str, tp.Any]:
     return nnx.Param(jnp.zeros(1)).get_metadata()

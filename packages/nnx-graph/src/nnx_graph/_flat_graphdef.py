@@ -106,18 +106,26 @@ def flat_view(graphdef: GraphDef[tp.Any]) -> tuple[FlatNodes, FlatAttributes]:
     """``(nodes, attributes)`` of ``graphdef`` in Flax's flat form: containers as
     ``NodeDef`` headers with ``index=None``; attribute kinds ``NODE_ATTR`` (the next
     item of ``nodes``), ``LEAF_ATTR`` (the next leaf) or ``Static(value)``; a static
-    root as one attribute with key None."""
+    root as one attribute with key None. Outer indices the GraphDef holds (inner
+    graphs of an update context) appear on the nodes' and Variables' entries."""
     from nnx_graph._records import walk
 
     nodes: list[tp.Any] = []
     attributes: list[tuple[tp.Any, tp.Any]] = []
     first = True
+    outer = graphdef._outer or {}
     for visit in walk(graphdef, paths=False):
         record: tp.Any = visit.record
         tag = record[0]
         if tag == CONTAINER:
             aux = record[4] if len(record) > 4 else None
             record = _new(NodeDef, (NODE, record[1], None, aux, (), len(record[3]), None))
+        elif outer and tag in (NODE, VAR) and record[2] in outer:
+            if tag == NODE:
+                items = (*record[:4], (), len(record[4]), outer[record[2]])
+                record = _new(NodeDef, items)
+            else:
+                record = _new(VariableDef, (*record[:4], outer[record[2]]))
         if tag == STATIC:
             kind: tp.Any = Static(record[1].value)
         else:
