@@ -294,13 +294,19 @@ class _Call:
         if not names:
             return None
         listed = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        first = [self.bridge_keys(i) for i in traced.changed if self.axes[i] is None][:1]
         return ValueError(
-            f"nnx.{self.name}: state passed with axis None (broadcast) was set to a value that "
-            f"differs per example: {listed}. Expected broadcast "
+            f"nnx.{self.name}: at vmap out_axes{''.join(first)}, got axis spec None but output "
+            "was batched on axis 0: state passed with axis None (broadcast) was set to a "
+            f"value that differs per example: {listed}. Expected broadcast "
             "state to get the same value for every example. Fix: give it an axis, e.g. "
             "in_axes=nnx.StateAxes({nnx.BatchStat: 0, ...: None}), or do not update it "
             "inside the mapped function."
         )
+
+    def bridge_keys(self, i: int) -> str:
+        """Leaf ``i``'s path as JAX prints it: ``['layer']['w']``."""
+        return "".join(f"[{k!r}]" for k in self.lifted.bridge.paths[i][1:])
 
     def _trace_abstractly(self, kwargs: dict[str, tp.Any]) -> _Traced | None:
         """After a failed call: trace again, abstractly and with every output on
