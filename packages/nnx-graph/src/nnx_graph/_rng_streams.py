@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 import jax
 import jax.numpy as jnp
 
-from nnx_graph._errors import RngStreamError
+from nnx_graph._errors import RngStreamError, TraceContextError, TraceLeakError
 from nnx_graph._filters import to_predicate
 from nnx_graph._pytree import Pytree
 from nnx_graph._rng_samplers import attach_samplers
@@ -89,6 +89,20 @@ def _to_key(seed: tp.Any, stream: str) -> jax.Array:
     )
 
 
+def _finished_trace_error(stream: tp.Any) -> TraceContextError:
+    """Drawing from a stream made inside a JAX transform that has finished (its key
+    and count are that transform's tracers): Flax's TraceContextError."""
+    return TraceContextError(
+        f"Cannot mutate RngCount from a different trace level: the stream "
+        f"{stream.tag!r} ({stream.count._describe()}) was created inside a JAX transform "
+        "(jax.jit, jax.vmap, ...) that has finished, so its key and count are that "
+        "transform's tracers and no key can be drawn from it here.\n"
+        "Expected: a stream created at this level, or passed into the transform.\n"
+        "Fix: create the Rngs outside the transform and pass it in (or return it from "
+        "an nnx transform, which carries it out)."
+    )
+
+
 def _fold_in(key: jax.Array, count: jax.Array) -> jax.Array:
     if key.ndim == 0:
         return jax.random.fold_in(key, count)
@@ -121,7 +135,12 @@ class RngStream(Pytree):
         # Drawing inside a JAX transform the stream was neither created in nor passed
         # to raises TraceContextError ("Cannot mutate RngCount from a different trace
         # level") from the count's set_value, before anything is stored.
-        key = _fold_in(self.key.get_value(), self.count.get_value())
+        try:
+            key = _fold_in(self.key.get_value(), self.count.get_value())
+        except TraceLeakError as error:
+            if isinstance(error, TraceContextError):
+                raise
+            raise _finished_trace_error(self) from error
         self.count.set_value(self.count.get_value() + 1)
         return key
 
