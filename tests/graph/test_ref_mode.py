@@ -149,3 +149,20 @@ def test_nnx_jit_with_a_ref_pytree_attribute_returns_the_same_object() -> None:
     assert out is box and _is_ref(out.a) and int(out.a[...]) == 2
     shapes = bump.eval_shape(box)
     assert shapes.a.shape == ()
+
+
+def test_nnx_jit_refs_with_static_arguments_trees_and_ahead_of_time() -> None:
+    r = jax.new_ref(jnp.array(1.0))
+    with_static = nnx.jit(lambda x, n: (x, jax.new_ref(jnp.ones(n))), static_argnums=1)
+    same, made = with_static(r, 3)
+    assert same is r and made[...].shape == (3,)
+    in_tree = nnx.jit(lambda d: {"r": d["r"], "new": jax.new_ref(d["r"][...] * 2)})
+    out = in_tree({"r": r})
+    assert out["r"] is r and float(out["new"][...]) == 2.0
+    plus_one = nnx.jit(lambda x: jax.new_ref(x[...] + 1))
+    compiled = plus_one.lower(r).compile()
+    assert _is_ref(compiled(r)) and float(compiled(r)[...]) == 2.0
+    model = nnx.vars_as(nnx.Linear(1, 1, rngs=nnx.Rngs(0)), ref=True)
+    plain = nnx.jit(lambda m: nnx.vars_as(m, ref=False))(model)
+    assert not plain.kernel.ref and not _is_ref(plain.kernel.get_raw_value())
+    assert model.kernel.ref  # the argument keeps its references
