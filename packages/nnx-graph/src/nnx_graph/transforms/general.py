@@ -1,10 +1,11 @@
 """Lifting plain JAX transforms over graph nodes by hand (``flax.nnx.transforms.general``).
 
 ``split_inputs`` turns the graph nodes (Modules, ...) among a function's arguments
-into one pure pytree (their State, with the GraphDef as static data) before calling
-it; ``merge_inputs`` turns that pytree back into objects inside the function, runs
-it, and hands the updated State back out, where ``split_inputs`` writes it into the
-caller's objects. In between, any JAX transform can run (``jax.jit``,
+into pure pytrees (each node's State, with its GraphDef as static data) before
+calling it, so a transform's per-argument axes apply to each node; ``merge_inputs``
+turns them back into objects inside the function, runs it, and hands the updated
+States back out (in the arguments' places, then the output), where ``split_inputs``
+writes them into the caller's objects. In between, any JAX transform can run (``jax.jit``,
 ``jax.lax.cond``, ...). The nnx transforms (``nnx.jit``, ``nnx.cond``, ...) do this
 for you; these two are for JAX transforms nnx does not wrap.
 
@@ -44,8 +45,9 @@ _DEFAULT_TAG = "split_merge_inputs"
 
 @jax.tree_util.register_pytree_node_class
 class _Nodes:
-    """Stands for graph node number ``index`` of the split arguments; the first one
-    (index 0) also carries the GraphDef (static) and the State of all of them."""
+    """Stands for graph node number ``index`` of the split arguments, carrying its
+    GraphDef (static) and its State (references shared with an earlier node are
+    resolved through that node's); GraphDef None: an input node returned as is."""
 
     def __init__(self, index: int, graphdef: tp.Any, state: tp.Any, tag: str) -> None:
         self.index, self.graphdef, self.state, self.tag = index, graphdef, state, tag
@@ -61,10 +63,11 @@ class _Nodes:
 
 @jax.tree_util.register_pytree_node_class
 class _Merged:
-    """What a ``merge_inputs`` function returns: the updated State of the input nodes
-    and the output (graph nodes in it that are inputs are referred to by index)."""
+    """The second half of what a ``merge_inputs`` function returns (after the
+    arguments holding each node's updated State): the keyword arguments likewise, and
+    the output (graph nodes in it that are inputs are referred to by index)."""
 
-    def __init__(self, updates: _Nodes | None, output: tp.Any) -> None:
+    def __init__(self, updates: tp.Any, output: tp.Any) -> None:
         self.updates, self.output = updates, output
 
     def tree_flatten(self) -> tuple[tuple[tp.Any, ...], None]:
@@ -81,6 +84,21 @@ def _is_node(x: object) -> bool:
 
 def _is_marker(x: object) -> bool:
     return isinstance(x, _Nodes)
+
+
+def _node_marker(index: int, split: tuple[tp.Any, ...], tag: str) -> _Nodes:
+    """The marker of node ``index`` from its ``SplitContext.split`` (GraphDef, State)."""
+    graphdef, state = split
+    return _Nodes(index, graphdef, state, tag)
+
+
+def _write(node: tp.Any, state: tp.Any) -> None:
+    """Write a node's updated state (from ``SplitContext.split``) into it."""
+    if isinstance(node, nnx_graph.Variable):
+        if isinstance(state, nnx_graph.Variable):
+            node.set_value(state.get_value())
+        return
+    nnx_graph.update(node, state)
 
 
 @tp.overload
@@ -121,23 +139,25 @@ def split_inputs(f: F | None = None, *, ctxtag: str = _DEFAULT_TAG) -> F | tp.Ca
         at = [i for i, leaf in enumerate(leaves) if _is_node(leaf)]
         nodes = [leaves[i] for i in at]
         if nodes:
-            graphdef, state = nnx_graph.split(nodes)
-            for k, i in enumerate(at):
-                leaves[i] = (
-                    _Nodes(k, graphdef, state, ctxtag) if k == 0 else _Nodes(k, None, None, ctxtag)
-                )
+            # one pure pytree per node (shared references only in the first that has
+            # them), so a JAX transform's per-argument axes apply to each node
+            with nnx_graph.split_context() as ctx:
+                for k, i in enumerate(at):
+                    leaves[i] = _node_marker(k, ctx.split(leaves[i]), ctxtag)
         pure_args, pure_kwargs = jax.tree.unflatten(treedef, leaves)
         result = f(*pure_args, **pure_kwargs)
-        if not isinstance(result, _Merged):
+        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], _Merged)):
             return result
-        if result.updates is not None and nodes:
-            nnx_graph.update(nodes, result.updates.state)
-        out_leaves, out_def = jax.tree.flatten(result.output, is_leaf=_is_marker)
+        args_out, merged = result
+        for marker in jax.tree.leaves((args_out, merged.updates), is_leaf=_is_marker):
+            if _is_marker(marker) and marker.tag == ctxtag and marker.graphdef is not None:
+                _write(nodes[marker.index], marker.state)
+        out_leaves, out_def = jax.tree.flatten(merged.output, is_leaf=_is_marker)
         for i, leaf in enumerate(out_leaves):
             if isinstance(leaf, _Nodes) and leaf.graphdef is None and leaf.tag == ctxtag:
                 out_leaves[i] = nodes[leaf.index]  # an input node returned as is
             elif isinstance(leaf, _Nodes) and leaf.tag == ctxtag:
-                out_leaves[i] = nnx_graph.merge(leaf.graphdef, leaf.state)[0]
+                out_leaves[i] = nnx_graph.merge(leaf.graphdef, leaf.state)
         return jax.tree.unflatten(out_def, out_leaves)
 
     return tp.cast(F, wrapper)
@@ -173,28 +193,39 @@ def merge_inputs(f: F | None = None, *, ctxtag: str = _DEFAULT_TAG) -> F | tp.Ca
     @functools.wraps(f)
     def wrapper(*pure_args: tp.Any, **pure_kwargs: tp.Any) -> tp.Any:
         leaves, treedef = jax.tree.flatten((pure_args, pure_kwargs), is_leaf=_is_marker)
-        markers = [
-            (i, leaf) for i, leaf in enumerate(leaves) if _is_marker(leaf) and leaf.tag == ctxtag
-        ]
-        carrier = next((m for _, m in markers if m.graphdef is not None), None)
-        if carrier is None:
+        markers = {
+            i: leaf
+            for i, leaf in enumerate(leaves)
+            if _is_marker(leaf) and leaf.tag == ctxtag and leaf.graphdef is not None
+        }
+        if not markers:
             return f(*pure_args, **pure_kwargs)
-        nodes = list(nnx_graph.merge(carrier.graphdef, carrier.state))
-        for i, marker in markers:
-            leaves[i] = nodes[marker.index]
-        args, kwargs = jax.tree.unflatten(treedef, leaves)
+        nodes: dict[int, tp.Any] = {}
+        with nnx_graph.merge_context() as mctx:
+            for marker in sorted(markers.values(), key=lambda m: m.index):
+                nodes[marker.index] = mctx.merge(marker.graphdef, marker.state)
+        args, kwargs = jax.tree.unflatten(
+            treedef,
+            [nodes[leaves[i].index] if i in markers else leaf for i, leaf in enumerate(leaves)],
+        )
         out = f(*args, **kwargs)
-        graphdef, state = nnx_graph.split(nodes)
+        with nnx_graph.split_context() as sctx:  # the updated state, node by node
+            updated = {k: _node_marker(k, sctx.split(nodes[k]), ctxtag) for k in sorted(nodes)}
+        # the arguments come back with each node's new state in its place (other
+        # leaves as None), so the arguments' axes also fit these outputs
+        args_out, kwargs_out = jax.tree.unflatten(
+            treedef,
+            [updated[leaves[i].index] if i in markers else None for i in range(len(leaves))],
+        )
         out_leaves, out_def = jax.tree.flatten(out, is_leaf=_is_node)
         for i, leaf in enumerate(out_leaves):
-            if not is_graph_node(leaf):
+            if not _is_node(leaf):
                 continue
-            index = next((k for k, node in enumerate(nodes) if node is leaf), None)
+            index = next((k for k, node in nodes.items() if node is leaf), None)
             if index is not None:
                 out_leaves[i] = _Nodes(index, None, None, ctxtag)
             else:  # a new node: carried with its own GraphDef and State
-                new_def, new_state = nnx_graph.split([leaf])
-                out_leaves[i] = _Nodes(0, new_def, new_state, ctxtag)
-        return _Merged(_Nodes(0, graphdef, state, ctxtag), jax.tree.unflatten(out_def, out_leaves))
+                out_leaves[i] = _Nodes(0, *nnx_graph.split(leaf), ctxtag)
+        return args_out, _Merged(kwargs_out, jax.tree.unflatten(out_def, out_leaves))
 
     return tp.cast(F, wrapper)
