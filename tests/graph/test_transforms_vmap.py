@@ -342,7 +342,7 @@ def test_bad_axis_specs():
     with pytest.raises(ValueError, match="in_axes has 1 entries but the function got 2"):
         nnx.vmap(lambda a, b: a, in_axes=(0,))(jnp.ones(2), jnp.ones(2))
     with pytest.raises(TypeError, match="argument 0 holds Modules/Variables, so its axis spec"):
-        nnx.vmap(lambda pair: 0, in_axes=({"a": 0},))({"a": block})
+        nnx.vmap(lambda pair: 0, in_axes=({"b": 0},))({"a": block})
     with pytest.raises(TypeError, match="keyword-only arguments"):
         nnx.vmap(lambda x, *, k: x)(jnp.ones(2), k=jnp.ones(2))
 

@@ -27,6 +27,7 @@ from nnx_graph.transforms._bridge import (
     Updates,
     arg_names,
     fill_tree,
+    holes_of,
     is_node,
     split_tree,
     tree_names,
@@ -40,6 +41,7 @@ __all__ = [
     "check_aliasing",
     "describe_aval",
     "positions_of_nodes",
+    "root_specs",
     "spread_specs",
 ]
 
@@ -230,10 +232,21 @@ def spread_specs(
         elif is_whole(spec):
             out.extend([spec] * len(leaves))
         elif nodes:
-            raise TypeError(
-                f"{where}: argument {pos} holds Modules/Variables, so its {what} must be "
-                f"one value for all its leaves or an nnx.StateAxes; found {spec!r}."
-            )
+            # a prefix of a container of nodes (a State, a tuple of Modules): each
+            # node and array under it takes the spec above it
+            try:
+                jax.tree.map(
+                    lambda s, a: out.extend([s] * len(jax.tree.leaves(a))),
+                    spec,
+                    tree,
+                    is_leaf=is_whole,
+                )
+            except (ValueError, TypeError):
+                raise TypeError(
+                    f"{where}: argument {pos} holds Modules/Variables, so its {what} must "
+                    "be one value for all its leaves, an nnx.StateAxes or a prefix of the "
+                    f"argument's structure; found {spec!r}."
+                ) from None
         else:
             jax.tree.map(
                 lambda s, a: out.extend([s] * len(jax.tree.leaves(a))),
@@ -241,6 +254,31 @@ def spread_specs(
                 arg,
                 is_leaf=is_whole,
             )
+    return out
+
+
+def root_specs(
+    args: tp.Sequence[tp.Any], specs: tp.Sequence[tp.Any], is_whole: tp.Callable[[tp.Any], bool]
+) -> list[tp.Any]:
+    """The spec of each graph node found in ``args`` (in ``split_tree`` order): its
+    argument's spec, or the part of it above the node when the argument is a
+    container of nodes (a State, a tuple) given a prefix of its structure."""
+    out: list[tp.Any] = []
+    for arg, spec in zip(args, specs):
+        tree, nodes = split_tree(arg)
+        if not nodes:
+            continue
+        if is_node(arg) or is_whole(spec) or isinstance(spec, StateAxes):
+            out.extend([spec] * len(nodes))
+            continue
+        mine: list[tp.Any] = [spec] * len(nodes)
+
+        def assign(s: tp.Any, sub: tp.Any, mine: list[tp.Any] = mine) -> None:
+            for k in holes_of(sub):
+                mine[k] = s
+
+        jax.tree.map(assign, spec, tree, is_leaf=is_whole)
+        out.extend(mine)
     return out
 
 

@@ -14,7 +14,7 @@ from nnx_graph._sharding_place import as_abstract
 from nnx_graph.transforms._axes import StateAxes, leaf_axes
 from nnx_graph.transforms._bridge import Outcome, Updates, fill_tree
 from nnx_graph.transforms._checkify import USER_CHECKS, resolve_errors
-from nnx_graph.transforms._lift import Lifted, check_aliasing, positions_of_nodes, spread_specs
+from nnx_graph.transforms._lift import Lifted, check_aliasing, root_specs, spread_specs
 from nnx_graph.transforms._modes import reject_bound_method, resolve
 
 __all__ = ["StateSharding", "checkify", "eval_shape", "make_jaxpr", "shard_map"]
@@ -246,16 +246,16 @@ def shard_map(
         dyn_specs = spread_specs(args, whole, _is_spec, "nnx.shard_map", "in_spec")
         lifted = Lifted("shard_map", args, {}, fun=f, mode=mode)
         bridge = lifted.bridge
-        node_pos = positions_of_nodes(args)
+        per_root = root_specs(args, specs, _is_spec)
         leaf_specs = leaf_axes(
-            specs,
-            [node_pos[p[0]] for p in bridge.paths],
+            per_root,
+            [p[0] for p in bridge.paths],
             bridge.paths,
             bridge.leaves,
             "nnx.shard_map",
             lifted.root_names,
         )
-        check_aliasing(lifted, specs, node_pos, leaf_specs, "nnx.shard_map")
+        check_aliasing(lifted, per_root, range(len(per_root)), leaf_specs, "nnx.shard_map")
         pure = lifted.pure(f, changed_only=False)
 
         kwargs: dict[str, tp.Any] = {

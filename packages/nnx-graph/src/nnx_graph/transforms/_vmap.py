@@ -44,6 +44,7 @@ from nnx_graph.transforms._lift import (
     bind_positional,
     check_aliasing,
     positions_of_nodes,
+    root_specs,
     spread_specs,
 )
 from nnx_graph.transforms._modes import check_prefix, reject_bound_method, resolve, with_mode
@@ -133,7 +134,7 @@ class _Call:
         self.name, self.f, self.args = name, f, args
         self.out_axes, self.metadata = out_axes, metadata
         self.specs = _per_arg(in_axes, len(args), where)
-        # first: it refuses prefix trees for containers of graph nodes
+        # first: it refuses specs that do not fit the arguments
         self.dyn_axes = spread_specs(args, self.specs, _is_whole, where, "axis spec")
         self.lifted = lifted = Lifted(name, args, {}, fun=f)
         bridge = lifted.bridge
@@ -142,10 +143,13 @@ class _Call:
         check_state_axes_used(
             self.specs, leaf_arg, bridge.paths, bridge.leaves, where, lifted.root_names
         )
+        # per graph node: a container argument may have a prefix of its structure
+        self.root_specs = root_specs(args, self.specs, _is_whole)
+        roots = [p[0] for p in bridge.paths]
         self.axes = leaf_axes(
-            self.specs, leaf_arg, bridge.paths, bridge.leaves, where, lifted.root_names
+            self.root_specs, roots, bridge.paths, bridge.leaves, where, lifted.root_names
         )
-        check_aliasing(lifted, self.specs, self.node_pos, self.axes, where)
+        check_aliasing(lifted, self.root_specs, range(len(self.root_specs)), self.axes, where)
         self.values = lifted.values()
 
     # ------------------------------------------------------------- inside
@@ -227,7 +231,7 @@ class _Call:
         self, path: tuple[tp.Any, ...], leaf: tp.Any, node_specs: tp.Sequence[tp.Any]
     ) -> tp.Any:
         which, k, *rest = path
-        spec = self.specs[self.node_pos[k]] if which == 0 else node_specs[k]
+        spec = self.root_specs[k] if which == 0 else node_specs[k]
         root = self.lifted.root_names()[k] if which == 0 else f"output[{k}]"
         return _axis_of(spec, tuple(rest), leaf, f"nnx.{self.name}", root)
 
@@ -246,7 +250,7 @@ class _Call:
             if not isinstance(var, Variable) or len(path) < 2:
                 continue
             which, k, *rest = path
-            spec = self.specs[self.node_pos[k]] if which == 0 else node_specs[k]
+            spec = self.root_specs[k] if which == 0 else node_specs[k]
             axis = _axis_of(spec, tuple(rest), var, f"nnx.{self.name}")
             if isinstance(axis, int):
                 add_axis([var], axis, self.metadata)
