@@ -503,7 +503,7 @@ def test_custom_vjp_variable_updates_reach_the_caller(graph_updates):
     else:
 
         def f_bwd(res, out_g, *, updates_g):
-            seen.append(sorted(updates_g[0]))
+            seen.append([n for n in ("x", "z") if getattr(updates_g[0], n) is not None])
             cos_x, z = res
             return (nnx.State({"x": cos_x * z * out_g}),)
 

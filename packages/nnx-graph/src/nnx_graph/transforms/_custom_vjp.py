@@ -18,6 +18,7 @@ from nnx_graph._variables import Variable
 from nnx_graph.transforms._autodiff import DiffState, _has_nodes
 from nnx_graph.transforms._bridge import is_node
 from nnx_graph.transforms._lift import bind_positional
+from nnx_graph.transforms._modes import resolve
 
 __all__ = ["CustomVjp", "custom_vjp"]
 
@@ -200,7 +201,11 @@ class CustomVjp(tp.Generic[F]):
                 kwargs = {}
                 if _accepts_updates_g(bwd):
                     kwargs["updates_g"] = tuple(
-                        from_flat_state(by_arg[i]) if i in by_arg else None
+                        _updates_like(
+                            graphdefs[i], (pure_args[dynamic.index(i)], fixed[i]), by_arg[i]
+                        )
+                        if i in by_arg
+                        else None
                         for i in range(len(args))
                     )
                 cts = bwd(*nondiff.values(), res, out_g, **kwargs)
@@ -242,6 +247,34 @@ def _accepts_updates_g(bwd: tp.Callable[..., tp.Any]) -> bool:
     return "updates_g" in parameters or any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
     )
+
+
+def _updates_like(
+    graphdef: tp.Any, states: tuple[State, State], given: tp.Sequence[tuple[tp.Any, tp.Any]]
+) -> tp.Any:
+    """Flax's tree-mode ``updates_g`` entry: a copy of the graph node (``graphdef``
+    and its ``states``) whose Variables that the function changed hold their
+    cotangents and whose other Variables are None."""
+    by_path = {tuple(p): v for p, v in given}
+    pairs = [
+        (path, var.replace(by_path.get(tuple(path))))
+        for state in states
+        for path, var in to_flat_state(state)
+    ]
+    copy = merge(graphdef, from_flat_state(pairs))
+    for path, _ in pairs:
+        if tuple(path) in by_path:
+            continue
+        parent: tp.Any = copy
+        key: tp.Any
+        for key in path[:-1]:
+            parent = parent[key] if isinstance(parent, (list, dict)) else getattr(parent, key)
+        key = path[-1]
+        if isinstance(parent, (list, dict)):
+            parent[key] = None
+        else:
+            setattr(parent, str(key), None)
+    return copy
 
 
 def _holds_tracer(x: tp.Any) -> bool:
@@ -311,8 +344,8 @@ def custom_vjp(
     differentiated state (a template to fill): the cotangents of the Variables
     ``fun``/``fwd`` changed, zeros elsewhere. With ``graph_updates=False`` or
     ``graph=False``, ``g`` is ``out_g``, and a ``bwd`` declaring an ``updates_g``
-    keyword gets per argument a State of those cotangents (None for non-graph
-    arguments). Variable updates made by ``fun``/``fwd`` reach the caller's objects.
+    keyword gets per argument a copy of the graph node holding those cotangents in
+    the changed Variables and None in the others (None for non-graph arguments). Variable updates made by ``fun``/``fwd`` reach the caller's objects.
     ``nondiff_argnums`` takes ints (non-graph arguments, and with
     ``graph_updates=False`` also Modules; passed to ``bwd`` first) and
     :class:`DiffState` (only the matching Variables of that argument are
@@ -338,7 +371,9 @@ def custom_vjp(
         >>> float(g["w"].value)
         10.0
     """
-    updates_g = graph is not False and graph_updates is not False
+    # the default mode (graph=True, graph_updates=True, or the current defaults of
+    # nnx.set_graph_mode / nnx.set_graph_updates) hands bwd the updates' cotangents
+    updates_g = resolve("nnx.custom_vjp", graph, graph_updates) is None
     if fun is None:
         return lambda f: CustomVjp(f, tuple(nondiff_argnums), updates_g)
     return CustomVjp(fun, tuple(nondiff_argnums), updates_g)
