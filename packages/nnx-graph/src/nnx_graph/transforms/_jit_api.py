@@ -7,6 +7,7 @@ import functools
 import typing as tp
 
 from nnx_graph._graph_config import graph_mode_default, graph_updates_default
+from nnx_graph.transforms._bridge import Bridge, arg_names, split_tree
 from nnx_graph.transforms._jit import JitWrapped
 from nnx_graph.transforms._jit_stages import Lowered, Traced
 
@@ -225,6 +226,13 @@ def jit_partial(
         graph=graph,
         graph_updates=graph_updates,
     )
+    mode = jitted._mode
+    if mode is not None and not mode.graph:
+        # tree mode refuses shared Variables among the bound arguments: say so now
+        nodes = [n for a in partial_args for n in split_tree(a)[1]]
+        if nodes:
+            names = arg_names(fun)
+            Bridge(nodes, where=mode.where, root_names=lambda: names[: len(nodes)], mode=mode)
     return JitPartial(jitted, partial_args)
 
 
