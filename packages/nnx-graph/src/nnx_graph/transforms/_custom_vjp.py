@@ -345,7 +345,8 @@ def custom_vjp(
     ``fun``/``fwd`` changed, zeros elsewhere. With ``graph_updates=False`` or
     ``graph=False``, ``g`` is ``out_g``, and a ``bwd`` declaring an ``updates_g``
     keyword gets per argument a copy of the graph node holding those cotangents in
-    the changed Variables and None in the others (None for non-graph arguments). Variable updates made by ``fun``/``fwd`` reach the caller's objects.
+    the changed Variables and None in the others (None for non-graph arguments).
+    Variable updates made by ``fun``/``fwd`` reach the caller's objects.
     ``nondiff_argnums`` takes ints (non-graph arguments, and with
     ``graph_updates=False`` also Modules; passed to ``bwd`` first) and
     :class:`DiffState` (only the matching Variables of that argument are

@@ -566,7 +566,7 @@ class JitWrapped:
                 graphdef = bridge.graphdef
                 root, _ = build(graphdef, [None] * graphdef.num_leaves)
                 leaves = flatten_graph(root, check_leaks=False, observe=False).leaves
-            values, dyn, donated_dyn = layout.in_shardings(specs, bridge.paths, where, leaves)
+            values, dyn, donated_dyn = layout.in_shardings(specs, bridge, where, leaves)
         kept = [values[i] for i in kept_index]
         donated = [values[i] for i in donated_index]
         return (kept, dyn, donated, donated_dyn)

@@ -20,7 +20,7 @@ import typing as tp
 import jax
 
 from nnx_graph.transforms._bridge import fill_tree, holes_of, is_hole, tree_names
-from nnx_graph.transforms._shardings import is_sharding, leaf_shardings
+from nnx_graph.transforms._shardings import check_sharding_aliasing, is_sharding, leaf_shardings
 
 __all__ = ["GraphLayout", "Probe", "TreeLayout"]
 
@@ -97,14 +97,16 @@ class GraphLayout(tp.NamedTuple):
     def in_shardings(
         self,
         specs: tp.Sequence[tp.Any],
-        paths: tp.Sequence[tuple[tp.Any, ...]],
+        bridge: tp.Any,
         where: str,
         leaves: tp.Sequence[tp.Any] | None = None,
     ) -> tuple[list[tp.Any], list[tp.Any], list[tp.Any]]:
         """``(per graph leaf, per dyn argument, per donated argument)`` shardings
-        from one spec per positional argument (``leaves``: for StateSharding specs)."""
+        from one spec per positional argument (``leaves``: for StateSharding specs);
+        a Variable reached through two arguments must get one sharding."""
         node_specs = [specs[p] for p in self.node_positions]
-        values = leaf_shardings(node_specs, paths, where, leaves)
+        values = leaf_shardings(node_specs, bridge.paths, where, leaves)
+        check_sharding_aliasing(bridge.graphdef, node_specs, values, where)
         return (
             values,
             [specs[p] for p in self.dyn_positions],

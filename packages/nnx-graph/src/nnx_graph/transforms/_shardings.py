@@ -9,6 +9,7 @@ import jax
 
 from nnx_graph._errors import format_path
 from nnx_graph._graph import state as graph_state
+from nnx_graph._graphdef import LEAF, RefDef, VariableDef, walk
 from nnx_graph._state import State, to_flat_state
 from nnx_graph._variables import Variable
 from nnx_graph.transforms._axes import StateAxes
@@ -176,3 +177,39 @@ def place_leaves(leaves: tp.Sequence[tp.Any], shardings: tp.Sequence[tp.Any]) ->
         except (TypeError, ValueError, RuntimeError):
             continue  # e.g. a bare PartitionSpec outside a mesh: jax.jit places it
         leaf._raw_value = placed
+
+
+def check_sharding_aliasing(
+    graphdef: tp.Any,
+    spec_per_node: tp.Sequence[tp.Any],
+    shardings: tp.Sequence[tp.Any],
+    where: str,
+) -> None:
+    """Raise ValueError when a Variable reached through two arguments gets two
+    different ``in_shardings`` (``shardings``: per leaf, from its first path)."""
+    first: dict[int, tuple[int, tuple[tp.Any, ...]]] = {}  # Variable node -> leaf, path
+    leaf = 0
+    for visit in walk(graphdef):
+        record = visit.record
+        if isinstance(record, VariableDef):
+            first[record.node_index] = (leaf, tuple(visit.path[1:]))
+            leaf += 1
+        elif record.tag == LEAF:
+            leaf += 1
+        elif isinstance(record, RefDef) and record.node_index in first:
+            i, first_path = first[record.node_index]
+            path = tuple(visit.path[1:])
+            try:
+                other = _lookup(spec_per_node[path[0]], path[1:], where)
+            except (ValueError, TypeError, AttributeError):
+                continue  # a StateSharding needs the Variable: checked on first use
+            if other != shardings[i]:
+                a, b = format_path(first_path[1:], f"arg{first_path[0]}"), format_path(
+                    path[1:], f"arg{path[0]}"
+                )
+                raise ValueError(
+                    f"{where}: Inconsistent aliasing detected: {a} and {b} are the same "
+                    f"Variable with different shardings ({shardings[i]!r} and {other!r}). "
+                    "Expected one sharding per Variable. Fix: give both arguments the same "
+                    "sharding for it, or pass the object once."
+                )
