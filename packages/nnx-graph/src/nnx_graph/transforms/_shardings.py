@@ -204,8 +204,9 @@ def check_sharding_aliasing(
             except (ValueError, TypeError, AttributeError):
                 continue  # a StateSharding needs the Variable: checked on first use
             if other != shardings[i]:
-                a, b = format_path(first_path[1:], f"arg{first_path[0]}"), format_path(
-                    path[1:], f"arg{path[0]}"
+                a, b = (
+                    format_path(first_path[1:], f"arg{first_path[0]}"),
+                    format_path(path[1:], f"arg{path[0]}"),
                 )
                 raise ValueError(
                     f"{where}: Inconsistent aliasing detected: {a} and {b} are the same "
