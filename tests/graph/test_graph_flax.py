@@ -419,8 +419,9 @@ def test_vars_as_and_with_vars():
         out = fn(d, hijax=False, ref=False, mutable=True)
         assert out is not d and out["w"] is d["w"]  # nothing to change: same Variables
         with pytest.raises(ValueError) as info:
-            fn(d, hijax=True)
+            fn(d, mutable=False)
         assert "model.w (Param) cannot be converted" in str(info.value)
+        assert fn(d, hijax=True)["w"].hijax and not d["w"].hijax  # a converted copy
         assert fn(d, ref=True)["w"].ref and not d["w"].ref  # a converted copy
         assert fn(d, ref=True, only=nnx.BatchStat)["w"] is d["w"]  # nothing selected
     v = nnx.Param(jnp.ones(1))

@@ -268,8 +268,7 @@ def test_older_flag_spellings_map_to_the_flags():
     v = nnx.Param(jnp.ones(1), is_hijax=False, has_ref=True, is_mutable=True)
     assert v.get_metadata(exclude_required=True) == {}
     assert v.ref is True and v.hijax is False
-    with pytest.raises(ValueError, match="hijax=True is not supported"):
-        nnx.Param(jnp.ones(1), is_hijax=True)
+    assert nnx.Param(jnp.ones(1), is_hijax=True).hijax is True
 
 
 # ----------------------------------------------------------------- copies

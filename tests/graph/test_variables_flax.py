@@ -33,11 +33,10 @@ def test_explicit_flags_are_stored_and_shown() -> None:
     assert "ref=True" in repr(v) and "eager_sharding=False" in repr(v)
 
 
-def test_hijax_is_refused_with_a_fix() -> None:
-    with pytest.raises(ValueError, match=r"(?s)hijax=True is not supported.*Fix: drop hijax=True"):
-        nnx.Param(jnp.ones(2), hijax=True)
-    with nnx.var_defaults(hijax=True), pytest.raises(ValueError, match="hijax=True is not"):
-        nnx.Param(jnp.ones(2))
+def test_hijax_flag_from_argument_or_defaults() -> None:
+    assert nnx.Param(jnp.ones(2), hijax=True).hijax is True
+    with nnx.var_defaults(hijax=True):
+        assert nnx.Param(jnp.ones(2)).hijax is True
     assert nnx.Param(jnp.ones(2)).hijax is False
 
 

@@ -419,6 +419,20 @@ DIFFERENCES: tuple[Difference, ...] = (
             "be None."
         ),
     ),
+    Difference(
+        path="variablelib.HijaxVariable",
+        aspect="behaviour",
+        reason=(
+            "not one of the usual categories (lead to confirm): a hijax Variable keeps "
+            "its collection class (type(v) is Param, so type-based filters, GraphDefs and "
+            "every isinstance(x, Variable) hot path are unchanged) instead of becoming a "
+            "separate HijaxVariable class; isinstance(v, HijaxVariable) still tells it apart."
+        ),
+        readme=(
+            "`Variable(..., hijax=True)` keeps its class: `type(v)` is `Param` (not "
+            "`HijaxVariable`); use `v.hijax` or `isinstance(v, nnx.variablelib.HijaxVariable)`."
+        ),
+    ),
 )
 
 

@@ -25,6 +25,7 @@ from nnx_graph._records import (
     VariableDef,
     walk,
 )
+from nnx_graph._variable_meta import set_raw as special_set_raw
 from nnx_graph._variables import Variable, new_variable
 
 __all__ = ["build"]
@@ -118,7 +119,11 @@ def build(
             i = op[2]
             old = old_nodes.get(i) if existing else None
             if old is not None:
-                old._raw_value = leaf._raw_value if isinstance(leaf, Variable) else leaf
+                raw = leaf._raw_value if isinstance(leaf, Variable) else leaf
+                if old._nnx_special:  # a hijax Variable's box takes the value in place
+                    special_set_raw(old, raw)
+                else:
+                    old._raw_value = raw
                 if old._var_metadata != op[3]:
                     old.set_metadata(dict(op[3]))
                 var = old

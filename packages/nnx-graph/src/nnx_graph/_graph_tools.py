@@ -126,9 +126,10 @@ def vars_as(
 
     ``ref=True`` gives converted Variables (same type and metadata) whose value is
     held in a fresh ``jax.new_ref``, updated in place even under ``jax.jit``;
-    ``ref=False`` reads such values back into plain arrays. The originals are not
-    changed. ``hijax=True`` and ``mutable=False`` have no counterpart here and
-    raise a ValueError naming the Variable. A Variable reachable along two paths
+    ``ref=False`` reads such values back into plain arrays; ``hijax=True/False``
+    likewise moves values into (and out of) a JAX hi-type box (see ``Variable``).
+    The originals are not changed. ``mutable=False`` has no counterpart here and
+    raises a ValueError naming the Variable. A Variable reachable along two paths
     would be converted once per path, so it raises too unless
     ``allow_duplicates=True``.
 
@@ -165,6 +166,10 @@ def vars_as(
                 f"nnx.vars_as: Found duplicate at paths:\n  {shown}\nA shared Variable "
                 "would be converted once per path. Fix: pass allow_duplicates=True."
             )
+    if isinstance(node, Variable):  # a Variable on its own (as Flax accepts)
+        return tp.cast(A, to_mode((), node))
+    if type(node) is State:  # (nested States are walked by path, not split as nodes)
+        return tp.cast(A, map_state(to_mode, tp.cast(State, node)))
     gdef, st = split(node)
     return merge(gdef, map_state(to_mode, st))
 

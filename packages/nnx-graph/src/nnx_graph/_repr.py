@@ -31,6 +31,7 @@ from nnx_graph._graphdef import (
     flatten_graph,
     walk,
 )
+from nnx_graph._hijax import unbox
 from nnx_graph._pytree import Dict, List, Pytree
 
 __all__ = ["object_repr", "size_text"]
@@ -87,7 +88,7 @@ def _value_text(value: tp.Any) -> str:
 
 
 def _variable_lines(var: tp.Any, head: str, pad: str) -> tuple[list[str], str, int, int]:
-    value = var._raw_value
+    value = unbox(var._raw_value)  # (a hijax Variable's box: its content)
     if hasattr(value, "get") and not hasattr(value, "shape"):  # an array ref
         value = value[...]
     count, nbytes = int(getattr(value, "size", 0) or 0), int(getattr(value, "nbytes", 0) or 0)

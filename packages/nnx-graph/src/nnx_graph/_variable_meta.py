@@ -10,6 +10,7 @@ import typing as tp
 import jax
 
 from nnx_graph import _errors
+from nnx_graph._hijax import hijax_supported, is_box, new_box, unbox, wrap
 from nnx_graph._traces import _is_top_level, _trace_now, current_trace
 from nnx_graph._values import (
     HOOK_KEYS,
@@ -20,7 +21,7 @@ from nnx_graph._values import (
     var_flags,
 )
 
-__all__ = ["MISSING", "REQUIRED_KEYS", "current_trace", "trace_now"]
+__all__ = ["MISSING", "REQUIRED_KEYS", "current_trace", "trace_now", "unbox", "wrap"]
 
 trace_now = _trace_now  # the current trace token by a C-level call (hot paths)
 
@@ -63,14 +64,22 @@ def flag_default(key: str) -> bool:
 
 def hijax_error(where: str) -> ValueError:
     return ValueError(
-        f"{where}: hijax=True is not supported. nnx Variables are plain Python objects "
-        "that nnx's transforms (and jax.jit with ref=True) thread through JAX; JAX's "
-        "experimental hijax Variable types are not implemented.\n"
-        "Expected: hijax=False (the default).\n"
+        f"{where}: hijax=True is not supported by this JAX version (jax "
+        f"{jax.__version__}): hijax Variables keep their value in the hi-type box of "
+        "jax.experimental.hijax, which it does not provide.\n"
+        "Expected: a JAX with jax._src.hijax.Box, or hijax=False.\n"
         "Found: hijax=True.\n"
         "Fix: drop hijax=True (and nnx.var_defaults(hijax=True)); for a value updated "
         "in place under jax.jit pass ref=True instead."
     )
+
+
+def wrap_value(value: tp.Any, ref: bool, hijax: bool) -> tp.Any:
+    """A new Variable's stored value: in a ``jax.new_ref`` when ``ref``, else in a
+    hi-type box when ``hijax``."""
+    if ref:  # (hijax and ref: the Ref stays unboxed, see _hijax.wrap)
+        return jax.new_ref(value)
+    return new_box(value) if hijax else value
 
 
 def remap_sharding(metadata: dict[str, tp.Any]) -> None:
@@ -139,7 +148,7 @@ def resolve_flags(
     if hijax is None:  # flag_default, inline
         stack = var_flags.hijax
         hijax = stack[-1] if stack else False
-    if hijax:
+    if hijax and not hijax_supported():  # pragma: no cover
         raise hijax_error(f"{type(var).__name__}(...)")
     ref = flags["ref"]
     if ref is None:
@@ -156,12 +165,28 @@ def resolve_flags(
     if metadata and (SHARDING_ALIASES[0] in metadata or SHARDING_ALIASES[1] in metadata):
         remap_sharding(metadata)
     eager = flags["eager_sharding"]
-    return False, ref, None if eager is None else bool(eager)
+    return bool(hijax), ref, None if eager is None else bool(eager)
 
 
 def is_special(metadata: dict[str, tp.Any]) -> bool:
-    """Whether reads/writes must take the general path (a Ref or hooks)."""
-    return bool(metadata.get("ref")) or not _HOOKS.isdisjoint(metadata)
+    """Whether reads/writes must take the general path (a Ref, a box or hooks)."""
+    return bool(metadata.get("ref") or metadata.get("hijax")) or not _HOOKS.isdisjoint(metadata)
+
+
+def special_shape(value: tp.Any) -> tp.Any:
+    """The shape of the value of a Variable taking the general path (a Ref, a box)."""
+    value = unbox(value)
+    return jax.typeof(value).shape if is_array_ref(value) else jax.numpy.shape(value)
+
+
+def set_raw(var: tp.Any, value: tp.Any) -> None:
+    """``set_raw_value`` of a Variable taking the general path: a hijax Variable
+    given a plain value writes it into its box (a box given replaces the box)."""
+    current = var._raw_value
+    if is_box(current) and not is_box(value):
+        current.set(value)
+    else:
+        object.__setattr__(var, "_raw_value", value)
 
 
 # ------------------------------------------------------------------ value access
@@ -184,6 +209,8 @@ def set_at(current: tp.Any, index: tp.Any, value: tp.Any) -> tp.Any:
 
 
 def special_get(var: tp.Any, value: tp.Any, index: tp.Any) -> tp.Any:
+    if is_box(value):
+        value = value.get()
     if is_array_ref(value):
         value = value[...] if index is None else value[index]
     elif index is not None and index is not Ellipsis:
@@ -198,13 +225,23 @@ def special_set(var: tp.Any, value: tp.Any, index: tp.Any) -> None:
     hooks = var._var_metadata.get("on_set_value")
     if hooks:
         value = run_value_hooks(hooks, var, value)
-    current = var._raw_value
+    current = box = var._raw_value
+    if is_box(box):
+        current = box.get()
     if is_array_ref(current):
         current[... if index is None else index] = value
+    elif box is not current:  # a hijax Variable: write the new value into its box
+        box.set(value if index is None else set_at(_copied(current), index, value))
     elif index is None:
         object.__setattr__(var, "_raw_value", value)
     else:
         object.__setattr__(var, "_raw_value", set_at(current, index, value))
+
+
+def _copied(value: tp.Any) -> tp.Any:
+    """A shallow copy of a container value read out of a box (mutated then set back:
+    the box's own object must not change under a running trace)."""
+    return type(value)(value) if isinstance(value, (dict, list)) else value
 
 
 # ---------------------------------------------------------------------- metadata
@@ -300,7 +337,7 @@ def del_metadata(var: tp.Any, name: str) -> None:
 def copy_variable(var: tp.Any, value: tp.Any, copy_ref: bool, updates: dict[str, tp.Any]) -> tp.Any:
     metadata = {**var._var_metadata, **updates}
     if value is MISSING or value is Ellipsis:
-        value = metadata.pop("value", var._raw_value)
+        value = metadata.pop("value", unbox(var._raw_value))
     metadata.pop("value", None)
     if SHARDING_ALIASES[0] in updates or SHARDING_ALIASES[1] in updates:
         remap_sharding(metadata)
@@ -313,21 +350,24 @@ def copy_variable(var: tp.Any, value: tp.Any, copy_ref: bool, updates: dict[str,
 
 def convert_mode(var: tp.Any, requested: dict[str, bool], where: str) -> tp.Any:
     """``var`` in the mode ``requested`` (``hijax``/``ref``/``mutable`` flags), as
-    ``nnx.vars_as`` gives it: ``ref`` converts (a new Variable of the same type and
-    metadata whose value is copied into, or read out of, a fresh ``jax.new_ref``);
-    ``hijax=True`` and ``mutable=False`` have no counterpart here and raise."""
-    for key, default in (("hijax", False), ("mutable", True)):
-        if key in requested and requested[key] != default:
-            raise ValueError(
-                f"nnx.vars_as({key}={requested[key]}): {where} ({type(var).__name__}) "
-                f"cannot be converted: expected a Variable type supporting {key}="
-                f"{requested[key]}, found a Variable with {key}={default} (the only "
-                f"{key} mode here; ref=True/False converts). Fix: drop {key}=, or ask "
-                "for ref=True to hold the value in a jax.new_ref updated in place."
-            )
-    if "ref" in requested and bool(var._var_metadata.get("ref")) != requested["ref"]:
-        return copy_variable(var, MISSING, True, {"ref": requested["ref"]})
-    return var
+    ``nnx.vars_as`` gives it: ``ref`` and ``hijax`` convert (a new Variable of the
+    same type and metadata whose value is copied into, or read out of, a fresh
+    ``jax.new_ref`` or hi-type box); ``mutable=False`` has no counterpart and raises."""
+    if requested.get("mutable", True) is not True:
+        raise ValueError(
+            f"nnx.vars_as(mutable={requested['mutable']}): {where} "
+            f"({type(var).__name__}) cannot be converted: expected a Variable type "
+            "supporting mutable=False, found a Variable with mutable=True (the only "
+            "mutable mode here; ref=True/False and hijax=True/False convert). Fix: drop "
+            "mutable=, or ask for ref=True to hold the value in a jax.new_ref updated "
+            "in place."
+        )
+    updates: dict[str, tp.Any] = {
+        key: bool(requested[key])
+        for key in ("hijax", "ref")
+        if key in requested and bool(var._var_metadata.get(key)) != bool(requested[key])
+    }
+    return copy_variable(var, MISSING, True, updates) if updates else var
 
 
 # ---------------------------------------------------------------------- errors
@@ -345,7 +385,7 @@ def leak_error(var: tp.Any) -> _errors.TraceLeakError:
 
 
 def attribute_error(var: tp.Any, name: str) -> AttributeError:
-    value = var._raw_value
+    value = unbox(var._raw_value)
     return AttributeError(
         f"{type(var).__name__} has no attribute or metadata {name!r}, and its "
         f"value of type {type(value).__name__} has no attribute {name!r} either "
@@ -370,7 +410,7 @@ def shown_metadata(var: tp.Any) -> dict[str, tp.Any]:
 
 def variable_repr(var: tp.Any, value_repr: tp.Callable[[tp.Any], str]) -> str:
     """``Param(value=Array(shape=(2,), dtype=float32), tag='a')``."""
-    value = var._raw_value
+    value = unbox(var._raw_value)
     parts = [f"value={value_repr(value[...] if is_array_ref(value) else value)}"]
     parts += [f"{k}={v!r}" for k, v in sorted(shown_metadata(var).items())]
     return f"{type(var).__name__}({', '.join(parts)})"
@@ -382,6 +422,8 @@ def check_trace(var: tp.Any, action: str) -> None:
     was not created in (Flax: "Cannot mutate ... from a different trace level").
     Called only when the trace tokens differ (see ``nnx_graph._traces``)."""
     created = var._nnx_trace
+    if var._var_metadata.get("hijax"):
+        return  # a box is written through JAX itself, under any trace
     now = current_trace()
     if created is None or now == created or (_is_top_level(now) and _is_top_level(created)):
         return  # e.g. another thread, or a finished top-level context

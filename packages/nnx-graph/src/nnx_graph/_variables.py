@@ -68,7 +68,8 @@ class Variable(tp.Generic[A]):
     Extra keyword arguments become metadata, readable as attributes.
 
     Every Variable also carries three required metadata entries, as in Flax NNX:
-    ``hijax`` (always ``False`` here), ``ref`` (the value is held in a JAX mutable
+    ``hijax`` (the value is held in a JAX hi-type box that plain ``jax.jit``/``grad``
+    thread and update in place, see ``nnx_graph._hijax``), ``ref`` (a JAX mutable
     array reference, ``jax.new_ref``, updated in place, also under ``jax.jit``) and
     ``eager_sharding`` (place an annotated value on the mesh at creation; default
     from :class:`use_eager_sharding`). The sharding annotation is stored under
@@ -77,7 +78,7 @@ class Variable(tp.Generic[A]):
     Arguments:
         value: the value, or a :class:`VariableMetadata` (from :func:`with_metadata`
             or :func:`with_partitioning`) whose metadata and hooks are taken over.
-        hijax: must be ``False`` (JAX's hijax Variables are not supported).
+        hijax: hold the value in a JAX hi-type box; default from :func:`var_defaults`.
         ref: hold the value in a ``jax.new_ref`` reference; default from
             :func:`var_defaults`.
         eager_sharding: ``True`` to require placement at creation (raises without a
@@ -141,8 +142,8 @@ class Variable(tp.Generic[A]):
         metadata["ref"] = ref
         if eager is None:
             metadata["eager_sharding"] = _meta.eager_default()
-        if ref:  # (hooks were seen by _init_slots; a Ref also takes the general path)
-            _set_raw(self, jax.new_ref(self._raw_value))
+        if ref or hijax:  # (hooks were seen by _init_slots; a Ref/box: general path)
+            _set_raw(self, _meta.wrap_value(self._raw_value, ref, hijax))
             _set_special(self, True)
         _set_frozen(self, None)
 
@@ -157,7 +158,7 @@ class Variable(tp.Generic[A]):
     # ------------------------------------------------------------------ flags
     @property
     def hijax(self) -> bool:
-        """Whether this is a JAX hijax Variable (always ``False`` in nnx)."""
+        """Whether the value is held in a JAX hi-type box (see ``nnx_graph._hijax``)."""
         return bool(self._var_metadata.get("hijax", False))
 
     @property
@@ -187,7 +188,7 @@ class Variable(tp.Generic[A]):
     @property
     def raw_value(self) -> A:
         """The held value, without any checks (a ``Ref`` itself when ``ref=True``)."""
-        return self._raw_value
+        return _meta.unbox(self._raw_value) if self._nnx_special else self._raw_value
 
     @raw_value.setter
     def raw_value(self, value: A) -> None:
@@ -292,7 +293,7 @@ class Variable(tp.Generic[A]):
             raise AttributeError(name) from None
         if name in metadata:
             return metadata[name]
-        value = object.__getattribute__(self, "_raw_value")
+        value = _meta.unbox(object.__getattribute__(self, "_raw_value"))
         try:
             return getattr(value, name)
         except AttributeError:
@@ -377,13 +378,13 @@ class Variable(tp.Generic[A]):
 
     def get_raw_value(self) -> A:
         """The held value, without checks (the ``Ref`` itself when ``ref=True``)."""
-        return self._raw_value
+        return _meta.unbox(self._raw_value) if self._nnx_special else self._raw_value
 
     def set_raw_value(self, value: A, *, _unsafe_bypass_check: bool = False) -> None:
         """Replace the held value, without hooks."""
         if not _unsafe_bypass_check and self._nnx_trace is not _trace_now():
             _meta.check_trace(self, "set its value")
-        _set_raw(self, value)
+        _meta.set_raw(self, value) if self._nnx_special else _set_raw(self, value)
 
     def create_value(self, value: A) -> A:
         """Hook for subclasses transforming a value on creation; returns it as is."""
@@ -409,8 +410,6 @@ class Variable(tp.Generic[A]):
         """A Variable holding ``value`` with metadata ``attributes`` as given (no
         hooks run, no placement): how transforms rebuild Variables."""
         metadata = dict(attributes)
-        if metadata.get("hijax"):
-            raise _meta.hijax_error(cls.__name__)
         for key in REQUIRED_KEYS:
             metadata.setdefault(key, _meta.flag_default(key))
         return new_variable(cls, value, metadata)
@@ -432,12 +431,13 @@ class Variable(tp.Generic[A]):
     @property
     def shape(self) -> tuple[int, ...]:
         value: tp.Any = self._raw_value
-        return tuple(np.shape(value) if not self._nnx_special else jax.typeof(value).shape)
+        return tuple(np.shape(value) if not self._nnx_special else _meta.special_shape(value))
 
     @property
     def dtype(self) -> tp.Any:
-        dtype = getattr(self._raw_value, "dtype", None)
-        return np.asarray(self._raw_value).dtype if dtype is None else dtype
+        value = self._raw_value if not self._nnx_special else self.get_value()
+        dtype = getattr(value, "dtype", None)
+        return np.asarray(value).dtype if dtype is None else dtype
 
     @property
     def size(self) -> int:
@@ -452,7 +452,7 @@ class Variable(tp.Generic[A]):
 
     # ------------------------------------------------------------------ repr
     def _describe(self) -> str:
-        value = self._raw_value
+        value = _meta.unbox(self._raw_value)
         shape = getattr(value, "shape", None)
         dtype = getattr(value, "dtype", None)
         if shape is not None:
@@ -492,11 +492,12 @@ _set_trace = tp.cast(tp.Any, Variable.__dict__["_nnx_trace"]).__set__
 
 
 def _init_slots(var: Variable[tp.Any], value: tp.Any, metadata: dict[str, tp.Any]) -> None:
-    _set_raw(var, value)
+    special = _meta.is_special(metadata)
+    _set_raw(var, _meta.wrap(value, metadata) if special else value)
     _set_metadata(var, metadata)
     _set_observed(var, False)
     _set_frozen(var, None)
-    _set_special(var, _meta.is_special(metadata))
+    _set_special(var, special)
     _set_trace(var, _trace_now())
 
 

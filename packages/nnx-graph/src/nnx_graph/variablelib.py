@@ -16,6 +16,7 @@ from __future__ import annotations
 import typing as tp
 
 from nnx_graph import _variables
+from nnx_graph._hijax import HijaxVariable
 from nnx_graph._sharding import use_eager_sharding, using_eager_sharding
 from nnx_graph._variable_names import (
     AbstractVariable,
@@ -32,6 +33,7 @@ A = tp.TypeVar("A")
 __all__ = [
     "A",
     "AbstractVariable",
+    "HijaxVariable",
     "VarDefaults",
     "register_variable_name",
     "use_eager_sharding",

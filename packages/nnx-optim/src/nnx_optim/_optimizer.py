@@ -161,6 +161,8 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
         self.wrt = wrt
         self.step = OptState(jnp.array(0, dtype=jnp.uint32))
         params = nnx_graph.state(model, wrt)
+        if any(getattr(v, "hijax", False) for v in params.flat_state().leaves):
+            params = nnx_graph.vars_as(params, hijax=False)  # optax sees plain values
         opt_state, layout = to_graph_form(to_opt_state(tx.init(params)))
         self.opt_state = opt_state
         self._opt_state_layout = layout
@@ -267,7 +269,7 @@ class Optimizer(nnx_graph.Pytree, tp.Generic[M]):
                 "nnx.ModelAndOptimizer(model, tx, wrt=...) (or nnx.Optimizer(model, tx) "
                 "without wrt) to call optimizer.update(grads)."
             )
-        if not (_is_graph_node(model) or isinstance(model, (tuple, list, dict))):
+        if not (_is_graph_node(model) or isinstance(model, (tuple, list, dict, nnx_graph.State))):
             raise TypeError(
                 f"Optimizer.update expected a Module as `model`, found "
                 f"{type(model).__name__}.\nFix: optimizer.update(model, grads)."

@@ -33,6 +33,7 @@ import jax
 
 from nnx_graph._errors import TraceLeakError, format_path
 from nnx_graph._graphdef import LEAF, GraphDef, VariableDef, build, flatten_graph, walk
+from nnx_graph._hijax import lower_boxes
 from nnx_graph._pytree import Dict, List, Pytree
 from nnx_graph._variables import Variable, _leaked_tracer
 from nnx_graph.transforms._modes import Mode, check_inputs, check_outputs
@@ -401,6 +402,7 @@ class Bridge:
         keys = self.leaf_keys
         origins = tuple(keys.get(_leaf_key(leaf, inner), -1) for leaf in flat.leaves)
         structure = Structure(flat.graphdef, existing, len(out_nodes), origins)
+        values = lower_boxes(values)  # hijax Variables' boxes: their values
         return Exit(out_tree, values, flat.leaves, Outcome(None, structure))
 
     def _check_outputs(self, trace: Trace, out_nodes: tp.Sequence[tp.Any]) -> None:
