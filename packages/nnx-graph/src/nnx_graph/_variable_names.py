@@ -230,7 +230,8 @@ class VarDefaultsContext:
 def var_defaults(*, hijax: bool | None = None, ref: bool | None = None, **legacy: bool) -> tp.Any:
     """Read or set the default Variable flags, as a function, a context manager or
     a decorator. ``ref=True`` makes new Variables hold their values in JAX
-    references; ``hijax=True`` is not supported (Variables then raise ValueError).
+    references; ``hijax=True`` makes them hold their values in JAX hi-type boxes
+    (updated in place through plain ``jax.jit``/``jax.grad``).
 
     Example::
 
@@ -264,9 +265,9 @@ class AbstractVariable(tp.Generic[A]):
     """The abstract type of a Variable: its class plus, optionally, the pytree
     structure and abstract leaves (``jax.ShapeDtypeStruct``/avals) of its value.
 
-    In Flax this is the JAX type of a hijax Variable inside a trace; nnx has no
-    hijax Variables, so here it is a plain, hashable description, e.g. for caching
-    by Variable type and shape.
+    In Flax this is the JAX type of a hijax Variable inside a trace; an nnx hijax
+    Variable is traced as a Variable around a JAX box instead, so here it is a
+    plain, hashable description, e.g. for caching by Variable type and shape.
 
     Example::
 
@@ -307,7 +308,7 @@ class AbstractVariable(tp.Generic[A]):
 
     @property
     def hijax(self) -> bool:
-        """Always ``False``: nnx has no hijax Variables."""
+        """Always ``False``: a description, not a traced hijax Variable."""
         return False
 
     @property
@@ -338,8 +339,8 @@ def _abstract_only(name: str) -> tp.Callable[..., tp.Any]:
     def method(self: AbstractVariable[tp.Any], *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
         raise TypeError(
             f"AbstractVariable.{name}: {self!r} describes a Variable type; it holds no "
-            f"value. In Flax, {name} acts on traced hijax Variables, which nnx does not "
-            "have.\nExpected: a Variable.\nFix: call "
+            f"value. In Flax, {name} acts on traced hijax Variables; in nnx those are "
+            "Variables.\nExpected: a Variable.\nFix: call "
             f"{name} on a Variable (e.g. one built with abstract.from_metadata(value, "
             "metadata))."
         )
