@@ -241,3 +241,24 @@ def test_immutable_mode_still_refused_with_a_fix() -> None:
     msg = str(info.value)
     assert "model.w (Param) cannot be converted" in msg and "mutable=False" in msg
     assert "Fix:" in msg
+
+
+def test_nnx_grad_over_hijax_parameters_explains_the_fix() -> None:
+    with nnx.var_defaults(hijax=True):
+        model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+
+    def loss(m: nnx.Linear) -> jax.Array:
+        return jnp.mean(m(jnp.ones((3, 2))) ** 2)
+
+    with pytest.raises(ValueError) as info:
+        nnx.grad(loss)(model)
+    msg = str(info.value)
+    assert "nnx.grad: arg0." in msg and "is a hijax Variable" in msg
+    assert "Expected: differentiated Variables with hijax=False" in msg
+    assert "nnx.vars_as(params, hijax=False)" in msg
+    # the suggested plain view works and leaves the hijax model as it was
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    grads = jax.grad(lambda p: loss(nnx.merge(graphdef, p, rest)))(
+        nnx.vars_as(params, hijax=False)
+    )
+    assert grads["kernel"].shape == (2, 1) and model.kernel.hijax

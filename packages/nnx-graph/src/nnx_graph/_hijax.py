@@ -107,6 +107,26 @@ def lower_boxes(values: list[tp.Any]) -> list[tp.Any]:
     return [v.get() if is_box(v) else v for v in values]
 
 
+def reject_differentiated(
+    name: str, values: tp.Sequence[tp.Any], describe: tp.Callable[[int], str]
+) -> None:
+    """Raise a ValueError naming the first differentiated value that is a box (a
+    hijax Variable's): called after a JAX differentiation failed, to explain it."""
+    for i, value in enumerate(values):
+        if is_box(value):
+            raise ValueError(
+                f"nnx.{name}: {describe(i)} is a hijax Variable, and JAX cannot "
+                "differentiate through the hi-type box holding its value (jax "
+                f"{jax.__version__} has no derivative rules for box reads and writes).\n"
+                "Expected: differentiated Variables with hijax=False.\n"
+                "Found: hijax=True.\n"
+                "Fix: differentiate a plain view, e.g. graphdef, params, rest = "
+                "nnx.split(model, nnx.Param, ...); grads = jax.grad(lambda p: "
+                "loss(nnx.merge(graphdef, p, rest)))(nnx.vars_as(params, hijax=False)); "
+                "or create the parameters without hijax=True."
+            )
+
+
 class _HijaxMeta(type):
     def __instancecheck__(cls, instance: object) -> bool:
         from nnx_graph._variables import Variable

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from nnx_graph._filters import to_predicate
 from nnx_graph._graph import state as graph_state
+from nnx_graph._hijax import reject_differentiated
 from nnx_graph._state import from_flat_state, to_flat_state
 from nnx_graph._variables import Param, Variable
 from nnx_graph.transforms._bridge import fill_tree, is_hole, is_node, split_tree
@@ -263,7 +264,12 @@ def _grad_impl(
         grad_fn = jax.value_and_grad(
             pure, argnums=(0, 1), has_aux=True, holomorphic=holomorphic, allow_int=allow_int
         )
-        (value, (aux_tree, updates)), (diff_grads, plain_grads) = grad_fn(*diff.primals())
+        try:
+            (value, (aux_tree, updates)), (diff_grads, plain_grads) = grad_fn(*diff.primals())
+        except Exception:  # explain a hijax Variable's box, if that was the cause
+            describe = diff.lifted.bridge.describe_leaf
+            reject_differentiated(name, diff.primals()[0], lambda i: describe(diff.index[i]))
+            raise
         aux = diff.lifted.write_back(aux_tree, updates)
         grads_by_arg = {
             argnum: (
