@@ -258,7 +258,24 @@ def test_nnx_grad_over_hijax_parameters_explains_the_fix() -> None:
     assert "nnx.vars_as(params, hijax=False)" in msg
     # the suggested plain view works and leaves the hijax model as it was
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    grads = jax.grad(lambda p: loss(nnx.merge(graphdef, p, rest)))(
-        nnx.vars_as(params, hijax=False)
-    )
+    grads = jax.grad(lambda p: loss(nnx.merge(graphdef, p, rest)))(nnx.vars_as(params, hijax=False))
     assert grads["kernel"].shape == (2, 1) and model.kernel.hijax
+
+
+def test_nnx_update_writes_into_the_box() -> None:
+    with nnx.var_defaults(hijax=True):
+        model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+    plain = nnx.vars_as(nnx.state(model), hijax=False)
+    nnx.update(model, {"bias": jnp.ones(3), "kernel": jnp.ones((2, 3))})
+    assert model.bias.hijax and isinstance(model.bias, HijaxVariable)
+    np.testing.assert_allclose(model.bias[...], np.ones(3))
+    nnx.update(model, plain)  # a hijax=False State: values only, the flag stays
+    assert model.bias.hijax
+    np.testing.assert_allclose(model.bias[...], np.zeros(3))
+
+    @jax.jit
+    def bump(m: nnx.Linear) -> None:
+        m.bias[...] += 2.0
+
+    bump(model)  # still threaded by plain jax.jit after the updates
+    np.testing.assert_allclose(model.bias[...], np.full(3, 2.0))

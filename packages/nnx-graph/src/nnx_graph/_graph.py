@@ -53,6 +53,7 @@ from nnx_graph._state import (
     from_flat_state,
     map_state,
 )
+from nnx_graph._variable_meta import update_hijax
 from nnx_graph._variables import Variable
 
 __all__ = [
@@ -360,7 +361,9 @@ def update(node: tp.Any, state: tp.Any, /, *states: tp.Any) -> None:
             "nnx.List index). Nothing was updated.",
         )
     for target, value in writes:
-        if isinstance(value, Variable):
+        if getattr(target, "_nnx_special", False) and target.hijax:
+            update_hijax(target, value)  # into its box; it stays a hijax Variable
+        elif isinstance(value, Variable):
             target._raw_value = value._raw_value
             if isinstance(target, Variable) and value._var_metadata != target._var_metadata:
                 target.set_metadata(dict(value._var_metadata))

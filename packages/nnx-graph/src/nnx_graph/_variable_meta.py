@@ -208,6 +208,21 @@ def set_at(current: tp.Any, index: tp.Any, value: tp.Any) -> tp.Any:
     return current
 
 
+def update_hijax(var: tp.Any, value: tp.Any) -> None:
+    """``nnx.update`` of hijax Variable ``var`` from ``value`` (a Variable or a raw
+    value): the value goes into ``var``'s box, other metadata is taken over, and
+    ``var`` keeps ``hijax=True`` (and its ``ref`` flag)."""
+    if not hasattr(value, "_var_metadata"):
+        set_raw(var, unbox(value))
+        return
+    set_raw(var, unbox(value._raw_value))
+    if value._var_metadata != var._var_metadata:
+        metadata = dict(value._var_metadata)
+        metadata["hijax"], metadata["ref"] = True, bool(var._var_metadata.get("ref"))
+        object.__setattr__(var, "_var_metadata", metadata)
+        var._metadata_changed()
+
+
 def special_get(var: tp.Any, value: tp.Any, index: tp.Any) -> tp.Any:
     if is_box(value):
         value = value.get()
