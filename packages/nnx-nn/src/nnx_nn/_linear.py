@@ -141,7 +141,9 @@ class Linear(nnx_graph.Module):
     def __call__(self, inputs: Array, out_sharding: tp.Any = None) -> Array:
         """Apply the layer to ``inputs`` of shape ``(..., in_features)``."""
         inputs = jnp.asarray(inputs)
-        check_axis_size(self, inputs, -1, self.in_features, "in_features")
+        # the kernel's own first axis, not the configured in_features: inside
+        # nnx.shard_map a kernel sharded on that axis is the per-device slice
+        check_axis_size(self, inputs, -1, self.kernel.shape[0], "in_features")
         bias = self.bias[...] if self.bias is not None else None
         inputs, kernel, bias = self.promote_dtype(
             (inputs, self.kernel[...], bias), dtype=self.dtype
