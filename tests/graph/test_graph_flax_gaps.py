@@ -120,6 +120,24 @@ def test_jax_only_pytree_as_split_root() -> None:
     assert type(back) is Pair and float(back.z_param.value) == 10.0
 
 
+def test_nested_pytrees_inside_a_jax_only_pytree_are_state_not_static() -> None:
+    # a State of States (what nnx.state returns for nested Modules) and a dataclass
+    # inside a dataclass: the inner values are state, never frozen into the GraphDef
+    inner = nnx.State({"k": nnx.Param(jnp.ones(2))})
+    outer = nnx.State({"inner": inner, "b": nnx.Param(jnp.zeros(1))})
+    graphdef, state = nnx.split(outer)
+    assert sorted(state.flat_state().paths) == [("b",), ("inner", "k")]
+    assert len(jax.tree.leaves(state)) == 2
+    back = nnx.merge(graphdef, state)
+    assert isinstance(back["inner"], nnx.State)
+    assert back["inner"]["k"].value.tolist() == [1.0, 1.0]
+
+    nested = Pair(Pair(nnx.Param(jnp.array(1.0)), jnp.array(2.0)), "label")
+    graphdef, state = nnx.split(nested)
+    assert sorted(state.flat_state().paths) == [("z_param", "a_value"), ("z_param", "z_param")]
+    assert nnx.merge(graphdef, state).a_value == "label"
+
+
 def test_jax_only_pytree_with_state_on_undeclared_attribute_still_raises() -> None:
     class Undeclared(nnx.Module):
         def __init__(self) -> None:

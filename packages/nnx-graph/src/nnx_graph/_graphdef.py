@@ -309,6 +309,18 @@ def _container_items(value: tp.Any) -> tuple[tuple[tp.Any, ...], list[tuple[tp.A
 _REBUILDABLE = (tuple, list, dict, OrderedDict)
 
 
+def _pytree_child_mode(value: tp.Any) -> int:
+    """How a child of a JAX-only pytree (or State) is walked: 1 when it is data, 2
+    when it is itself a JAX pytree holding data (a nested State, a dataclass in a
+    dataclass: traversed, not frozen into the GraphDef), else 0 (static)."""
+    if has_data(value):
+        return 1
+    if value is None or kind_of(value) != KIND_OTHER or not register_jax_pytree(value):
+        return 0
+    leaves = jax.tree.leaves(value, is_leaf=lambda x: kind_of(x) == KIND_VARIABLE)
+    return 2 if any(has_data(leaf) for leaf in leaves) else 0
+
+
 def flatten_graph(
     root: tp.Any,
     *,
@@ -391,7 +403,7 @@ def flatten_graph(
         if PYTREE_REGISTRY and type(value) in PYTREE_REGISTRY:
             pairs = PYTREE_REGISTRY[type(value)].flatten(value)[0]
             frame = _Frame(CONTAINER, value, -2, key, [], owner, attr, sub)
-            frame.items = [(k, v, 1 if has_data(v) else 0) for k, v in pairs]
+            frame.items = [(k, v, _pytree_child_mode(v)) for k, v in pairs]
             frame.keys = tuple(k for k, _ in pairs)
             stack.append(frame)
             return None
