@@ -14,6 +14,12 @@ import pytest
 
 import nnx
 from nnx.variablelib import HijaxVariable
+from nnx_graph._hijax import hijax_supported
+
+pytestmark = pytest.mark.skipif(
+    not hijax_supported(),
+    reason=f"jax {jax.__version__} has no jax._src.hijax.Box (hijax Variables need it)",
+)
 
 
 def test_construct_read_write_and_metadata() -> None:

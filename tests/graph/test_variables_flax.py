@@ -12,6 +12,7 @@ import pytest
 import nnx_graph as nnx
 from nnx_graph import variablelib
 from nnx_graph._errors import TraceContextError
+from nnx_graph._hijax import hijax_supported
 
 REQUIRED = {"hijax": False, "ref": False, "eager_sharding": True}
 
@@ -33,11 +34,21 @@ def test_explicit_flags_are_stored_and_shown() -> None:
     assert "ref=True" in repr(v) and "eager_sharding=False" in repr(v)
 
 
+@pytest.mark.skipif(not hijax_supported(), reason="this JAX has no jax._src.hijax.Box")
 def test_hijax_flag_from_argument_or_defaults() -> None:
     assert nnx.Param(jnp.ones(2), hijax=True).hijax is True
     with nnx.var_defaults(hijax=True):
         assert nnx.Param(jnp.ones(2)).hijax is True
     assert nnx.Param(jnp.ones(2)).hijax is False
+
+
+@pytest.mark.skipif(hijax_supported(), reason="this JAX provides the hijax box")
+def test_hijax_without_the_jax_box_raises_with_the_fix() -> None:
+    with pytest.raises(ValueError) as info:
+        nnx.Param(jnp.ones(2), hijax=True)
+    message = str(info.value)
+    assert "hijax=True is not supported by this JAX version" in message
+    assert jax.__version__ in message
 
 
 def test_flags_cannot_be_given_twice() -> None:
