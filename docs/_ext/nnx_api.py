@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import pkgutil
 import re
 import types
 import typing as tp
@@ -38,11 +39,24 @@ def _public_names(module: types.ModuleType) -> list[str]:
     return [n for n in names if n != "__version__" and hasattr(module, n)]
 
 
+def _load_public_submodules(package: str) -> None:
+    """Import every public submodule of ``package`` up front: the packages load some
+    of them on first access, and the page must not depend on what happened to be
+    imported before it was rendered (an object would be described twice)."""
+    root = importlib.import_module(package)
+    for info in pkgutil.walk_packages(root.__path__, f"{package}."):
+        if not any(part.startswith("_") for part in info.name.split(".")[1:]):
+            importlib.import_module(info.name)
+    for name in dir(root):  # lazily loaded attributes (``nnx.graphlib``, ...)
+        if not name.startswith("_"):
+            getattr(root, name)
+
+
 def _submodules(module: types.ModuleType) -> list[tuple[str, types.ModuleType]]:
     """Public submodules reachable as attributes of ``module`` and defined under the
     same top-level package (``nnx.nn`` may live in ``nnx_nn``: also accepted)."""
     found = []
-    for name in sorted(vars(module)):
+    for name in sorted(dir(module)):
         value = getattr(module, name)
         if name.startswith("_") or not isinstance(value, types.ModuleType):
             continue
@@ -74,6 +88,8 @@ def _canonical() -> dict[int, str]:
             for name, sub in _submodules(module):
                 visit(sub, f"{dotted}.{name}", depth + 1)
 
+    for package in CANONICAL_ORDER:
+        _load_public_submodules(package)
     for package in CANONICAL_ORDER:
         visit(importlib.import_module(package), package, 0)
     return where
