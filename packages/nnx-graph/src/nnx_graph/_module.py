@@ -11,7 +11,7 @@ from nnx_graph._graph import merge, split
 from nnx_graph._graph_iter import iter_graph
 from nnx_graph._graph_modes import is_tree_mode, not_a_pytree_error
 from nnx_graph._module_base import AttributesNotFoundError as AttributesNotFoundError
-from nnx_graph._module_base import _not_found
+from nnx_graph._module_base import _not_found, assign_attributes
 from nnx_graph._paths import sorted_keys
 from nnx_graph._pytree import Dict, List, Module, Pytree, is_graph_node
 from nnx_graph._variables import Variable
@@ -174,16 +174,7 @@ def with_attributes(
         (False, True)
     """
     new = merge(*split(node))
-    predicate = to_predicate(only)
-    unused = set(attributes)
-    for path, module in iter_modules(new):
-        if not predicate(path, module):
-            continue
-        for name, value in attributes.items():
-            if hasattr(module, name) and not callable(getattr(type(module), name, None)):
-                if getattr(module, name) is not value:
-                    setattr(module, name, value)
-                unused.discard(name)
+    unused = assign_attributes(iter_modules(new), to_predicate(only), attributes)
     if unused and raise_if_not_found:
         raise _not_found("nnx.with_attributes", type(node).__name__, unused)
     return new

@@ -50,6 +50,25 @@ def _not_found(fn: str, owner: str, names: tp.Iterable[str]) -> AttributesNotFou
     )
 
 
+def assign_attributes(
+    modules: tp.Iterable[tuple[tp.Any, tp.Any]],
+    predicate: tp.Callable[[tp.Any, tp.Any], bool] | None,
+    attributes: dict[str, tp.Any],
+) -> set[str]:
+    """Set each of ``attributes`` on every selected Module (``(path, module)`` pairs)
+    that already has it as a non-method attribute; the names no Module had."""
+    remaining = set(attributes)
+    for path, module in modules:
+        if predicate is not None and not predicate(path, module):
+            continue
+        for name, value in attributes.items():
+            if hasattr(module, name) and not callable(getattr(type(module), name, None)):
+                if getattr(module, name) is not value:
+                    setattr(module, name, value)
+                remaining.discard(name)
+    return remaining
+
+
 def _tuple_reduce(xs: tuple[tp.Any, ...], x: tp.Any) -> tuple[tp.Any, ...]:
     return (*xs, x)
 
@@ -194,15 +213,7 @@ class Module(Pytree):
         from nnx_graph._module import iter_modules  # the graph layer sits above
 
         predicate = to_predicate(filters) if filters else None
-        remaining = set(attributes)
-        for path, module in iter_modules(self):
-            if predicate is not None and not predicate(path, module):
-                continue
-            for name, value in attributes.items():
-                if hasattr(module, name) and not callable(getattr(type(module), name, None)):
-                    if getattr(module, name) is not value:
-                        setattr(module, name, value)
-                    remaining.discard(name)
+        remaining = assign_attributes(iter_modules(self), predicate, attributes)
         if remaining and raise_if_not_found:
             raise _not_found("set_attributes", type(self).__name__, remaining)
 

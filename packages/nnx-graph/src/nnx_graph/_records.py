@@ -216,15 +216,7 @@ class GraphDef(tp.Generic[M]):
     ) -> GraphDef[tp.Any]:
         """The GraphDef of a record tree (what ``split`` builds; no checks)."""
         self: GraphDef[tp.Any] = object.__new__(cls)
-        # (inlined _setup: this runs on every split)
-        self._record = record
-        self._hash = hash(record)
-        self._leaf_paths = leaf_paths
-        self._plan = None
-        self._external = ()
-        self._outer = None
-        self.num_leaves = num_leaves
-        self.num_nodes = num_nodes
+        self._setup(record, num_leaves, num_nodes, leaf_paths)
         return self
 
     def _setup(
